@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * utrace's BPF side: one entry and one return program, attached through
+ * uprobe_multi links to every traced function with the function id as the
+ * attach cookie. They keep a per-thread shadow stack, apply the depth and
+ * time filters, and stream events through a ring buffer. Names never reach
+ * BPF; drops are counted, never silent.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include "utrace.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Set by userspace between open and load; the verifier then prunes the
+ * branches they disable. */
+const volatile __u32 max_depth = 0xffff; /* entries deeper than this are not sent */
+const volatile __u64 min_duration_ns = 0; /* 0: no time filter */
+const volatile __u64 wakeup_bytes = 256 * 1024; /* wake the reader past this backlog */
+
+/* Keep the generated skeleton carrying the event layout for Rust. */
+struct event _event = {};
+enum event_kind _event_kind = EV_ENTRY;
+
+struct frame {
+	__u64 ts;
+	__u64 sp;   /* stack pointer at entry: where the return address lives */
+	__u32 func;
+	__u32 pad;
+};
+
+struct thread_state {
+	__u32 depth;   /* traced calls open on this thread */
+	__u32 emitted; /* with a time filter: frames below this have sent their entry */
+	struct frame frames[MAX_FRAMES];
+};
+
+/* Task storage lives and dies with the thread: no table to fill up, nothing
+ * to clean when a thread exits, however many threads a run creates. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct thread_state);
+} threads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024); /* resized by userspace before load */
+} events SEC(".maps");
+
+/* Failed ring-buffer reservations and lost thread state, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} drops SEC(".maps");
+
+enum { DROP_RINGBUF = 0, DROP_NOSTATE = 1 };
+
+static __always_inline void count_drop(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&drops, &which);
+
+	if (n)
+		*n += 1;
+}
+
+static __always_inline void emit(__u8 kind, __u32 func, __u64 ts, __u32 depth)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (!e) {
+		count_drop(DROP_RINGBUF);
+		return;
+	}
+	e->ts = ts;
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->func = func;
+	e->depth = depth;
+	e->kind = kind;
+	e->flags = 0;
+	/* A wakeup per event doubles the cost of a traced call: the reader
+	 * polls on a short timer and is only woken when a backlog builds. */
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, flags);
+}
+
+/* The mask is in asm because clang drops a C mask after the caller's own
+ * range check, and the verifier then sees an unbounded index. */
+static __always_inline struct frame *frame_at(struct thread_state *s, __u64 i)
+{
+	asm volatile("%0 &= %1" : "+r"(i) : "i"(MAX_FRAMES - 1));
+	return &s->frames[i];
+}
+
+static __always_inline struct thread_state *state(void)
+{
+	struct thread_state *s;
+
+	s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!s)
+		count_drop(DROP_NOSTATE);
+	return s;
+}
+
+/* Frames whose return was never seen (longjmp, exceptions, a lost
+ * return probe) sit below the stack pointer of a live call. Drop them so
+ * depth stays exact; userspace closes them as unwound when the next event
+ * of the thread carries the lower depth. */
+static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp)
+{
+	for (int i = 0; i < MAX_FRAMES; i++) {
+		__u32 d = s->depth;
+
+		if (d == 0 || d > MAX_FRAMES)
+			break;
+		if (frame_at(s, d - 1)->sp >= sp)
+			break;
+		s->depth = d - 1;
+	}
+	if (s->emitted > s->depth)
+		s->emitted = s->depth;
+}
+
+SEC("uprobe.multi")
+int BPF_UPROBE(on_entry)
+{
+	__u32 func = bpf_get_attach_cookie(ctx);
+	__u64 now = bpf_ktime_get_ns();
+	__u64 sp = PT_REGS_SP(ctx);
+	struct thread_state *s = state();
+	__u32 d;
+
+	if (!s)
+		return 0;
+	/* Strictly below: a tail call enters with its caller's sp. */
+	drop_dead_frames(s, sp);
+	d = s->depth;
+	s->depth = d + 1;
+	if (d < MAX_FRAMES) {
+		struct frame *f = frame_at(s, d);
+
+		f->ts = now;
+		f->sp = sp;
+		f->func = func;
+	}
+	if (d > max_depth || min_duration_ns)
+		return 0;
+	emit(EV_ENTRY, func, now, d);
+	return 0;
+}
+
+/* With a time filter, entries are held back until a call proves long
+ * enough; an ancestor of a long call is longer still, so its entry is sent
+ * (with its original timestamp) before the child's. */
+static __always_inline void emit_held_entries(struct thread_state *s, __u32 d)
+{
+	for (int i = 0; i < MAX_FRAMES; i++) {
+		__u32 k = s->emitted;
+		struct frame *f;
+
+		if (k > d || k >= MAX_FRAMES)
+			break;
+		f = frame_at(s, k);
+		if (k <= max_depth)
+			emit(EV_ENTRY, f->func, f->ts, k);
+		s->emitted = k + 1;
+	}
+}
+
+SEC("uretprobe.multi")
+int BPF_URETPROBE(on_exit)
+{
+	__u32 func = bpf_get_attach_cookie(ctx);
+	__u64 now = bpf_ktime_get_ns();
+	/* After `ret` the stack pointer is one slot above the entry's. */
+	__u64 entry_sp = PT_REGS_SP(ctx) - 8;
+	struct thread_state *s = state();
+	__u32 d;
+
+	if (!s)
+		return 0;
+	drop_dead_frames(s, entry_sp);
+	d = s->depth;
+	if (d == 0)
+		return 0; /* entered before we attached */
+	d -= 1;
+	s->depth = d;
+	if (d > max_depth)
+		return 0;
+	if (min_duration_ns && d < MAX_FRAMES) {
+		struct frame *f = frame_at(s, d);
+
+		if (d >= s->emitted && now - f->ts < min_duration_ns)
+			return 0;
+		emit_held_entries(s, d);
+		s->emitted = d;
+	}
+	emit(EV_EXIT, func, now, d);
+	return 0;
+}

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one interface between the BPF programs and userspace. Rust never
+ * re-declares these: it uses the types libbpf-cargo generates from the
+ * skeleton (`types::event`, `types::event_kind`), so a change here is a
+ * compile error on the Rust side rather than a silent layout mismatch.
+ */
+#ifndef UTRACE_H
+#define UTRACE_H
+
+/* Frames kept per thread with timestamp and stack pointer. Deeper calls are
+ * still counted (depth stays exact) but cannot be time-filtered or checked
+ * against the stack pointer. */
+#define MAX_FRAMES 128
+
+enum event_kind {
+	EV_ENTRY = 1,
+	EV_EXIT = 2,
+};
+
+/* 24 bytes; the ring buffer adds an 8-byte header per record. */
+struct event {
+	__u64 ts;    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC, ns */
+	__u32 pid;   /* thread group id, as userspace sees it */
+	__u32 tid;
+	__u32 func;  /* function id: the attach cookie */
+	__u16 depth; /* 0 for an outermost traced call; an exit carries its entry's depth */
+	__u8 kind;   /* enum event_kind */
+	__u8 flags;  /* reserved */
+};
+
+#endif

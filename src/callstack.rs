@@ -1,0 +1,190 @@
+//! Pairs raw entry/exit events into calls, per thread, with a shadow stack.
+//!
+//! BPF sends each event with the depth it happened at, so the pairing
+//! resynchronises on every event: frames deeper than an incoming event were
+//! left without a return (longjmp, exception unwinding, a lost event) and are
+//! closed as `End::Unwound` at that event's time. Exits whose entry was never
+//! seen (lost, or entered before attach) are counted as orphans, not shown.
+
+use std::collections::HashMap;
+
+use crate::model::{Call, End, Event, EventKind};
+
+struct Open {
+    func: u32,
+    entry_ts: u64,
+    child_ns: u64,
+}
+
+#[derive(Default)]
+struct Thread {
+    pid: u32,
+    frames: Vec<Open>,
+}
+
+#[derive(Default)]
+pub struct CallStacks {
+    threads: HashMap<u32, Thread>,
+    /// Exits that matched no open call.
+    pub orphan_exits: u64,
+    /// Calls closed without their own return.
+    pub unwound: u64,
+    /// Threads seen over the whole trace.
+    pub threads_seen: u64,
+}
+
+impl CallStacks {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds one raw event; paired calls go to `out` in order.
+    pub fn push(&mut self, ev: &Event, out: &mut impl FnMut(&Call)) {
+        let thread = match self.threads.get_mut(&ev.tid) {
+            Some(t) => t,
+            None => {
+                self.threads_seen += 1;
+                self.threads.entry(ev.tid).or_default()
+            }
+        };
+        thread.pid = ev.pid;
+        let depth = ev.depth as usize;
+        match ev.kind {
+            EventKind::Entry => {
+                self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::Unwound, out);
+                let depth = thread.frames.len() as u32;
+                thread.frames.push(Open { func: ev.func, entry_ts: ev.ts, child_ns: 0 });
+                out(&Call::Enter { pid: ev.pid, tid: ev.tid, func: ev.func, depth, ts: ev.ts });
+            }
+            EventKind::Exit => {
+                self.unwound += close_above(thread, ev.tid, depth + 1, ev.ts, End::Unwound, out);
+                if thread.frames.len() == depth + 1 && thread.frames[depth].func == ev.func {
+                    close_top(thread, ev.tid, ev.ts, End::Returned, out);
+                } else {
+                    self.orphan_exits += 1;
+                }
+            }
+        }
+    }
+
+    /// Ends the trace at `ts`: every call still open is closed as `End::Open`.
+    pub fn finish(&mut self, ts: u64, out: &mut impl FnMut(&Call)) {
+        let mut tids: Vec<u32> = self.threads.keys().copied().collect();
+        tids.sort_unstable();
+        for tid in tids {
+            if let Some(thread) = self.threads.get_mut(&tid) {
+                close_above(thread, tid, 0, ts, End::Open, out);
+            }
+        }
+        self.threads.clear();
+    }
+
+    /// Forgets a thread that exited (its open calls are closed as unwound).
+    pub fn thread_exited(&mut self, tid: u32, ts: u64, out: &mut impl FnMut(&Call)) {
+        if let Some(mut thread) = self.threads.remove(&tid) {
+            self.unwound += close_above(&mut thread, tid, 0, ts, End::Unwound, out);
+        }
+    }
+}
+
+/// Closes frames until at most `keep` remain; returns how many it closed.
+fn close_above(thread: &mut Thread, tid: u32, keep: usize, ts: u64, end: End, out: &mut impl FnMut(&Call)) -> u64 {
+    let mut closed = 0;
+    while thread.frames.len() > keep {
+        close_top(thread, tid, ts, end, out);
+        closed += 1;
+    }
+    closed
+}
+
+fn close_top(thread: &mut Thread, tid: u32, ts: u64, end: End, out: &mut impl FnMut(&Call)) {
+    let Some(open) = thread.frames.pop() else { return };
+    // An unwound frame may be closed by an event stamped before its own
+    // entry on another CPU's clock; never let a duration go negative.
+    let ts = ts.max(open.entry_ts);
+    let total = ts - open.entry_ts;
+    if let Some(parent) = thread.frames.last_mut() {
+        parent.child_ns += total;
+    }
+    out(&Call::Leave {
+        pid: thread.pid,
+        tid,
+        func: open.func,
+        depth: thread.frames.len() as u32,
+        entry_ts: open.entry_ts,
+        ts,
+        child_ns: open.child_ns.min(total),
+        end,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(kind: EventKind, func: u32, depth: u32, ts: u64) -> Event {
+        Event { kind, pid: 1, tid: 1, func, depth, ts }
+    }
+
+    fn run(events: &[Event]) -> (Vec<Call>, CallStacks) {
+        let mut stacks = CallStacks::new();
+        let mut calls = Vec::new();
+        for e in events {
+            stacks.push(e, &mut |c| calls.push(*c));
+        }
+        stacks.finish(1000, &mut |c| calls.push(*c));
+        (calls, stacks)
+    }
+
+    #[test]
+    fn nested_calls_pair_with_self_time() {
+        use EventKind::*;
+        let (calls, stacks) = run(&[ev(Entry, 0, 0, 10), ev(Entry, 1, 1, 20), ev(Exit, 1, 1, 25), ev(Exit, 0, 0, 40)]);
+        assert_eq!(calls.len(), 4);
+        assert_eq!(
+            calls[3],
+            Call::Leave { pid: 1, tid: 1, func: 0, depth: 0, entry_ts: 10, ts: 40, child_ns: 5, end: End::Returned }
+        );
+        assert_eq!(stacks.orphan_exits, 0);
+    }
+
+    #[test]
+    fn frames_skipped_by_longjmp_are_closed_as_unwound() {
+        use EventKind::*;
+        // main → a → b → c, longjmp back into main, then main calls d.
+        let (calls, stacks) = run(&[
+            ev(Entry, 0, 0, 1),
+            ev(Entry, 1, 1, 2),
+            ev(Entry, 2, 2, 3),
+            ev(Entry, 3, 3, 4),
+            ev(Entry, 4, 1, 9),
+            ev(Exit, 4, 1, 10),
+            ev(Exit, 0, 0, 11),
+        ]);
+        let unwound: Vec<u32> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Leave { func, end: End::Unwound, .. } => Some(*func),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(unwound, vec![3, 2, 1]);
+        assert_eq!(stacks.unwound, 3);
+        assert!(matches!(calls.last(), Some(Call::Leave { func: 0, end: End::Returned, .. })));
+    }
+
+    #[test]
+    fn exit_without_entry_is_an_orphan() {
+        use EventKind::*;
+        let (calls, stacks) = run(&[ev(Exit, 7, 0, 5)]);
+        assert!(calls.is_empty());
+        assert_eq!(stacks.orphan_exits, 1);
+    }
+
+    #[test]
+    fn open_calls_close_at_finish() {
+        use EventKind::*;
+        let (calls, _) = run(&[ev(Entry, 0, 0, 10)]);
+        assert!(matches!(calls[1], Call::Leave { end: End::Open, ts: 1000, .. }));
+    }
+}

@@ -1,0 +1,337 @@
+//! Command-line parsing. clap lives here only: the rest of the program sees
+//! the plain option structs this module converts the arguments into.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{ArgAction, Parser, ValueEnum};
+
+use crate::symbols::Filter;
+
+const EXAMPLES: &str = "\
+Examples:
+  utrace -c \"./sort -n 5000\"                 run a command and trace it live
+  utrace -- ./sort -n 5000                   the same, without quoting
+  utrace -p 4242                             attach to a running process; Ctrl-C detaches
+  utrace -c ./app -f 'parse*' --no-function 'std::*'
+  utrace -c ./app --lib 'libc.so*'           only calls into matching libraries
+  utrace -c ./app --nest-lib 'libfoo*'       also trace inside matching libraries
+  utrace -c ./app --list                     show what would be traced, attach nothing
+  utrace --record -c \"./sort -n 5000\"        write ./utrace.data
+  utrace --report --format=summary           per-function table from ./utrace.data
+  utrace --report --format=flame-graph -o flame.svg";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "utrace",
+    version,
+    about = "Trace every call of the functions you choose in an unmodified program, with timings (eBPF uprobes).",
+    after_help = EXAMPLES,
+    arg_required_else_help = true
+)]
+struct Args {
+    /// Run COMMAND (split like a shell would) and trace it from its first instruction.
+    #[arg(short = 'c', long = "command", value_name = "COMMAND", conflicts_with_all = ["pid", "report"])]
+    command: Option<String>,
+
+    /// The command and its arguments, after `--` (instead of -c).
+    #[arg(last = true, value_name = "ARGS", conflicts_with_all = ["command", "pid", "report"])]
+    argv: Vec<String>,
+
+    /// Attach to the running process PID; Ctrl-C detaches and leaves it running.
+    #[arg(short = 'p', long = "pid", value_name = "PID", conflicts_with = "report")]
+    pid: Option<u32>,
+
+    /// Trace only functions whose demangled name matches GLOB (repeatable).
+    #[arg(short = 'f', long = "function", value_name = "GLOB")]
+    function: Vec<String>,
+
+    /// Do not trace functions whose demangled name matches GLOB (repeatable).
+    #[arg(long = "no-function", value_name = "GLOB")]
+    no_function: Vec<String>,
+
+    /// Trace only library calls (PLT) into libraries matching GLOB, e.g. 'libc.so*'.
+    #[arg(short = 'l', long = "lib", value_name = "GLOB")]
+    lib: Vec<String>,
+
+    /// Do not trace library calls into libraries matching GLOB.
+    #[arg(long = "no-lib", value_name = "GLOB")]
+    no_lib: Vec<String>,
+
+    /// Also trace the functions inside shared libraries matching GLOB.
+    #[arg(long = "nest-lib", value_name = "GLOB")]
+    nest_lib: Vec<String>,
+
+    /// Print what would be traced (module, offset, probe path, name) and exit.
+    #[arg(long)]
+    list: bool,
+
+    /// Record to the trace file (-d) instead of printing live.
+    #[arg(long, conflicts_with_all = ["report", "list"])]
+    record: bool,
+
+    /// Read the trace file (-d) and print a report (--format).
+    #[arg(long, conflicts_with = "list")]
+    report: bool,
+
+    /// The trace file for --record and --report.
+    #[arg(short = 'd', long = "data", value_name = "FILE", default_value = "utrace.data")]
+    data: PathBuf,
+
+    /// Report format (with --report, or live to aggregate without streaming events).
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    format: Option<Format>,
+
+    /// Sort order of the summary.
+    #[arg(long, value_enum, default_value_t = SortKey::Total)]
+    sort: SortKey,
+
+    /// Folded stacks: prefix every stack with its thread.
+    #[arg(long)]
+    per_thread: bool,
+
+    /// Write output (call graph, report, SVG) to FILE instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+
+    /// Do not send calls nested deeper than N (0 = outermost calls only); applied in BPF.
+    #[arg(long, value_name = "N")]
+    max_depth: Option<u32>,
+
+    /// Only show calls that ran at least TIME, e.g. 10us, 2ms; applied in BPF.
+    #[arg(short = 't', long, value_name = "TIME", value_parser = parse_duration)]
+    time_filter: Option<u64>,
+
+    /// Show the TID column (the default; kept for eBPF-utrace users).
+    #[arg(long, overrides_with = "no_tid")]
+    tid: bool,
+
+    /// Hide the TID column.
+    #[arg(long)]
+    no_tid: bool,
+
+    /// Show a timestamp column (seconds since the trace started).
+    #[arg(long)]
+    timestamp: bool,
+
+    /// One line per entry and exit, no nesting.
+    #[arg(long)]
+    flat: bool,
+
+    /// Append the module name to every function: `name@libfoo.so`.
+    #[arg(long)]
+    libname: bool,
+
+    /// Run the command as USER (with -c).
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    user: Option<String>,
+
+    /// Disable address space layout randomization for the command (with -c).
+    #[arg(long)]
+    no_randomize_addr: bool,
+
+    /// Do not trace children the program forks.
+    #[arg(long)]
+    no_follow: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Summary,
+    CallGraph,
+    Json,
+    Folded,
+    FlameGraph,
+    Chrome,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Calls,
+    Total,
+    #[value(name = "self")]
+    SelfTime,
+    Avg,
+    Max,
+    Name,
+}
+
+/// Where the traced program comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Command(Vec<String>),
+    Pid(u32),
+}
+
+/// How the call graph is laid out (live and `--report --format=call-graph`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub tid: bool,
+    pub timestamp: bool,
+    pub flat: bool,
+    pub libname: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceOptions {
+    pub target: Target,
+    pub filter: Filter,
+    pub max_depth: Option<u32>,
+    pub min_duration_ns: u64,
+    pub user: Option<String>,
+    pub no_randomize_addr: bool,
+    pub follow_forks: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportOptions {
+    pub format: Format,
+    pub sort: SortKey,
+    pub per_thread: bool,
+    pub layout: Layout,
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Trace and print the call graph (or an aggregate `format`) as it happens.
+    Live(TraceOptions, ReportOptions),
+    Record(TraceOptions, PathBuf),
+    Report(PathBuf, ReportOptions),
+    List(TraceOptions),
+}
+
+/// Parses the process arguments (exits with clap's message on bad usage).
+pub fn parse() -> Result<Mode> {
+    Args::parse().into_mode()
+}
+
+/// Parses an explicit argv; for tests.
+pub fn parse_from<I, T>(argv: I) -> Result<Mode>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    Args::try_parse_from(argv)?.into_mode()
+}
+
+impl Args {
+    fn into_mode(self) -> Result<Mode> {
+        let report = ReportOptions {
+            format: self.format.unwrap_or(if self.report { Format::Summary } else { Format::CallGraph }),
+            sort: self.sort,
+            per_thread: self.per_thread,
+            layout: Layout {
+                tid: !self.no_tid,
+                timestamp: self.timestamp,
+                flat: self.flat,
+                libname: self.libname,
+            },
+            output: self.output.clone(),
+        };
+        if self.report {
+            return Ok(Mode::Report(self.data, report));
+        }
+        let target = match (self.command, self.argv, self.pid) {
+            (Some(cmd), _, None) => Target::Command(split_command(&cmd)?),
+            (None, argv, None) if !argv.is_empty() => Target::Command(argv),
+            (None, _, Some(pid)) => Target::Pid(pid),
+            _ => bail!("nothing to trace: give -c COMMAND, -- COMMAND ARGS…, or -p PID (see --help)"),
+        };
+        let trace = TraceOptions {
+            target,
+            filter: Filter {
+                functions: self.function,
+                no_functions: self.no_function,
+                libs: self.lib,
+                no_libs: self.no_lib,
+                nest_libs: self.nest_lib,
+            },
+            max_depth: self.max_depth,
+            min_duration_ns: self.time_filter.unwrap_or(0),
+            user: self.user,
+            no_randomize_addr: self.no_randomize_addr,
+            follow_forks: !self.no_follow,
+        };
+        Ok(if self.list {
+            Mode::List(trace)
+        } else if self.record {
+            Mode::Record(trace, self.data)
+        } else {
+            Mode::Live(trace, report)
+        })
+    }
+}
+
+/// Splits a command string the way a POSIX shell would (quotes, escapes);
+/// the program is then exec'd directly, with no shell in between.
+fn split_command(cmd: &str) -> Result<Vec<String>> {
+    let argv = shlex::split(cmd).with_context(|| format!("cannot split command {cmd:?}: unbalanced quotes"))?;
+    if argv.is_empty() {
+        bail!("-c was given an empty command");
+    }
+    Ok(argv)
+}
+
+/// "10us", "2ms", "1.5s", "500ns", or a bare number of nanoseconds.
+fn parse_duration(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 10us or 2ms"))?;
+    let scale = match unit {
+        "" | "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ns, us, ms or s")),
+    };
+    Ok((value * scale).round() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn command_after_double_dash_keeps_its_own_flags() {
+        let mode = parse_from(["utrace", "-f", "main", "--", "./sort", "-n", "5", "--list"]).unwrap();
+        let Mode::Live(trace, _) = mode else { panic!("expected live mode, got {mode:?}") };
+        assert_eq!(trace.target, Target::Command(vec!["./sort".into(), "-n".into(), "5".into(), "--list".into()]));
+        assert_eq!(trace.filter.functions, vec!["main".to_string()]);
+    }
+
+    #[test]
+    fn command_string_is_split_like_a_shell() {
+        let mode = parse_from(["utrace", "-c", "./app 'a b' c\\ d"]).unwrap();
+        let Mode::Live(trace, _) = mode else { panic!("expected live mode") };
+        assert_eq!(trace.target, Target::Command(vec!["./app".into(), "a b".into(), "c d".into()]));
+    }
+
+    #[test]
+    fn report_defaults_to_summary_of_utrace_data() {
+        let mode = parse_from(["utrace", "--report"]).unwrap();
+        let Mode::Report(path, opts) = mode else { panic!("expected report") };
+        assert_eq!(path, PathBuf::from("utrace.data"));
+        assert_eq!(opts.format, Format::Summary);
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10us"), Ok(10_000));
+        assert_eq!(parse_duration("1.5ms"), Ok(1_500_000));
+        assert_eq!(parse_duration("7"), Ok(7));
+        assert!(parse_duration("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn pid_and_command_conflict() {
+        assert!(parse_from(["utrace", "-p", "1", "-c", "ls"]).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! The data every stage shares: the table of traced functions (a function's id
+//! is its index, which is also its BPF attach cookie) and the events that flow
+//! from BPF or a trace file through call-stack pairing into the consumers.
+
+/// One ELF file that holds traced functions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Module {
+    pub path: String,
+    /// GNU build-id as lowercase hex, when the file has one.
+    pub build_id: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FuncKind {
+    /// A function with code in its module.
+    Function,
+    /// A PLT stub of its module: a call into a shared library.
+    Plt,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Function {
+    /// Index into [`FuncTable::modules`].
+    pub module: u32,
+    /// Demangled name as shown to users; PLT stubs are `<sym>@plt`.
+    pub name: String,
+    /// Name as in the symbol table.
+    pub raw_name: String,
+    /// Link-time virtual address.
+    pub addr: u64,
+    pub size: u64,
+    pub kind: FuncKind,
+}
+
+/// Everything a report needs to name what it shows, without the binary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FuncTable {
+    pub modules: Vec<Module>,
+    pub functions: Vec<Function>,
+}
+
+impl FuncTable {
+    /// Name of function `id`, or a placeholder for an id the table lacks.
+    pub fn name(&self, id: u32) -> &str {
+        self.functions.get(id as usize).map_or("<unknown>", |f| f.name.as_str())
+    }
+
+    /// Module path of function `id` ("" when unknown).
+    pub fn module_of(&self, id: u32) -> &str {
+        self.functions
+            .get(id as usize)
+            .and_then(|f| self.modules.get(f.module as usize))
+            .map_or("", |m| m.path.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Entry,
+    Exit,
+}
+
+/// One raw event as BPF sends it (and as a trace file stores it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub pid: u32,
+    pub tid: u32,
+    pub func: u32,
+    /// Calls open on the thread below this one: 0 for an outermost call.
+    pub depth: u32,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts: u64,
+}
+
+/// How a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// Its return was seen.
+    Returned,
+    /// Its return was never seen (longjmp, exception, lost event): closed when
+    /// the thread was next seen at a lower depth.
+    Unwound,
+    /// Still running when the trace ended.
+    Open,
+}
+
+/// Paired call events, in the order they happened per thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    Enter {
+        pid: u32,
+        tid: u32,
+        func: u32,
+        depth: u32,
+        ts: u64,
+    },
+    Leave {
+        pid: u32,
+        tid: u32,
+        func: u32,
+        depth: u32,
+        entry_ts: u64,
+        ts: u64,
+        /// Time spent in traced callees (so self time = ts - entry_ts - child_ns).
+        child_ns: u64,
+        end: End,
+    },
+}
+
+impl Call {
+    pub fn tid(&self) -> u32 {
+        match *self {
+            Call::Enter { tid, .. } | Call::Leave { tid, .. } => tid,
+        }
+    }
+
+    pub fn ts(&self) -> u64 {
+        match *self {
+            Call::Enter { ts, .. } | Call::Leave { ts, .. } => ts,
+        }
+    }
+}
+
+/// What is known about a traced run: stored in a trace file's header and
+/// trailer, shown in report footers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunInfo {
+    /// The traced command line, or `pid N` for an attach.
+    pub command: String,
+    pub pid: u32,
+    /// Wall-clock start, ns since the Unix epoch.
+    pub start_unix_ns: u64,
+    /// CLOCK_MONOTONIC at the start, to relate event timestamps to it.
+    pub start_mono_ns: u64,
+    pub end_mono_ns: u64,
+    /// Events the BPF side could not send (ring buffer full, no thread state).
+    pub lost_events: u64,
+}
+
+/// A consumer of paired calls: the live printer, the aggregators, the report
+/// formats. Live sessions and `--report` drive the same sinks.
+pub trait Sink {
+    fn call(&mut self, call: &Call, table: &FuncTable) -> anyhow::Result<()>;
+
+    /// Called when no event arrived for a while; `now` is CLOCK_MONOTONIC ns.
+    fn idle(&mut self, _now: u64, _table: &FuncTable) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    /// End of the trace: every open call has already been closed as `End::Open`.
+    fn finish(&mut self, table: &FuncTable, run: &RunInfo) -> anyhow::Result<()>;
+}

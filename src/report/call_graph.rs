@@ -1,0 +1,311 @@
+//! The call graph in uftrace's replay layout, live and from `--report`.
+//!
+//! A call with no traced callee prints on one line (`f();` with its
+//! duration), so a call's opening line cannot be written until its thread's
+//! next event says which form it takes. Lines wait in a queue in arrival
+//! order; an undecided opening line holds back the lines behind it until its
+//! thread moves on, or for at most `HOLD_NS`, after which it is printed as
+//! `f() {` so a call still running is always visible.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+
+use anyhow::Result;
+
+use crate::cli::Layout;
+use crate::model::{Call, End, FuncTable, RunInfo, Sink};
+
+const HOLD_NS: u64 = 100_000_000;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Shape {
+    /// Entry whose form is not known yet.
+    Pending,
+    /// `f() {`
+    Open,
+    /// `f();` with a duration.
+    Leaf { ns: u64, end: End },
+    /// `} /* f */` with a duration.
+    Close { ns: u64, end: End },
+}
+
+struct Line {
+    tid: u32,
+    func: u32,
+    depth: u32,
+    ts: u64,
+    shape: Shape,
+}
+
+pub struct CallGraph {
+    out: Box<dyn Write>,
+    layout: Layout,
+    queue: VecDeque<Line>,
+    /// Sequence number of the queue's front line.
+    front_seq: u64,
+    /// Per thread: sequence number of its pending entry line.
+    pending: HashMap<u32, u64>,
+    first_ts: Option<u64>,
+    header_done: bool,
+}
+
+impl CallGraph {
+    pub fn new(out: Box<dyn Write>, layout: Layout) -> Self {
+        CallGraph {
+            out,
+            layout,
+            queue: VecDeque::new(),
+            front_seq: 0,
+            pending: HashMap::new(),
+            first_ts: None,
+            header_done: false,
+        }
+    }
+
+    fn push(&mut self, line: Line) {
+        if line.shape == Shape::Pending {
+            self.pending.insert(line.tid, self.front_seq + self.queue.len() as u64);
+        }
+        self.queue.push_back(line);
+    }
+
+    /// Decides the thread's pending entry as an opening line.
+    fn open_pending(&mut self, tid: u32) {
+        if let Some(seq) = self.pending.remove(&tid)
+            && let Some(line) = self.queue.get_mut((seq - self.front_seq) as usize)
+        {
+            line.shape = Shape::Open;
+        }
+    }
+
+    fn flush(&mut self, table: &FuncTable) -> Result<()> {
+        while let Some(front) = self.queue.front() {
+            if front.shape == Shape::Pending {
+                break;
+            }
+            let line = self.queue.pop_front().expect("front exists");
+            self.front_seq += 1;
+            self.write_line(&line, table)?;
+        }
+        Ok(())
+    }
+
+    fn write_header(&mut self) -> Result<()> {
+        if self.layout.flat || self.header_done {
+            return Ok(());
+        }
+        self.header_done = true;
+        let mut header = String::from("#");
+        if self.layout.timestamp {
+            header.push_str("     TIMESTAMP  ");
+        }
+        header.push_str(" DURATION    ");
+        if self.layout.tid {
+            header.push_str(" TID     ");
+        }
+        header.push_str("FUNCTION");
+        writeln!(self.out, "{header}")?;
+        Ok(())
+    }
+
+    fn write_line(&mut self, line: &Line, table: &FuncTable) -> Result<()> {
+        self.write_header()?;
+        let mut text = String::with_capacity(96);
+        if self.layout.timestamp {
+            let rel = line.ts.saturating_sub(self.first_ts.unwrap_or(line.ts));
+            text.push_str(&format!("{:>14.9} ", rel as f64 / 1e9));
+        }
+        match line.shape {
+            Shape::Leaf { ns, .. } | Shape::Close { ns, .. } => text.push_str(&format!(" {} ", duration(ns))),
+            _ => text.push_str(&" ".repeat(12)),
+        }
+        if self.layout.tid {
+            text.push_str(&format!("[{:>6}] ", line.tid));
+        }
+        text.push_str("| ");
+        if !self.layout.flat {
+            text.push_str(&"  ".repeat(line.depth as usize));
+        }
+        let name = self.display_name(line.func, table);
+        match line.shape {
+            Shape::Pending | Shape::Open => text.push_str(&format!("{name}() {{")),
+            Shape::Leaf { end, .. } => text.push_str(&format!("{name}();{}", marker(end))),
+            Shape::Close { end, .. } => text.push_str(&format!("}} /* {name} */{}", marker(end))),
+        }
+        writeln!(self.out, "{text}")?;
+        Ok(())
+    }
+
+    fn display_name(&self, func: u32, table: &FuncTable) -> String {
+        let name = table.name(func);
+        if !self.layout.libname {
+            return name.to_string();
+        }
+        let module = table.module_of(func);
+        let base = module.rsplit('/').next().unwrap_or(module);
+        format!("{name}@{base}")
+    }
+}
+
+fn marker(end: End) -> &'static str {
+    match end {
+        End::Returned => "",
+        End::Unwound => " /* unwound */",
+        End::Open => " /* still running */",
+    }
+}
+
+/// uftrace's duration column: 3 decimals, auto-scaled from µs upward.
+pub fn duration(ns: u64) -> String {
+    let (value, unit) = match ns {
+        n if n < 1_000_000 => (n as f64 / 1e3, "us"),
+        n if n < 1_000_000_000 => (n as f64 / 1e6, "ms"),
+        n => (n as f64 / 1e9, " s"),
+    };
+    format!("{value:>7.3} {unit}")
+}
+
+impl Sink for CallGraph {
+    fn call(&mut self, call: &Call, table: &FuncTable) -> Result<()> {
+        self.first_ts.get_or_insert(call.ts());
+        match *call {
+            Call::Enter { tid, func, depth, ts, .. } => {
+                self.open_pending(tid);
+                let shape = if self.layout.flat { Shape::Open } else { Shape::Pending };
+                self.push(Line { tid, func, depth, ts, shape });
+            }
+            Call::Leave { end: End::Open, tid, .. } => self.open_pending(tid),
+            Call::Leave { tid, func, depth, entry_ts, ts, end, .. } => {
+                let ns = ts - entry_ts;
+                let leaf = match self.pending.get(&tid) {
+                    Some(&seq) => self
+                        .queue
+                        .get((seq - self.front_seq) as usize)
+                        .is_some_and(|l| l.func == func && l.depth == depth),
+                    None => false,
+                };
+                if leaf && !self.layout.flat {
+                    let seq = self.pending.remove(&tid).unwrap_or_default();
+                    if let Some(line) = self.queue.get_mut((seq - self.front_seq) as usize) {
+                        line.shape = Shape::Leaf { ns, end };
+                    }
+                } else {
+                    self.open_pending(tid);
+                    self.push(Line { tid, func, depth, ts, shape: Shape::Close { ns, end } });
+                }
+            }
+        }
+        self.drain(call.ts(), table)
+    }
+
+    fn idle(&mut self, now: u64, table: &FuncTable) -> Result<()> {
+        self.drain(now, table)?;
+        self.out.flush()?;
+        Ok(())
+    }
+
+    fn finish(&mut self, table: &FuncTable, _run: &RunInfo) -> Result<()> {
+        let tids: Vec<u32> = self.pending.keys().copied().collect();
+        for tid in tids {
+            self.open_pending(tid);
+        }
+        self.flush(table)?;
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+impl CallGraph {
+    /// Writes every decided line; an entry held longer than `HOLD_NS` at the
+    /// front is shown as opened so a running call is always visible.
+    fn drain(&mut self, now: u64, table: &FuncTable) -> Result<()> {
+        loop {
+            self.flush(table)?;
+            match self.queue.front() {
+                Some(l) if l.shape == Shape::Pending && now.saturating_sub(l.ts) >= HOLD_NS => {
+                    let tid = l.tid;
+                    self.open_pending(tid);
+                }
+                _ => return Ok(()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FuncKind, Function, Module};
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn table() -> FuncTable {
+        let f = |name: &str| Function {
+            module: 0,
+            name: name.into(),
+            raw_name: name.into(),
+            addr: 0,
+            size: 1,
+            kind: FuncKind::Function,
+        };
+        FuncTable {
+            modules: vec![Module { path: "/bin/sort".into(), build_id: None }],
+            functions: vec![f("main"), f("sort_numbers"), f("compare")],
+        }
+    }
+
+    fn enter(func: u32, depth: u32, ts: u64) -> Call {
+        Call::Enter { pid: 1, tid: 7, func, depth, ts }
+    }
+
+    fn leave(func: u32, depth: u32, entry_ts: u64, ts: u64) -> Call {
+        Call::Leave { pid: 1, tid: 7, func, depth, entry_ts, ts, child_ns: 0, end: End::Returned }
+    }
+
+    #[test]
+    fn renders_uftrace_layout() {
+        let buf = Shared::default();
+        let layout = Layout { tid: true, timestamp: false, flat: false, libname: false };
+        let mut g = CallGraph::new(Box::new(buf.clone()), layout);
+        let t = table();
+        for c in [
+            enter(0, 0, 0),
+            enter(1, 1, 1_000),
+            enter(2, 2, 2_000),
+            leave(2, 2, 2_000, 2_731),
+            leave(1, 1, 1_000, 53_004),
+            leave(0, 0, 0, 60_000),
+        ] {
+            g.call(&c, &t).unwrap();
+        }
+        g.finish(&t, &RunInfo::default()).unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let expected = "\
+# DURATION     TID     FUNCTION
+            [     7] | main() {
+            [     7] |   sort_numbers() {
+   0.731 us [     7] |     compare();
+  52.004 us [     7] |   } /* sort_numbers */
+  60.000 us [     7] | } /* main */
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn durations_scale() {
+        assert_eq!(duration(731), "  0.731 us");
+        assert_eq!(duration(12_345_678), " 12.346 ms");
+        assert_eq!(duration(2_500_000_000), "  2.500  s");
+    }
+}

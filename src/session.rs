@@ -1,0 +1,261 @@
+//! One traced run, from attach to the last event: load and attach the
+//! probes, start (or hold) the target, move batches from the reader thread
+//! through the consumers until the target ends or the user stops it, then
+//! detach (timed) and drain everything still pending.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use crossbeam_channel::{Receiver, select};
+use nix::sys::signal::Signal;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use crate::callstack::CallStacks;
+use crate::cli::{Target, TraceOptions};
+use crate::events::{self, Batch};
+use crate::model::{Event, FuncTable, RunInfo, Sink};
+use crate::plan::Plan;
+use crate::probe::{BpfConfig, ObjectStorage, Probes};
+use crate::record::Recorder;
+use crate::target::{self, LaunchOptions, Launched};
+
+const RINGBUF_BYTES: u32 = 16 * 1024 * 1024;
+const TICK: Duration = Duration::from_millis(50);
+
+/// Where the events of a run go.
+pub enum Output {
+    /// Paired into calls and shown (live call graph, or a live aggregate).
+    Calls(Box<dyn Sink>),
+    /// Stored raw in a trace file.
+    Record(Recorder),
+}
+
+/// How a run ended.
+pub struct Outcome {
+    /// The exit code utrace should end with: the command's, or 0 after -p.
+    pub exit_code: i32,
+}
+
+/// Traces the target described by `opts` with the probes of `plan`.
+pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
+    let mut storage = ObjectStorage::uninit();
+    let cfg = BpfConfig {
+        max_depth: opts.max_depth,
+        min_duration_ns: opts.min_duration_ns,
+        ringbuf_bytes: RINGBUF_BYTES,
+    };
+    let mut probes = Probes::load(&mut storage, cfg)?;
+    let mut launched = match &opts.target {
+        Target::Command(argv) => Some(target::launch(
+            &plan.exe,
+            argv,
+            &LaunchOptions { user: opts.user.as_deref(), no_randomize_addr: opts.no_randomize_addr },
+        )?),
+        Target::Pid(_) => None,
+    };
+    let pid = match (&launched, &opts.target) {
+        (Some(l), _) => l.pid,
+        (None, Target::Pid(pid)) | (None, Target::Command(_)) => plan.pid.unwrap_or_default(),
+    };
+    for file in &plan.files {
+        probes.attach(file, Some(pid))?;
+    }
+    let (reader, rx) = events::spawn(probes.ring_buffer()?)?;
+    let signals = signal_channel()?;
+    let run = RunInfo {
+        command: plan.command.clone(),
+        pid,
+        start_unix_ns: unix_now_ns(),
+        start_mono_ns: mono_now_ns(),
+        ..RunInfo::default()
+    };
+    let mut pipe = Pipeline::new(plan.table, output, run)?;
+    let child_exit = match launched.as_mut() {
+        Some(l) => {
+            l.release()?;
+            Some(wait_in_thread(l.pid)?)
+        }
+        None => None,
+    };
+    let exit_code = pipe.pump(&rx, &signals, launched.as_ref(), child_exit.as_ref(), pid)?;
+    let took = probes.detach();
+    eprintln!("utrace: detached {} probes in {} ms", probes.probe_count(), took.as_millis());
+    let undecodable = reader.stop()?;
+    for batch in rx.iter() {
+        pipe.batch(&batch)?;
+    }
+    pipe.run.lost_events = probes.lost_events()? + undecodable;
+    pipe.finish()?;
+    Ok(Outcome { exit_code })
+}
+
+struct Pipeline {
+    stacks: CallStacks,
+    output: Output,
+    table: FuncTable,
+    run: RunInfo,
+    last_ts: u64,
+    /// Set when stdout went away (`utrace … | head`): stop writing, keep tracing quietly.
+    output_closed: bool,
+}
+
+impl Pipeline {
+    fn new(table: FuncTable, output: Output, run: RunInfo) -> Result<Self> {
+        Ok(Pipeline { stacks: CallStacks::new(), output, table, run, last_ts: 0, output_closed: false })
+    }
+
+    /// Moves batches through the consumers until the target is done.
+    fn pump(
+        &mut self,
+        rx: &Receiver<Batch>,
+        signals: &Receiver<i32>,
+        launched: Option<&Launched>,
+        child_exit: Option<&Receiver<i32>>,
+        pid: u32,
+    ) -> Result<i32> {
+        let never = crossbeam_channel::never();
+        let exited = child_exit.unwrap_or(&never);
+        loop {
+            select! {
+                recv(rx) -> batch => match batch {
+                    Ok(batch) => self.batch(&batch)?,
+                    Err(_) => anyhow::bail!("the ring buffer reader stopped unexpectedly"),
+                },
+                recv(exited) -> code => return Ok(code.unwrap_or(0)),
+                recv(signals) -> sig => match launched {
+                    // -c: the command decides how to react; we follow it out.
+                    Some(l) => l.signal(Signal::try_from(sig.unwrap_or(SIGTERM)).unwrap_or(Signal::SIGTERM)),
+                    // -p: detach and leave the process running.
+                    None => return Ok(0),
+                },
+                default(TICK) => {
+                    self.idle()?;
+                    if launched.is_none() && !target::alive(pid) {
+                        eprintln!("utrace: process {pid} exited");
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+    }
+
+    fn batch(&mut self, batch: &[Event]) -> Result<()> {
+        let Some(last) = batch.last() else { return Ok(()) };
+        self.last_ts = self.last_ts.max(last.ts);
+        match &mut self.output {
+            Output::Record(rec) => batch.iter().try_for_each(|ev| rec.event(ev)),
+            Output::Calls(sink) => {
+                if self.output_closed {
+                    return Ok(());
+                }
+                let mut result = Ok(());
+                let table = &self.table;
+                for ev in batch {
+                    self.stacks.push(ev, &mut |call| {
+                        if result.is_ok() {
+                            result = sink.call(call, table);
+                        }
+                    });
+                }
+                self.check_output(result)
+            }
+        }
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        if let Output::Calls(sink) = &mut self.output
+            && !self.output_closed
+        {
+            let result = sink.idle(mono_now_ns(), &self.table);
+            return self.check_output(result);
+        }
+        Ok(())
+    }
+
+    /// A closed stdout ends the output quietly; any other error is real.
+    fn check_output(&mut self, result: Result<()>) -> Result<()> {
+        match result {
+            Err(e) if is_broken_pipe(&e) => {
+                self.output_closed = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.run.end_mono_ns = mono_now_ns();
+        let lost = self.run.lost_events;
+        match self.output {
+            Output::Record(rec) => rec.finish(&self.run)?,
+            Output::Calls(mut sink) => {
+                let end = self.last_ts.max(self.run.start_mono_ns);
+                let mut result = Ok(());
+                let table = &self.table;
+                self.stacks.finish(end, &mut |call| {
+                    if result.is_ok() {
+                        result = sink.call(call, table);
+                    }
+                });
+                if !self.output_closed {
+                    let finished = result.and_then(|()| sink.finish(&self.table, &self.run));
+                    if let Err(e) = finished
+                        && !is_broken_pipe(&e)
+                    {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if lost > 0 {
+            eprintln!("utrace: lost {lost} events (the ring buffer was full; narrow the selection with -f, or use --time-filter)");
+        }
+        Ok(())
+    }
+}
+
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain()
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+}
+
+/// SIGINT and SIGTERM arrive on a channel instead of killing utrace.
+fn signal_channel() -> Result<Receiver<i32>> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("utrace-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(rx)
+}
+
+/// Reaps the command on a thread of its own; its exit code arrives on the channel.
+fn wait_in_thread(pid: u32) -> Result<Receiver<i32>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("utrace-wait".into())
+        .spawn(move || {
+            let _ = tx.send(target::wait_pid(pid).unwrap_or(1));
+        })
+        .context("starting the wait thread")?;
+    Ok(rx)
+}
+
+pub fn mono_now_ns() -> u64 {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap_or_default();
+    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+}
+
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

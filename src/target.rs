@@ -1,0 +1,184 @@
+//! The traced process. `-c`: fork, hold the child before exec until every
+//! probe is attached, then exec the command itself (no shell in between).
+//! `-p`: check the process exists and can be traced.
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, User, fork, pipe};
+
+/// A command forked and waiting for [`Launched::release`] to exec.
+pub struct Launched {
+    pub pid: u32,
+    pub exe: PathBuf,
+    go: Option<OwnedFd>,
+    exec_error: OwnedFd,
+}
+
+/// Finds `name` the way execvp would: as a path if it has a slash, else on $PATH.
+pub fn resolve_command(name: &str) -> Result<PathBuf> {
+    let candidates: Vec<PathBuf> = if name.contains('/') {
+        vec![PathBuf::from(name)]
+    } else {
+        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&path).map(|dir| dir.join(name)).collect()
+    };
+    for candidate in &candidates {
+        if is_executable(candidate) {
+            return Ok(candidate.clone());
+        }
+    }
+    if name.contains('/') && Path::new(name).exists() {
+        bail!("{name} is not an executable file");
+    }
+    bail!("no such command: {name} (not a file, and not found on $PATH)")
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Options that change how the command is started.
+pub struct LaunchOptions<'a> {
+    pub user: Option<&'a str>,
+    pub no_randomize_addr: bool,
+}
+
+/// Forks `argv` with `exe` as the program, stopped before exec.
+pub fn launch(exe: &Path, argv: &[String], opts: &LaunchOptions) -> Result<Launched> {
+    // Everything the child needs is prepared here: after fork it may only
+    // make async-signal-safe calls.
+    let path = CString::new(exe.as_os_str().as_bytes()).context("command path contains a NUL byte")?;
+    let args: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("command argument contains a NUL byte")?;
+    let user = match opts.user {
+        Some(name) => Some(
+            User::from_name(name)
+                .with_context(|| format!("looking up user {name}"))?
+                .with_context(|| format!("no such user: {name}"))?,
+        ),
+        None => None,
+    };
+    let (go_r, go_w) = pipe().context("creating a pipe")?;
+    let (err_r, err_w) = pipe2_cloexec()?;
+    // SAFETY: utrace is single-threaded at this point (no reader or signal
+    // thread yet) and the child only calls async-signal-safe functions.
+    match unsafe { fork() }.context("fork failed")? {
+        ForkResult::Child => {
+            drop(go_w);
+            drop(err_r);
+            child(go_r, err_w, &path, &args, user.as_ref(), opts.no_randomize_addr)
+        }
+        ForkResult::Parent { child } => Ok(Launched {
+            pid: child.as_raw() as u32,
+            exe: exe.to_path_buf(),
+            go: Some(go_w),
+            exec_error: err_r,
+        }),
+    }
+}
+
+fn pipe2_cloexec() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")
+}
+
+/// The child side: wait for the go byte, then exec. Never returns.
+fn child(go: OwnedFd, err: OwnedFd, path: &CString, args: &[CString], user: Option<&User>, no_aslr: bool) -> ! {
+    let mut byte = [0u8; 1];
+    // EOF instead of the byte means utrace gave up or died: never run untraced.
+    if !matches!(nix::unistd::read(&go, &mut byte), Ok(1)) {
+        // SAFETY: _exit is async-signal-safe and skips the parent's atexit handlers.
+        unsafe { libc::_exit(127) };
+    }
+    if no_aslr {
+        // SAFETY: personality only changes this process's execution domain flags.
+        unsafe { libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong) };
+    }
+    if let Some(user) = user
+        && (nix::unistd::setgid(user.gid).is_err() || nix::unistd::setuid(user.uid).is_err())
+    {
+        report_and_exit(&err, nix::errno::Errno::last_raw());
+    }
+    let e = nix::unistd::execv(path, args).err().map_or(0, |e| e as i32);
+    report_and_exit(&err, e)
+}
+
+fn report_and_exit(err: &OwnedFd, errno: i32) -> ! {
+    let _ = nix::unistd::write(err, &errno.to_ne_bytes());
+    // SAFETY: see `child`.
+    unsafe { libc::_exit(127) }
+}
+
+impl Launched {
+    /// Lets the child exec. Fails if exec itself failed.
+    pub fn release(&mut self) -> Result<()> {
+        let go = self.go.take().context("the command was already released")?;
+        nix::unistd::write(&go, &[1]).context("releasing the command")?;
+        drop(go);
+        let mut buf = [0u8; 4];
+        // The error pipe is close-on-exec: EOF means exec succeeded.
+        match nix::unistd::read(&self.exec_error, &mut buf) {
+            Ok(4) => {
+                let errno = nix::errno::Errno::from_raw(i32::from_ne_bytes(buf));
+                bail!("cannot execute {}: {errno}", self.exe.display())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        let _ = kill(Pid::from_raw(self.pid as i32), sig);
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        // Never released (an error before attach completed): the child sees
+        // EOF and exits; reap it so no zombie is left.
+        if self.go.take().is_some() {
+            let _ = waitpid(Pid::from_raw(self.pid as i32), None);
+        }
+    }
+}
+
+/// Waits for child `pid` to end; returns the exit code utrace should use
+/// (the child's, or 128 + the signal that killed it, as a shell does).
+pub fn wait_pid(pid: u32) -> Result<i32> {
+    loop {
+        match waitpid(Pid::from_raw(pid as i32), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("waiting for the command"),
+        }
+    }
+}
+
+/// Checks that `pid` is a live process we can look into.
+pub fn check_pid(pid: u32) -> Result<PathBuf> {
+    let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+    if pid == 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+        bail!("no such process: {pid} (check the pid with `ps`)");
+    }
+    if let Err(e) = std::fs::read_link(&exe) {
+        bail!("cannot inspect process {pid}: {e} (run utrace as root, or as the process's owner with CAP_SYS_PTRACE)");
+    }
+    Ok(exe)
+}
+
+/// True while process `pid` exists (and is not a zombie).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
+}
