@@ -18,14 +18,21 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 max_depth = 0xffff; /* entries deeper than this are not sent */
 const volatile __u64 min_duration_ns = 0; /* 0: no time filter */
 const volatile __u64 wakeup_bytes = 256 * 1024; /* wake the reader past this backlog */
+/* Exits are probed at the functions' `ret` and tail-jump sites instead of
+ * by return-address hijacking (which C++ unwinding cannot cross). */
+const volatile bool ret_sites = false;
+/* Aggregate per function in `stats` and send no events at all. */
+const volatile bool count_only = false;
 
 /* Keep the generated skeleton carrying the event layout for Rust. */
 struct event _event = {};
 enum event_kind _event_kind = EV_ENTRY;
+struct func_stats _func_stats = {};
 
 struct frame {
 	__u64 ts;
-	__u64 sp;   /* stack pointer at entry: where the return address lives */
+	__u64 sp;    /* stack pointer at entry: where the return address lives */
+	__u64 child; /* time spent in traced callees (counting mode) */
 	__u32 func;
 	__u32 pad;
 };
@@ -59,6 +66,15 @@ struct {
 } drops SEC(".maps");
 
 enum { DROP_RINGBUF = 0, DROP_NOSTATE = 1 };
+
+/* Counting mode: per function, per CPU; userspace sums the CPUs. Sized to
+ * the number of traced functions before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct func_stats);
+} stats SEC(".maps");
 
 static __always_inline void count_drop(__u32 which)
 {
@@ -112,9 +128,9 @@ static __always_inline struct thread_state *state(void)
 }
 
 /* Frames whose return was never seen (longjmp, exceptions, a lost
- * return probe) sit below the stack pointer of a live call. Drop them so
- * depth stays exact; userspace closes them as unwound when the next event
- * of the thread carries the lower depth. */
+ * return probe) sit below the stack pointer of a live call. Drop every frame
+ * whose sp is below `sp` so depth stays exact; userspace closes them as
+ * unwound when the next event of the thread carries the lower depth. */
 static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp)
 {
 	for (int i = 0; i < MAX_FRAMES; i++) {
@@ -141,8 +157,10 @@ int BPF_UPROBE(on_entry)
 
 	if (!s)
 		return 0;
-	/* Strictly below: a tail call enters with its caller's sp. */
-	drop_dead_frames(s, sp);
+	/* A live frame at the same sp is the caller of a tail call when
+	 * uretprobes chain their returns; with ret-site exits a tail jump already
+	 * ended it, so anything left at this sp is dead. */
+	drop_dead_frames(s, ret_sites ? sp + 1 : sp);
 	d = s->depth;
 	s->depth = d + 1;
 	if (d < MAX_FRAMES) {
@@ -150,9 +168,10 @@ int BPF_UPROBE(on_entry)
 
 		f->ts = now;
 		f->sp = sp;
+		f->child = 0;
 		f->func = func;
 	}
-	if (d > max_depth || min_duration_ns)
+	if (d > max_depth || min_duration_ns || count_only)
 		return 0;
 	emit(EV_ENTRY, func, now, d);
 	return 0;
@@ -176,13 +195,30 @@ static __always_inline void emit_held_entries(struct thread_state *s, __u32 d)
 	}
 }
 
-SEC("uretprobe.multi")
-int BPF_URETPROBE(on_exit)
+static __always_inline void count_call(struct thread_state *s, __u32 func, __u32 d, __u64 now)
+{
+	struct func_stats *st = bpf_map_lookup_elem(&stats, &func);
+	struct frame *f = frame_at(s, d);
+	__u64 dur = now - f->ts;
+
+	if (d > 0)
+		frame_at(s, d - 1)->child += dur;
+	if (!st)
+		return;
+	st->count += 1;
+	st->total_ns += dur;
+	st->self_ns += dur > f->child ? dur - f->child : 0;
+	if (!st->min_ns || dur < st->min_ns)
+		st->min_ns = dur;
+	if (dur > st->max_ns)
+		st->max_ns = dur;
+}
+
+/* A traced function returns; `entry_sp` is the sp its entry saw. */
+static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp)
 {
 	__u32 func = bpf_get_attach_cookie(ctx);
 	__u64 now = bpf_ktime_get_ns();
-	/* After `ret` the stack pointer is one slot above the entry's. */
-	__u64 entry_sp = PT_REGS_SP(ctx) - 8;
 	struct thread_state *s = state();
 	__u32 d;
 
@@ -191,19 +227,41 @@ int BPF_URETPROBE(on_exit)
 	drop_dead_frames(s, entry_sp);
 	d = s->depth;
 	if (d == 0)
-		return 0; /* entered before we attached */
+		return 0;
+	/* A return whose entry we never saw: entered before attach, or a
+	 * ret site of an untraced frame deeper than ours. */
+	if (d <= MAX_FRAMES && frame_at(s, d - 1)->sp != entry_sp)
+		return 0;
 	d -= 1;
 	s->depth = d;
+	if (count_only) {
+		if (d < MAX_FRAMES)
+			count_call(s, func, d, now);
+		return 0;
+	}
 	if (d > max_depth)
 		return 0;
 	if (min_duration_ns && d < MAX_FRAMES) {
-		struct frame *f = frame_at(s, d);
-
-		if (d >= s->emitted && now - f->ts < min_duration_ns)
+		if (d >= s->emitted && now - frame_at(s, d)->ts < min_duration_ns)
 			return 0;
 		emit_held_entries(s, d);
 		s->emitted = d;
 	}
 	emit(EV_EXIT, func, now, d);
 	return 0;
+}
+
+SEC("uretprobe.multi")
+int BPF_URETPROBE(on_exit)
+{
+	/* After `ret` the stack pointer is one slot above the entry's. */
+	return on_return(ctx, PT_REGS_SP(ctx) - 8);
+}
+
+/* Attached at `ret` and tail-jump instructions: the return address is
+ * still on top of the stack, exactly where the entry saw it. */
+SEC("uprobe.multi")
+int BPF_UPROBE(on_ret_site)
+{
+	return on_return(ctx, PT_REGS_SP(ctx));
 }

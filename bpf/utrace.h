@@ -29,4 +29,13 @@ struct event {
 	__u8 flags;  /* reserved */
 };
 
+/* Counting mode: one per traced function and CPU. */
+struct func_stats {
+	__u64 count;
+	__u64 total_ns;
+	__u64 self_ns; /* less traced callees */
+	__u64 min_ns;
+	__u64 max_ns;
+};
+
 #endif

@@ -3,37 +3,58 @@
 //! link per traced ELF file, read the drop counters, detach (timed).
 
 use std::mem::MaybeUninit;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, UprobeMultiOpts};
 
+use crate::symbols::AttachList;
+
 #[allow(clippy::all, unsafe_op_in_unsafe_fn, dead_code, unused_imports)]
 mod bpf {
     include!(concat!(env!("OUT_DIR"), "/utrace.skel.rs"));
 }
-pub use bpf::types::{event as RawEvent, event_kind as RawKind};
+pub use bpf::types::{event as RawEvent, event_kind as RawKind, func_stats as RawStats};
 use bpf::{UtraceSkel, UtraceSkelBuilder};
 
 /// Storage the loaded BPF object lives in; create it before [`Probes::load`].
 pub type ObjectStorage = MaybeUninit<OpenObject>;
 
-/// What BPF filters before anything is sent.
+/// How a function's end is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExitMode {
+    /// Probes on the function's `ret` and tail-jump instructions: survives C++
+    /// exceptions, longjmp and any recursion depth.
+    #[default]
+    RetSites,
+    /// uretprobes: the kernel hijacks the return address. An exception
+    /// unwinding through such a frame aborts the program, and the kernel keeps
+    /// at most 64 pending returns per thread.
+    Uretprobe,
+    /// Entries only.
+    None,
+}
+
+/// What BPF does with each call, set before load.
 #[derive(Debug, Clone, Copy)]
 pub struct BpfConfig {
     pub max_depth: Option<u32>,
     pub min_duration_ns: u64,
     pub ringbuf_bytes: u32,
+    pub exit: ExitMode,
+    /// Aggregate per function in BPF and send no events (`stats_slots` ids).
+    pub count_only: bool,
+    pub stats_slots: u32,
 }
 
-/// Probes for one ELF file: uprobe file offsets and their function ids.
-#[derive(Debug, Clone, Default)]
-pub struct FileProbes {
-    pub path: PathBuf,
-    pub offsets: Vec<usize>,
-    pub cookies: Vec<u64>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    Entry,
+    /// A uretprobe, placed at the function's entry.
+    Return,
+    /// A plain probe on a `ret` or tail-jump instruction.
+    RetSite,
 }
 
 pub struct Probes<'obj> {
@@ -52,30 +73,39 @@ impl<'obj> Probes<'obj> {
         rodata.min_duration_ns = cfg.min_duration_ns;
         // Wake the reader once a quarter of the buffer is waiting.
         rodata.wakeup_bytes = u64::from(cfg.ringbuf_bytes / 4);
+        rodata.ret_sites = cfg.exit == ExitMode::RetSites;
+        rodata.count_only = cfg.count_only;
+        open.maps.stats.set_max_entries(cfg.stats_slots.max(1)).context("sizing the counting map")?;
         let skel = open.load().map_err(load_error)?;
         Ok(Probes { skel, links: Vec::new(), probes: 0 })
     }
 
-    /// Attaches entry and return probes of one file, filtered to `pid`.
-    pub fn attach(&mut self, file: &FileProbes, pid: Option<u32>) -> Result<()> {
-        if file.offsets.is_empty() {
+    /// Attaches one uprobe_multi link of `kind` for one file, filtered to
+    /// `pid` so no other process pays for the probes.
+    pub fn attach(&mut self, list: &AttachList, kind: ProbeKind, pid: u32) -> Result<()> {
+        if list.offsets.is_empty() {
             return Ok(());
         }
-        let pid = pid.map_or(-1, |p| p as i32);
-        for (prog, retprobe) in [(&self.skel.progs.on_entry, false), (&self.skel.progs.on_exit, true)] {
-            let opts = UprobeMultiOpts {
-                offsets: file.offsets.clone(),
-                cookies: file.cookies.clone(),
-                retprobe,
-                ..Default::default()
-            };
-            let link = prog
-                .attach_uprobe_multi_with_opts(pid, &file.path, "", opts)
-                .map_err(attach_error)
-                .with_context(|| format!("attaching {} probes to {}", file.offsets.len(), file.path.display()))?;
-            self.links.push(link);
+        let retprobe = kind == ProbeKind::Return;
+        let prog = match kind {
+            ProbeKind::Entry => &self.skel.progs.on_entry,
+            ProbeKind::Return => &self.skel.progs.on_exit,
+            ProbeKind::RetSite => &self.skel.progs.on_ret_site,
+        };
+        let opts = UprobeMultiOpts {
+            offsets: list.offsets.iter().map(|&o| o as usize).collect(),
+            cookies: list.cookies.clone(),
+            retprobe,
+            ..Default::default()
+        };
+        let link = prog
+            .attach_uprobe_multi_with_opts(pid as i32, &list.path, "", opts)
+            .map_err(attach_error)
+            .with_context(|| format!("attaching {} probes to {}", list.offsets.len(), list.path.display()))?;
+        self.links.push(link);
+        if kind == ProbeKind::Entry {
+            self.probes += list.offsets.len();
         }
-        self.probes += file.offsets.len();
         Ok(())
     }
 
@@ -107,6 +137,37 @@ impl<'obj> Probes<'obj> {
                 .sum::<u64>();
         }
         Ok(total)
+    }
+
+    /// Counting mode: (count, total, self, min, max) per function id, summed over CPUs.
+    pub fn stats(&self, funcs: u32) -> Result<Vec<RawStats>> {
+        let mut out = Vec::with_capacity(funcs as usize);
+        for id in 0..funcs {
+            let per_cpu = self
+                .skel
+                .maps
+                .stats
+                .lookup_percpu(&id.to_ne_bytes(), MapFlags::ANY)
+                .context("reading the counting map")?
+                .unwrap_or_default();
+            let mut sum = RawStats::default();
+            for bytes in per_cpu {
+                if bytes.len() < std::mem::size_of::<RawStats>() {
+                    continue;
+                }
+                // SAFETY: the length was checked and RawStats is plain repr(C) integers.
+                let cpu: RawStats = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                sum.count += cpu.count;
+                sum.total_ns += cpu.total_ns;
+                sum.self_ns += cpu.self_ns;
+                sum.max_ns = sum.max_ns.max(cpu.max_ns);
+                if cpu.count > 0 && (sum.min_ns == 0 || cpu.min_ns < sum.min_ns) {
+                    sum.min_ns = cpu.min_ns;
+                }
+            }
+            out.push(sum);
+        }
+        Ok(out)
     }
 
     /// Removes every probe from the traced process; returns how long it took.

@@ -15,7 +15,7 @@ use crate::cli::{Target, TraceOptions};
 use crate::events::{self, Batch};
 use crate::model::{Event, FuncTable, RunInfo, Sink};
 use crate::plan::Plan;
-use crate::probe::{BpfConfig, ObjectStorage, Probes};
+use crate::probe::{BpfConfig, ExitMode, ObjectStorage, ProbeKind, Probes};
 use crate::record::Recorder;
 use crate::target::{self, LaunchOptions, Launched};
 
@@ -43,6 +43,9 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         max_depth: opts.max_depth,
         min_duration_ns: opts.min_duration_ns,
         ringbuf_bytes: RINGBUF_BYTES,
+        exit: ExitMode::Uretprobe,
+        count_only: false,
+        stats_slots: 1,
     };
     let mut probes = Probes::load(&mut storage, cfg)?;
     let mut launched = match &opts.target {
@@ -53,12 +56,12 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         )?),
         Target::Pid(_) => None,
     };
-    let pid = match (&launched, &opts.target) {
-        (Some(l), _) => l.pid,
-        (None, Target::Pid(pid)) | (None, Target::Command(_)) => plan.pid.unwrap_or_default(),
-    };
-    for file in &plan.files {
-        probes.attach(file, Some(pid))?;
+    let pid = launched.as_ref().map_or(plan.pid.unwrap_or_default(), |l| l.pid);
+    for list in &plan.probes.entries {
+        probes.attach(list, ProbeKind::Entry, pid)?;
+    }
+    for list in &plan.probes.returns {
+        probes.attach(list, ProbeKind::Return, pid)?;
     }
     let (reader, rx) = events::spawn(probes.ring_buffer()?)?;
     let signals = signal_channel()?;
@@ -69,7 +72,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         start_mono_ns: mono_now_ns(),
         ..RunInfo::default()
     };
-    let mut pipe = Pipeline::new(plan.table, output, run)?;
+    let mut pipe = Pipeline::new(plan.probes.table, output, run)?;
     let child_exit = match launched.as_mut() {
         Some(l) => {
             l.release()?;
@@ -187,7 +190,9 @@ impl Pipeline {
         self.run.end_mono_ns = mono_now_ns();
         let lost = self.run.lost_events;
         match self.output {
-            Output::Record(rec) => rec.finish(&self.run)?,
+            Output::Record(rec) => {
+                rec.finish(&self.run)?;
+            }
             Output::Calls(mut sink) => {
                 let end = self.last_ts.max(self.run.start_mono_ns);
                 let mut result = Ok(());
@@ -250,8 +255,8 @@ fn wait_in_thread(pid: u32) -> Result<Receiver<i32>> {
 }
 
 pub fn mono_now_ns() -> u64 {
-    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).unwrap_or_default();
-    ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |ts| ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
 }
 
 fn unix_now_ns() -> u64 {

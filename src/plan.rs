@@ -1,0 +1,136 @@
+//! From a target to what gets probed: which ELF files (the executable, and
+//! with `--nest-lib` its libraries), which of their functions the filters
+//! select, and the function table whose ids are the BPF attach cookies.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::cli::{Target, TraceOptions};
+use crate::model::RunInfo;
+use crate::symbols::{self, ModuleSymbols, ProbePlan, SearchConfig, Selector};
+use crate::target;
+
+/// Everything the probe stage and the consumers need about one run.
+pub struct Plan {
+    /// The program: what `-c` execs, or /proc/PID/exe for `-p`.
+    pub exe: PathBuf,
+    /// The command line as the user gave it, or `pid N`.
+    pub command: String,
+    /// The process attached to with `-p`.
+    pub pid: Option<u32>,
+    /// Every module read, the executable first.
+    pub modules: Vec<ModuleSymbols>,
+    pub probes: ProbePlan,
+}
+
+impl Plan {
+    /// The header of a trace file recorded from this plan.
+    pub fn run_info(&self) -> RunInfo {
+        RunInfo { command: self.command.clone(), pid: self.pid.unwrap_or_default(), ..RunInfo::default() }
+    }
+}
+
+pub fn build(opts: &TraceOptions) -> Result<Plan> {
+    let (exe, command, pid, lib_paths) = match &opts.target {
+        Target::Command(argv) => {
+            let exe = target::resolve_command(&argv[0])?;
+            let libs = if opts.filter.nest_libs.is_empty() {
+                Vec::new()
+            } else {
+                needed_libraries(&exe)?
+            };
+            (exe, shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")), None, libs)
+        }
+        Target::Pid(pid) => {
+            target::check_pid(*pid)?;
+            let maps = symbols::read_process(*pid)?;
+            let libs = maps.libs.iter().map(|l| l.path.clone()).collect();
+            (maps.exe, format!("pid {pid}"), Some(*pid), libs)
+        }
+    };
+    let selector = Selector::new(&opts.filter)?;
+    let main = symbols::read_module(&exe).map_err(|e| explain_symbol_error(e, &exe))?;
+    if let Some(warning) = &main.warning {
+        eprintln!("utrace: warning: {warning}");
+    }
+    let mut modules = vec![main];
+    for path in lib_paths.iter().filter(|p| selector.nests(p, None)) {
+        match symbols::read_module(path) {
+            Ok(m) => modules.push(m),
+            Err(e) => eprintln!("utrace: warning: skipping {}: {e}", path.display()),
+        }
+    }
+    let (main, libs) = modules.split_first().context("no modules")?;
+    let selection = symbols::select(main, libs, &selector);
+    let unmatched = selector.unmatched(&modules.iter().collect::<Vec<_>>(), &lib_paths);
+    let missed: Vec<String> = unmatched.iter().map(|u| format!("{} '{}'", u.option, u.pattern)).collect();
+    if selection.is_empty() {
+        if missed.is_empty() {
+            bail!("nothing to trace in {}: every function was filtered out (see the candidates with --list)", exe.display());
+        }
+        bail!("no function matches {}: see the candidates with --list", missed.join(", "));
+    }
+    for m in &missed {
+        eprintln!("utrace: warning: {m} matches nothing");
+    }
+    let mut probes = symbols::build_plan(&selection);
+    warn_no_plt(main, &selection);
+    for module in &mut probes.table.modules {
+        module.path = real_path(&module.path, pid);
+    }
+    Ok(Plan { exe, command, pid, modules, probes })
+}
+
+fn needed_libraries(exe: &Path) -> Result<Vec<PathBuf>> {
+    let resolved = symbols::resolve_needed(exe, &SearchConfig::from_system())
+        .with_context(|| format!("finding the libraries {} loads", exe.display()))?;
+    for missing in &resolved.missing {
+        eprintln!(
+            "utrace: warning: {} needs {}, which was not found: its functions cannot be traced",
+            missing.needed_by.display(),
+            missing.name
+        );
+    }
+    Ok(resolved.paths)
+}
+
+/// Library calls made through the GOT (`-fno-plt`) have no stub to probe.
+fn warn_no_plt(main: &ModuleSymbols, selection: &symbols::Selection) {
+    let traced_plt = selection.modules.first().is_some_and(|m| !m.plt.is_empty());
+    if main.plt.no_plt_imports && (traced_plt || main.plt.stubs.is_empty()) {
+        eprintln!(
+            "utrace: warning: {} calls library functions through the GOT (-fno-plt): those calls are not visible; \
+             trace inside the libraries with --nest-lib",
+            main.path.display()
+        );
+    }
+}
+
+/// Names a module the way its process sees it: /proc/PID/root/usr/lib/x → /usr/lib/x.
+fn real_path(path: &str, pid: Option<u32>) -> String {
+    let Some(pid) = pid else { return path.to_string() };
+    if path == format!("/proc/{pid}/exe") {
+        if let Ok(target) = std::fs::read_link(path) {
+            return target.display().to_string();
+        }
+    }
+    let prefix = format!("/proc/{pid}/root");
+    path.strip_prefix(&prefix).filter(|rest| rest.starts_with('/')).unwrap_or(path).to_string()
+}
+
+/// Adds the way out to the symbol errors a user can hit with `-c`/`-p`.
+fn explain_symbol_error(err: symbols::SymbolError, exe: &Path) -> anyhow::Error {
+    use symbols::SymbolError::*;
+    match err {
+        NotElf(_) => anyhow::anyhow!(
+            "{} is not an ELF executable (a script? trace its interpreter, e.g. utrace -- python3 script.py)",
+            exe.display()
+        ),
+        Stripped(_) => anyhow::anyhow!(
+            "{} is stripped: it has no function symbols to trace (rebuild without -s, or install its debug symbols)",
+            exe.display()
+        ),
+        other => anyhow::Error::new(other),
+    }
+}
