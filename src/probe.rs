@@ -66,6 +66,10 @@ pub struct Probes<'obj> {
 impl<'obj> Probes<'obj> {
     /// Opens, configures and loads the BPF programs.
     pub fn load(storage: &'obj mut ObjectStorage, cfg: BpfConfig) -> Result<Self> {
+        // libbpf's own messages would duplicate our one-line errors; keep them for debugging.
+        if std::env::var_os("UTRACE_DEBUG").is_none() {
+            libbpf_rs::set_print(None);
+        }
         let mut open = UtraceSkelBuilder::default().open(storage).map_err(load_error)?;
         open.maps.events.set_max_entries(cfg.ringbuf_bytes).context("sizing the ring buffer")?;
         let rodata = open.maps.rodata_data.as_deref_mut().context("BPF object has no .rodata")?;

@@ -57,14 +57,22 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         Target::Pid(_) => None,
     };
     let pid = launched.as_ref().map_or(plan.pid.unwrap_or_default(), |l| l.pid);
+    // Signals are caught from here on: Ctrl-C never leaves utrace half-attached.
+    let signals = signal_channel()?;
     for list in &plan.probes.entries {
         probes.attach(list, ProbeKind::Entry, pid)?;
     }
     for list in &plan.probes.returns {
         probes.attach(list, ProbeKind::Return, pid)?;
     }
+    let modules = plan.probes.table.modules.len();
+    eprintln!(
+        "utrace: attached {} probes in {modules} module{} to pid {pid}{}",
+        probes.probe_count(),
+        if modules == 1 { "" } else { "s" },
+        if launched.is_some() { "" } else { " (Ctrl-C detaches)" }
+    );
     let (reader, rx) = events::spawn(probes.ring_buffer()?)?;
-    let signals = signal_channel()?;
     let run = RunInfo {
         command: plan.command.clone(),
         pid,

@@ -1,0 +1,226 @@
+//! Userspace headroom (issue 5 §6): synthetic events through the real
+//! consumers, one thread, to show userspace is never the bottleneck
+//! (target: ≥ 5 million events/s on one core, peak RSS < 100 MB for a
+//! 10-million-event live session).
+//!
+//! Events come in 64 Ki batches, as the reader thread hands them over, and
+//! only the consumers' time is counted (making the batch is not). Each stage
+//! reports its own peak RSS: VmHWM is reset between stages.
+//!
+//! Knobs: UTRACE_BENCH_EVENTS (default 10,000,000).
+//! Run: `cargo bench --bench pipeline` (no root needed).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::io::{self, BufWriter};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use utrace::callstack::CallStacks;
+use utrace::cli::{Format, Layout, ReportOptions, SortKey};
+use utrace::model::{Call, Event, EventKind, FuncKind, FuncTable, Function, Module, RunInfo, Sink};
+use utrace::record::Recorder;
+use utrace::report::{self, call_graph::CallGraph};
+
+const BATCH: usize = 64 * 1024;
+const THREADS: u32 = 4;
+/// Threads interleave in runs this long, like records from per-CPU producers.
+const RUN: u64 = 256;
+/// Distinct ids per role below, so aggregators see 1 + 4 × VARIANTS functions.
+const VARIANTS: u32 = 16;
+/// One unit of a thread's work under its main(): (kind, role, depth).
+/// Roles 0..4 are parse, lex, eval, add; main is function 0 at depth 0.
+const UNIT: [(EventKind, u32, u32); 12] = {
+    use EventKind::{Entry as E, Exit as X};
+    [(E, 0, 1), (E, 1, 2), (X, 1, 2), (E, 1, 2), (X, 1, 2), (E, 1, 2), (X, 1, 2), (X, 0, 1), (E, 2, 1), (E, 3, 2), (X, 3, 2), (X, 2, 1)]
+};
+
+/// An endless, deterministic event stream shaped like a real trace.
+struct Gen {
+    /// Per thread: events emitted (0 = main's entry not sent yet).
+    pos: Vec<u64>,
+    seq: u64,
+    ts: u64,
+}
+
+impl Gen {
+    fn new() -> Self {
+        Gen { pos: vec![0; THREADS as usize], seq: 0, ts: 1_000_000_000 }
+    }
+
+    fn next(&mut self) -> Event {
+        let t = ((self.seq / RUN) % u64::from(THREADS)) as usize;
+        self.seq += 1;
+        self.ts += 40 + (self.seq * 7919) % 360; // 40–400 ns apart
+        let tid = 1000 + t as u32;
+        let p = self.pos[t];
+        self.pos[t] += 1;
+        let (kind, func, depth) = match p {
+            0 => (EventKind::Entry, 0, 0),
+            p => {
+                let (unit, step) = ((p - 1) / UNIT.len() as u64, ((p - 1) % UNIT.len() as u64) as usize);
+                let (kind, role, depth) = UNIT[step];
+                (kind, 1 + role + 4 * (unit % u64::from(VARIANTS)) as u32, depth)
+            }
+        };
+        Event { kind, pid: 1000, tid, func, depth, ts: self.ts }
+    }
+
+    fn fill(&mut self, batch: &mut Vec<Event>, n: usize) {
+        batch.clear();
+        batch.extend((0..n).map(|_| self.next()));
+    }
+}
+
+fn table() -> FuncTable {
+    let roles = ["parse", "lex", "eval", "add"];
+    let mut names = vec!["main".to_string()];
+    names.extend((0..VARIANTS).flat_map(|v| roles.iter().map(move |r| format!("app::{r}_{v}"))));
+    let functions = names
+        .into_iter()
+        .enumerate()
+        .map(|(i, name)| Function {
+            module: 0,
+            raw_name: name.clone(),
+            name,
+            addr: 0x1000 + 0x40 * i as u64,
+            size: 0x40,
+            kind: FuncKind::Function,
+        })
+        .collect();
+    FuncTable { modules: vec![Module { path: "/usr/bin/app".into(), build_id: None }], functions }
+}
+
+/// What a stage does with the events: pair them into a sink, or record them.
+trait Consumer {
+    fn feed(&mut self, batch: &[Event]) -> Result<()>;
+    fn finish(self: Box<Self>, end_ts: u64) -> Result<()>;
+}
+
+/// The live path: CallStacks pairing into a sink, as session.rs drives it.
+struct Paired {
+    stacks: CallStacks,
+    sink: Box<dyn Sink>,
+    table: FuncTable,
+}
+
+impl Consumer for Paired {
+    fn feed(&mut self, batch: &[Event]) -> Result<()> {
+        let (sink, table) = (&mut self.sink, &self.table);
+        let mut result = Ok(());
+        for ev in batch {
+            self.stacks.push(ev, &mut |call| {
+                if result.is_ok() {
+                    result = sink.call(call, table);
+                }
+            });
+        }
+        result
+    }
+
+    fn finish(mut self: Box<Self>, end_ts: u64) -> Result<()> {
+        let (sink, table) = (&mut self.sink, &self.table);
+        let mut result = Ok(());
+        self.stacks.finish(end_ts, &mut |call| {
+            if result.is_ok() {
+                result = sink.call(call, table);
+            }
+        });
+        result.and_then(|()| self.sink.finish(&self.table, &RunInfo::default()))
+    }
+}
+
+/// Pairing alone: the floor under every live sink.
+struct Discard;
+
+impl Sink for Discard {
+    fn call(&mut self, _: &Call, _: &FuncTable) -> Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self, _: &FuncTable, _: &RunInfo) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Consumer for Recorder {
+    fn feed(&mut self, batch: &[Event]) -> Result<()> {
+        batch.iter().try_for_each(|ev| self.event(ev))
+    }
+
+    fn finish(self: Box<Self>, _: u64) -> Result<()> {
+        (*self).finish(&RunInfo::default()).map(|_| ())
+    }
+}
+
+struct Stage {
+    name: &'static str,
+    busy: Duration,
+    peak_kib: u64,
+}
+
+/// Feeds `events` generated events to `consumer`, timing only the consumer.
+fn run(name: &'static str, events: usize, mut consumer: Box<dyn Consumer>) -> Result<Stage> {
+    let mut gen = Gen::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut busy = Duration::ZERO;
+    let mut left = events;
+    while left > 0 {
+        gen.fill(&mut batch, left.min(BATCH));
+        left -= batch.len();
+        let t = Instant::now();
+        consumer.feed(&batch)?;
+        busy += t.elapsed();
+    }
+    let t = Instant::now();
+    consumer.finish(gen.ts)?;
+    busy += t.elapsed();
+    Ok(Stage { name, busy, peak_kib: common::peak_rss_kib() })
+}
+
+fn sink_out() -> Box<dyn io::Write> {
+    Box::new(BufWriter::new(io::sink()))
+}
+
+fn main() -> Result<()> {
+    let events = common::env_usize("UTRACE_BENCH_EVENTS", 10_000_000);
+    let layout = Layout { tid: true, timestamp: false, flat: false, libname: false };
+    let opts = ReportOptions { format: Format::Summary, sort: SortKey::Total, per_thread: false, layout, output: None };
+    let data = common::fixture_dir().join("pipeline.utrace.data");
+    let paired = |sink: Box<dyn Sink>| Box::new(Paired { stacks: CallStacks::new(), sink, table: table() });
+    println!("pipeline: {} events, {THREADS} threads, 1 consumer thread; {}", common::thousands(events as u64), common::host_line());
+
+    // Each stage builds its consumer after the reset, so its peak RSS is its own.
+    type Make<'a> = Box<dyn Fn() -> Result<Box<dyn Consumer>> + 'a>;
+    let stages: Vec<(&'static str, Make)> = vec![
+        ("CallStacks (pairing only)", Box::new(|| Ok(paired(Box::new(Discard)) as _))),
+        ("CallStacks + CallGraph → sink", Box::new(|| Ok(paired(Box::new(CallGraph::new(sink_out(), layout))) as _))),
+        (
+            "CallStacks + summary → sink",
+            Box::new(|| Ok(paired(report::sink_for(Format::Summary, &opts, sink_out())) as _)),
+        ),
+        (
+            "Recorder → trace file",
+            Box::new(|| Ok(Box::new(Recorder::new(&data, &RunInfo::default(), &table())?) as _)),
+        ),
+    ];
+    let mut rows = vec![["consumer", "events/s", "ns/event", "peak RSS MB"].map(String::from).to_vec()];
+    for (name, make) in &stages {
+        common::reset_peak_rss();
+        let s = run(name, events, make()?)?;
+        let secs = s.busy.as_secs_f64();
+        eprintln!("pipeline: {:<32} {:.2} s", s.name, secs);
+        rows.push(vec![
+            s.name.to_string(),
+            format!("{:.1} M", events as f64 / secs / 1e6),
+            format!("{:.0}", secs * 1e9 / events as f64),
+            format!("{:.0}", s.peak_kib as f64 / 1024.0),
+        ]);
+    }
+    let size = std::fs::metadata(&data).map_or(0, |m| m.len());
+    let _ = std::fs::remove_file(&data);
+    println!("\nconsumer time only, one thread; peak RSS = VmHWM of the bench process, reset before each stage");
+    common::print_table(&rows, true);
+    println!("\ntrace file for {} events: {:.1} MB", common::thousands(events as u64), size as f64 / 1e6);
+    Ok(())
+}

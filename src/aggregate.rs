@@ -1,0 +1,342 @@
+//! Aggregators the report formats share: per-function statistics (summary,
+//! json) and the call tree of self times (folded, flame graph). They see
+//! paired calls, live or from a file, and keep only what they aggregate:
+//! memory grows with functions × threads × depth, never with events.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::cli::SortKey;
+use crate::model::{Call, End, FuncTable};
+
+/// A fast hasher for the small integer keys used here (function ids, tids):
+/// one multiply, enough spread for hashbrown's top-bit tags.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = (self.0.rotate_left(26) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// Per-thread state, looked up once per call with a one-entry cache in front.
+pub struct PerThread<T> {
+    index: IdMap<u32, usize>,
+    items: Vec<(u32, T)>,
+    last: Option<(u32, usize)>,
+}
+
+impl<T: Default> Default for PerThread<T> {
+    fn default() -> Self {
+        PerThread { index: IdMap::default(), items: Vec::new(), last: None }
+    }
+}
+
+impl<T: Default> PerThread<T> {
+    #[inline]
+    pub fn get(&mut self, tid: u32) -> &mut T {
+        let i = match self.last {
+            Some((t, i)) if t == tid => i,
+            _ => {
+                let next = self.items.len();
+                let i = *self.index.entry(tid).or_insert(next);
+                if i == next {
+                    self.items.push((tid, T::default()));
+                }
+                self.last = Some((tid, i));
+                i
+            }
+        };
+        &mut self.items[i].1
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// (tid, state) in order of first appearance.
+    pub fn iter(&self) -> impl Iterator<Item = &(u32, T)> {
+        self.items.iter()
+    }
+}
+
+/// One function's numbers. Total counts only outermost activations of a
+/// recursive function (as uftrace does), so totals never count time twice;
+/// min and max are over every call's own duration; avg = total / calls.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub calls: u64,
+    pub total_ns: u64,
+    pub self_ns: u64,
+    pub min_ns: u64,
+    pub max_ns: u64,
+}
+
+impl Stats {
+    pub fn avg_ns(&self) -> u64 {
+        self.total_ns.checked_div(self.calls).unwrap_or(0)
+    }
+}
+
+/// Counters every aggregate report shows in its footer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Events paired into the calls seen: one per entry, one per return.
+    pub events: u64,
+    pub threads: u64,
+    pub first_ts: Option<u64>,
+    pub last_ts: u64,
+}
+
+impl Counts {
+    /// Wall time covered by the calls seen.
+    pub fn span_ns(&self) -> u64 {
+        self.first_ts.map_or(0, |first| self.last_ts.saturating_sub(first))
+    }
+}
+
+/// Per-function statistics.
+#[derive(Default)]
+pub struct FuncStats {
+    stats: Vec<Stats>,
+    /// Per thread: how many activations of each function are open.
+    active: PerThread<IdMap<u32, u32>>,
+    counts: Counts,
+}
+
+impl FuncStats {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    #[inline]
+    pub fn call(&mut self, call: &Call) {
+        let c = &mut self.counts;
+        c.first_ts.get_or_insert(call.ts());
+        c.last_ts = c.last_ts.max(call.ts());
+        match *call {
+            Call::Enter { tid, func, .. } => {
+                self.counts.events += 1;
+                *self.active.get(tid).entry(func).or_insert(0) += 1;
+            }
+            Call::Leave { tid, func, entry_ts, ts, child_ns, end, .. } => {
+                self.counts.events += u64::from(end == End::Returned);
+                // Entries stay at 0 rather than being removed: the map holds
+                // the functions the thread called, and no churn per call.
+                let outermost = match self.active.get(tid).get_mut(&func) {
+                    Some(n) => {
+                        *n = n.saturating_sub(1);
+                        *n == 0
+                    }
+                    None => true,
+                };
+                self.add(func, ts.saturating_sub(entry_ts), child_ns, outermost);
+            }
+        }
+    }
+
+    /// Footer counters: events, threads, time span of the calls seen.
+    pub fn counts(&self) -> Counts {
+        Counts { threads: self.active.len() as u64, ..self.counts }
+    }
+
+    fn add(&mut self, func: u32, total: u64, child_ns: u64, outermost: bool) {
+        let i = func as usize;
+        if i >= self.stats.len() {
+            self.stats.resize(i + 1, Stats::default());
+        }
+        let s = &mut self.stats[i];
+        s.min_ns = if s.calls == 0 { total } else { s.min_ns.min(total) };
+        s.max_ns = s.max_ns.max(total);
+        s.calls += 1;
+        s.self_ns += total.saturating_sub(child_ns);
+        if outermost {
+            s.total_ns += total;
+        }
+    }
+
+    /// (function id, stats) of every function called, in `sort` order.
+    pub fn rows(&self, sort: SortKey, table: &FuncTable) -> Vec<(u32, Stats)> {
+        let mut rows: Vec<(u32, Stats)> =
+            self.stats.iter().enumerate().filter(|(_, s)| s.calls > 0).map(|(i, s)| (i as u32, *s)).collect();
+        let by_name = |a: &(u32, Stats), b: &(u32, Stats)| table.name(a.0).cmp(table.name(b.0)).then(a.0.cmp(&b.0));
+        match sort {
+            SortKey::Name => rows.sort_by(by_name),
+            _ => rows.sort_by(|a, b| sort_value(sort, &b.1).cmp(&sort_value(sort, &a.1)).then_with(|| by_name(a, b))),
+        }
+        rows
+    }
+}
+
+fn sort_value(sort: SortKey, s: &Stats) -> u64 {
+    match sort {
+        SortKey::Calls => s.calls,
+        SortKey::Total | SortKey::Name => s.total_ns,
+        SortKey::SelfTime => s.self_ns,
+        SortKey::Avg => s.avg_ns(),
+        SortKey::Max => s.max_ns,
+    }
+}
+
+/// A node of the call tree: one distinct stack.
+struct Node {
+    /// Function id, or the tid for a per-thread root.
+    func: u32,
+    parent: u32,
+    self_ns: u64,
+}
+
+const ROOT: u32 = 0;
+
+/// Self time per distinct call stack, for folded stacks and flame graphs.
+pub struct CallTree {
+    nodes: Vec<Node>,
+    children: IdMap<(u32, u32), u32>,
+    /// Per thread: the node of its innermost open call.
+    cursor: PerThread<Option<u32>>,
+    per_thread: bool,
+}
+
+impl CallTree {
+    /// With `per_thread`, each thread's stacks hang under a node of its own.
+    pub fn new(per_thread: bool) -> Self {
+        CallTree {
+            nodes: vec![Node { func: u32::MAX, parent: ROOT, self_ns: 0 }],
+            children: IdMap::default(),
+            cursor: PerThread::default(),
+            per_thread,
+        }
+    }
+
+    #[inline]
+    pub fn call(&mut self, call: &Call) {
+        match *call {
+            Call::Enter { tid, func, .. } => {
+                let at = match *self.cursor.get(tid) {
+                    Some(node) => node,
+                    None if self.per_thread => self.child(ROOT, tid),
+                    None => ROOT,
+                };
+                let node = self.child(at, func);
+                *self.cursor.get(tid) = Some(node);
+            }
+            Call::Leave { tid, entry_ts, ts, child_ns, .. } => {
+                let Some(node) = *self.cursor.get(tid) else { return };
+                let n = &mut self.nodes[node as usize];
+                n.self_ns += ts.saturating_sub(entry_ts).saturating_sub(child_ns);
+                let parent = n.parent;
+                let at_top = parent == ROOT || (self.per_thread && self.nodes[parent as usize].parent == ROOT);
+                *self.cursor.get(tid) = (!at_top).then_some(parent);
+            }
+        }
+    }
+
+    fn child(&mut self, parent: u32, func: u32) -> u32 {
+        let next = self.nodes.len() as u32;
+        let node = *self.children.entry((parent, func)).or_insert(next);
+        if node == next {
+            self.nodes.push(Node { func, parent, self_ns: 0 });
+        }
+        node
+    }
+
+    /// Folded lines (`main;sort;compare 1234`, self time in ns), sorted; with
+    /// per-thread roots the first frame is `tid N`.
+    pub fn folded(&self, table: &FuncTable) -> Vec<String> {
+        let mut names: Vec<String> = Vec::with_capacity(self.nodes.len());
+        names.push(String::new());
+        let mut lines = Vec::new();
+        for node in &self.nodes[1..] {
+            // Parents come before their children, so a parent's path is known.
+            let name = match self.per_thread && node.parent == ROOT {
+                true => format!("tid {}", node.func),
+                false => frame_name(table.name(node.func)),
+            };
+            let path = match &names[node.parent as usize] {
+                p if p.is_empty() => name,
+                p => format!("{p};{name}"),
+            };
+            if node.self_ns > 0 {
+                lines.push(format!("{path} {}", node.self_ns));
+            }
+            names.push(path);
+        }
+        lines.sort_unstable();
+        lines
+    }
+}
+
+/// A name safe inside a folded line: `;` separates frames there.
+fn frame_name(name: &str) -> String {
+    name.replace(';', ":").replace(['\n', '\r'], " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EventKind::*;
+    use crate::report::testutil::{calls_of, ev, recursive_events};
+
+    #[test]
+    fn recursion_counts_only_outermost_activations_in_total() {
+        let calls = calls_of(&recursive_events());
+        let mut agg = FuncStats::new();
+        calls.iter().for_each(|c| agg.call(c));
+        let table = crate::tracefile::tests::table();
+        let rows = agg.rows(SortKey::Total, &table);
+        // fib (4) recursion: 10..90 around 20..70 around 30..50.
+        let fib = rows.iter().find(|r| r.0 == 4).unwrap().1;
+        assert_eq!(fib, Stats { calls: 3, total_ns: 80, self_ns: 80, min_ns: 20, max_ns: 80 });
+        let main = rows.iter().find(|r| r.0 == 0).unwrap().1;
+        assert_eq!(main, Stats { calls: 1, total_ns: 100, self_ns: 20, min_ns: 100, max_ns: 100 });
+        assert_eq!(rows[0].0, 0);
+        assert_eq!(agg.counts().events, 8);
+        assert_eq!(agg.counts().threads, 1);
+    }
+
+    #[test]
+    fn folded_stacks_merge_threads_unless_asked() {
+        let events = [
+            ev(Entry, 1, 0, 0, 0),
+            ev(Entry, 2, 0, 0, 5),
+            ev(Entry, 1, 2, 1, 10),
+            ev(Exit, 1, 2, 1, 15),
+            ev(Exit, 1, 0, 0, 20),
+            ev(Exit, 2, 0, 0, 30),
+        ];
+        let calls = calls_of(&events);
+        let table = crate::tracefile::tests::table();
+        let mut merged = CallTree::new(false);
+        let mut split = CallTree::new(true);
+        for c in &calls {
+            merged.call(c);
+            split.call(c);
+        }
+        assert_eq!(merged.folded(&table), ["main 40", "main;compare 5"]);
+        assert_eq!(split.folded(&table), ["tid 1;main 15", "tid 1;main;compare 5", "tid 2;main 25"]);
+    }
+}

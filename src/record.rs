@@ -1,0 +1,130 @@
+//! The recorder: raw events go straight into the trace file (pairing happens
+//! when the file is reported), with progress on stderr while it runs and one
+//! closing line saying what was written and how to look at it.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::model::{Event, FuncTable, RunInfo};
+use crate::report::thousands;
+use crate::tracefile::{Summary, TraceWriter};
+
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Recorder {
+    writer: TraceWriter,
+    path: PathBuf,
+    functions: usize,
+    modules: usize,
+    events: u64,
+    /// Progress is shown only when stderr is a terminal.
+    progress: Option<Instant>,
+}
+
+impl Recorder {
+    /// Creates the trace file and writes its header and function table.
+    pub fn new(path: &Path, run: &RunInfo, table: &FuncTable) -> Result<Recorder> {
+        Ok(Recorder {
+            writer: TraceWriter::create(path, run, table)?,
+            path: path.to_owned(),
+            functions: table.functions.len(),
+            modules: table.modules.len(),
+            events: 0,
+            progress: std::io::stderr().is_terminal().then(Instant::now),
+        })
+    }
+
+    #[inline]
+    pub fn event(&mut self, ev: &Event) -> Result<()> {
+        self.writer.write(ev)?;
+        self.events += 1;
+        if self.events.is_multiple_of(65_536) {
+            self.show_progress();
+        }
+        Ok(())
+    }
+
+    /// Call when no event came for a while: writes out what is buffered, so a
+    /// crash loses nothing recorded before this point.
+    pub fn idle(&mut self) -> Result<()> {
+        self.show_progress();
+        self.writer.flush_chunk()
+    }
+
+    /// Writes the trailer (`run` carries the end time and lost events) and
+    /// prints the closing line.
+    pub fn finish(self, run: &RunInfo) -> Result<Summary> {
+        let summary = self.writer.finish(run)?;
+        let mut err = std::io::stderr().lock();
+        if self.progress.is_some() {
+            let _ = write!(err, "\r\x1b[K");
+        }
+        let _ = writeln!(err, "{}", closing_line(&self.path, &summary, self.functions, self.modules));
+        let _ = writeln!(err, "{}", view_hint(&self.path));
+        Ok(summary)
+    }
+
+    fn show_progress(&mut self) {
+        let Some(last) = self.progress else { return };
+        if last.elapsed() >= PROGRESS_EVERY {
+            let _ =
+                write!(std::io::stderr(), "\rRecording to {}: {} events", self.path.display(), thousands(self.events));
+            self.progress = Some(Instant::now());
+        }
+    }
+}
+
+/// "Wrote utrace.data: 1,234,567 calls, 0 lost, 48 functions in 3 modules"
+pub fn closing_line(path: &Path, summary: &Summary, functions: usize, modules: usize) -> String {
+    format!(
+        "Wrote {}: {} calls, {} lost, {} functions in {} modules",
+        path.display(),
+        thousands(summary.calls),
+        thousands(summary.lost),
+        thousands(functions as u64),
+        modules
+    )
+}
+
+fn view_hint(path: &Path) -> String {
+    let data = if path == Path::new("utrace.data") { String::new() } else { format!(" -d {}", path.display()) };
+    format!("View it with `utrace --report{data}` (--format=call-graph|json|folded|flame-graph|chrome for other views)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EventKind;
+    use crate::tracefile::TraceReader;
+
+    #[test]
+    fn closing_line_reads_like_the_issue() {
+        let summary = Summary { events: 2_469_134, calls: 1_234_567, lost: 0, chunks: 9, bytes: 1 };
+        assert_eq!(
+            closing_line(Path::new("utrace.data"), &summary, 48, 3),
+            "Wrote utrace.data: 1,234,567 calls, 0 lost, 48 functions in 3 modules"
+        );
+        assert!(view_hint(Path::new("utrace.data")).starts_with("View it with `utrace --report`"));
+        assert!(view_hint(Path::new("/tmp/x.data")).contains("utrace --report -d /tmp/x.data"));
+    }
+
+    #[test]
+    fn recorded_events_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.data");
+        let run = RunInfo { command: "./a".into(), pid: 9, ..RunInfo::default() };
+        let mut rec = Recorder::new(&path, &run, &FuncTable::default()).unwrap();
+        let ev = |kind, ts| Event { kind, pid: 9, tid: 9, func: 0, depth: 0, ts };
+        rec.event(&ev(EventKind::Entry, 10)).unwrap();
+        rec.idle().unwrap();
+        rec.event(&ev(EventKind::Exit, 20)).unwrap();
+        let summary = rec.finish(&RunInfo { end_mono_ns: 30, lost_events: 2, ..run }).unwrap();
+        assert_eq!((summary.events, summary.calls, summary.lost, summary.chunks), (2, 1, 2, 2));
+        let reader = TraceReader::open(&path).unwrap();
+        assert_eq!(reader.events().count(), 2);
+        assert_eq!(reader.run_info().lost_events, 2);
+    }
+}

@@ -1,0 +1,128 @@
+//! `--format=json`: the summary, machine-readable, in exactly this shape:
+//! `{"functions":[{"function","module","calls","total_ns","self_ns","avg_ns",
+//! "min_ns","max_ns"}, ...], "lost_events", "threads", "events"}`.
+//! `module` is the full path of the module holding the function (for a PLT
+//! stub `<sym>@plt`, the calling module).
+
+use std::io::Write;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::aggregate::FuncStats;
+use crate::cli::SortKey;
+use crate::model::{Call, FuncTable, RunInfo, Sink};
+
+#[derive(Serialize)]
+struct Report<'a> {
+    functions: Vec<Function<'a>>,
+    lost_events: u64,
+    threads: u64,
+    events: u64,
+}
+
+#[derive(Serialize)]
+struct Function<'a> {
+    function: &'a str,
+    module: &'a str,
+    calls: u64,
+    total_ns: u64,
+    self_ns: u64,
+    avg_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+}
+
+pub struct Json {
+    out: Box<dyn Write>,
+    sort: SortKey,
+    stats: FuncStats,
+}
+
+impl Json {
+    pub fn new(out: Box<dyn Write>, sort: SortKey) -> Self {
+        Json { out, sort, stats: FuncStats::new() }
+    }
+}
+
+impl Sink for Json {
+    #[inline]
+    fn call(&mut self, call: &Call, _table: &FuncTable) -> Result<()> {
+        self.stats.call(call);
+        Ok(())
+    }
+
+    fn finish(&mut self, table: &FuncTable, run: &RunInfo) -> Result<()> {
+        let functions = self
+            .stats
+            .rows(self.sort, table)
+            .into_iter()
+            .map(|(id, s)| Function {
+                function: table.name(id),
+                module: table.module_of(id),
+                calls: s.calls,
+                total_ns: s.total_ns,
+                self_ns: s.self_ns,
+                avg_ns: s.avg_ns(),
+                min_ns: s.min_ns,
+                max_ns: s.max_ns,
+            })
+            .collect();
+        let counts = self.stats.counts();
+        let report = Report { functions, lost_events: run.lost_events, threads: counts.threads, events: counts.events };
+        serde_json::to_writer_pretty(&mut self.out, &report)?;
+        writeln!(self.out)?;
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::Format;
+    use crate::report::testutil::{options, recursive_events, report};
+
+    #[test]
+    fn schema_is_exact() {
+        let text = report(&recursive_events(), &options(Format::Json));
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let expected = serde_json::json!({
+            "functions": [
+                {"function": "main", "module": "/opt/sort", "calls": 1, "total_ns": 100, "self_ns": 20,
+                 "avg_ns": 100, "min_ns": 100, "max_ns": 100},
+                {"function": "fib", "module": "/opt/sort", "calls": 3, "total_ns": 80, "self_ns": 80,
+                 "avg_ns": 26, "min_ns": 20, "max_ns": 80},
+            ],
+            "lost_events": 3,
+            "threads": 1,
+            "events": 8,
+        });
+        assert_eq!(value, expected);
+        // Keys in the documented order.
+        let keys = [
+            "\"function\"",
+            "\"module\"",
+            "\"calls\"",
+            "\"total_ns\"",
+            "\"self_ns\"",
+            "\"avg_ns\"",
+            "\"min_ns\"",
+            "\"max_ns\"",
+        ];
+        let at: Vec<usize> = keys.iter().map(|k| text.find(k).unwrap()).collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
+        let tail = ["\"lost_events\"", "\"threads\"", "\"events\""].map(|k| text.rfind(k).unwrap());
+        assert!(tail[0] < tail[1] && tail[1] < tail[2]);
+    }
+
+    #[test]
+    fn plt_stubs_keep_their_name_and_calling_module() {
+        use crate::model::EventKind::*;
+        use crate::report::testutil::ev;
+        let events = [ev(Entry, 1, 0, 0, 0), ev(Entry, 1, 3, 1, 1), ev(Exit, 1, 3, 1, 2), ev(Exit, 1, 0, 0, 3)];
+        let value: serde_json::Value = serde_json::from_str(&report(&events, &options(Format::Json))).unwrap();
+        let plt = &value["functions"][1];
+        assert_eq!(plt["function"], "qsort@plt");
+        assert_eq!(plt["module"], "/opt/sort");
+    }
+}

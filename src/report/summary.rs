@@ -1,0 +1,147 @@
+//! `--format=summary` (the default report): one row per function with calls,
+//! total, self, average, min and max time, sorted by `--sort`, and a footer
+//! with the events, threads, lost events and traced wall time.
+
+use std::io::Write;
+
+use anyhow::Result;
+
+use super::{human_duration, module_name, thousands};
+use crate::aggregate::{Counts, FuncStats};
+use crate::cli::SortKey;
+use crate::model::{Call, FuncTable, RunInfo, Sink};
+
+const NUMBERS: [&str; 6] = ["Calls", "Total", "Self", "Avg", "Min", "Max"];
+const WIDTH: usize = 11;
+/// Longer names widen their own row only.
+const MAX_NAME_WIDTH: usize = 60;
+
+pub struct Summary {
+    out: Box<dyn Write>,
+    sort: SortKey,
+    stats: FuncStats,
+}
+
+impl Summary {
+    pub fn new(out: Box<dyn Write>, sort: SortKey) -> Self {
+        Summary { out, sort, stats: FuncStats::new() }
+    }
+
+    fn write_table(&mut self, table: &FuncTable) -> Result<()> {
+        let rows = self.stats.rows(self.sort, table);
+        let name_width =
+            rows.iter().map(|r| table.name(r.0).chars().count()).max().unwrap_or(0).clamp(8, MAX_NAME_WIDTH);
+        let mut head = String::new();
+        let mut rule = String::new();
+        for h in NUMBERS {
+            head.push_str(&format!("{h:>WIDTH$} "));
+            rule.push_str(&format!("{:>WIDTH$} ", "=".repeat(WIDTH - 1)));
+        }
+        writeln!(self.out, "{head} {:<name_width$}  Module", "Function")?;
+        writeln!(self.out, "{rule} {}  {}", "=".repeat(name_width), "=".repeat(6))?;
+        for (func, s) in rows {
+            let mut line = format!("{:>WIDTH$} ", thousands(s.calls));
+            for ns in [s.total_ns, s.self_ns, s.avg_ns(), s.min_ns, s.max_ns] {
+                line.push_str(&format!("{:>WIDTH$} ", human_duration(ns)));
+            }
+            let module = module_name(table.module_of(func));
+            writeln!(self.out, "{line} {:<name_width$}  {module}", table.name(func))?;
+        }
+        Ok(())
+    }
+}
+
+/// "2,469,134 events, 3 threads, 0 lost, 1.234 s traced"
+pub fn footer(counts: &Counts, run: &RunInfo) -> String {
+    let wall = match run.end_mono_ns.checked_sub(run.start_mono_ns) {
+        Some(ns) if run.start_mono_ns > 0 && ns > 0 => ns,
+        _ => counts.span_ns(),
+    };
+    let plural = |n: u64, word: &str| format!("{} {word}{}", thousands(n), if n == 1 { "" } else { "s" });
+    let mut line = format!(
+        "{}, {}, {} lost, {} traced",
+        plural(counts.events, "event"),
+        plural(counts.threads, "thread"),
+        thousands(run.lost_events),
+        human_duration(wall)
+    );
+    if run.lost_events > 0 {
+        line.push_str(" (lost events: trace fewer functions with -f, or less deep with --max-depth)");
+    }
+    line
+}
+
+impl Sink for Summary {
+    #[inline]
+    fn call(&mut self, call: &Call, _table: &FuncTable) -> Result<()> {
+        self.stats.call(call);
+        Ok(())
+    }
+
+    fn finish(&mut self, table: &FuncTable, run: &RunInfo) -> Result<()> {
+        self.write_table(table)?;
+        writeln!(self.out)?;
+        writeln!(self.out, "{}", footer(&self.stats.counts(), run))?;
+        self.out.flush()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Format;
+    use crate::report::testutil::{options, recursive_events, report, synthetic_events};
+
+    #[test]
+    fn hand_made_trace_gives_exact_table() {
+        let text = report(&recursive_events(), &options(Format::Summary));
+        let expected = [
+            "      Calls       Total        Self         Avg         Min         Max  Function  Module",
+            " ==========  ==========  ==========  ==========  ==========  ==========  ========  ======",
+            "          1      100 ns       20 ns      100 ns      100 ns      100 ns  main      sort",
+            "          3       80 ns       80 ns       26 ns       20 ns       80 ns  fib       sort",
+            "",
+            "8 events, 1 thread, 3 lost, 100 ns traced \
+             (lost events: trace fewer functions with -f, or less deep with --max-depth)",
+            "",
+        ]
+        .join("\n");
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn sort_keys_order_rows() {
+        let events = synthetic_events(40);
+        let order = |sort| {
+            let text = report(&events, &crate::cli::ReportOptions { sort, ..options(Format::Summary) });
+            text.lines()
+                .skip(2)
+                .take_while(|l| !l.is_empty())
+                .map(|l| l.split_whitespace().nth(11).unwrap().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(order(SortKey::Name), ["compare", "main", "qsort@plt", "sort::numbers"]);
+        assert_eq!(order(SortKey::Calls)[0], "compare");
+        assert_eq!(order(SortKey::Total)[0], "main");
+    }
+
+    #[test]
+    fn self_times_add_up_to_the_roots_per_thread() {
+        let events = synthetic_events(300);
+        let calls = crate::report::testutil::calls_of(&events);
+        for tid in [4242, 4243, 4244] {
+            let mut stats = FuncStats::new();
+            let mut roots = 0;
+            for c in calls.iter().filter(|c| c.tid() == tid) {
+                stats.call(c);
+                if let Call::Leave { depth: 0, entry_ts, ts, .. } = c {
+                    roots += ts - entry_ts;
+                }
+            }
+            let table = crate::tracefile::tests::table();
+            let self_sum: u64 = stats.rows(SortKey::Total, &table).iter().map(|r| r.1.self_ns).sum();
+            assert_eq!(self_sum, roots, "tid {tid}");
+        }
+    }
+}

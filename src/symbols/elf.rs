@@ -1,0 +1,576 @@
+//! Reads one ELF file: its functions (from .symtab, or .dynsym when the file
+//! is stripped), where each one lives in the file (uprobes attach by file
+//! offset, not by address) and its build-id; with its PLT stubs (plt.rs),
+//! dynamic-linking facts (link.rs) and where calls end (exits.rs), everything
+//! utrace needs from it, from one read of the file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use object::elf::{self, FileHeader64};
+use object::read::elf::{ElfFile64, FileHeader, ProgramHeader, SectionHeader, Sym, SymbolTable};
+use object::{LittleEndian as LE, Object};
+
+use super::SymbolError;
+use super::demangle::demangle;
+use super::exits::{self, ColdPart, ModuleCode, cold_parent};
+use super::link::{LinkInfo, link_info};
+use super::placement::{self, Placement};
+use super::plt::{self, PltInfo};
+
+pub(crate) type Elf<'d> = ElfFile64<'d, LE>;
+
+/// Bytes read to place a probe: endbr64 plus the longest x86 instruction.
+const PLACEMENT_WINDOW: u64 = 4 + 15;
+
+/// A function with code in a module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// Demangled name, as users see and filter it.
+    pub name: String,
+    /// Name in the symbol table.
+    pub raw_name: String,
+    /// Raw names of other symbols at the same address (traced once, as `name`).
+    pub aliases: Vec<String>,
+    /// Link-time virtual address.
+    pub vaddr: u64,
+    pub size: u64,
+    /// File offset of the first byte.
+    pub file_offset: u64,
+    /// Global or weak binding.
+    pub global: bool,
+    /// An STT_GNU_IFUNC symbol: its address is the resolver, which runs once
+    /// when the symbol is bound, not the implementation callers reach.
+    pub ifunc: bool,
+    pub placement: Placement,
+    /// File offsets of its `ret`s and direct tail jumps, its `.cold` part's
+    /// included (exits.rs), sorted: where the stack pointer is back at its
+    /// entry value. Empty for a function that never returns, or leaves only
+    /// through an indirect jump.
+    pub ret_sites: Vec<u64>,
+}
+
+/// Everything utrace needs from one ELF file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleSymbols {
+    pub path: PathBuf,
+    /// GNU build-id as lowercase hex.
+    pub build_id: Option<String>,
+    pub link: LinkInfo,
+    /// Functions sorted by address, one per address.
+    pub functions: Vec<Symbol>,
+    pub plt: PltInfo,
+    /// Something the user should know, e.g. that only exported functions
+    /// could be read.
+    pub warning: Option<String>,
+}
+
+impl ModuleSymbols {
+    /// The name libraries are matched by: the soname, else the file name.
+    pub fn library_name(&self) -> String {
+        self.link
+            .soname
+            .clone()
+            .unwrap_or_else(|| file_name(&self.path))
+    }
+}
+
+pub(crate) fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+/// Reads the functions, PLT stubs and link facts of the ELF file at `path`.
+pub fn read_module(path: &Path) -> Result<ModuleSymbols, SymbolError> {
+    let data = std::fs::read(path).map_err(SymbolError::io(path))?;
+    parse_module(path, &data)
+}
+
+/// [`read_module`] on bytes already in memory.
+pub fn parse_module(path: &Path, data: &[u8]) -> Result<ModuleSymbols, SymbolError> {
+    check_ident(path, data)?;
+    let elf = Elf::parse(data).map_err(SymbolError::malformed(path))?;
+    check_machine(path, elf.elf_header())?;
+    let segments = Segments::new(elf.elf_program_headers());
+    let link = link_info(data).map_err(SymbolError::malformed(path))?;
+    let (mut plt, imports) =
+        plt::parse_plt(&elf, data, &segments).map_err(SymbolError::malformed(path))?;
+    let (mut functions, cold, warning) = functions(path, &elf, data, &segments)?;
+    let code = ModuleCode {
+        data,
+        segs: &segments,
+        sections: code_sections(&elf),
+    };
+    let t = std::time::Instant::now();
+    let called = exits::scan(&code, &mut functions, &cold, &mut plt.stubs, &imports);
+    eprintln!("TEMP scan {:?}", t.elapsed());
+    plt.got_only_imports = plt::got_only_imports(&imports, &called);
+    plt.no_plt_imports = !plt.got_only_imports.is_empty();
+    let build_id = elf.build_id().ok().flatten().map(hex);
+    Ok(ModuleSymbols {
+        path: path.to_path_buf(),
+        build_id,
+        link,
+        functions,
+        plt,
+        warning,
+    })
+}
+
+pub(crate) fn check_ident(path: &Path, head: &[u8]) -> Result<(), SymbolError> {
+    if !head.starts_with(&elf::ELFMAG) {
+        return Err(SymbolError::NotElf(path.to_path_buf()));
+    }
+    let what = match (head.get(4), head.get(5)) {
+        (Some(&c), Some(&d)) if c == elf::ELFCLASS64.0 && d == elf::ELFDATA2LSB.0 => return Ok(()),
+        (Some(&c), _) if c == elf::ELFCLASS32.0 => "a 32-bit ELF file",
+        (Some(&c), _) if c == elf::ELFCLASS64.0 => "a big-endian ELF file",
+        _ => return Err(SymbolError::NotElf(path.to_path_buf())),
+    };
+    Err(SymbolError::UnsupportedArch {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    })
+}
+
+pub(crate) fn check_machine(path: &Path, header: &FileHeader64<LE>) -> Result<(), SymbolError> {
+    let machine = header.e_machine(LE);
+    let name = match machine {
+        elf::EM_X86_64 => return Ok(()),
+        elf::EM_386 => "i386".to_string(),
+        elf::EM_AARCH64 => "aarch64".to_string(),
+        elf::EM_ARM => "arm".to_string(),
+        elf::EM_RISCV => "riscv".to_string(),
+        elf::EM_PPC64 => "ppc64".to_string(),
+        elf::EM_S390 => "s390".to_string(),
+        elf::EM_LOONGARCH => "loongarch".to_string(),
+        other => format!("machine {}", other.0),
+    };
+    Err(SymbolError::UnsupportedArch {
+        path: path.to_path_buf(),
+        what: format!("an ELF file for {name}"),
+    })
+}
+
+/// The executable sections outside the PLT, as [start, end) addresses.
+fn code_sections(elf: &Elf<'_>) -> Vec<(u64, u64)> {
+    let sections = elf.elf_section_table();
+    let code = sections.iter().filter(|h| {
+        let name = sections.section_name(LE, h).unwrap_or_default();
+        h.sh_flags(LE).contains(elf::SHF_EXECINSTR)
+            && h.sh_type(LE) != elf::SHT_NOBITS
+            && !plt::STUB_SECTIONS.iter().any(|s| s.as_bytes() == name)
+    });
+    code.map(|h| (h.sh_addr(LE), h.sh_addr(LE) + h.sh_size(LE)))
+        .collect()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The PT_LOAD segments: how link-time addresses map to file offsets.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Segments(Vec<LoadSegment>);
+
+#[derive(Clone, Copy, Debug)]
+struct LoadSegment {
+    vaddr: u64,
+    offset: u64,
+    filesz: u64,
+}
+
+impl Segments {
+    pub(crate) fn new(headers: &[elf::ProgramHeader64<LE>]) -> Self {
+        let loads = headers.iter().filter(|p| p.p_type(LE) == elf::PT_LOAD);
+        Segments(
+            loads
+                .map(|p| LoadSegment {
+                    vaddr: p.p_vaddr(LE),
+                    offset: p.p_offset(LE),
+                    filesz: p.p_filesz(LE),
+                })
+                .collect(),
+        )
+    }
+
+    fn containing(&self, vaddr: u64) -> Option<&LoadSegment> {
+        self.0
+            .iter()
+            .find(|s| vaddr >= s.vaddr && vaddr - s.vaddr < s.filesz)
+    }
+
+    /// offset = vaddr - p_vaddr + p_offset, in the segment backed by the file.
+    pub(crate) fn file_offset(&self, vaddr: u64) -> Option<u64> {
+        self.containing(vaddr).map(|s| vaddr - s.vaddr + s.offset)
+    }
+
+    /// Up to `len` bytes of the file at `vaddr`, cut at the end of its segment.
+    pub(crate) fn bytes<'d>(&self, data: &'d [u8], vaddr: u64, len: u64) -> Option<&'d [u8]> {
+        let seg = self.containing(vaddr)?;
+        let start = vaddr - seg.vaddr + seg.offset;
+        let len = len.min(seg.offset + seg.filesz - start);
+        data.get(usize::try_from(start).ok()?..usize::try_from(start + len).ok()?)
+    }
+}
+
+type Functions = (Vec<Symbol>, Vec<ColdPart>, Option<String>);
+
+/// The functions, their `.cold` parts, and a warning when only exported
+/// functions could be read.
+fn functions(
+    path: &Path,
+    elf: &Elf<'_>,
+    data: &[u8],
+    segments: &Segments,
+) -> Result<Functions, SymbolError> {
+    let (from_symtab, cold) = collect(elf, elf.elf_symbol_table(), data, segments);
+    if !from_symtab.is_empty() {
+        return Ok((from_symtab, cold, None));
+    }
+    let (from_dynsym, cold) = collect(elf, elf.elf_dynamic_symbol_table(), data, segments);
+    if from_dynsym.is_empty() {
+        return Err(SymbolError::Stripped(path.to_path_buf()));
+    }
+    let warning = format!(
+        "{} is stripped: only its exported functions (.dynsym) can be traced",
+        path.display()
+    );
+    Ok((from_dynsym, cold, Some(warning)))
+}
+
+/// One function symbol before aliases are merged.
+struct Candidate<'d> {
+    raw: &'d str,
+    vaddr: u64,
+    size: u64,
+    binding: u8,
+    ifunc: bool,
+}
+
+impl Candidate<'_> {
+    /// Which alias names an address: global, then not `_`-prefixed, then
+    /// shortest, then alphabetical, so the choice is deterministic.
+    fn preference(&self) -> (u8, bool, usize, &str) {
+        (
+            self.binding,
+            self.raw.starts_with('_'),
+            self.raw.len(),
+            self.raw,
+        )
+    }
+}
+
+fn collect(
+    elf: &Elf<'_>,
+    table: &SymbolTable<'_, FileHeader64<LE>>,
+    data: &[u8],
+    segs: &Segments,
+) -> (Vec<Symbol>, Vec<ColdPart>) {
+    let (candidates, cold) = candidates(elf, table);
+    let mut by_addr: BTreeMap<u64, Vec<Candidate<'_>>> = BTreeMap::new();
+    for candidate in candidates {
+        by_addr.entry(candidate.vaddr).or_default().push(candidate);
+    }
+    let functions = by_addr
+        .into_values()
+        .filter_map(|group| merge_aliases(group, data, segs))
+        .collect();
+    (functions, cold)
+}
+
+fn candidates<'d>(
+    elf: &Elf<'d>,
+    table: &SymbolTable<'d, FileHeader64<LE>>,
+) -> (Vec<Candidate<'d>>, Vec<ColdPart>) {
+    let sections = elf.elf_section_table();
+    let mut out = Vec::new();
+    let mut cold = Vec::new();
+    for (index, sym) in table.enumerate() {
+        let ifunc = sym.st_type() == elf::STT_GNU_IFUNC;
+        if sym.st_type() != elf::STT_FUNC && !ifunc {
+            continue;
+        }
+        let Ok(Some(section)) = table.symbol_section(LE, sym, index) else {
+            continue; // undefined or absolute
+        };
+        let executable = sections
+            .section(section)
+            .is_ok_and(|s| s.sh_flags(LE).contains(elf::SHF_EXECINSTR));
+        let name = table
+            .symbol_name(LE, sym)
+            .ok()
+            .and_then(|n| std::str::from_utf8(n).ok());
+        let Some(raw) = name.filter(|n| executable && !n.is_empty()) else {
+            continue;
+        };
+        // A `.cold` fragment is entered by a jump from its parent (or by the
+        // unwinder), never called: an entry probe there would report calls
+        // that never happened. Its exits are its parent's.
+        if let Some(parent) = cold_parent(raw) {
+            cold.push(ColdPart {
+                parent: parent.to_string(),
+                vaddr: sym.st_value(LE),
+                size: sym.st_size(LE),
+            });
+            continue;
+        }
+        out.push(Candidate {
+            raw,
+            vaddr: sym.st_value(LE),
+            size: sym.st_size(LE),
+            binding: binding_rank(sym.st_bind()),
+            ifunc,
+        });
+    }
+    (out, cold)
+}
+
+fn binding_rank(bind: elf::SymbolBind) -> u8 {
+    match bind {
+        elf::STB_GLOBAL => 0,
+        elf::STB_LOCAL => 2,
+        _ => 1, // weak, unique
+    }
+}
+
+/// One traced function for the symbols at one address.
+fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) -> Option<Symbol> {
+    group.sort_by(|a, b| a.preference().cmp(&b.preference()));
+    let size = group.iter().map(|c| c.size).max().unwrap_or(0);
+    let first = group.first()?;
+    let file_offset = segs.file_offset(first.vaddr)?;
+    let window = if size == 0 {
+        PLACEMENT_WINDOW
+    } else {
+        size.min(PLACEMENT_WINDOW)
+    };
+    let code = segs.bytes(data, first.vaddr, window).unwrap_or_default();
+    let mut aliases: Vec<String> = group[1..].iter().map(|c| c.raw.to_string()).collect();
+    aliases.dedup();
+    Some(Symbol {
+        name: demangle(first.raw),
+        raw_name: first.raw.to_string(),
+        aliases,
+        vaddr: first.vaddr,
+        size,
+        file_offset,
+        global: first.binding < 2,
+        // The resolver's own FUNC symbol shares the IFUNC's address.
+        ifunc: group.iter().any(|c| c.ifunc),
+        placement: placement::place(code, first.vaddr, file_offset),
+        ret_sites: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+    use crate::symbols::testutil::{self, CALLS_LIBC, COLD_AND_ALIASES, CPP, Fixture, RUST};
+
+    fn find<'a>(module: &'a ModuleSymbols, name: &str) -> &'a Symbol {
+        module
+            .functions
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no {name} among {} names", module.functions.len()))
+    }
+
+    fn names(module: &ModuleSymbols) -> Vec<&str> {
+        module.functions.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    /// The file offset of every function holds the bytes the section
+    /// headers say are at its address.
+    fn assert_offsets_match_sections(path: &Path, module: &ModuleSymbols) {
+        for sym in module.functions.iter().filter(|s| s.size > 0) {
+            let len = sym.size.min(16) as usize;
+            assert_eq!(
+                testutil::file_bytes(path, sym.file_offset, len),
+                testutil::section_bytes(path, sym.vaddr, len),
+                "{}",
+                sym.name
+            );
+        }
+    }
+
+    fn readelf_build_id(path: &Path) -> Option<String> {
+        let notes = testutil::run(Command::new("readelf").arg("-n").arg(path));
+        let line = notes.lines().find(|l| l.contains("Build ID:"))?;
+        Some(line.split("Build ID:").nth(1)?.trim().to_string())
+    }
+
+    #[test]
+    fn reads_pie_executable() {
+        let fx = Fixture::new();
+        let exe = fx.cc("pie", CALLS_LIBC, &["-O0", "-pie", "-fPIE"]);
+        let module = read_module(&exe).expect("reading a PIE");
+        assert!(module.link.is_pie && module.link.is_executable);
+        assert_eq!(module.link.needed, ["libc.so.6"]);
+        assert_eq!(module.warning, None);
+        assert_eq!(module.build_id, readelf_build_id(&exe));
+        assert!(module.build_id.as_ref().is_some_and(|id| id.len() == 40));
+        let add = find(&module, "add");
+        assert!(add.global && add.size > 0 && add.aliases.is_empty());
+        find(&module, "main");
+        assert_offsets_match_sections(&exe, &module);
+    }
+
+    #[test]
+    fn reads_non_pie_executable() {
+        let fx = Fixture::new();
+        let exe = fx.cc("nopie", CALLS_LIBC, &["-O0", "-no-pie", "-fno-pie"]);
+        let module = read_module(&exe).expect("reading a non-PIE");
+        assert!(!module.link.is_pie && module.link.is_executable);
+        let add = find(&module, "add");
+        assert!(add.vaddr >= 0x400000 && add.file_offset < add.vaddr);
+        assert_offsets_match_sections(&exe, &module);
+    }
+
+    #[test]
+    fn skips_cold_fragments_and_keeps_clones() {
+        let fx = Fixture::new();
+        let exe = fx.cc("cold", COLD_AND_ALIASES, &["-O2"]);
+        let raw = testutil::symtab_names(&exe);
+        assert!(
+            raw.iter().any(|n| n == "check.cold"),
+            "fixture lost check.cold: {raw:?}"
+        );
+        assert!(
+            raw.iter().any(|n| n == "scale.constprop.0"),
+            "fixture lost the clone: {raw:?}"
+        );
+        let module = read_module(&exe).expect("reading");
+        assert!(
+            !names(&module).iter().any(|n| n.contains(".cold")),
+            "{:?}",
+            names(&module)
+        );
+        let clone = find(&module, "scale.constprop.0");
+        assert!(!clone.global);
+        find(&module, "check");
+    }
+
+    #[test]
+    fn merges_aliases_into_one_function() {
+        let fx = Fixture::new();
+        let exe = fx.cc("alias", COLD_AND_ALIASES, &["-O2"]);
+        let module = read_module(&exe).expect("reading");
+        let chosen = find(&module, "public_name");
+        assert_eq!(chosen.aliases, ["_hidden_impl", "pn"]);
+        let at_addr = module
+            .functions
+            .iter()
+            .filter(|s| s.vaddr == chosen.vaddr)
+            .count();
+        assert_eq!(at_addr, 1);
+    }
+
+    #[test]
+    fn demangles_cpp_names_with_parameters() {
+        let fx = Fixture::new();
+        let exe = fx.cxx("shapes", CPP, &["-O0"]);
+        let module = read_module(&exe).expect("reading");
+        let all = names(&module);
+        for expected in [
+            "ns::Circle::area() const",
+            "ns::Circle::Circle(double)",
+            "ns::Shape::~Shape()",
+            "add(int, int)",
+            "add(double, double)",
+            "ns::maxof<int>(int, int)",
+            "main",
+        ] {
+            assert!(all.contains(&expected), "{expected} missing from {all:?}");
+        }
+        assert_eq!(find(&module, "add(int, int)").raw_name, "_Z3addii");
+    }
+
+    #[test]
+    fn demangles_rust_legacy_and_v0() {
+        let fx = Fixture::new();
+        let base = ["--crate-name", "demo", "-C", "opt-level=0"];
+        let legacy = fx.rustc("legacy", RUST, &base);
+        let v0_flags = [&base[..], &["-C", "symbol-mangling-version=v0"]].concat();
+        let v0 = fx.rustc("v0", RUST, &v0_flags);
+        for (exe, prefix, method) in [
+            (legacy, "_ZN", "demo::inner::S::go"),
+            (v0, "_RNv", "<demo::inner::S>::go"),
+        ] {
+            let module = read_module(&exe).expect("reading");
+            let greet = find(&module, "demo::greet");
+            assert!(greet.raw_name.starts_with(prefix), "{}", greet.raw_name);
+            find(&module, method);
+        }
+    }
+
+    #[test]
+    fn stripped_executable_is_an_error() {
+        let fx = Fixture::new();
+        let exe = fx.cc("full", CALLS_LIBC, &["-O0"]);
+        let stripped = fx.strip(&exe, "stripped");
+        let err = read_module(&stripped).expect_err("nothing to trace");
+        assert!(
+            matches!(err, SymbolError::Stripped(ref p) if p == &stripped),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn stripped_library_falls_back_to_dynsym() {
+        let fx = Fixture::new();
+        let src = "static int helper(int x) { return x * 2; }\nint exported(int x) { return helper(x) + 1; }";
+        let lib = fx.cc("libs.so", src, &["-O0", "-shared", "-fPIC"]);
+        let stripped = fx.strip(&lib, "libs-stripped.so");
+        let module = read_module(&stripped).expect("exports remain");
+        assert_eq!(names(&module), ["exported"]);
+        let warning = format!(
+            "{} is stripped: only its exported functions (.dynsym) can be traced",
+            stripped.display()
+        );
+        assert_eq!(module.warning, Some(warning));
+        assert!(names(&read_module(&lib).expect("reading")).contains(&"helper"));
+    }
+
+    #[test]
+    fn not_elf_and_missing_files_are_errors() {
+        let fx = Fixture::new();
+        let text = fx.path("notes.txt");
+        std::fs::write(&text, "just text\n").expect("writing");
+        assert!(matches!(read_module(&text), Err(SymbolError::NotElf(p)) if p == text));
+        let empty = fx.path("empty");
+        std::fs::write(&empty, "").expect("writing");
+        assert!(matches!(read_module(&empty), Err(SymbolError::NotElf(_))));
+        let missing = fx.path("missing");
+        assert!(matches!(read_module(&missing), Err(SymbolError::Io { .. })));
+        assert!(matches!(
+            crate::symbols::read_link_info(&missing),
+            Err(SymbolError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn other_architectures_are_refused() {
+        let fx = Fixture::new();
+        let exe = fx.cc("native", CALLS_LIBC, &["-O0"]);
+        let mut data = std::fs::read(&exe).expect("reading");
+        data[18..20].copy_from_slice(&183u16.to_le_bytes()); // e_machine = EM_AARCH64
+        let err = parse_module(&exe, &data).expect_err("aarch64");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{} is an ELF file for aarch64: utrace traces x86-64 code only",
+                exe.display()
+            )
+        );
+        data[4] = 1; // ELFCLASS32
+        let err = parse_module(&exe, &data).expect_err("32-bit");
+        assert!(
+            matches!(err, SymbolError::UnsupportedArch { ref what, .. } if what == "a 32-bit ELF file")
+        );
+    }
+}

@@ -1,0 +1,608 @@
+//! Where calls end, for exit probes that leave return addresses alone (an
+//! unwinder that meets a hijacked return address aborts the program):
+//! - a function's `ret`s and direct tail jumps, where the stack pointer is
+//!   back at its entry value (BPF `on_ret_site`);
+//! - for a PLT stub, the instruction after each direct `call` to it, where
+//!   the stack pointer is one slot above the stub's entry value (`on_exit`
+//!   as a plain uprobe): the library function is not probed, so its return
+//!   is only seen where it lands.
+//!
+//! One pass decodes the module's code, each piece from a known instruction
+//! start to its end: every function over its symbol size, every `.cold`
+//! fragment (whose sites belong to its parent), and the code no symbol
+//! covers (for calls only). Decoding a piece stops at its end and at the
+//! first undecodable byte (data in code): nothing after that is known to be
+//! an instruction start, and a probe inside an instruction corrupts it. The
+//! same pass collects the GOT slots called indirectly, for plt.rs's -fno-plt
+//! warning. Every site is checked with [`kernel_accepts`]: one refused
+//! offset fails a whole uprobe_multi link.
+
+use std::collections::{BTreeSet, HashMap};
+
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic};
+
+use super::elf::{Segments, Symbol};
+use super::placement::{is_direct_jmp, is_jcc, kernel_accepts};
+use super::plt::{Imports, PltStub, rip_indirect};
+
+/// Imports that never return: the instruction after a call to one is
+/// usually an exception landing pad or another path's code, which the
+/// unwinder or a jump reaches with the stack pointer a stub return would
+/// have; a site there would end whichever call happens to sit one slot
+/// below (one the exception unwound) as returned.
+const NORETURN_IMPORTS: [&str; 22] = [
+    "__cxa_throw",
+    "__cxa_rethrow",
+    "_Unwind_Resume",
+    "__cxa_bad_cast",
+    "__cxa_bad_typeid",
+    "__cxa_throw_bad_array_new_length",
+    "__cxa_call_terminate",
+    "_ZSt9terminatev",
+    "abort",
+    "exit",
+    "_exit",
+    "_Exit",
+    "quick_exit",
+    "__stack_chk_fail",
+    "__assert_fail",
+    "__assert_perror_fail",
+    "__fortify_fail",
+    "__chk_fail",
+    "longjmp",
+    "siglongjmp",
+    "__longjmp_chk",
+    "pthread_exit",
+];
+
+fn never_returns(import: &str) -> bool {
+    // libstdc++'s std::__throw_bad_alloc() and friends.
+    NORETURN_IMPORTS.contains(&import) || (import.starts_with("_ZSt") && import.contains("__throw_"))
+}
+
+/// A `.cold` fragment: the unlikely blocks (and C++ landing pads) that GCC
+/// moves out of a function. It runs in its parent's frame, so its `ret`s end
+/// the parent and a jump into it is no tail call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ColdPart {
+    /// Raw name of the function it was split from.
+    pub parent: String,
+    pub vaddr: u64,
+    pub size: u64,
+}
+
+/// The parent's name of a `.cold` fragment (`foo.cold`, `foo.cold.3`).
+pub(crate) fn cold_parent(raw: &str) -> Option<&str> {
+    let at = raw.rfind(".cold")?;
+    let rest = &raw[at + ".cold".len()..];
+    let numbered = rest
+        .strip_prefix('.')
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    (at > 0 && (rest.is_empty() || numbered)).then(|| &raw[..at])
+}
+
+/// The module's bytes and where its code is.
+pub(crate) struct ModuleCode<'d> {
+    pub data: &'d [u8],
+    pub segs: &'d Segments,
+    /// Executable sections outside the PLT: [start, end) addresses.
+    pub sections: Vec<(u64, u64)>,
+}
+
+impl ModuleCode<'_> {
+    /// The bytes of [vaddr, vaddr + size), cut at the end of the segment, and
+    /// the file offset of the first one.
+    fn piece(&self, vaddr: u64, size: u64) -> Option<(&[u8], u64)> {
+        let offset = self.segs.file_offset(vaddr)?;
+        Some((self.segs.bytes(self.data, vaddr, size)?, offset))
+    }
+}
+
+/// Fills each function's `ret_sites` and each stub's `call_returns`, and
+/// returns the GOT slots that code calls or jumps through.
+pub(crate) fn scan(
+    code: &ModuleCode<'_>,
+    functions: &mut [Symbol],
+    cold: &[ColdPart],
+    stubs: &mut [PltStub],
+    imports: &Imports,
+) -> BTreeSet<u64> {
+    let mut scanner = Scanner::new(stubs, imports);
+    let mut parts = ColdIndex::new(cold, functions);
+    for (index, function) in functions.iter_mut().enumerate() {
+        let Some((bytes, offset)) = code.piece(function.vaddr, function.size) else {
+            continue;
+        };
+        let found = scanner.decode(bytes, function.vaddr, offset);
+        for &(_, target) in &found.jumps_out {
+            parts.claim(target, index);
+        }
+        let range = (function.vaddr, function.vaddr + bytes.len() as u64);
+        function.ret_sites = found.sites(|t| !in_range(t, range) && !parts.belongs(t, index));
+    }
+    for (part, parent) in parts.parts.iter().zip(&parts.parent) {
+        let Some((bytes, offset)) = code.piece(part.vaddr, part.size) else {
+            continue;
+        };
+        // Decoded even without a parent: its calls still count.
+        let found = scanner.decode(bytes, part.vaddr, offset);
+        let Some((index, f)) = parent.and_then(|i| Some((i, functions.get_mut(i)?))) else {
+            continue;
+        };
+        let range = (f.vaddr, f.vaddr + f.size);
+        f.ret_sites
+            .extend(found.sites(|t| !in_range(t, range) && !parts.belongs(t, index)));
+        f.ret_sites.sort_unstable();
+        f.ret_sites.dedup();
+    }
+    for (start, end) in uncovered(&code.sections, functions, cold) {
+        if let Some((bytes, offset)) = code.piece(start, end - start) {
+            scanner.decode(bytes, start, offset);
+        }
+    }
+    scanner.finish(stubs)
+}
+
+fn in_range(addr: u64, (start, end): (u64, u64)) -> bool {
+    start <= addr && addr < end
+}
+
+/// What decoding one piece found, as file offsets of the probed instruction.
+#[derive(Default)]
+struct Found {
+    /// `ret`s, and `jmp *slot(%rip)` through an import's GOT slot (a
+    /// -fno-plt tail call into a library).
+    rets: Vec<u64>,
+    /// Direct `jmp`/`jcc` whose target is outside the piece: (site, target).
+    jumps_out: Vec<(u64, u64)>,
+}
+
+impl Found {
+    /// The sites: every `ret`, and the jumps out whose target `leaves` says
+    /// is outside the function (not into its own `.cold` part or back).
+    fn sites(&self, leaves: impl Fn(u64) -> bool) -> Vec<u64> {
+        let jumps = self.jumps_out.iter().filter(|&&(_, t)| leaves(t));
+        let mut sites: Vec<u64> = self.rets.iter().copied().chain(jumps.map(|j| j.0)).collect();
+        sites.sort_unstable();
+        sites.dedup();
+        sites
+    }
+}
+
+/// Decodes pieces of code, collecting call-return sites and GOT slots
+/// across them.
+struct Scanner<'a> {
+    /// Stub address → index, for the stubs a call site may end.
+    stub_at: HashMap<u64, usize>,
+    imports: &'a Imports,
+    /// (stub index, file offset of the instruction after the call).
+    call_returns: Vec<(usize, u64)>,
+    got_slots: BTreeSet<u64>,
+    insn: Instruction,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(stubs: &[PltStub], imports: &'a Imports) -> Self {
+        let stub_at = stubs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !never_returns(&s.import))
+            .map(|(i, s)| (s.vaddr, i))
+            .collect();
+        Scanner {
+            stub_at,
+            imports,
+            call_returns: Vec::new(),
+            got_slots: BTreeSet::new(),
+            insn: Instruction::default(),
+        }
+    }
+
+    /// Decodes `bytes`, at address `start` and file offset `offset`.
+    fn decode(&mut self, bytes: &[u8], start: u64, offset: u64) -> Found {
+        let end = start + bytes.len() as u64;
+        let mut found = Found::default();
+        let mut after_call: Option<usize> = None;
+        let mut decoder = Decoder::with_ip(64, bytes, start, DecoderOptions::NONE);
+        while decoder.can_decode() {
+            let at = decoder.position();
+            decoder.decode_out(&mut self.insn);
+            let insn = &self.insn;
+            if insn.is_invalid() {
+                break;
+            }
+            let site = offset + at as u64;
+            let probeable = || kernel_accepts(&bytes[at..at + insn.len()]);
+            if let Some(stub) = after_call.take().filter(|_| probeable()) {
+                self.call_returns.push((stub, site));
+            }
+            if insn.code() == Code::Call_rel32_64 {
+                // A call that ends the piece never returns (noreturn): what
+                // follows is another function or padding, so it has no site.
+                after_call = self.stub_at.get(&insn.near_branch_target()).copied();
+            } else if insn.mnemonic() == Mnemonic::Ret {
+                found.rets.extend(probeable().then_some(site));
+            } else if is_direct_jmp(insn) || is_jcc(insn) {
+                let target = insn.near_branch_target();
+                if !in_range(target, (start, end)) && probeable() {
+                    found.jumps_out.push((site, target));
+                }
+            } else if let Some(slot) = rip_indirect(insn, Code::Jmp_rm64) {
+                self.got_slots.insert(slot);
+                if self.imports.contains_key(&slot) && probeable() {
+                    found.rets.push(site);
+                }
+            } else if let Some(slot) = rip_indirect(insn, Code::Call_rm64) {
+                self.got_slots.insert(slot);
+            }
+        }
+        found
+    }
+
+    /// Hands the call-return sites to their stubs; returns the GOT slots.
+    fn finish(mut self, stubs: &mut [PltStub]) -> BTreeSet<u64> {
+        // Overlapping symbols decode the same call twice.
+        self.call_returns.sort_unstable();
+        self.call_returns.dedup();
+        for (stub, site) in self.call_returns {
+            if let Some(s) = stubs.get_mut(stub) {
+                s.call_returns.push(site);
+            }
+        }
+        self.got_slots
+    }
+}
+
+/// The `.cold` parts by address, and which function each belongs to.
+struct ColdIndex {
+    /// Sorted by address.
+    parts: Vec<ColdPart>,
+    /// Functions named like each part's parent (several when static
+    /// functions of different files share a name).
+    candidates: Vec<Vec<usize>>,
+    parent: Vec<Option<usize>>,
+}
+
+impl ColdIndex {
+    fn new(cold: &[ColdPart], functions: &[Symbol]) -> Self {
+        let mut parts = cold.to_vec();
+        parts.sort_by_key(|p| p.vaddr);
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+        if !parts.is_empty() {
+            for (i, f) in functions.iter().enumerate() {
+                let names = std::iter::once(&f.raw_name).chain(&f.aliases);
+                for name in names {
+                    by_name.entry(name.as_str()).or_default().push(i);
+                }
+            }
+        }
+        let candidates: Vec<Vec<usize>> = parts
+            .iter()
+            .map(|p| by_name.get(p.parent.as_str()).cloned().unwrap_or_default())
+            .collect();
+        let parent = candidates
+            .iter()
+            .map(|c| if c.len() == 1 { c.first().copied() } else { None })
+            .collect();
+        ColdIndex {
+            parts,
+            candidates,
+            parent,
+        }
+    }
+
+    fn containing(&self, addr: u64) -> Option<usize> {
+        let i = self.parts.partition_point(|p| p.vaddr <= addr).checked_sub(1)?;
+        let p = &self.parts[i];
+        in_range(addr, (p.vaddr, p.vaddr + p.size)).then_some(i)
+    }
+
+    /// A function that jumps into a part named after it is its parent: this
+    /// settles a name shared by static functions of different files.
+    fn claim(&mut self, target: u64, function: usize) {
+        if let Some(i) = self.containing(target) {
+            if self.parent[i].is_none() && self.candidates[i].contains(&function) {
+                self.parent[i] = Some(function);
+            }
+        }
+    }
+
+    /// Whether `addr` is in a `.cold` part of `function`.
+    fn belongs(&self, addr: u64, function: usize) -> bool {
+        self.containing(addr)
+            .is_some_and(|i| self.parent[i] == Some(function) || self.candidates[i] == [function])
+    }
+}
+
+/// The stretches of `sections` that no function or `.cold` part covers.
+fn uncovered(sections: &[(u64, u64)], functions: &[Symbol], cold: &[ColdPart]) -> Vec<(u64, u64)> {
+    let mut covered: Vec<(u64, u64)> = functions
+        .iter()
+        .map(|f| (f.vaddr, f.vaddr + f.size))
+        .chain(cold.iter().map(|c| (c.vaddr, c.vaddr + c.size)))
+        .filter(|(start, end)| start < end)
+        .collect();
+    covered.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(covered.len());
+    for (start, end) in covered {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    let mut gaps = Vec::new();
+    for &(start, end) in sections {
+        let mut at = start;
+        let first = merged.partition_point(|c| c.1 <= start);
+        for &(c_start, c_end) in merged[first..].iter().take_while(|c| c.0 < end) {
+            if c_start > at {
+                gaps.push((at, c_start));
+            }
+            at = at.max(c_end);
+        }
+        if at < end {
+            gaps.push((at, end));
+        }
+    }
+    gaps
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+
+    use super::*;
+    use crate::symbols::elf::{ModuleSymbols, read_module};
+    use crate::symbols::testutil::{self, ASM_EXITS, COLD_AND_ALIASES, EXCEPTIONS, EXITS, Fixture};
+
+    fn find<'a>(module: &'a ModuleSymbols, name: &str) -> &'a Symbol {
+        let found = module.functions.iter().find(|s| s.name == name);
+        found.unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn stub<'a>(module: &'a ModuleSymbols, import: &str) -> &'a PltStub {
+        let found = module.plt.stubs.iter().find(|s| s.import == import);
+        found.unwrap_or_else(|| panic!("no {import}@plt"))
+    }
+
+    /// Offsets relative to the function's first byte.
+    fn relative(sym: &Symbol) -> Vec<u64> {
+        sym.ret_sites.iter().map(|s| s - sym.file_offset).collect()
+    }
+
+    /// The file offset of address `vaddr` in `sym`'s segment.
+    fn offset_in(sym: &Symbol, vaddr: u64) -> u64 {
+        vaddr - sym.vaddr + sym.file_offset
+    }
+
+    /// The instruction at file offset `offset` of `path`, at address `vaddr`.
+    fn insn_at(path: &Path, offset: u64, vaddr: u64) -> Instruction {
+        let bytes = testutil::file_bytes(path, offset, 16);
+        Decoder::with_ip(64, &bytes, vaddr, DecoderOptions::NONE).decode()
+    }
+
+    /// objdump's addresses of the lines in [start, end) that `pick` likes.
+    fn objdump_in(path: &Path, (start, end): (u64, u64), pick: impl Fn(&str) -> bool) -> Vec<u64> {
+        testutil::objdump_insns(path)
+            .into_iter()
+            .filter(|(addr, text)| in_range(*addr, (start, end)) && pick(text))
+            .map(|(addr, _)| addr)
+            .collect()
+    }
+
+    fn is_ret(text: &str) -> bool {
+        text.split_whitespace().any(|w| w == "ret" || w == "retq")
+    }
+
+    fn range(sym: &Symbol) -> (u64, u64) {
+        (sym.vaddr, sym.vaddr + sym.size)
+    }
+
+    #[test]
+    fn early_return_gives_both_rets() {
+        let fx = Fixture::new();
+        let exe = fx.cc("exits", EXITS, &["-O2"]);
+        let module = read_module(&exe).expect("reading");
+        let f = find(&module, "two_rets");
+        let rets = objdump_in(&exe, range(f), is_ret);
+        assert_eq!(rets.len(), 2, "fixture lost its early return");
+        let expected: Vec<u64> = rets.iter().map(|&a| offset_in(f, a)).collect();
+        assert_eq!(f.ret_sites, expected);
+        for &site in &f.ret_sites {
+            let byte = testutil::file_bytes(&exe, site, 1)[0];
+            assert!(matches!(byte, 0xc3 | 0xc2 | 0xf3), "{byte:#x} at {site:#x}");
+        }
+    }
+
+    #[test]
+    fn tail_call_is_a_site() {
+        let fx = Fixture::new();
+        let exe = fx.cc("exits", EXITS, &["-O2"]);
+        let module = read_module(&exe).expect("reading");
+        let (tail, other) = (find(&module, "tail"), find(&module, "other"));
+        assert_eq!(tail.ret_sites.len(), 1, "{:?}", tail.ret_sites);
+        let site = tail.ret_sites[0];
+        let insn = insn_at(&exe, site, site - tail.file_offset + tail.vaddr);
+        assert_eq!(insn.mnemonic(), Mnemonic::Jmp);
+        assert_eq!(insn.near_branch_target(), other.vaddr);
+    }
+
+    #[test]
+    fn plt_calls_return_right_after_each_call() {
+        let fx = Fixture::new();
+        let ibt = ["-O2", "-fcf-protection=full", "-Wl,-z,ibtplt"];
+        for (name, flags) in [("plain", &["-O2"][..]), ("ibt", &ibt[..])] {
+            let exe = fx.cc(name, EXITS, flags);
+            let module = read_module(&exe).expect("reading");
+            let strlen = stub(&module, "strlen");
+            assert_eq!(strlen.call_returns.len(), 3, "{name}: {:?}", strlen.call_returns);
+            let insns = testutil::objdump_insns(&exe);
+            let after_calls: Vec<u64> = insns
+                .windows(2)
+                .filter(|w| w[0].1.starts_with("call") && w[0].1.ends_with("<strlen@plt>"))
+                .map(|w| w[1].0)
+                .collect();
+            let (one, two) = (find(&module, "one"), find(&module, "two"));
+            let mut expected: Vec<u64> = after_calls
+                .iter()
+                .map(|&a| if in_range(a, range(one)) { offset_in(one, a) } else { offset_in(two, a) })
+                .collect();
+            expected.sort_unstable();
+            assert_eq!(strlen.call_returns, expected, "{name}");
+            for &site in &strlen.call_returns {
+                let call = testutil::file_bytes(&exe, site - 5, 5);
+                assert_eq!(call[0], 0xe8, "{name}: {site:#x}");
+                let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
+                let vaddr = site - one.file_offset + one.vaddr;
+                assert_eq!(vaddr.wrapping_add_signed(rel.into()), strlen.vaddr, "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn cold_part_is_its_parents() {
+        let fx = Fixture::new();
+        let exe = fx.cc("cold", COLD_AND_ALIASES, &["-O2"]);
+        let module = read_module(&exe).expect("reading");
+        let check = find(&module, "check");
+        let into_cold = objdump_in(&exe, range(check), |t| t.ends_with("<check.cold>"));
+        assert_eq!(into_cold.len(), 1, "fixture lost its jump into check.cold");
+        // The jump into check.cold is no tail call, nor is the jump back.
+        let rets: Vec<u64> = objdump_in(&exe, range(check), is_ret);
+        let expected: Vec<u64> = rets.iter().map(|&a| offset_in(check, a)).collect();
+        assert_eq!(check.ret_sites, expected);
+    }
+
+    #[test]
+    fn exceptions_keep_landing_pads_out() {
+        let fx = Fixture::new();
+        let exe = fx.cxx("exceptions", EXCEPTIONS, &["-O2"]);
+        let module = read_module(&exe).expect("reading");
+        let labels = testutil::objdump_labels(&exe);
+        let label = |name: &str| labels.iter().find(|(n, _)| n == name).map(|l| l.1);
+        let catcher_cold = label("catcher(int) [clone .cold]").or(label("_Z7catcheri.cold"));
+        let catcher_cold = catcher_cold.expect("fixture lost catcher's .cold part");
+        for name in ["thrower(int)", "catcher(int)"] {
+            let f = find(&module, name);
+            let rets = objdump_in(&exe, range(f), is_ret);
+            let expected: Vec<u64> = rets.iter().map(|&a| offset_in(f, a)).collect();
+            assert_eq!(f.ret_sites, expected, "{name}");
+        }
+        let tailthrow = find(&module, "tailthrow(int)");
+        let printf = stub(&module, "printf");
+        let [site] = tailthrow.ret_sites[..] else {
+            panic!("tailthrow: {:?}", tailthrow.ret_sites);
+        };
+        let insn = insn_at(&exe, site, site - tailthrow.file_offset + tailthrow.vaddr);
+        assert_eq!((insn.mnemonic(), insn.near_branch_target()), (Mnemonic::Jmp, printf.vaddr));
+        // A tail call into the library leaves printf@plt without a site.
+        assert!(printf.call_returns.is_empty(), "{:?}", printf.call_returns);
+        // puts is called from the catch block, in catcher's .cold part.
+        let puts = stub(&module, "puts");
+        let [after_puts] = puts.call_returns[..] else {
+            panic!("puts: {:?}", puts.call_returns);
+        };
+        let vaddr = after_puts + tailthrow.vaddr - tailthrow.file_offset;
+        assert!(vaddr > catcher_cold && vaddr < find(&module, "catcher(int)").vaddr);
+        for import in ["__cxa_throw", "_Unwind_Resume"] {
+            assert!(stub(&module, import).call_returns.is_empty(), "{import}");
+        }
+    }
+
+    #[test]
+    fn hand_written_exits() {
+        let fx = Fixture::new();
+        let exe = fx.compile("gcc", "S", "asm", ASM_EXITS, &[]);
+        let module = read_module(&exe).expect("reading");
+        let sites = |name: &str| relative(find(&module, name));
+        assert_eq!(sites("rets"), [4, 11]);
+        assert_eq!(sites("condtail"), [2, 4]);
+        assert_eq!(sites("data"), [4]);
+        assert!(sites("truncated").is_empty());
+        let (f, g) = (find(&module, "f"), find(&module, "g"));
+        assert_eq!(f.ret_sites, [f.file_offset + 4]);
+        assert_eq!(g.ret_sites, f.ret_sites);
+    }
+
+    #[test]
+    fn cold_parent_names() {
+        assert_eq!(cold_parent("check.cold"), Some("check"));
+        assert_eq!(cold_parent("_Z7catcheri.cold"), Some("_Z7catcheri"));
+        assert_eq!(cold_parent("scale.constprop.0.cold.12"), Some("scale.constprop.0"));
+        assert_eq!(cold_parent("cold"), None);
+        assert_eq!(cold_parent(".cold"), None);
+        assert_eq!(cold_parent("x.coldstart"), None);
+        assert_eq!(cold_parent("x.cold."), None);
+    }
+
+    #[test]
+    fn uncovered_is_what_no_symbol_holds() {
+        let code = |vaddr, size| Symbol {
+            name: String::new(),
+            raw_name: String::new(),
+            aliases: Vec::new(),
+            vaddr,
+            size,
+            file_offset: vaddr,
+            global: true,
+            ifunc: false,
+            placement: crate::symbols::placement::place(&[], vaddr, vaddr),
+            ret_sites: Vec::new(),
+        };
+        let functions = [code(0x10, 0x10), code(0x14, 0x4), code(0x40, 0x8), code(0x50, 0)];
+        let cold = [ColdPart {
+            parent: "x".into(),
+            vaddr: 0x30,
+            size: 0x8,
+        }];
+        let sections = [(0x0, 0x60), (0x100, 0x110)];
+        assert_eq!(
+            uncovered(&sections, &functions, &cold),
+            [(0x0, 0x10), (0x20, 0x30), (0x38, 0x40), (0x48, 0x60), (0x100, 0x110)]
+        );
+    }
+}
+#[cfg(test)]
+mod scratch {
+    use super::*;
+    use crate::symbols::elf::read_module;
+    use crate::symbols::testutil;
+    use std::collections::HashMap;
+    #[test]
+    #[ignore]
+    fn scratch_real_libs() {
+        for path in ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/bin/bash"] {
+            let p = std::path::Path::new(path);
+            if !p.exists() { continue; }
+            let t = std::time::Instant::now();
+            let m = read_module(p).expect("read");
+            let el = t.elapsed();
+            let insns: HashMap<u64, String> = testutil::objdump_insns(p).into_iter().collect();
+            let (mut sites, mut none, mut bad) = (0, 0, 0);
+            for f in &m.functions {
+                if f.ret_sites.is_empty() { none += 1; }
+                for &s in &f.ret_sites {
+                    sites += 1;
+                    let v = s + f.vaddr - f.file_offset;
+                    let text = insns.get(&v).cloned().unwrap_or_default();
+                    let ok = text.split_whitespace().any(|w| w == "ret" || w.starts_with("j"));
+                    if !ok { bad += 1; if bad < 10 { eprintln!("  {} {v:#x}: {text:?}", f.name); } }
+                }
+            }
+            let mut cr = 0; let mut badcr = 0;
+            let addrs: Vec<u64> = { let mut a: Vec<u64> = insns.keys().copied().collect(); a.sort(); a };
+            for st in &m.plt.stubs {
+                for &s in &st.call_returns {
+                    cr += 1;
+                    let v = s + m.functions[0].vaddr - m.functions[0].file_offset;
+                    let i = addrs.partition_point(|&a| a < v);
+                    let prev = i.checked_sub(1).and_then(|j| insns.get(&addrs[j])).cloned().unwrap_or_default();
+                    if addrs.get(i) != Some(&v) || !prev.starts_with("call") || !prev.contains(&format!("<{}", st.import)) { badcr += 1; if badcr < 10 { eprintln!("  cr {} {v:#x}: {prev:?}", st.name); } }
+                }
+            }
+            eprintln!("{path}: {} fns, {sites} ret sites, {none} fns without, {bad} odd; {} stubs, {cr} call returns, {badcr} odd; read in {el:?} (debug)", m.functions.len(), m.plt.stubs.len());
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! Where in a function to put its probe, and how the kernel will handle the
+//! breakpoint there (x86-64).
+//!
+//! The kernel executes the probed instruction in one of three ways
+//! (arch/x86/kernel/uprobes.c): since 6.18 a 5-byte nop is rewritten into a
+//! call to a trampoline after its first hit (no trap at all afterwards);
+//! push, nops and relative jmp/call/jcc are emulated in the trap handler
+//! (branch_setup_xol_ops, push_setup_xol_ops); everything else is
+//! single-stepped out of line, which costs a second trap. `endbr64` is in the
+//! last group, so when a function opens with it the probe goes on the next
+//! instruction: the stack is still untouched there, so entry arguments and
+//! the return address (for uretprobes) are the same as at the first byte.
+//!
+//! Some instructions cannot be probed at all ([`kernel_accepts`]); exits.rs
+//! asks before proposing a site.
+
+use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind};
+
+const ENDBR64: [u8; 4] = [0xf3, 0x0f, 0x1e, 0xfa];
+const NOP5: [u8; 5] = [0x0f, 0x1f, 0x44, 0x00, 0x00];
+
+/// The kernel's preferred nops (x86_nops[len]), which its uprobe code
+/// recognises and emulates.
+const KERNEL_NOPS: [&[u8]; 8] = [
+    &[0x90],
+    &[0x66, 0x90],
+    &[0x0f, 0x1f, 0x00],
+    &[0x0f, 0x1f, 0x40, 0x00],
+    &NOP5,
+    &[0x66, 0x0f, 0x1f, 0x44, 0x00, 0x00],
+    &[0x0f, 0x1f, 0x80, 0x00, 0x00, 0x00, 0x00],
+    &[0x0f, 0x1f, 0x84, 0x00, 0x00, 0x00, 0x00, 0x00],
+];
+
+/// How the kernel runs the probed instruction, cheapest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EntryPath {
+    /// A 5-byte nop: rewritten into a call to the uprobe trampoline after the
+    /// first hit (kernel 6.18+), so later hits take no trap.
+    Optimized,
+    /// Emulated in the breakpoint handler: one trap.
+    Emulated,
+    /// Single-stepped out of line: two traps.
+    SingleStep,
+}
+
+/// Where a function's probe goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Link-time address of the probed instruction.
+    pub probe_vaddr: u64,
+    /// File offset of the probed instruction: what uprobes attach to.
+    pub probe_file_offset: u64,
+    pub path: EntryPath,
+}
+
+/// Decides the probe for a function at `vaddr` / `file_offset` whose first
+/// bytes are `code` (at most its size; 16 bytes are plenty).
+pub fn place(code: &[u8], vaddr: u64, file_offset: u64) -> Placement {
+    let skip = if code.starts_with(&ENDBR64) && code.len() > ENDBR64.len() {
+        ENDBR64.len()
+    } else {
+        0
+    };
+    let path = classify(&code[skip..], vaddr + skip as u64);
+    Placement {
+        probe_vaddr: vaddr + skip as u64,
+        probe_file_offset: file_offset + skip as u64,
+        path,
+    }
+}
+
+/// How the kernel handles a breakpoint on the first instruction of `code`.
+pub fn classify(code: &[u8], vaddr: u64) -> EntryPath {
+    if code.starts_with(&NOP5) {
+        return EntryPath::Optimized;
+    }
+    let mut decoder = Decoder::with_ip(64, code, vaddr, DecoderOptions::NONE);
+    let insn = decoder.decode();
+    if insn.is_invalid() {
+        return EntryPath::SingleStep;
+    }
+    let bytes = &code[..insn.len()];
+    if is_emulated(&insn, bytes) {
+        EntryPath::Emulated
+    } else {
+        EntryPath::SingleStep
+    }
+}
+
+fn is_emulated(insn: &Instruction, bytes: &[u8]) -> bool {
+    if KERNEL_NOPS.contains(&bytes) {
+        return true;
+    }
+    match insn.code() {
+        // Opcode 0x90 behind any prefixes: the kernel treats it as a nop.
+        Code::Nopw | Code::Nopd | Code::Nopq | Code::Pause => true,
+        // push %reg, with at most a REX.B prefix (push_setup_xol_ops).
+        Code::Push_r64 => bytes.len() == 1 || (bytes.len() == 2 && bytes[0] == 0x41),
+        // With an operand-size prefix the kernel refuses the probe outright
+        // (kernel_accepts); such branches are never emitted by compilers.
+        Code::Call_rel32_64 | Code::Jmp_rel8_64 | Code::Jmp_rel32_64 => bytes[0] != 0x66,
+        _ => is_jcc(insn) && bytes[0] != 0x66,
+    }
+}
+
+/// A conditional jump with a relative target (iced's own test needs its
+/// `instr_info` feature, which nothing else here uses).
+pub(crate) fn is_jcc(insn: &Instruction) -> bool {
+    use Mnemonic::*;
+    matches!(
+        insn.mnemonic(),
+        Ja | Jae | Jb | Jbe | Je | Jg | Jge | Jl | Jle | Jne | Jno | Jnp | Jns | Jo | Jp | Js
+    ) && insn.op0_kind() == OpKind::NearBranch64
+}
+
+pub(crate) fn is_direct_jmp(insn: &Instruction) -> bool {
+    matches!(insn.code(), Code::Jmp_rel8_64 | Code::Jmp_rel32_64)
+}
+
+/// Legacy prefixes, which the kernel's decoder reads before REX and the opcode.
+const LEGACY_PREFIXES: [u8; 11] = [
+    0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3,
+];
+
+/// Prefixes `is_prefix_bad` refuses: es, cs, ss, ds (so also `notrack` and
+/// the padding prefixes of `cs nopw`) and lock.
+const BAD_PREFIXES: [u8; 5] = [0x26, 0x2e, 0x36, 0x3e, 0xf0];
+
+/// The zero bits of the kernel's `good_insns_64`: opcodes it will not probe.
+const BAD_OPCODES: [u8; 40] = [
+    0x06, 0x07, 0x0e, 0x16, 0x17, 0x1e, 0x1f, 0x27, 0x2f, 0x37, 0x3f, 0x60, 0x61, 0x62, 0x6c,
+    0x6d, 0x6e, 0x6f, 0x82, 0x9a, 0xcc, 0xcd, 0xce, 0xcf, 0xd4, 0xd5, 0xd6, 0xe4, 0xe5, 0xe6,
+    0xe7, 0xea, 0xec, 0xed, 0xee, 0xef, 0xf1, 0xf4, 0xfa, 0xfb,
+];
+
+/// Whether the kernel accepts a uprobe on the instruction `bytes` (exactly
+/// one instruction). One refused offset fails a whole uprobe_multi link, so
+/// a site the kernel would refuse is never proposed. This mirrors
+/// uprobe_init_insn and branch_setup_xol_ops (arch/x86/kernel/uprobes.c),
+/// checked against 6.18 with tracefs uprobes:
+/// - es/cs/ss/ds and lock prefixes are refused;
+/// - the first opcode byte must be in `good_insns_64`. The 2-byte table is
+///   never consulted, because 0x0f itself is "good" (so `ud2` and `syscall`
+///   pass); for VEX and EVEX the byte after the prefix is looked up in the
+///   one-byte table, so `vpxor` (ef) and `vmovdqu` (6f) are refused while
+///   `vpcmpeqb` (74) passes;
+/// - mov to %ss masks exceptions and is refused;
+/// - relative branches with a 0x66 prefix are refused.
+pub(crate) fn kernel_accepts(bytes: &[u8]) -> bool {
+    let prefixes = bytes
+        .iter()
+        .take_while(|b| LEGACY_PREFIXES.contains(b))
+        .count();
+    if bytes[..prefixes].iter().any(|b| BAD_PREFIXES.contains(b)) {
+        return false;
+    }
+    let rex = usize::from(bytes.get(prefixes).is_some_and(|b| b & 0xf0 == 0x40));
+    let at = prefixes + rex;
+    let opcode_at = match bytes.get(at) {
+        Some(0xc5) => at + 2,
+        Some(0xc4) => at + 3,
+        Some(0x62) => at + 4, // EVEX: 0x62 is no longer `bound` in 64-bit mode
+        Some(_) => at,
+        None => return false,
+    };
+    let Some(&opcode) = bytes.get(opcode_at) else {
+        return false;
+    };
+    if BAD_OPCODES.contains(&opcode) {
+        return false;
+    }
+    let modrm_reg = bytes.get(opcode_at + 1).map(|m| (m >> 3) & 7);
+    if opcode == 0x8e && modrm_reg == Some(2) {
+        return false; // mov to %ss
+    }
+    let vex = opcode_at != at;
+    !(bytes[..prefixes].contains(&0x66) && !vex && is_relative_branch(&bytes[at..]))
+}
+
+/// call/jmp/jcc rel, from the opcode on.
+fn is_relative_branch(op: &[u8]) -> bool {
+    match op {
+        [0xe8 | 0xe9 | 0xeb, ..] => true,
+        [0x0f, second, ..] => (0x80..=0x8f).contains(second),
+        [first, ..] => (0x70..=0x7f).contains(first),
+        [] => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endbr64_is_skipped() {
+        // endbr64; push %rbp
+        let p = place(&[0xf3, 0x0f, 0x1e, 0xfa, 0x55, 0x48], 0x1000, 0x200);
+        assert_eq!(p.probe_vaddr, 0x1004);
+        assert_eq!(p.probe_file_offset, 0x204);
+        assert_eq!(p.path, EntryPath::Emulated);
+    }
+
+    #[test]
+    fn classifies_first_instruction() {
+        assert_eq!(classify(&NOP5, 0), EntryPath::Optimized);
+        assert_eq!(classify(&[0x55], 0), EntryPath::Emulated); // push %rbp
+        assert_eq!(classify(&[0x41, 0x57], 0), EntryPath::Emulated); // push %r15
+        assert_eq!(classify(&[0xe9, 0, 0, 0, 0], 0), EntryPath::Emulated); // jmp rel32
+        assert_eq!(classify(&[0xe8, 0, 0, 0, 0], 0), EntryPath::Emulated); // call rel32
+        assert_eq!(classify(&[0x74, 0x02], 0), EntryPath::Emulated); // je
+        assert_eq!(classify(&[0x66, 0x90], 0), EntryPath::Emulated); // xchg %ax,%ax
+        assert_eq!(classify(&[0x48, 0x89, 0xe5], 0), EntryPath::SingleStep); // mov
+        assert_eq!(
+            classify(&[0x48, 0x83, 0xec, 0x08], 0),
+            EntryPath::SingleStep
+        ); // sub
+        assert_eq!(classify(&ENDBR64, 0), EntryPath::SingleStep);
+        // jmp *0x2f66(%rip): a PLT stub's indirect jump
+        assert_eq!(
+            classify(&[0xff, 0x25, 0x66, 0x2f, 0, 0], 0),
+            EntryPath::SingleStep
+        );
+        assert_eq!(classify(&[], 0), EntryPath::SingleStep);
+    }
+
+    #[test]
+    fn kernel_acceptance_matches_tracefs() {
+        // Each verdict was observed by enabling a tracefs uprobe on 6.18.
+        let cases: [(&[u8], bool); 32] = [
+            (&[0xc3], true),                                   // ret
+            (&[0xf3, 0xc3], true),                             // repz ret
+            (&[0xc2, 0x08, 0x00], true),                       // ret $8
+            (&[0x48, 0xc3], true),                             // rex.W ret
+            (&[0x66, 0xc3], true),                             // retw
+            (&[0x2e, 0xc3], false),                            // cs ret
+            (&[0xe9, 0, 0, 0, 0], true),                       // jmp rel32
+            (&[0x74, 0x07], true),                             // je rel8
+            (&[0xf2, 0xe9, 0, 0, 0, 0], true),                 // bnd jmp
+            (&[0x3e, 0xe9, 0, 0, 0, 0], false),                // ds jmp
+            (&[0x66, 0xe9, 0, 0], false),                      // jmpw
+            (&[0x66, 0xe8, 0, 0], false),                      // callw
+            (&[0x66, 0x0f, 0x84, 0, 0], false),                // jew
+            (&[0x3e, 0xff, 0xe0], false),                      // notrack jmp *%rax
+            (&[0x66, 0x90], true),                             // xchg %ax,%ax
+            (&[0x66, 0x0f, 0x1f, 0x44, 0, 0], true),           // nopw
+            (&[0x66, 0x2e, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0], false), // cs nopw
+            (&[0xcc], false),                                  // int3
+            (&[0x0f, 0x0b], true),                             // ud2
+            (&[0x0f, 0x05], true),                             // syscall
+            (&[0x0f, 0xae, 0xf0], true),                       // mfence
+            (&[0xf0, 0xff, 0x07], false),                      // lock incl (%rdi)
+            (&[0x8e, 0xd0], false),                            // mov %eax,%ss
+            (&[0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0], true), // mov %fs:0x28,%rax
+            (&[0x67, 0x8b, 0x07], true),                       // mov (%edi),%eax
+            (&[0xc5, 0xf9, 0xef, 0xc0], false),                // vpxor
+            (&[0xc5, 0xfe, 0x6f, 0x07], false),                // vmovdqu (%rdi),%ymm0
+            (&[0xc5, 0xfd, 0x74, 0x0f], true),                 // vpcmpeqb (%rdi),%ymm0,%ymm1
+            (&[0xc5, 0xf8, 0x77], true),                       // vzeroupper
+            (&[0xc4, 0xe1, 0x7d, 0xec, 0xc0], false),          // vpaddsb, 3-byte VEX
+            (&[0xc4, 0xe2, 0xe0, 0xf2, 0xc8], true),           // andn
+            (&[0x62, 0xf1, 0x6d, 0x48, 0xfe, 0xd9], true),     // vpaddd %zmm1,%zmm2,%zmm3
+        ];
+        for (bytes, accepted) in cases {
+            assert_eq!(kernel_accepts(bytes), accepted, "{bytes:02x?}");
+        }
+        assert!(!kernel_accepts(&[0x62, 0xf1, 0xfe, 0x48, 0x6f, 0x07])); // vmovdqu64
+        assert!(!kernel_accepts(&[]));
+    }
+
+    mod binaries {
+        use super::super::*;
+        use crate::symbols::elf::{ModuleSymbols, Symbol, read_module};
+        use crate::symbols::testutil::{self, CALLS_LIBC, Fixture};
+
+        fn add_of(module: &ModuleSymbols) -> &Symbol {
+            module
+                .functions
+                .iter()
+                .find(|s| s.name == "add")
+                .expect("add")
+        }
+
+        #[test]
+        fn cet_build_probes_after_endbr64() {
+            let fx = Fixture::new();
+            let exe = fx.cc("cet", CALLS_LIBC, &["-O0", "-fcf-protection=full"]);
+            let module = read_module(&exe).expect("reading");
+            let add = add_of(&module);
+            assert_eq!(testutil::file_bytes(&exe, add.file_offset, 4), ENDBR64);
+            assert_eq!(add.placement.probe_vaddr, add.vaddr + 4);
+            assert_eq!(add.placement.probe_file_offset, add.file_offset + 4);
+            // -O0 opens the frame with push %rbp, which the kernel emulates.
+            assert_eq!(
+                testutil::file_bytes(&exe, add.placement.probe_file_offset, 1),
+                [0x55]
+            );
+            assert_eq!(add.placement.path, EntryPath::Emulated);
+        }
+
+        #[test]
+        fn mcount_nop_is_optimized() {
+            let fx = Fixture::new();
+            let mcount = [
+                "-O0",
+                "-pg",
+                "-mfentry",
+                "-mnop-mcount",
+                "-fno-pie",
+                "-no-pie",
+            ];
+            let exe = fx.cc("nop5", CALLS_LIBC, &mcount);
+            let module = read_module(&exe).expect("reading");
+            let add = add_of(&module);
+            assert_eq!(testutil::file_bytes(&exe, add.file_offset, 5), NOP5);
+            assert_eq!(add.placement.probe_vaddr, add.vaddr);
+            assert_eq!(add.placement.path, EntryPath::Optimized);
+
+            let cet = [&mcount[..], &["-fcf-protection=full"]].concat();
+            let exe = fx.cc("cet_nop5", CALLS_LIBC, &cet);
+            let module = read_module(&exe).expect("reading");
+            let add = add_of(&module);
+            assert_eq!(add.placement.probe_vaddr, add.vaddr + 4);
+            assert_eq!(add.placement.path, EntryPath::Optimized);
+        }
+
+        #[test]
+        fn plain_build_single_steps_the_first_instruction() {
+            let fx = Fixture::new();
+            let exe = fx.cc("o2", "__attribute__((noinline)) int add(int a, int b) { return a + b; }\nint main(int c, char **v) { (void)v; return add(c, 2); }", &["-O2", "-fcf-protection=none"]);
+            let module = read_module(&exe).expect("reading");
+            let add = add_of(&module);
+            // lea (%rdi,%rsi,1),%eax
+            assert_eq!(add.placement.probe_vaddr, add.vaddr);
+            assert_eq!(add.placement.path, EntryPath::SingleStep);
+        }
+
+    }
+}

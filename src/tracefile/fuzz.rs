@@ -1,0 +1,142 @@
+//! One fuzzing step over the reader, shared by the cargo-fuzz target
+//! (fuzz/fuzz_targets/trace_reader.rs) and the bounded mutation test that
+//! runs with `cargo test`. The first byte picks how the rest is used, so the
+//! fuzzer reaches past the checksums it could not forge:
+//!
+//! - 0: the bytes are a whole trace file;
+//! - 1: they are edits (offset, operation) applied to a valid trace file;
+//! - 2: they are a decompressed chunk, fed straight to the chunk decoder.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use super::chunk::ChunkDecoder;
+use super::varint::Cursor;
+use super::{TraceReader, TraceWriter};
+use crate::model::{Event, EventKind, FuncKind, FuncTable, Function, Module, RunInfo};
+
+/// Reads whatever `data` makes of a trace file; must never panic or hang.
+#[doc(hidden)]
+pub fn fuzz_one(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else { return };
+    match mode % 3 {
+        0 => read_file(rest),
+        1 => read_file(&edited(sample(), rest)),
+        _ => {
+            let count = Cursor::new(rest).varint().unwrap_or(0).min(u32::MAX.into()) as u32;
+            let _ = ChunkDecoder::default().decode(rest, count, &mut Vec::new());
+        }
+    }
+}
+
+fn read_file(bytes: &[u8]) {
+    let path = scratch_path();
+    if std::fs::write(&path, bytes).is_err() {
+        return;
+    }
+    if let Ok(reader) = TraceReader::open(&path) {
+        let mut events = reader.events();
+        let n = events.by_ref().count() as u64;
+        let status = events.status();
+        assert_eq!(status.events, n);
+        let _ = status.warnings();
+    }
+}
+
+fn scratch_path() -> PathBuf {
+    let dir = if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
+    let thread = format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_digit(), "");
+    dir.join(format!("utrace-fuzz-{}-{thread}.data", std::process::id()))
+}
+
+/// Applies edits to `base`: each is an offset (2 bytes, scaled to the file)
+/// and an operation byte.
+fn edited(base: &[u8], script: &[u8]) -> Vec<u8> {
+    let mut bytes = base.to_vec();
+    for edit in script.chunks_exact(3) {
+        if bytes.is_empty() {
+            break;
+        }
+        let at = usize::from(u16::from_le_bytes([edit[0], edit[1]])) * bytes.len() / 65_536;
+        let op = edit[2];
+        match op >> 6 {
+            0 => bytes[at] ^= 1 << (op & 7),
+            1 => bytes[at] = op << 2,
+            2 => bytes.truncate(at),
+            _ => {
+                let len = usize::from(op & 63).min(bytes.len() - at);
+                bytes.drain(at..at + len);
+            }
+        }
+    }
+    bytes
+}
+
+/// A small valid trace: two threads, nesting, recursion, several chunks.
+fn sample() -> &'static [u8] {
+    static SAMPLE: OnceLock<Vec<u8>> = OnceLock::new();
+    SAMPLE.get_or_init(|| {
+        let path = scratch_path().with_extension("sample");
+        let table = FuncTable {
+            modules: vec![Module { path: "/bin/app".into(), build_id: Some("abcd".into()) }],
+            functions: (0..4)
+                .map(|i| Function {
+                    module: 0,
+                    name: format!("f{i}"),
+                    raw_name: format!("f{i}"),
+                    addr: i * 16,
+                    size: 16,
+                    kind: if i == 3 { FuncKind::Plt } else { FuncKind::Function },
+                })
+                .collect(),
+        };
+        let run = RunInfo { command: "app".into(), pid: 1, ..RunInfo::default() };
+        let mut bytes = Vec::new();
+        if let Ok(mut w) = TraceWriter::create(&path, &run, &table) {
+            w.set_chunk_events(64);
+            let mut ts = 0;
+            for i in 0..100u32 {
+                for (kind, func, depth) in [
+                    (EventKind::Entry, 0, 0),
+                    (EventKind::Entry, 1 + i % 3, 1),
+                    (EventKind::Exit, 1 + i % 3, 1),
+                    (EventKind::Exit, 0, 0),
+                ] {
+                    ts += 10 + u64::from(i % 7);
+                    let _ = w.write(&Event { kind, pid: 1, tid: 1 + i % 2, func, depth, ts });
+                }
+            }
+            if w.finish(&RunInfo { end_mono_ns: ts + 1, ..run }).is_ok() {
+                bytes = std::fs::read(&path).unwrap_or_default();
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+        bytes
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    /// The fuzz step itself, on seeds of each mode and random bytes.
+    #[test]
+    fn fuzz_step_never_panics() {
+        let mut rng = 0x853c49e6748fea9bu64;
+        let mut byte = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng as u8
+        };
+        fuzz_one(&[]);
+        for round in 0..600u32 {
+            let len = (round % 97) as usize;
+            let mut data: Vec<u8> = (0..len).map(|_| byte()).collect();
+            if let Some(first) = data.first_mut() {
+                *first = (round % 3) as u8;
+            }
+            fuzz_one(&data);
+        }
+        let _ = std::fs::remove_file(scratch_path());
+    }
+}

@@ -1,0 +1,66 @@
+//! The trace file (`utrace.data`): self-contained, versioned, crash-safe.
+//!
+//! Layout, all integers little-endian:
+//!
+//! ```text
+//! preamble   magic "\x89utrace\n", format version u16, 2 reserved bytes
+//! frame H    header: utrace version, clock, command, pid, start times
+//! frame T    module and function table (zstd)
+//! frame C…   chunks of up to 65,536 events each (zstd), see chunk.rs
+//! frame E    trailer: end time, lost events, counts (fixed size, last)
+//! ```
+//!
+//! Every frame has a 28-byte header with its own CRC-32 and a CRC-32 of its
+//! payload (frame.rs). Header and table are written and flushed before the
+//! first event, and each chunk goes to the file as soon as it fills, so if the
+//! recorder dies every chunk already written stays readable: the reader
+//! reports the missing trailer as truncation, skips a damaged chunk with a
+//! count of what it lost, and never holds more than one chunk in memory.
+
+mod chunk;
+mod frame;
+mod fuzz;
+mod meta;
+mod reader;
+mod varint;
+mod writer;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::io;
+use std::path::PathBuf;
+
+pub use fuzz::fuzz_one;
+pub use meta::{CLOCK, Header, Trailer};
+pub use reader::{Events, ReadStatus, TraceReader};
+pub use writer::{Summary, TraceWriter};
+
+/// The format this build writes, and the newest it reads.
+pub const FORMAT_VERSION: u16 = 1;
+
+/// Why a trace file cannot be read at all. Damage after the function table is
+/// not an error: the reader skips it and says so in its [`ReadStatus`].
+#[derive(Debug, thiserror::Error)]
+pub enum TraceFileError {
+    #[error("{path}: no such file (record one with `utrace --record -c COMMAND`)")]
+    Missing { path: PathBuf },
+    #[error("{path} is a directory, not a trace file")]
+    IsADirectory { path: PathBuf },
+    #[error("{path} is empty: the recording stopped before it wrote anything")]
+    Empty { path: PathBuf },
+    #[error("{path} is not a utrace trace file")]
+    NotATraceFile { path: PathBuf },
+    #[error(
+        "{path} is in trace format version {found}, newer than this utrace reads (up to {supported}): use a newer utrace"
+    )]
+    NewerVersion { path: PathBuf, found: u16, supported: u16 },
+    #[error("{path} is damaged: {what}")]
+    Corrupt { path: PathBuf, what: String },
+    #[error("reading {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}

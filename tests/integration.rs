@@ -1,0 +1,12 @@
+//! utrace's integration tests: real fixture programs (tests/fixtures, built by
+//! the tests), real BPF programs and uprobes, exact call counts and exact
+//! normalised call graphs. One module per area.
+
+mod common;
+
+#[path = "integration/attach.rs"]
+mod attach;
+#[path = "integration/cli_errors.rs"]
+mod cli_errors;
+#[path = "integration/live.rs"]
+mod live;

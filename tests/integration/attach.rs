@@ -1,0 +1,167 @@
+//! -p: attach to a running process, count exactly, detach cleanly — checked
+//! at the source: the probed instruction's first byte in /proc/PID/mem.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Build, count_calls, counts, fixture, require_bpf, utrace};
+
+/// A fixture process that reported its pid; killed when dropped.
+struct Spin {
+    child: Child,
+    pid: u32,
+}
+
+impl Spin {
+    fn start(bin: &Path, args: &[&str]) -> Spin {
+        let mut child =
+            Command::new(bin).args(args).stdout(Stdio::piped()).spawn().expect("starting the spin fixture");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line).expect("reading pid");
+        let pid = line.trim().strip_prefix("pid=").and_then(|p| p.parse().ok()).expect("pid=N line");
+        Spin { child, pid }
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Spin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `utrace -p PID` and waits for it to say it is attached.
+fn attach(pid: u32, opts: &[&str], graph: &Path) -> Child {
+    let mut child = utrace()
+        .args(opts)
+        .arg("-p")
+        .arg(pid.to_string())
+        .arg("-o")
+        .arg(graph)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting utrace");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let mut line = String::new();
+    let start = Instant::now();
+    while !line.contains("attached") {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 || start.elapsed() > Duration::from_secs(60) {
+            panic!("utrace never said it attached; last line: {line}");
+        }
+    }
+    // Keep draining stderr so utrace never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    child
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "kill({pid}, {sig})");
+}
+
+fn wait(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting") {
+            return status;
+        }
+        assert!(start.elapsed() < timeout, "utrace did not end within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn attach_counts_exactly_and_ends_with_the_process() {
+    if !require_bpf() {
+        return;
+    }
+    let mut spin = Spin::start(&fixture("spin", Build::O2), &["-n", "1000"]);
+    let graph = tempfile::NamedTempFile::new().unwrap();
+    let mut tracer = attach(spin.pid, &[], graph.path());
+    signal(spin.pid, libc::SIGUSR1);
+    let status = wait(&mut tracer, Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+    assert!(!spin.alive());
+    let text = std::fs::read_to_string(graph.path()).unwrap();
+    assert_eq!(count_calls(&text), counts(&[("tick", 1000), ("finish", 1), ("printf@plt", 1)]), "{text}");
+}
+
+/// File offset of `name`'s probe in `bin`, from `utrace --list`.
+fn probe_offset(bin: &Path, name: &str) -> u64 {
+    let out = utrace().arg("--list").arg("--").arg(bin).output().expect("utrace --list");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text.lines().find(|l| l.split_whitespace().last() == Some(name)).expect("function listed");
+    let offset = row.split_whitespace().nth(1).expect("offset column");
+    u64::from_str_radix(offset.trim_start_matches("0x"), 16).expect("hex offset")
+}
+
+/// The byte at file offset `offset` of `bin` as mapped in process `pid`.
+fn mapped_byte(pid: u32, bin: &Path, offset: u64) -> u8 {
+    let real = std::fs::canonicalize(bin).unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let addr = maps
+        .lines()
+        .filter(|l| l.ends_with(real.to_str().unwrap()))
+        .find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (start, end) = f[0].split_once('-')?;
+            let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+            let file_off = u64::from_str_radix(f[2], 16).ok()?;
+            (offset >= file_off && offset < file_off + (end - start)).then(|| start + offset - file_off)
+        })
+        .expect("offset is mapped");
+    let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
+    mem.seek(SeekFrom::Start(addr)).unwrap();
+    let mut b = [0u8];
+    mem.read_exact(&mut b).unwrap();
+    b[0]
+}
+
+fn file_byte(bin: &Path, offset: u64) -> u8 {
+    std::fs::read(bin).unwrap()[offset as usize]
+}
+
+/// Attaches, checks tick()'s first byte is the breakpoint, stops utrace with
+/// `sig`, and checks the original byte is back and the process still runs.
+fn detach_restores_code(sig: i32) {
+    let bin = fixture("spin", Build::O2);
+    let offset = probe_offset(&bin, "tick");
+    let original = file_byte(&bin, offset);
+    let mut spin = Spin::start(&bin, &[]);
+    assert_eq!(mapped_byte(spin.pid, &bin, offset), original);
+    let graph = tempfile::NamedTempFile::new().unwrap();
+    let mut tracer = attach(spin.pid, &["-f", "tick"], graph.path());
+    assert_eq!(mapped_byte(spin.pid, &bin, offset), 0xcc, "int3 while attached");
+    signal(tracer.id(), sig);
+    let status = wait(&mut tracer, Duration::from_secs(60));
+    if sig == libc::SIGINT {
+        assert!(status.success(), "Ctrl-C detaches cleanly: {status:?}");
+        assert!(count_calls(&std::fs::read_to_string(graph.path()).unwrap())["tick"] > 0);
+    }
+    assert_eq!(mapped_byte(spin.pid, &bin, offset), original, "original byte restored");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(spin.alive(), "the traced process keeps running");
+}
+
+#[test]
+fn ctrl_c_detaches_and_leaves_the_process_running() {
+    if !require_bpf() {
+        return;
+    }
+    detach_restores_code(libc::SIGINT);
+}
+
+#[test]
+fn sigkill_of_utrace_leaves_no_probe_behind() {
+    if !require_bpf() {
+        return;
+    }
+    detach_restores_code(libc::SIGKILL);
+}

@@ -1,0 +1,122 @@
+//! Bad input gets one clear line naming the problem and the way out, and a
+//! non-zero exit: never a panic, never a silent empty result.
+
+use std::process::Output;
+use std::time::Duration;
+
+use crate::common::{Build, fixture, require_bpf, run, utrace};
+
+/// The one error line utrace printed (warnings aside).
+fn error_line(out: &Output) -> String {
+    assert!(!out.status.success(), "expected failure, got {:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("utrace: warning")).collect();
+    assert_eq!(errors.len(), 1, "exactly one error line:\n{stderr}");
+    errors[0].to_string()
+}
+
+fn utrace_fails(args: &[&str]) -> String {
+    error_line(&run(utrace().args(args), Duration::from_secs(60)))
+}
+
+#[test]
+fn no_such_pid() {
+    let line = utrace_fails(&["-p", "999999999"]);
+    assert_eq!(line, "utrace: no such process: 999999999 (check the pid with `ps`)");
+}
+
+#[test]
+fn no_such_command() {
+    let line = utrace_fails(&["--", "/nonexistent/prog"]);
+    assert!(line.starts_with("utrace: no such command: /nonexistent/prog"), "{line}");
+    let line = utrace_fails(&["--", "no-such-program-anywhere"]);
+    assert!(line.contains("not found on $PATH"), "{line}");
+}
+
+#[test]
+fn not_an_elf() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("script.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let line = utrace_fails(&["--list", "--", script.to_str().unwrap()]);
+    assert!(line.contains("is not an ELF executable"), "{line}");
+    assert!(line.contains("interpreter"), "says the way out: {line}");
+}
+
+#[test]
+fn stripped_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = dir.path().join("calls-stripped");
+    let status = std::process::Command::new("strip")
+        .arg("-o")
+        .arg(&stripped)
+        .arg(fixture("calls", Build::O2))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let line = utrace_fails(&["--list", "--", stripped.to_str().unwrap()]);
+    assert!(line.contains("is stripped"), "{line}");
+}
+
+#[test]
+fn pattern_matching_nothing_points_at_list() {
+    let bin = fixture("calls", Build::O2);
+    let line = utrace_fails(&["-f", "no_such_function*", "--", bin.to_str().unwrap()]);
+    assert_eq!(line, "utrace: no function matches -f 'no_such_function*': see the candidates with --list");
+}
+
+#[test]
+fn no_bpf_permission_names_the_capabilities() {
+    if !require_bpf() {
+        return; // dropping privileges needs root to begin with
+    }
+    let bin = fixture("calls", Build::O2);
+    let out = run(
+        std::process::Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+            .arg(env!("CARGO_BIN_EXE_utrace"))
+            .arg("--")
+            .arg(&bin),
+        Duration::from_secs(60),
+    );
+    let line = error_line(&out);
+    assert!(line.starts_with("utrace: no permission to load BPF programs"), "{line}");
+    assert!(line.contains("CAP_BPF") && line.contains("CAP_PERFMON"), "{line}");
+}
+
+#[test]
+fn nothing_to_trace() {
+    let line = utrace_fails(&["-f", "x"]);
+    assert!(line.contains("nothing to trace"), "{line}");
+}
+
+#[test]
+fn list_shows_module_offset_probe_path_and_name() {
+    let out = run(utrace().args(["--list", "--"]).arg(fixture("calls", Build::Nop5)), Duration::from_secs(60));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut rows: Vec<(String, String)> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[3].to_string(), f[2].to_string())
+        })
+        .collect();
+    rows.sort();
+    let expected: Vec<(String, String)> = [
+        ("a", "optimized"),
+        ("b", "optimized"),
+        ("c", "optimized"),
+        ("fib", "optimized"),
+        ("main", "optimized"),
+        ("printf@plt", "single-step"),
+    ]
+    .iter()
+    .map(|(n, p)| (n.to_string(), p.to_string()))
+    .collect();
+    assert_eq!(rows, expected, "{text}");
+    assert!(text.lines().nth(1).unwrap().starts_with("calls-nop5"), "{text}");
+}
