@@ -40,23 +40,46 @@ struct Build {
 /// as Fedora's default flags do. The gcc nop5 build is linked without -pg:
 /// -pg at link time pulls in gcrt1.o, which profiles the run and writes gmon.out.
 const BUILDS: [Build; 4] = [
-    Build { name: "plain", cc: "gcc", cflags: &["-O2", "-fPIE", "-fcf-protection=none"], ldflags: &["-pie"] },
+    Build {
+        name: "plain",
+        cc: "gcc",
+        cflags: &["-O2", "-fPIE", "-fcf-protection=none"],
+        ldflags: &["-pie"],
+    },
     Build {
         name: "cet",
         cc: "gcc",
-        cflags: &["-O2", "-fPIE", "-fcf-protection=full", "-fno-omit-frame-pointer", "-mno-omit-leaf-frame-pointer"],
+        cflags: &[
+            "-O2",
+            "-fPIE",
+            "-fcf-protection=full",
+            "-fno-omit-frame-pointer",
+            "-mno-omit-leaf-frame-pointer",
+        ],
         ldflags: &["-pie"],
     },
     Build {
         name: "nop5-gcc",
         cc: "gcc",
-        cflags: &["-O2", "-fno-pie", "-fcf-protection=none", "-pg", "-mfentry", "-mnop-mcount"],
+        cflags: &[
+            "-O2",
+            "-fno-pie",
+            "-fcf-protection=none",
+            "-pg",
+            "-mfentry",
+            "-mnop-mcount",
+        ],
         ldflags: &["-no-pie"],
     },
     Build {
         name: "nop5-clang",
         cc: "clang-14",
-        cflags: &["-O2", "-fPIE", "-fcf-protection=none", "-fpatchable-function-entry=5"],
+        cflags: &[
+            "-O2",
+            "-fPIE",
+            "-fcf-protection=none",
+            "-fpatchable-function-entry=5",
+        ],
         ldflags: &["-pie"],
     },
 ];
@@ -86,14 +109,22 @@ fn main() {
     let runs = common::env_usize("UTRACE_BENCH_RUNS", 5).max(1);
     let calls = common::env_usize("UTRACE_BENCH_CALLS", 200_000) / 2 * 2;
     let dir = common::fixture_dir();
-    let bins: Vec<(usize, PathBuf)> =
-        (0..BUILDS.len()).filter_map(|i| build(&BUILDS[i], &dir).map(|p| (i, p))).collect();
+    let bins: Vec<(usize, PathBuf)> = (0..BUILDS.len())
+        .filter_map(|i| build(&BUILDS[i], &dir).map(|p| (i, p)))
+        .collect();
     let utrace = common::utrace_bin();
     let modes = modes(utrace.as_deref(), &dir);
-    println!("overhead: {} calls per run, median of {runs}; {}", thousands(calls as u64), common::host_line());
+    println!(
+        "overhead: {} calls per run, median of {runs}; {}",
+        thousands(calls as u64),
+        common::host_line()
+    );
     print_commands(&modes, utrace.as_deref());
 
-    let mut cells: Vec<Vec<Cell>> = bins.iter().map(|_| modes.iter().map(|_| Cell::default()).collect()).collect();
+    let mut cells: Vec<Vec<Cell>> = bins
+        .iter()
+        .map(|_| modes.iter().map(|_| Cell::default()).collect())
+        .collect();
     for rep in 0..runs {
         for (b, (_, bin)) in bins.iter().enumerate() {
             for (m, mode) in modes.iter().enumerate() {
@@ -119,7 +150,12 @@ fn build(b: &Build, dir: &Path) -> Option<PathBuf> {
     let obj = dir.join(format!("hot-{}.o", b.name));
     let bin = dir.join(format!("hot-{}", b.name));
     let inc = format!("-I{}", root.join("tests/fixtures").display()); // fixture.h
-    let cflags: Vec<&str> = b.cflags.iter().copied().chain(["-c", inc.as_str()]).collect();
+    let cflags: Vec<&str> = b
+        .cflags
+        .iter()
+        .copied()
+        .chain(["-c", inc.as_str()])
+        .collect();
     let header = root.join("tests/fixtures/fixture.h");
     let built = common::build_cached(b.cc, &cflags, &[&src], &[&header], &obj)
         .and_then(|()| common::build_cached(b.cc, b.ldflags, &[&obj], &[], &bin));
@@ -134,30 +170,59 @@ fn build(b: &Build, dir: &Path) -> Option<PathBuf> {
 
 /// Untraced, bpftrace, and every utrace mode this utrace offers.
 fn modes(utrace: Option<&Path>, dir: &Path) -> Vec<Mode> {
-    let mut modes = vec![Mode { label: "untraced".into(), kind: Kind::Untraced }];
+    let mut modes = vec![Mode {
+        label: "untraced".into(),
+        kind: Kind::Untraced,
+    }];
     if common::have("bpftrace") {
-        modes.push(Mode { label: "bpftrace".into(), kind: Kind::Bpftrace });
+        modes.push(Mode {
+            label: "bpftrace".into(),
+            kind: Kind::Bpftrace,
+        });
     }
     let Some(bin) = utrace else { return modes };
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let data = dir.join("hot.utrace.data").display().to_string();
     let summary = dir.join("hot.summary.txt").display().to_string();
-    modes.push(Mode { label: "utrace live".into(), kind: Kind::Utrace(s(&["-o", "/dev/null"])) });
-    modes.push(Mode { label: "--record".into(), kind: Kind::Utrace(s(&["--record", "-d", &data])) });
-    modes.push(Mode { label: "--format=summary".into(), kind: Kind::Utrace(s(&["--format=summary", "-o", &summary])) });
+    modes.push(Mode {
+        label: "utrace live".into(),
+        kind: Kind::Utrace(s(&["-o", "/dev/null"])),
+    });
+    modes.push(Mode {
+        label: "--record".into(),
+        kind: Kind::Utrace(s(&["--record", "-d", &data])),
+    });
+    modes.push(Mode {
+        label: "--format=summary".into(),
+        kind: Kind::Utrace(s(&["--format=summary", "-o", &summary])),
+    });
     let help = common::help_text(bin);
     if help.contains("--exit") {
-        for v in ["uretprobe", "ret-sites"].into_iter().filter(|v| help.contains(v)) {
+        for v in ["uretprobe", "ret-sites"]
+            .into_iter()
+            .filter(|v| help.contains(v))
+        {
             let flag = format!("--exit={v}");
-            modes.push(Mode { label: format!("live {flag}"), kind: Kind::Utrace(s(&[&flag, "-o", "/dev/null"])) });
+            modes.push(Mode {
+                label: format!("live {flag}"),
+                kind: Kind::Utrace(s(&[&flag, "-o", "/dev/null"])),
+            });
         }
     }
     modes
 }
 
 fn bpftrace_program(bin: &Path) -> String {
-    let list = |kind: &str| FUNCS.map(|f| format!("{kind}:{}:{f}", bin.display())).join(",");
-    format!("{} {{ @[probe] = count(); }} {} {{ @r[probe] = count(); }}", list("uprobe"), list("uretprobe"))
+    let list = |kind: &str| {
+        FUNCS
+            .map(|f| format!("{kind}:{}:{f}", bin.display()))
+            .join(",")
+    };
+    format!(
+        "{} {{ @[probe] = count(); }} {} {{ @r[probe] = count(); }}",
+        list("uprobe"),
+        list("uretprobe")
+    )
 }
 
 /// The argv of one run; the fixture's own command line is `BIN CALLS`.
@@ -187,7 +252,10 @@ fn print_commands(modes: &[Mode], utrace: Option<&Path>) {
     println!("commands (BIN = target/bench-fixtures/hot-<build>, N = calls per run):");
     for m in modes {
         let cmd = command(utrace.map(|_| Path::new("utrace")), bin, m, "N");
-        let argv: Vec<String> = std::iter::once(cmd.get_program()).chain(cmd.get_args()).map(shell_word).collect();
+        let argv: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(shell_word)
+            .collect();
         println!("  {:<18} {}", m.label, argv.join(" "));
     }
     if utrace.is_none() {
@@ -197,23 +265,48 @@ fn print_commands(modes: &[Mode], utrace: Option<&Path>) {
 
 fn shell_word(s: &std::ffi::OsStr) -> String {
     let s = s.to_string_lossy();
-    if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./,:".contains(c)) { s.into_owned() } else { format!("'{s}'") }
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_=./,:".contains(c))
+    {
+        s.into_owned()
+    } else {
+        format!("'{s}'")
+    }
 }
 
 /// Runs one configuration once and files its figure (or its failure) in `cell`.
-fn run_one(utrace: Option<&Path>, bin: &Path, mode: &Mode, calls: usize, rep: usize, cell: &mut Cell) {
-    let name = bin.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let ran = match common::run_with_limit(&mut command(utrace, bin, mode, &calls.to_string()), RUN_LIMIT) {
+fn run_one(
+    utrace: Option<&Path>,
+    bin: &Path,
+    mode: &Mode,
+    calls: usize,
+    rep: usize,
+    cell: &mut Cell,
+) {
+    let name = bin
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ran = match common::run_with_limit(
+        &mut command(utrace, bin, mode, &calls.to_string()),
+        RUN_LIMIT,
+    ) {
         Ok(r) => r,
         Err(e) => return fail(cell, &format!("cannot start: {e}")),
     };
     let ns = find_value(&ran.stdout, "ns_per_call");
     match (ran.ok(), ns) {
         (true, Some(ns)) => {
-            eprintln!("overhead: run {}: {name:<15} {:<22} {ns:>9.1} ns/call", rep + 1, mode.label);
+            eprintln!(
+                "overhead: run {}: {name:<15} {:<22} {ns:>9.1} ns/call",
+                rep + 1,
+                mode.label
+            );
             cell.ns.push(ns);
         }
-        (_, _) if ran.status.is_none() => return fail(cell, &format!("timed out after {}s", RUN_LIMIT.as_secs())),
+        (_, _) if ran.status.is_none() => {
+            return fail(cell, &format!("timed out after {}s", RUN_LIMIT.as_secs()));
+        }
         _ => return fail(cell, &format!("failed: {}", ran.stderr_tail())),
     }
     check_counts(utrace, mode, &ran, calls, rep, cell);
@@ -227,7 +320,14 @@ fn fail(cell: &mut Cell, why: &str) {
 
 /// Checks the calls each tracer saw where that is cheap: bpftrace's maps every
 /// run, utrace's summary every run, the recording once; utrace's losses always.
-fn check_counts(utrace: Option<&Path>, mode: &Mode, ran: &Ran, calls: usize, rep: usize, cell: &mut Cell) {
+fn check_counts(
+    utrace: Option<&Path>,
+    mode: &Mode,
+    ran: &Ran,
+    calls: usize,
+    rep: usize,
+    cell: &mut Cell,
+) {
     let want = (calls / 2) as u64;
     let mut note = |n: String| {
         if !cell.notes.contains(&n) {
@@ -258,7 +358,10 @@ fn check_counts(utrace: Option<&Path>, mode: &Mode, ran: &Ran, calls: usize, rep
                 return;
             };
             match summary {
-                Some(text) => FUNCS.iter().filter_map(|f| summary_mismatch(&text, f, want)).for_each(&mut note),
+                Some(text) => FUNCS
+                    .iter()
+                    .filter_map(|f| summary_mismatch(&text, f, want))
+                    .for_each(&mut note),
                 None => note("no summary to check counts against".into()),
             }
         }
@@ -269,28 +372,52 @@ fn check_counts(utrace: Option<&Path>, mode: &Mode, ran: &Ran, calls: usize, rep
 fn bpftrace_count(out: &str, map: &str, func: &str) -> Option<u64> {
     out.lines()
         .filter(|l| l.starts_with(map))
-        .find(|l| l.split("]:").next().is_some_and(|k| k.ends_with(&format!(":{func}"))))
+        .find(|l| {
+            l.split("]:")
+                .next()
+                .is_some_and(|k| k.ends_with(&format!(":{func}")))
+        })
         .and_then(|l| l.rsplit(':').next()?.trim().parse().ok())
 }
 
 fn report_summary(utrace: &Path, data: &str) -> Option<String> {
-    let out = Command::new(utrace).args(["--report", "--format=summary", "-d", data]).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(utrace)
+        .args(["--report", "--format=summary", "-d", data])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// None when the summary's line for `func` holds the expected count (plain or 1,234).
 fn summary_mismatch(text: &str, func: &str, want: u64) -> Option<String> {
-    let Some(line) = text.lines().find(|l| l.split_whitespace().any(|w| w.trim_end_matches("()") == func)) else {
+    let Some(line) = text.lines().find(|l| {
+        l.split_whitespace()
+            .any(|w| w.trim_end_matches("()") == func)
+    }) else {
         return Some(format!("{func} missing from the summary"));
     };
-    let ok = line.split_whitespace().any(|w| w == want.to_string() || w == thousands(want));
-    (!ok).then(|| format!("{func}: expected {want} calls, summary says `{}`", line.trim()))
+    let ok = line
+        .split_whitespace()
+        .any(|w| w == want.to_string() || w == thousands(want));
+    (!ok).then(|| {
+        format!(
+            "{func}: expected {want} calls, summary says `{}`",
+            line.trim()
+        )
+    })
 }
 
 /// The first two instructions of hot_add, as the kernel's uprobe sees them.
 fn entry_insn(bin: &Path) -> String {
-    let out = Command::new("objdump").args(["-d", "--disassemble=hot_add"]).arg(bin).output();
-    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    let out = Command::new("objdump")
+        .args(["-d", "--disassemble=hot_add"])
+        .arg(bin)
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
     // Lines look like "  1280:\tf3 0f 1e fa          \tendbr64".
     let insns: Vec<(usize, String)> = text
         .lines()
@@ -303,7 +430,13 @@ fn entry_insn(bin: &Path) -> String {
         })
         .take(2)
         .collect();
-    let name = |(n, m): &(usize, String)| if m.starts_with("nop") && *n == 5 { "nop5".to_string() } else { m.clone() };
+    let name = |(n, m): &(usize, String)| {
+        if m.starts_with("nop") && *n == 5 {
+            "nop5".to_string()
+        } else {
+            m.clone()
+        }
+    };
     match insns.as_slice() {
         [first, second] if first.1 == "endbr64" => format!("endbr64; {}", name(second)),
         [first, ..] => name(first),
@@ -326,11 +459,17 @@ fn report(bins: &[(usize, PathBuf)], modes: &[Mode], cells: &[Vec<Cell>], have_u
         let base = median(&cells[b][0].ns);
         let over = |m: usize| Some(median(&cells[b][m].ns)? - base?);
         let bpf_over = bpf.and_then(over);
-        let mut row = vec![BUILDS[*i].name.to_string(), entry_insn(bin), base.map_or("-".into(), |x| format!("{x:.1}"))];
+        let mut row = vec![
+            BUILDS[*i].name.to_string(),
+            entry_insn(bin),
+            base.map_or("-".into(), |x| format!("{x:.1}")),
+        ];
         for m in 1..modes.len() {
             row.push(match (over(m), bpf_over) {
                 (None, _) => "failed".into(),
-                (Some(ns), Some(bp)) if Some(m) != bpf && bp > 0.0 => format!("{ns:.0} ({:.2}×)", ns / bp),
+                (Some(ns), Some(bp)) if Some(m) != bpf && bp > 0.0 => {
+                    format!("{ns:.0} ({:.2}×)", ns / bp)
+                }
                 (Some(ns), _) => format!("{ns:.0}"),
             });
             for n in &cells[b][m].notes {
@@ -339,13 +478,17 @@ fn report(bins: &[(usize, PathBuf)], modes: &[Mode], cells: &[Vec<Cell>], have_u
         }
         rows.push(row);
     }
-    println!("\nns per traced call (traced − untraced, median); (×) = ratio to bpftrace in the same run");
+    println!(
+        "\nns per traced call (traced − untraced, median); (×) = ratio to bpftrace in the same run"
+    );
     common::print_table(&rows, true);
     if !have_utrace {
         println!("\nutrace: not available");
     }
     if notes.is_empty() {
-        println!("\ncall counts: every check matched (bpftrace maps; utrace summary/record where run)");
+        println!(
+            "\ncall counts: every check matched (bpftrace maps; utrace summary/record where run)"
+        );
     } else {
         println!("\nnotes:");
         notes.iter().for_each(|n| println!("  {n}"));

@@ -7,7 +7,8 @@
 //! only the consumers' time is counted (making the batch is not). Each stage
 //! reports its own peak RSS: VmHWM is reset between stages.
 //!
-//! Knobs: UTRACE_BENCH_EVENTS (default 10,000,000).
+//! Knobs: UTRACE_BENCH_EVENTS (default 10,000,000), UTRACE_BENCH_RUNS
+//! (default 5, the median is reported).
 //! Run: `cargo bench --bench pipeline` (no root needed).
 
 #[path = "common/mod.rs"]
@@ -33,38 +34,79 @@ const VARIANTS: u32 = 16;
 /// Roles 0..4 are parse, lex, eval, add; main is function 0 at depth 0.
 const UNIT: [(EventKind, u32, u32); 12] = {
     use EventKind::{Entry as E, Exit as X};
-    [(E, 0, 1), (E, 1, 2), (X, 1, 2), (E, 1, 2), (X, 1, 2), (E, 1, 2), (X, 1, 2), (X, 0, 1), (E, 2, 1), (E, 3, 2), (X, 3, 2), (X, 2, 1)]
+    [
+        (E, 0, 1),
+        (E, 1, 2),
+        (X, 1, 2),
+        (E, 1, 2),
+        (X, 1, 2),
+        (E, 1, 2),
+        (X, 1, 2),
+        (X, 0, 1),
+        (E, 2, 1),
+        (E, 3, 2),
+        (X, 3, 2),
+        (X, 2, 1),
+    ]
 };
 
-/// An endless, deterministic event stream shaped like a real trace.
+/// An endless, deterministic event stream shaped like a real trace; gaps and
+/// function variants are pseudo-random so the recorder cannot compress a
+/// pattern real traces do not have.
 struct Gen {
-    /// Per thread: events emitted (0 = main's entry not sent yet).
+    /// Per thread: events emitted (0 = main's entry not sent yet), and the
+    /// variant its current unit uses.
     pos: Vec<u64>,
+    variant: Vec<u32>,
     seq: u64,
     ts: u64,
+    rng: u64,
 }
 
 impl Gen {
     fn new() -> Self {
-        Gen { pos: vec![0; THREADS as usize], seq: 0, ts: 1_000_000_000 }
+        let n = THREADS as usize;
+        Gen {
+            pos: vec![0; n],
+            variant: vec![0; n],
+            seq: 0,
+            ts: 1_000_000_000,
+            rng: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// xorshift64: cheap next to the consumers, and not counted anyway.
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
     }
 
     fn next(&mut self) -> Event {
         let t = ((self.seq / RUN) % u64::from(THREADS)) as usize;
         self.seq += 1;
-        self.ts += 40 + (self.seq * 7919) % 360; // 40–400 ns apart
-        let tid = 1000 + t as u32;
+        self.ts += 40 + self.random() % 360; // 40–400 ns apart
         let p = self.pos[t];
         self.pos[t] += 1;
-        let (kind, func, depth) = match p {
-            0 => (EventKind::Entry, 0, 0),
-            p => {
-                let (unit, step) = ((p - 1) / UNIT.len() as u64, ((p - 1) % UNIT.len() as u64) as usize);
-                let (kind, role, depth) = UNIT[step];
-                (kind, 1 + role + 4 * (unit % u64::from(VARIANTS)) as u32, depth)
+        let (kind, func, depth) = if p == 0 {
+            (EventKind::Entry, 0, 0)
+        } else {
+            let step = ((p - 1) % UNIT.len() as u64) as usize;
+            if step == 0 {
+                self.variant[t] = (self.random() % u64::from(VARIANTS)) as u32;
             }
+            let (kind, role, depth) = UNIT[step];
+            (kind, 1 + role + 4 * self.variant[t], depth)
         };
-        Event { kind, pid: 1000, tid, func, depth, ts: self.ts }
+        Event {
+            kind,
+            pid: 1000,
+            tid: 1000 + t as u32,
+            func,
+            depth,
+            ts: self.ts,
+        }
     }
 
     fn fill(&mut self, batch: &mut Vec<Event>, n: usize) {
@@ -89,7 +131,13 @@ fn table() -> FuncTable {
             kind: FuncKind::Function,
         })
         .collect();
-    FuncTable { modules: vec![Module { path: "/usr/bin/app".into(), build_id: None }], functions }
+    FuncTable {
+        modules: vec![Module {
+            path: "/usr/bin/app".into(),
+            build_id: None,
+        }],
+        functions,
+    }
 }
 
 /// What a stage does with the events: pair them into a sink, or record them.
@@ -153,48 +201,72 @@ impl Consumer for Recorder {
     }
 }
 
-struct Stage {
-    name: &'static str,
-    busy: Duration,
-    peak_kib: u64,
-}
-
-/// Feeds `events` generated events to `consumer`, timing only the consumer.
-fn run(name: &'static str, events: usize, mut consumer: Box<dyn Consumer>) -> Result<Stage> {
-    let mut gen = Gen::new();
+/// Feeds `events` generated events to `consumer`; returns the consumer's time
+/// (making the batches is not counted) and the peak RSS since the last reset.
+fn run(events: usize, mut consumer: Box<dyn Consumer>) -> Result<(Duration, u64)> {
+    let mut events_in = Gen::new();
     let mut batch = Vec::with_capacity(BATCH);
     let mut busy = Duration::ZERO;
     let mut left = events;
     while left > 0 {
-        gen.fill(&mut batch, left.min(BATCH));
+        events_in.fill(&mut batch, left.min(BATCH));
         left -= batch.len();
         let t = Instant::now();
         consumer.feed(&batch)?;
         busy += t.elapsed();
     }
     let t = Instant::now();
-    consumer.finish(gen.ts)?;
+    consumer.finish(events_in.ts)?;
     busy += t.elapsed();
-    Ok(Stage { name, busy, peak_kib: common::peak_rss_kib() })
+    Ok((busy, common::peak_rss_kib()))
 }
 
 fn sink_out() -> Box<dyn io::Write> {
     Box::new(BufWriter::new(io::sink()))
 }
 
+type Make<'a> = Box<dyn Fn() -> Result<Box<dyn Consumer>> + 'a>;
+
 fn main() -> Result<()> {
     let events = common::env_usize("UTRACE_BENCH_EVENTS", 10_000_000);
-    let layout = Layout { tid: true, timestamp: false, flat: false, libname: false };
-    let opts = ReportOptions { format: Format::Summary, sort: SortKey::Total, per_thread: false, layout, output: None };
+    let runs = common::env_usize("UTRACE_BENCH_RUNS", 5).max(1);
+    let layout = Layout {
+        tid: true,
+        timestamp: false,
+        flat: false,
+        libname: false,
+    };
+    let opts = ReportOptions {
+        format: Format::Summary,
+        sort: SortKey::Total,
+        per_thread: false,
+        layout,
+        output: None,
+    };
     let data = common::fixture_dir().join("pipeline.utrace.data");
-    let paired = |sink: Box<dyn Sink>| Box::new(Paired { stacks: CallStacks::new(), sink, table: table() });
-    println!("pipeline: {} events, {THREADS} threads, 1 consumer thread; {}", common::thousands(events as u64), common::host_line());
+    let paired = |sink: Box<dyn Sink>| {
+        Box::new(Paired {
+            stacks: CallStacks::new(),
+            sink,
+            table: table(),
+        })
+    };
+    println!(
+        "pipeline: {} events, {THREADS} threads, median of {runs}; {}",
+        common::thousands(events as u64),
+        common::host_line()
+    );
 
     // Each stage builds its consumer after the reset, so its peak RSS is its own.
-    type Make<'a> = Box<dyn Fn() -> Result<Box<dyn Consumer>> + 'a>;
-    let stages: Vec<(&'static str, Make)> = vec![
-        ("CallStacks (pairing only)", Box::new(|| Ok(paired(Box::new(Discard)) as _))),
-        ("CallStacks + CallGraph → sink", Box::new(|| Ok(paired(Box::new(CallGraph::new(sink_out(), layout))) as _))),
+    let stages: Vec<(&str, Make)> = vec![
+        (
+            "CallStacks (pairing only)",
+            Box::new(|| Ok(paired(Box::new(Discard)) as _)),
+        ),
+        (
+            "CallStacks + CallGraph → sink",
+            Box::new(|| Ok(paired(Box::new(CallGraph::new(sink_out(), layout))) as _)),
+        ),
         (
             "CallStacks + summary → sink",
             Box::new(|| Ok(paired(report::sink_for(Format::Summary, &opts, sink_out())) as _)),
@@ -204,23 +276,43 @@ fn main() -> Result<()> {
             Box::new(|| Ok(Box::new(Recorder::new(&data, &RunInfo::default(), &table())?) as _)),
         ),
     ];
-    let mut rows = vec![["consumer", "events/s", "ns/event", "peak RSS MB"].map(String::from).to_vec()];
-    for (name, make) in &stages {
-        common::reset_peak_rss();
-        let s = run(name, events, make()?)?;
-        let secs = s.busy.as_secs_f64();
-        eprintln!("pipeline: {:<32} {:.2} s", s.name, secs);
-        rows.push(vec![
-            s.name.to_string(),
-            format!("{:.1} M", events as f64 / secs / 1e6),
-            format!("{:.0}", secs * 1e9 / events as f64),
-            format!("{:.0}", s.peak_kib as f64 / 1024.0),
-        ]);
+    // Stages take turns, `runs` rounds, so load on this shared machine hits them alike.
+    let mut secs = vec![Vec::new(); stages.len()];
+    let mut peak = vec![0u64; stages.len()];
+    for _ in 0..runs {
+        for (i, (name, make)) in stages.iter().enumerate() {
+            common::reset_peak_rss();
+            let (busy, kib) = run(events, make()?)?;
+            eprintln!("pipeline: {name:<32} {:.2} s", busy.as_secs_f64());
+            secs[i].push(busy.as_secs_f64());
+            peak[i] = peak[i].max(kib);
+        }
     }
     let size = std::fs::metadata(&data).map_or(0, |m| m.len());
     let _ = std::fs::remove_file(&data);
-    println!("\nconsumer time only, one thread; peak RSS = VmHWM of the bench process, reset before each stage");
+
+    let mut rows = vec![
+        ["consumer", "events/s", "ns/event", "peak RSS MB"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for (i, (name, _)) in stages.iter().enumerate() {
+        let t = common::median(&secs[i]).unwrap_or(f64::NAN);
+        rows.push(vec![
+            name.to_string(),
+            format!("{:.1} M", events as f64 / t / 1e6),
+            format!("{:.0}", t * 1e9 / events as f64),
+            format!("{:.0}", peak[i] as f64 / 1024.0),
+        ]);
+    }
+    println!(
+        "\nconsumer time only (median), one thread; peak RSS = the bench's VmHWM, reset before each stage"
+    );
     common::print_table(&rows, true);
-    println!("\ntrace file for {} events: {:.1} MB", common::thousands(events as u64), size as f64 / 1e6);
+    println!(
+        "\ntrace file for {} events: {:.1} MB",
+        common::thousands(events as u64),
+        size as f64 / 1e6
+    );
     Ok(())
 }

@@ -236,16 +236,21 @@ static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp)
 	s->depth = d;
 	if (count_only) {
 		if (d < MAX_FRAMES)
-			count_call(s, func, d, now);
+			count_call(s, frame_at(s, d)->func, d, now);
 		return 0;
 	}
 	if (d > max_depth)
 		return 0;
-	if (min_duration_ns && d < MAX_FRAMES) {
-		if (d >= s->emitted && now - frame_at(s, d)->ts < min_duration_ns)
-			return 0;
-		emit_held_entries(s, d);
-		s->emitted = d;
+	if (d < MAX_FRAMES) {
+		/* The frame's own id: a ret site two functions share (identical
+		 * code folding) carries only the first one's cookie. */
+		func = frame_at(s, d)->func;
+		if (min_duration_ns) {
+			if (d >= s->emitted && now - frame_at(s, d)->ts < min_duration_ns)
+				return 0;
+			emit_held_entries(s, d);
+			s->emitted = d;
+		}
 	}
 	emit(EV_EXIT, func, now, d);
 	return 0;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 
+use crate::probe::ExitMode;
 use crate::symbols::Filter;
 
 const EXAMPLES: &str = "\
@@ -130,6 +131,12 @@ struct Args {
     #[arg(long)]
     no_randomize_addr: bool,
 
+    /// How function ends are seen: probes on each function's return
+    /// instructions (survives C++ exceptions, longjmp, deep recursion), or
+    /// uretprobes (return-address hijacking, as other tracers do).
+    #[arg(long, value_enum, default_value_t = ExitArg::RetSites, value_name = "MODE")]
+    exit: ExitArg,
+
     /// Do not trace children the program forks.
     #[arg(long)]
     no_follow: bool,
@@ -143,6 +150,12 @@ pub enum Format {
     Folded,
     FlameGraph,
     Chrome,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ExitArg {
+    RetSites,
+    Uretprobe,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +194,7 @@ pub struct TraceOptions {
     pub user: Option<String>,
     pub no_randomize_addr: bool,
     pub follow_forks: bool,
+    pub exit: ExitMode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +266,10 @@ impl Args {
             user: self.user,
             no_randomize_addr: self.no_randomize_addr,
             follow_forks: !self.no_follow,
+            exit: match self.exit {
+                ExitArg::RetSites => ExitMode::RetSites,
+                ExitArg::Uretprobe => ExitMode::Uretprobe,
+            },
         };
         Ok(if self.list {
             Mode::List(trace)

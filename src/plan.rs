@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::cli::{Target, TraceOptions};
 use crate::model::RunInfo;
-use crate::symbols::{self, ModuleSymbols, ProbePlan, SearchConfig, Selector};
+use crate::symbols::{self, AttachList, ModuleSymbols, ProbePlan, SearchConfig, Selector};
 use crate::target;
 
 /// Everything the probe stage and the consumers need about one run.
@@ -133,4 +133,28 @@ fn explain_symbol_error(err: symbols::SymbolError, exe: &Path) -> anyhow::Error 
         ),
         other => anyhow::Error::new(other),
     }
+}
+
+/// Functions that return twice (or into a copied stack) save the return
+/// address a uretprobe has replaced: a longjmp back then lands in the
+/// trampoline and the kernel kills the program (SIGILL). They get no
+/// return probe in uretprobe mode.
+const RETURNS_TWICE: [&str; 7] = ["setjmp", "_setjmp", "__sigsetjmp", "sigsetjmp", "savectx", "vfork", "getcontext"];
+
+/// The return probes of `plan` that are safe as uretprobes.
+pub fn uretprobe_safe(plan: &ProbePlan) -> Vec<AttachList> {
+    let unsafe_return = |cookie: u64| {
+        plan.table.functions.get(cookie as usize).is_some_and(|f| {
+            let name = f.raw_name.strip_suffix("@plt").unwrap_or(&f.raw_name);
+            RETURNS_TWICE.contains(&name)
+        })
+    };
+    plan.returns
+        .iter()
+        .map(|list| {
+            let (offsets, cookies) =
+                list.offsets.iter().zip(&list.cookies).filter(|&(_, &c)| !unsafe_return(c)).unzip();
+            AttachList { path: list.path.clone(), offsets, cookies }
+        })
+        .collect()
 }

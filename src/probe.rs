@@ -32,8 +32,6 @@ pub enum ExitMode {
     /// unwinding through such a frame aborts the program, and the kernel keeps
     /// at most 64 pending returns per thread.
     Uretprobe,
-    /// Entries only.
-    None,
 }
 
 /// What BPF does with each call, set before load.
@@ -55,6 +53,10 @@ pub enum ProbeKind {
     Return,
     /// A plain probe on a `ret` or tail-jump instruction.
     RetSite,
+    /// A plain probe on the instruction after a call (for PLT stubs, whose
+    /// function returns from another module): sp is one slot above the entry's,
+    /// as for a uretprobe, so it shares that program.
+    CallReturn,
 }
 
 pub struct Probes<'obj> {
@@ -93,7 +95,7 @@ impl<'obj> Probes<'obj> {
         let retprobe = kind == ProbeKind::Return;
         let prog = match kind {
             ProbeKind::Entry => &self.skel.progs.on_entry,
-            ProbeKind::Return => &self.skel.progs.on_exit,
+            ProbeKind::Return | ProbeKind::CallReturn => &self.skel.progs.on_exit,
             ProbeKind::RetSite => &self.skel.progs.on_ret_site,
         };
         let opts = UprobeMultiOpts {

@@ -15,7 +15,9 @@ use crate::tracefile::{Summary, TraceWriter};
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Recorder {
-    writer: TraceWriter,
+    /// Boxed: the writer holds a chunk's buffers and a compressor, and the
+    /// recorder travels by value inside the session's output choice.
+    writer: Box<TraceWriter>,
     path: PathBuf,
     functions: usize,
     modules: usize,
@@ -28,7 +30,7 @@ impl Recorder {
     /// Creates the trace file and writes its header and function table.
     pub fn new(path: &Path, run: &RunInfo, table: &FuncTable) -> Result<Recorder> {
         Ok(Recorder {
-            writer: TraceWriter::create(path, run, table)?,
+            writer: Box::new(TraceWriter::create(path, run, table)?),
             path: path.to_owned(),
             functions: table.functions.len(),
             modules: table.modules.len(),

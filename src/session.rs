@@ -14,7 +14,7 @@ use crate::callstack::CallStacks;
 use crate::cli::{Target, TraceOptions};
 use crate::events::{self, Batch};
 use crate::model::{Event, FuncTable, RunInfo, Sink};
-use crate::plan::Plan;
+use crate::plan::{self, Plan};
 use crate::probe::{BpfConfig, ExitMode, ObjectStorage, ProbeKind, Probes};
 use crate::record::Recorder;
 use crate::target::{self, LaunchOptions, Launched};
@@ -43,7 +43,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         max_depth: opts.max_depth,
         min_duration_ns: opts.min_duration_ns,
         ringbuf_bytes: RINGBUF_BYTES,
-        exit: ExitMode::Uretprobe,
+        exit: opts.exit,
         count_only: false,
         stats_slots: 1,
     };
@@ -59,11 +59,26 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     let pid = launched.as_ref().map_or(plan.pid.unwrap_or_default(), |l| l.pid);
     // Signals are caught from here on: Ctrl-C never leaves utrace half-attached.
     let signals = signal_channel()?;
+    // Exit probes first: where a function's entry and a ret site share an
+    // offset (a body that is just `ret`), the kernel runs the link attached
+    // last first, and the entry must be seen before the exit.
+    match opts.exit {
+        ExitMode::RetSites => {
+            for list in &plan.probes.ret_sites {
+                probes.attach(list, ProbeKind::RetSite, pid)?;
+            }
+            for list in &plan.probes.call_returns {
+                probes.attach(list, ProbeKind::CallReturn, pid)?;
+            }
+        }
+        ExitMode::Uretprobe => {
+            for list in &plan::uretprobe_safe(&plan.probes) {
+                probes.attach(list, ProbeKind::Return, pid)?;
+            }
+        }
+    }
     for list in &plan.probes.entries {
         probes.attach(list, ProbeKind::Entry, pid)?;
-    }
-    for list in &plan.probes.returns {
-        probes.attach(list, ProbeKind::Return, pid)?;
     }
     let modules = plan.probes.table.modules.len();
     eprintln!(

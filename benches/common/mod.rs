@@ -18,7 +18,8 @@ pub fn repo_root() -> PathBuf {
 
 /// target/bench-fixtures: built fixtures and scratch files, kept between runs.
 pub fn fixture_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| repo_root().join("target"), PathBuf::from);
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map_or_else(|| repo_root().join("target"), PathBuf::from);
     let dir = target.join("bench-fixtures");
     std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
     dir
@@ -27,7 +28,10 @@ pub fn fixture_dir() -> PathBuf {
 /// A numeric knob from the environment (`UTRACE_BENCH_*`), or its default.
 pub fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
-        Ok(v) => v.replace('_', "").parse().unwrap_or_else(|_| panic!("{name}={v}: not a number")),
+        Ok(v) => v
+            .replace('_', "")
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: not a number")),
         Err(_) => default,
     }
 }
@@ -38,17 +42,28 @@ pub fn utrace_bin() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| option_env!("CARGO_BIN_EXE_utrace").map(PathBuf::from))
         .unwrap_or_else(|| repo_root().join("target/release/utrace"));
-    let ok = Command::new(&bin).arg("--help").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    let ok = Command::new(&bin)
+        .arg("--help")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
     ok.is_ok_and(|s| s.success()).then_some(bin)
 }
 
 /// `utrace --help` text, to find out which optional flags this build has.
 pub fn help_text(bin: &Path) -> String {
-    Command::new(bin).arg("--help").output().map_or_else(|_| String::new(), |o| String::from_utf8_lossy(&o.stdout).into_owned())
+    Command::new(bin).arg("--help").output().map_or_else(
+        |_| String::new(),
+        |o| String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
 }
 
 pub fn have(tool: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn mtime(p: &Path) -> Option<SystemTime> {
@@ -58,18 +73,43 @@ fn mtime(p: &Path) -> Option<SystemTime> {
 /// Runs `cc args… srcs… -o out` unless `out` is newer than every source and
 /// every file in `deps` (headers) and was built by the same command line
 /// (kept next to it in `out.cmd`).
-pub fn build_cached(cc: &str, args: &[&str], srcs: &[&Path], deps: &[&Path], out: &Path) -> Result<(), String> {
-    let cmdline = format!("{cc} {} {}", args.join(" "), srcs.iter().map(|s| s.display().to_string()).collect::<Vec<_>>().join(" "));
+pub fn build_cached(
+    cc: &str,
+    args: &[&str],
+    srcs: &[&Path],
+    deps: &[&Path],
+    out: &Path,
+) -> Result<(), String> {
+    let cmdline = format!(
+        "{cc} {} {}",
+        args.join(" "),
+        srcs.iter()
+            .map(|s| s.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     let stamp = PathBuf::from(format!("{}.cmd", out.display()));
-    let fresh = mtime(out).is_some_and(|built| srcs.iter().chain(deps).all(|s| mtime(s).is_some_and(|m| m <= built)))
-        && std::fs::read_to_string(&stamp).is_ok_and(|c| c == cmdline);
+    let fresh = mtime(out).is_some_and(|built| {
+        srcs.iter()
+            .chain(deps)
+            .all(|s| mtime(s).is_some_and(|m| m <= built))
+    }) && std::fs::read_to_string(&stamp).is_ok_and(|c| c == cmdline);
     if fresh {
         return Ok(());
     }
     eprintln!("bench: {cmdline} -o {}", out.display());
-    let o = Command::new(cc).args(args).args(srcs).arg("-o").arg(out).output().map_err(|e| format!("{cc}: {e}"))?;
+    let o = Command::new(cc)
+        .args(args)
+        .args(srcs)
+        .arg("-o")
+        .arg(out)
+        .output()
+        .map_err(|e| format!("{cc}: {e}"))?;
     if !o.status.success() {
-        return Err(format!("{cmdline}: {}", String::from_utf8_lossy(&o.stderr).trim()));
+        return Err(format!(
+            "{cmdline}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ));
     }
     std::fs::write(&stamp, cmdline).map_err(|e| e.to_string())
 }
@@ -98,7 +138,10 @@ impl Ran {
 /// Runs `cmd` with piped output, killing it (and its process group) after `limit`.
 pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> std::io::Result<Ran> {
     use std::os::unix::process::CommandExt;
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let start = Instant::now();
     let mut child = cmd.spawn()?;
     // Drain both pipes on threads so a chatty child never blocks on a full pipe.
@@ -128,7 +171,12 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> std::io::Result<Ran
         std::thread::sleep(Duration::from_millis(2));
     };
     let wall = start.elapsed();
-    Ok(Ran { status, stdout: out.join().unwrap_or_default(), stderr: err.join().unwrap_or_default(), wall })
+    Ok(Ran {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+        wall,
+    })
 }
 
 unsafe extern "C" {
@@ -143,14 +191,20 @@ pub fn median(v: &[f64]) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 })
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
 }
 
 /// `key=<number>` anywhere in `text` (the fixtures' `ns_per_call=12.3`).
 pub fn find_value(text: &str, key: &str) -> Option<f64> {
     let at = text.find(&format!("{key}="))? + key.len() + 1;
     let rest = &text[at..];
-    let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-')).unwrap_or(rest.len());
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(rest.len());
     rest[..end].parse().ok()
 }
 
@@ -173,20 +227,45 @@ pub fn host_line() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    format!("kernel {}, {cpus} CPUs, loadavg {}", kernel.trim(), load.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+    format!(
+        "kernel {}, {cpus} CPUs, loadavg {}",
+        kernel.trim(),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    )
 }
 
 /// Prints `rows` (first row = header) as an aligned text table, then, when
 /// `markdown` is set, once more as a Markdown table for the README.
 pub fn print_table(rows: &[Vec<String>], markdown: bool) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let width: Vec<usize> =
-        (0..cols).map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0)).collect();
+    let width: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     for (i, r) in rows.iter().enumerate() {
-        let cells: Vec<String> = r.iter().enumerate().map(|(c, s)| format!("{s:<w$}", w = width[c])).collect();
+        let cells: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, s)| format!("{s:<w$}", w = width[c]))
+            .collect();
         println!("  {}", cells.join("  ").trim_end());
         if i == 0 {
-            println!("  {}", width.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("  "));
+            println!(
+                "  {}",
+                width
+                    .iter()
+                    .map(|w| "-".repeat(*w))
+                    .collect::<Vec<_>>()
+                    .join("  ")
+            );
         }
     }
     if markdown {

@@ -175,7 +175,9 @@ mod tests {
     fn run_writes_every_format_to_its_output() {
         let dir = tempfile::tempdir().unwrap();
         let data = testutil::trace_file(dir.path(), &testutil::synthetic_events(50));
-        for format in [Format::Summary, Format::CallGraph, Format::Json, Format::Folded, Format::FlameGraph, Format::Chrome] {
+        for format in
+            [Format::Summary, Format::CallGraph, Format::Json, Format::Folded, Format::FlameGraph, Format::Chrome]
+        {
             let out = dir.path().join(format!("{format:?}.out"));
             let opts = ReportOptions { output: Some(out.clone()), ..testutil::options(format) };
             run(&data, &opts).unwrap();

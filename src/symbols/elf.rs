@@ -103,9 +103,7 @@ pub fn parse_module(path: &Path, data: &[u8]) -> Result<ModuleSymbols, SymbolErr
         segs: &segments,
         sections: code_sections(&elf),
     };
-    let t = std::time::Instant::now();
     let called = exits::scan(&code, &mut functions, &cold, &mut plt.stubs, &imports);
-    eprintln!("TEMP scan {:?}", t.elapsed());
     plt.got_only_imports = plt::got_only_imports(&imports, &called);
     plt.no_plt_imports = !plt.got_only_imports.is_empty();
     let build_id = elf.build_id().ok().flatten().map(hex);

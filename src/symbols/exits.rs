@@ -57,7 +57,8 @@ const NORETURN_IMPORTS: [&str; 22] = [
 
 fn never_returns(import: &str) -> bool {
     // libstdc++'s std::__throw_bad_alloc() and friends.
-    NORETURN_IMPORTS.contains(&import) || (import.starts_with("_ZSt") && import.contains("__throw_"))
+    NORETURN_IMPORTS.contains(&import)
+        || (import.starts_with("_ZSt") && import.contains("__throw_"))
 }
 
 /// A `.cold` fragment: the unlikely blocks (and C++ landing pads) that GCC
@@ -162,7 +163,12 @@ impl Found {
     /// is outside the function (not into its own `.cold` part or back).
     fn sites(&self, leaves: impl Fn(u64) -> bool) -> Vec<u64> {
         let jumps = self.jumps_out.iter().filter(|&&(_, t)| leaves(t));
-        let mut sites: Vec<u64> = self.rets.iter().copied().chain(jumps.map(|j| j.0)).collect();
+        let mut sites: Vec<u64> = self
+            .rets
+            .iter()
+            .copied()
+            .chain(jumps.map(|j| j.0))
+            .collect();
         sites.sort_unstable();
         sites.dedup();
         sites
@@ -282,7 +288,13 @@ impl ColdIndex {
             .collect();
         let parent = candidates
             .iter()
-            .map(|c| if c.len() == 1 { c.first().copied() } else { None })
+            .map(|c| {
+                if c.len() == 1 {
+                    c.first().copied()
+                } else {
+                    None
+                }
+            })
             .collect();
         ColdIndex {
             parts,
@@ -292,7 +304,10 @@ impl ColdIndex {
     }
 
     fn containing(&self, addr: u64) -> Option<usize> {
-        let i = self.parts.partition_point(|p| p.vaddr <= addr).checked_sub(1)?;
+        let i = self
+            .parts
+            .partition_point(|p| p.vaddr <= addr)
+            .checked_sub(1)?;
         let p = &self.parts[i];
         in_range(addr, (p.vaddr, p.vaddr + p.size)).then_some(i)
     }
@@ -300,10 +315,11 @@ impl ColdIndex {
     /// A function that jumps into a part named after it is its parent: this
     /// settles a name shared by static functions of different files.
     fn claim(&mut self, target: u64, function: usize) {
-        if let Some(i) = self.containing(target) {
-            if self.parent[i].is_none() && self.candidates[i].contains(&function) {
-                self.parent[i] = Some(function);
-            }
+        if let Some(i) = self.containing(target)
+            && self.parent[i].is_none()
+            && self.candidates[i].contains(&function)
+        {
+            self.parent[i] = Some(function);
         }
     }
 
@@ -437,7 +453,12 @@ mod tests {
             let exe = fx.cc(name, EXITS, flags);
             let module = read_module(&exe).expect("reading");
             let strlen = stub(&module, "strlen");
-            assert_eq!(strlen.call_returns.len(), 3, "{name}: {:?}", strlen.call_returns);
+            assert_eq!(
+                strlen.call_returns.len(),
+                3,
+                "{name}: {:?}",
+                strlen.call_returns
+            );
             let insns = testutil::objdump_insns(&exe);
             let after_calls: Vec<u64> = insns
                 .windows(2)
@@ -447,7 +468,13 @@ mod tests {
             let (one, two) = (find(&module, "one"), find(&module, "two"));
             let mut expected: Vec<u64> = after_calls
                 .iter()
-                .map(|&a| if in_range(a, range(one)) { offset_in(one, a) } else { offset_in(two, a) })
+                .map(|&a| {
+                    if in_range(a, range(one)) {
+                        offset_in(one, a)
+                    } else {
+                        offset_in(two, a)
+                    }
+                })
                 .collect();
             expected.sort_unstable();
             assert_eq!(strlen.call_returns, expected, "{name}");
@@ -456,7 +483,11 @@ mod tests {
                 assert_eq!(call[0], 0xe8, "{name}: {site:#x}");
                 let rel = i32::from_le_bytes([call[1], call[2], call[3], call[4]]);
                 let vaddr = site - one.file_offset + one.vaddr;
-                assert_eq!(vaddr.wrapping_add_signed(rel.into()), strlen.vaddr, "{name}");
+                assert_eq!(
+                    vaddr.wrapping_add_signed(rel.into()),
+                    strlen.vaddr,
+                    "{name}"
+                );
             }
         }
     }
@@ -496,7 +527,10 @@ mod tests {
             panic!("tailthrow: {:?}", tailthrow.ret_sites);
         };
         let insn = insn_at(&exe, site, site - tailthrow.file_offset + tailthrow.vaddr);
-        assert_eq!((insn.mnemonic(), insn.near_branch_target()), (Mnemonic::Jmp, printf.vaddr));
+        assert_eq!(
+            (insn.mnemonic(), insn.near_branch_target()),
+            (Mnemonic::Jmp, printf.vaddr)
+        );
         // A tail call into the library leaves printf@plt without a site.
         assert!(printf.call_returns.is_empty(), "{:?}", printf.call_returns);
         // puts is called from the catch block, in catcher's .cold part.
@@ -530,7 +564,10 @@ mod tests {
     fn cold_parent_names() {
         assert_eq!(cold_parent("check.cold"), Some("check"));
         assert_eq!(cold_parent("_Z7catcheri.cold"), Some("_Z7catcheri"));
-        assert_eq!(cold_parent("scale.constprop.0.cold.12"), Some("scale.constprop.0"));
+        assert_eq!(
+            cold_parent("scale.constprop.0.cold.12"),
+            Some("scale.constprop.0")
+        );
         assert_eq!(cold_parent("cold"), None);
         assert_eq!(cold_parent(".cold"), None);
         assert_eq!(cold_parent("x.coldstart"), None);
@@ -551,7 +588,12 @@ mod tests {
             placement: crate::symbols::placement::place(&[], vaddr, vaddr),
             ret_sites: Vec::new(),
         };
-        let functions = [code(0x10, 0x10), code(0x14, 0x4), code(0x40, 0x8), code(0x50, 0)];
+        let functions = [
+            code(0x10, 0x10),
+            code(0x14, 0x4),
+            code(0x40, 0x8),
+            code(0x50, 0),
+        ];
         let cold = [ColdPart {
             parent: "x".into(),
             vaddr: 0x30,
@@ -560,49 +602,13 @@ mod tests {
         let sections = [(0x0, 0x60), (0x100, 0x110)];
         assert_eq!(
             uncovered(&sections, &functions, &cold),
-            [(0x0, 0x10), (0x20, 0x30), (0x38, 0x40), (0x48, 0x60), (0x100, 0x110)]
+            [
+                (0x0, 0x10),
+                (0x20, 0x30),
+                (0x38, 0x40),
+                (0x48, 0x60),
+                (0x100, 0x110)
+            ]
         );
-    }
-}
-#[cfg(test)]
-mod scratch {
-    use super::*;
-    use crate::symbols::elf::read_module;
-    use crate::symbols::testutil;
-    use std::collections::HashMap;
-    #[test]
-    #[ignore]
-    fn scratch_real_libs() {
-        for path in ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libstdc++.so.6", "/usr/bin/bash"] {
-            let p = std::path::Path::new(path);
-            if !p.exists() { continue; }
-            let t = std::time::Instant::now();
-            let m = read_module(p).expect("read");
-            let el = t.elapsed();
-            let insns: HashMap<u64, String> = testutil::objdump_insns(p).into_iter().collect();
-            let (mut sites, mut none, mut bad) = (0, 0, 0);
-            for f in &m.functions {
-                if f.ret_sites.is_empty() { none += 1; }
-                for &s in &f.ret_sites {
-                    sites += 1;
-                    let v = s + f.vaddr - f.file_offset;
-                    let text = insns.get(&v).cloned().unwrap_or_default();
-                    let ok = text.split_whitespace().any(|w| w == "ret" || w.starts_with("j"));
-                    if !ok { bad += 1; if bad < 10 { eprintln!("  {} {v:#x}: {text:?}", f.name); } }
-                }
-            }
-            let mut cr = 0; let mut badcr = 0;
-            let addrs: Vec<u64> = { let mut a: Vec<u64> = insns.keys().copied().collect(); a.sort(); a };
-            for st in &m.plt.stubs {
-                for &s in &st.call_returns {
-                    cr += 1;
-                    let v = s + m.functions[0].vaddr - m.functions[0].file_offset;
-                    let i = addrs.partition_point(|&a| a < v);
-                    let prev = i.checked_sub(1).and_then(|j| insns.get(&addrs[j])).cloned().unwrap_or_default();
-                    if addrs.get(i) != Some(&v) || !prev.starts_with("call") || !prev.contains(&format!("<{}", st.import)) { badcr += 1; if badcr < 10 { eprintln!("  cr {} {v:#x}: {prev:?}", st.name); } }
-                }
-            }
-            eprintln!("{path}: {} fns, {sites} ret sites, {none} fns without, {bad} odd; {} stubs, {cr} call returns, {badcr} odd; read in {el:?} (debug)", m.functions.len(), m.plt.stubs.len());
-        }
     }
 }

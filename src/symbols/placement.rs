@@ -52,6 +52,10 @@ pub struct Placement {
     /// File offset of the probed instruction: what uprobes attach to.
     pub probe_file_offset: u64,
     pub path: EntryPath,
+    /// Whether the kernel accepts a probe there at all ([`kernel_accepts`]):
+    /// not when the function opens with a `lock`-prefixed instruction
+    /// (pthread_spin_lock) or an AVX one it does not know (vpxor).
+    pub probeable: bool,
 }
 
 /// Decides the probe for a function at `vaddr` / `file_offset` whose first
@@ -62,11 +66,14 @@ pub fn place(code: &[u8], vaddr: u64, file_offset: u64) -> Placement {
     } else {
         0
     };
-    let path = classify(&code[skip..], vaddr + skip as u64);
+    let probed = &code[skip..];
+    let first = Decoder::with_ip(64, probed, vaddr, DecoderOptions::NONE).decode();
+    let probeable = !first.is_invalid() && kernel_accepts(&probed[..first.len()]);
     Placement {
         probe_vaddr: vaddr + skip as u64,
         probe_file_offset: file_offset + skip as u64,
-        path,
+        path: classify(probed, vaddr + skip as u64),
+        probeable,
     }
 }
 
@@ -129,9 +136,9 @@ const BAD_PREFIXES: [u8; 5] = [0x26, 0x2e, 0x36, 0x3e, 0xf0];
 
 /// The zero bits of the kernel's `good_insns_64`: opcodes it will not probe.
 const BAD_OPCODES: [u8; 40] = [
-    0x06, 0x07, 0x0e, 0x16, 0x17, 0x1e, 0x1f, 0x27, 0x2f, 0x37, 0x3f, 0x60, 0x61, 0x62, 0x6c,
-    0x6d, 0x6e, 0x6f, 0x82, 0x9a, 0xcc, 0xcd, 0xce, 0xcf, 0xd4, 0xd5, 0xd6, 0xe4, 0xe5, 0xe6,
-    0xe7, 0xea, 0xec, 0xed, 0xee, 0xef, 0xf1, 0xf4, 0xfa, 0xfb,
+    0x06, 0x07, 0x0e, 0x16, 0x17, 0x1e, 0x1f, 0x27, 0x2f, 0x37, 0x3f, 0x60, 0x61, 0x62, 0x6c, 0x6d,
+    0x6e, 0x6f, 0x82, 0x9a, 0xcc, 0xcd, 0xce, 0xcf, 0xd4, 0xd5, 0xd6, 0xe4, 0xe5, 0xe6, 0xe7, 0xea,
+    0xec, 0xed, 0xee, 0xef, 0xf1, 0xf4, 0xfa, 0xfb,
 ];
 
 /// Whether the kernel accepts a uprobe on the instruction `bytes` (exactly
@@ -202,6 +209,16 @@ mod tests {
     }
 
     #[test]
+    fn refused_first_instruction_is_not_probeable() {
+        assert!(place(&[0x55], 0, 0).probeable); // push %rbp
+        assert!(place(&[0xf3, 0x0f, 0x1e, 0xfa, 0xc3], 0, 0).probeable); // endbr64; ret
+        assert!(!place(&[0xf0, 0xff, 0x0f], 0, 0).probeable); // lock decl (%rdi)
+        assert!(!place(&[0xf3, 0x0f, 0x1e, 0xfa, 0xf0, 0x0f, 0xc1, 0x07], 0, 0).probeable); // endbr64; lock xadd
+        assert!(!place(&[0xc5, 0xf9, 0xef, 0xc0], 0, 0).probeable); // vpxor
+        assert!(!place(&[], 0, 0).probeable);
+    }
+
+    #[test]
     fn classifies_first_instruction() {
         assert_eq!(classify(&NOP5, 0), EntryPath::Optimized);
         assert_eq!(classify(&[0x55], 0), EntryPath::Emulated); // push %rbp
@@ -228,38 +245,38 @@ mod tests {
     fn kernel_acceptance_matches_tracefs() {
         // Each verdict was observed by enabling a tracefs uprobe on 6.18.
         let cases: [(&[u8], bool); 32] = [
-            (&[0xc3], true),                                   // ret
-            (&[0xf3, 0xc3], true),                             // repz ret
-            (&[0xc2, 0x08, 0x00], true),                       // ret $8
-            (&[0x48, 0xc3], true),                             // rex.W ret
-            (&[0x66, 0xc3], true),                             // retw
-            (&[0x2e, 0xc3], false),                            // cs ret
-            (&[0xe9, 0, 0, 0, 0], true),                       // jmp rel32
-            (&[0x74, 0x07], true),                             // je rel8
-            (&[0xf2, 0xe9, 0, 0, 0, 0], true),                 // bnd jmp
-            (&[0x3e, 0xe9, 0, 0, 0, 0], false),                // ds jmp
-            (&[0x66, 0xe9, 0, 0], false),                      // jmpw
-            (&[0x66, 0xe8, 0, 0], false),                      // callw
-            (&[0x66, 0x0f, 0x84, 0, 0], false),                // jew
-            (&[0x3e, 0xff, 0xe0], false),                      // notrack jmp *%rax
-            (&[0x66, 0x90], true),                             // xchg %ax,%ax
-            (&[0x66, 0x0f, 0x1f, 0x44, 0, 0], true),           // nopw
+            (&[0xc3], true),                                         // ret
+            (&[0xf3, 0xc3], true),                                   // repz ret
+            (&[0xc2, 0x08, 0x00], true),                             // ret $8
+            (&[0x48, 0xc3], true),                                   // rex.W ret
+            (&[0x66, 0xc3], true),                                   // retw
+            (&[0x2e, 0xc3], false),                                  // cs ret
+            (&[0xe9, 0, 0, 0, 0], true),                             // jmp rel32
+            (&[0x74, 0x07], true),                                   // je rel8
+            (&[0xf2, 0xe9, 0, 0, 0, 0], true),                       // bnd jmp
+            (&[0x3e, 0xe9, 0, 0, 0, 0], false),                      // ds jmp
+            (&[0x66, 0xe9, 0, 0], false),                            // jmpw
+            (&[0x66, 0xe8, 0, 0], false),                            // callw
+            (&[0x66, 0x0f, 0x84, 0, 0], false),                      // jew
+            (&[0x3e, 0xff, 0xe0], false),                            // notrack jmp *%rax
+            (&[0x66, 0x90], true),                                   // xchg %ax,%ax
+            (&[0x66, 0x0f, 0x1f, 0x44, 0, 0], true),                 // nopw
             (&[0x66, 0x2e, 0x0f, 0x1f, 0x84, 0, 0, 0, 0, 0], false), // cs nopw
-            (&[0xcc], false),                                  // int3
-            (&[0x0f, 0x0b], true),                             // ud2
-            (&[0x0f, 0x05], true),                             // syscall
-            (&[0x0f, 0xae, 0xf0], true),                       // mfence
-            (&[0xf0, 0xff, 0x07], false),                      // lock incl (%rdi)
-            (&[0x8e, 0xd0], false),                            // mov %eax,%ss
-            (&[0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0], true), // mov %fs:0x28,%rax
-            (&[0x67, 0x8b, 0x07], true),                       // mov (%edi),%eax
-            (&[0xc5, 0xf9, 0xef, 0xc0], false),                // vpxor
-            (&[0xc5, 0xfe, 0x6f, 0x07], false),                // vmovdqu (%rdi),%ymm0
-            (&[0xc5, 0xfd, 0x74, 0x0f], true),                 // vpcmpeqb (%rdi),%ymm0,%ymm1
-            (&[0xc5, 0xf8, 0x77], true),                       // vzeroupper
-            (&[0xc4, 0xe1, 0x7d, 0xec, 0xc0], false),          // vpaddsb, 3-byte VEX
-            (&[0xc4, 0xe2, 0xe0, 0xf2, 0xc8], true),           // andn
-            (&[0x62, 0xf1, 0x6d, 0x48, 0xfe, 0xd9], true),     // vpaddd %zmm1,%zmm2,%zmm3
+            (&[0xcc], false),                                        // int3
+            (&[0x0f, 0x0b], true),                                   // ud2
+            (&[0x0f, 0x05], true),                                   // syscall
+            (&[0x0f, 0xae, 0xf0], true),                             // mfence
+            (&[0xf0, 0xff, 0x07], false),                            // lock incl (%rdi)
+            (&[0x8e, 0xd0], false),                                  // mov %eax,%ss
+            (&[0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0], true),  // mov %fs:0x28,%rax
+            (&[0x67, 0x8b, 0x07], true),                             // mov (%edi),%eax
+            (&[0xc5, 0xf9, 0xef, 0xc0], false),                      // vpxor
+            (&[0xc5, 0xfe, 0x6f, 0x07], false),                      // vmovdqu (%rdi),%ymm0
+            (&[0xc5, 0xfd, 0x74, 0x0f], true),                       // vpcmpeqb (%rdi),%ymm0,%ymm1
+            (&[0xc5, 0xf8, 0x77], true),                             // vzeroupper
+            (&[0xc4, 0xe1, 0x7d, 0xec, 0xc0], false),                // vpaddsb, 3-byte VEX
+            (&[0xc4, 0xe2, 0xe0, 0xf2, 0xc8], true),                 // andn
+            (&[0x62, 0xf1, 0x6d, 0x48, 0xfe, 0xd9], true),           // vpaddd %zmm1,%zmm2,%zmm3
         ];
         for (bytes, accepted) in cases {
             assert_eq!(kernel_accepts(bytes), accepted, "{bytes:02x?}");
@@ -334,6 +351,5 @@ mod tests {
             assert_eq!(add.placement.probe_vaddr, add.vaddr);
             assert_eq!(add.placement.path, EntryPath::SingleStep);
         }
-
     }
 }

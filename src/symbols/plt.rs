@@ -192,12 +192,7 @@ pub(crate) fn rip_indirect(insn: &Instruction, code: Code) -> Option<u64> {
     (insn.code() == code && insn.is_ip_rel_memory_operand()).then(|| insn.ip_rel_memory_address())
 }
 
-fn make_stub(
-    jump: &StubJump,
-    imports: &Imports,
-    data: &[u8],
-    segs: &Segments,
-) -> Option<PltStub> {
+fn make_stub(jump: &StubJump, imports: &Imports, data: &[u8], segs: &Segments) -> Option<PltStub> {
     let import = imports.get(&jump.got_slot)?;
     let vaddr = jump.entry;
     let size = (jump.limit - vaddr).min(MAX_STUB_SIZE);

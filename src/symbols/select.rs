@@ -243,12 +243,21 @@ pub fn select<'a>(
 /// `__memcpy_avx_unaligned_erms` for `memcpy`): it is never selected, and
 /// never counts as a match.
 ///
+/// Nor is a function whose first instruction the kernel refuses to probe
+/// (`lock`-prefixed, as in pthread_spin_lock; see
+/// [`kernel_accepts`](super::placement::kernel_accepts)): for a running
+/// process that fails the module's whole uprobe_multi link, and for a new
+/// one the probe is silently not installed.
+///
 /// The C runtime's start-up and tear-down code is never selected either: it
 /// is not the program's, uftrace does not show it, and `_start` is entered by
 /// a jump from the kernel with argc where a return address would be, so a
 /// return probe there would overwrite argc.
 fn traceable(sym: &Symbol) -> bool {
-    !sym.ifunc && !CRT_FUNCTIONS.contains(&sym.raw_name.as_str()) && !sym.raw_name.starts_with("__x86.get_pc_thunk")
+    !sym.ifunc
+        && sym.placement.probeable
+        && !CRT_FUNCTIONS.contains(&sym.raw_name.as_str())
+        && !sym.raw_name.starts_with("__x86.get_pc_thunk")
 }
 
 /// Imports only the C runtime's own code calls (the program never does).
@@ -277,7 +286,7 @@ fn select_in<'a>(module: &'a ModuleSymbols, selector: &Selector) -> SelectedModu
         .plt
         .stubs
         .iter()
-        .filter(|stub| !CRT_IMPORTS.contains(&stub.import.as_str()))
+        .filter(|stub| stub.placement.probeable && !CRT_IMPORTS.contains(&stub.import.as_str()))
         .filter(|stub| selector.wants_function(&stub_names(stub)))
         .filter(|stub| selector.wants_library(stub_library(module, stub)))
         .collect();
@@ -292,7 +301,7 @@ fn select_in<'a>(module: &'a ModuleSymbols, selector: &Selector) -> SelectedModu
 mod tests {
     use super::*;
     use crate::symbols::elf::read_module;
-    use crate::symbols::testutil::{CALLS_LIBC, Fixture};
+    use crate::symbols::testutil::{ASM_EXITS, CALLS_LIBC, Fixture};
 
     const OVERLOADS: &str = r#"
 namespace ns { __attribute__((noinline)) int twice(int x) { return 2 * x; } }
@@ -343,13 +352,31 @@ int main() { return add(1, 2) + (int)add(1.0, 2.0) + ns::twice(3); }
     }
 
     #[test]
-    fn no_filter_selects_every_function_and_stub() {
+    fn no_filter_selects_all_but_the_c_runtime() {
         let fx = Fixture::new();
         let (exe, lib) = with_library(&fx);
         let libs = [lib];
         let selection = select(&exe, &libs, &selector(|_| {}));
         assert_eq!(selection.modules.len(), 1);
-        assert_eq!(selection.len(), exe.functions.len() + exe.plt.stubs.len());
+        let selected = selected_names(&selection);
+        let functions = exe.functions.iter().map(|s| &s.name);
+        let mut left_out: Vec<&str> = functions
+            .chain(exe.plt.stubs.iter().map(|s| &s.name))
+            .filter(|n| !selected.contains(n))
+            .map(String::as_str)
+            .collect();
+        left_out.sort_unstable();
+        let crt = [
+            "__cxa_finalize@plt",
+            "__do_global_dtors_aux",
+            "_fini",
+            "_init",
+            "_start",
+            "deregister_tm_clones",
+            "frame_dummy",
+            "register_tm_clones",
+        ];
+        assert_eq!(left_out, crt);
     }
 
     #[test]
@@ -481,6 +508,16 @@ int main(int argc, char **argv) { (void)argv; return foo(argc); }
             pattern: "foo".into(),
         };
         assert_eq!(unmatched, [expected]);
+    }
+
+    #[test]
+    fn functions_the_kernel_cannot_probe_are_not_selected() {
+        let fx = Fixture::new();
+        let exe = fx.compile("gcc", "S", "asm", ASM_EXITS, &[]);
+        let exe = read_module(&exe).expect("reading");
+        let all = selected_names(&select(&exe, &[], &selector(|_| {})));
+        assert!(!all.iter().any(|n| n == "locked"), "{all:?}");
+        assert!(all.iter().any(|n| n == "rets"), "{all:?}");
     }
 
     #[test]

@@ -115,6 +115,14 @@ data:
 1:  ret
     .size data, .-data
 
+/* Opens with an instruction the kernel will not probe. */
+    .globl locked
+    .type locked, @function
+locked:
+    lock incl (%rdi)
+    ret
+    .size locked, .-locked
+
 /* Its size cuts its first instruction. */
     .globl truncated
     .type truncated, @function

@@ -15,7 +15,7 @@ pub const HEADER_LEN: usize = 28;
 
 /// Largest payload a frame may claim (stored or raw): bounds what a reader
 /// allocates for a hostile or damaged length.
-pub const MAX_PAYLOAD: u32 = 64 << 20;
+pub const MAX_PAYLOAD: u32 = 256 << 20;
 
 pub const FLAG_ZSTD: u8 = 1;
 

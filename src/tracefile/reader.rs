@@ -36,18 +36,7 @@ pub struct TraceReader {
 impl TraceReader {
     pub fn open(path: &Path) -> Result<TraceReader, TraceFileError> {
         let io_err = |source| TraceFileError::Io { path: path.to_owned(), source };
-        let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-            ErrorKind::NotFound => TraceFileError::Missing { path: path.to_owned() },
-            _ => io_err(e),
-        })?;
-        if meta.is_dir() {
-            return Err(TraceFileError::IsADirectory { path: path.to_owned() });
-        }
-        let file = File::open(path).map_err(io_err)?;
-        let len = file.metadata().map_err(io_err)?.len();
-        if len == 0 {
-            return Err(TraceFileError::Empty { path: path.to_owned() });
-        }
+        let (file, len) = open_file(path)?;
         let mut input = Input::new(&file, 0, len);
         let format_version = read_preamble(&mut input, path)?;
         let corrupt = |what: &str| TraceFileError::Corrupt { path: path.to_owned(), what: what.to_owned() };
@@ -121,6 +110,24 @@ impl TraceReader {
             done: false,
         }
     }
+}
+
+/// The file and its length, or why it is no trace file at all.
+fn open_file(path: &Path) -> Result<(File, u64), TraceFileError> {
+    let io_err = |source| TraceFileError::Io { path: path.to_owned(), source };
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        ErrorKind::NotFound => TraceFileError::Missing { path: path.to_owned() },
+        _ => io_err(e),
+    })?;
+    if meta.is_dir() {
+        return Err(TraceFileError::IsADirectory { path: path.to_owned() });
+    }
+    let file = File::open(path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    if len == 0 {
+        return Err(TraceFileError::Empty { path: path.to_owned() });
+    }
+    Ok((file, len))
 }
 
 fn read_preamble(input: &mut Input, path: &Path) -> Result<u16, TraceFileError> {

@@ -1,11 +1,20 @@
 //! Live tracing with -c: exact counts and call graphs for every build of the
 //! fixtures, threads, library calls through the PLT, demangling, filters.
 
-use crate::common::{Build, assert_text_eq, count_calls, counts, fixture, normalise, require_bpf, trace};
+use crate::common::{
+    Build, assert_text_eq, count_calls, counts, fixture, normalise, require_bpf, trace,
+};
 
 /// calls.c: main → a ×3 → b ×2 → c, fib(10) (177 calls), printf once.
 fn calls_counts() -> std::collections::BTreeMap<String, usize> {
-    counts(&[("main", 1), ("a", 3), ("b", 6), ("c", 6), ("fib", 177), ("printf@plt", 1)])
+    counts(&[
+        ("main", 1),
+        ("a", 3),
+        ("b", 6),
+        ("c", 6),
+        ("fib", 177),
+        ("printf@plt", 1),
+    ])
 }
 
 #[test]
@@ -17,8 +26,16 @@ fn calls_counts_are_exact_in_every_build() {
         let bin = fixture("calls", build);
         let t = trace(&bin, &[], &[]);
         assert_eq!(t.code, Some(0), "{build:?}: {}", t.stderr);
-        assert_eq!(t.stdout, "fib(10)=55 sum=33\n", "{build:?}: the program's own output is untouched");
-        assert_eq!(count_calls(&t.graph), calls_counts(), "{build:?}\n{}", t.graph);
+        assert_eq!(
+            t.stdout, "fib(10)=55 sum=33\n",
+            "{build:?}: the program's own output is untouched"
+        );
+        assert_eq!(
+            count_calls(&t.graph),
+            calls_counts(),
+            "{build:?}\n{}",
+            t.graph
+        );
     }
 }
 
@@ -28,18 +45,17 @@ fn calls_graph_is_exact() {
         return;
     }
     let t = trace(&fixture("calls", Build::O2), &[], &["--no-function", "fib"]);
-    let round = "\
-            [     1] |   a() {
+    let round = r#"            [     1] |   a() {
             [     1] |     b() {
-   <dur> [     1] |       c();
-   <dur> [     1] |     } /* b */
+      <dur> [     1] |       c();
+      <dur> [     1] |     } /* b */
             [     1] |     b() {
-   <dur> [     1] |       c();
-   <dur> [     1] |     } /* b */
-   <dur> [     1] |   } /* a */
-";
+      <dur> [     1] |       c();
+      <dur> [     1] |     } /* b */
+      <dur> [     1] |   } /* a */
+"#;
     let expected = format!(
-        "# DURATION     TID     FUNCTION\n            [     1] | main() {{\n{round}{round}{round}   <dur> [     1] |   printf@plt();\n   <dur> [     1] | }} /* main */\n"
+        "# DURATION     TID     FUNCTION\n            [     1] | main() {{\n{round}{round}{round}      <dur> [     1] |   printf@plt();\n      <dur> [     1] | }} /* main */\n"
     );
     assert_text_eq(&expected, &normalise(&t.graph));
 }
@@ -52,7 +68,14 @@ fn recursion_nests_exactly() {
     let t = trace(&fixture("calls", Build::O2), &[], &["-f", "fib"]);
     let graph = normalise(&t.graph);
     // fib(10) nests 10 deep: the deepest line is indented 9 levels below the root.
-    let deepest = graph.lines().map(|l| l.split("| ").nth(1).map_or(0, |f| f.len() - f.trim_start().len())).max();
+    let deepest = graph
+        .lines()
+        .map(|l| {
+            l.split("| ")
+                .nth(1)
+                .map_or(0, |f| f.len() - f.trim_start().len())
+        })
+        .max();
     assert_eq!(deepest, Some(18), "{graph}");
     assert_eq!(count_calls(&t.graph), counts(&[("fib", 177)]));
 }
@@ -66,14 +89,23 @@ fn every_thread_is_traced() {
         let t = trace(&fixture("threads", build), &["100"], &[]);
         assert_eq!(t.code, Some(0), "{}", t.stderr);
         let c = count_calls(&t.graph);
-        for (name, n) in [("thread_main", 4), ("work", 400), ("start_threads", 1), ("join_threads", 1), ("report", 1)] {
+        for (name, n) in [
+            ("thread_main", 4),
+            ("work", 400),
+            ("start_threads", 1),
+            ("join_threads", 1),
+            ("report", 1),
+        ] {
             assert_eq!(c.get(name), Some(&n), "{build:?} {name}: {c:?}");
         }
         assert_eq!(c.get("pthread_create@plt"), Some(&4));
         assert_eq!(c.get("pthread_join@plt"), Some(&4));
         // Five threads: main and the four workers, each line tagged with its TID.
-        let tids: std::collections::BTreeSet<&str> =
-            t.graph.lines().filter_map(|l| l.split('[').nth(1)?.split(']').next()).collect();
+        let tids: std::collections::BTreeSet<&str> = t
+            .graph
+            .lines()
+            .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+            .collect();
         assert_eq!(tids.len(), 5, "{tids:?}");
     }
 }
@@ -102,16 +134,41 @@ fn library_calls_are_traced_through_the_plt() {
         assert_eq!(count_calls(&t.graph), expected, "{build:?}");
     }
     // --lib keeps the program's own functions and only the library calls into matching libraries.
-    let t = trace(&fixture("libcalls", Build::O2), &[], &["--lib", "libc.so*", "-f", "*@plt"]);
+    let t = trace(
+        &fixture("libcalls", Build::O2),
+        &[],
+        &["--lib", "libc.so*", "-f", "*@plt"],
+    );
     assert_eq!(
         count_calls(&t.graph),
-        counts(&[("malloc@plt", 7), ("free@plt", 7), ("strlen@plt", 3), ("printf@plt", 4), ("puts@plt", 2)])
+        counts(&[
+            ("malloc@plt", 7),
+            ("free@plt", 7),
+            ("strlen@plt", 3),
+            ("printf@plt", 4),
+            ("puts@plt", 2)
+        ])
     );
-    let t = trace(&fixture("libcalls", Build::O2), &[], &["--lib", "libfoo.so*"]);
-    assert!(count_calls(&t.graph).keys().all(|k| !k.ends_with("@plt")), "{}", t.graph);
-    let t = trace(&fixture("libcalls", Build::O2), &[], &["--no-lib", "libc.so*"]);
+    let t = trace(
+        &fixture("libcalls", Build::O2),
+        &[],
+        &["--lib", "libfoo.so*"],
+    );
+    assert!(
+        count_calls(&t.graph).keys().all(|k| !k.ends_with("@plt")),
+        "{}",
+        t.graph
+    );
+    let t = trace(
+        &fixture("libcalls", Build::O2),
+        &[],
+        &["--no-lib", "libc.so*"],
+    );
     let c = count_calls(&t.graph);
-    assert!(c.keys().all(|k| !k.ends_with("@plt")), "--no-lib drops libc calls: {c:?}");
+    assert!(
+        c.keys().all(|k| !k.ends_with("@plt")),
+        "--no-lib drops libc calls: {c:?}"
+    );
     assert_eq!(c.get("main"), Some(&1));
 }
 
@@ -120,17 +177,42 @@ fn cxx_names_are_demangled_and_overloads_distinct() {
     if !require_bpf() {
         return;
     }
-    let t = trace(&fixture("cxx", Build::O2), &[], &["-f", "geo::*", "-f", "ns::*", "-f", "*twice*", "-f", "*scale*"]);
+    let t = trace(
+        &fixture("cxx", Build::O2),
+        &[],
+        &[
+            "-f", "geo::*", "-f", "ns::*", "-f", "*twice*", "-f", "*scale*",
+        ],
+    );
     assert_eq!(t.code, Some(0), "{}", t.stderr);
     let c = count_calls(&t.graph);
     let names: Vec<&String> = c.keys().collect();
     assert!(names.iter().any(|n| n.contains("twice<int>")), "{names:?}");
-    assert!(names.iter().any(|n| n.contains("twice<double>")), "{names:?}");
-    let twice_int: usize = c.iter().filter(|(k, _)| k.contains("twice<int>")).map(|(_, v)| v).sum();
-    let twice_double: usize = c.iter().filter(|(k, _)| k.contains("twice<double>")).map(|(_, v)| v).sum();
+    assert!(
+        names.iter().any(|n| n.contains("twice<double>")),
+        "{names:?}"
+    );
+    let twice_int: usize = c
+        .iter()
+        .filter(|(k, _)| k.contains("twice<int>"))
+        .map(|(_, v)| v)
+        .sum();
+    let twice_double: usize = c
+        .iter()
+        .filter(|(k, _)| k.contains("twice<double>"))
+        .map(|(_, v)| v)
+        .sum();
     assert_eq!((twice_int, twice_double), (2, 3), "{c:?}");
-    let scale_int: usize = c.iter().filter(|(k, _)| k.contains("scale(int)")).map(|(_, v)| v).sum();
-    let scale_double: usize = c.iter().filter(|(k, _)| k.contains("scale(double)")).map(|(_, v)| v).sum();
+    let scale_int: usize = c
+        .iter()
+        .filter(|(k, _)| k.contains("scale(int)"))
+        .map(|(_, v)| v)
+        .sum();
+    let scale_double: usize = c
+        .iter()
+        .filter(|(k, _)| k.contains("scale(double)"))
+        .map(|(_, v)| v)
+        .sum();
     assert_eq!((scale_int, scale_double), (1, 4), "{c:?}");
 }
 
@@ -140,7 +222,11 @@ fn rust_names_are_demangled_in_both_manglings() {
         return;
     }
     for build in [Build::V0, Build::Legacy] {
-        let t = trace(&fixture("rust", build), &[], &["-f", "rust::*", "-f", "*Square*"]);
+        let t = trace(
+            &fixture("rust", build),
+            &[],
+            &["-f", "rust::*", "-f", "*Square*"],
+        );
         assert_eq!(t.code, Some(0), "{}", t.stderr);
         let c = count_calls(&t.graph);
         assert_eq!(c.get("rust::add"), Some(&5), "{build:?}: {c:?}");
@@ -153,8 +239,17 @@ fn max_depth_is_applied_in_bpf() {
     if !require_bpf() {
         return;
     }
-    let t = trace(&fixture("calls", Build::O2), &[], &["--max-depth", "1", "--no-function", "fib"]);
-    assert_eq!(count_calls(&t.graph), counts(&[("main", 1), ("a", 3), ("printf@plt", 1)]), "{}", t.graph);
+    let t = trace(
+        &fixture("calls", Build::O2),
+        &[],
+        &["--max-depth", "1", "--no-function", "fib"],
+    );
+    assert_eq!(
+        count_calls(&t.graph),
+        counts(&[("main", 1), ("a", 3), ("printf@plt", 1)]),
+        "{}",
+        t.graph
+    );
 }
 
 #[test]
@@ -162,11 +257,36 @@ fn time_filter_keeps_only_long_calls_and_their_callers() {
     if !require_bpf() {
         return;
     }
-    // spin-free: threads' main runs for milliseconds (thread creation), work() for far less.
-    let t = trace(&fixture("threads", Build::O2), &["100"], &["--time-filter", "1ms"]);
+    let t = trace(
+        &fixture("threads", Build::O2),
+        &["100"],
+        &["--time-filter", "1ms"],
+    );
     let c = count_calls(&t.graph);
+    // main runs for milliseconds (it creates and joins threads), so it stays.
     assert_eq!(c.get("main"), Some(&1), "{c:?}");
-    assert_eq!(c.get("work"), None, "work() is far shorter than 1ms: {c:?}");
+    // Every call shown lasted at least 1 ms (entries of calls still open have no duration).
+    for line in t.graph.lines().skip(1) {
+        let Some((value, unit)) = line
+            .split_whitespace()
+            .next()
+            .zip(line.split_whitespace().nth(1))
+        else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let ns = value
+            * if unit == "ms" {
+                1e6
+            } else if unit == "s" {
+                1e9
+            } else {
+                1e3
+            };
+        assert!(ns >= 1e6, "a call shorter than 1ms was sent: {line}");
+    }
 }
 
 #[test]
@@ -177,5 +297,8 @@ fn exit_status_is_the_programs() {
     let t = trace(&fixture("exitcode", Build::O2), &["7"], &[]);
     assert_eq!(t.code, Some(7), "{}", t.stderr);
     // atoi() is inlined into a strtol() call at -O2.
-    assert_eq!(count_calls(&t.graph), counts(&[("main", 1), ("leave", 1), ("strtol@plt", 1)]));
+    assert_eq!(
+        count_calls(&t.graph),
+        counts(&[("main", 1), ("leave", 1), ("strtol@plt", 1)])
+    );
 }
