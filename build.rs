@@ -7,7 +7,8 @@ use libbpf_cargo::SkeletonBuilder;
 const SRC: &str = "bpf/utrace.bpf.c";
 
 fn main() {
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("utrace.skel.rs");
+    let out =
+        PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("utrace.skel.rs");
     if let Err(err) = SkeletonBuilder::new()
         .source(SRC)
         .clang_args(["-Ibpf", "-D__TARGET_ARCH_x86", "-O2", "-g"])

@@ -23,10 +23,14 @@ const FUNCTIONS: u32 = 48;
 const THREADS: u32 = 4;
 
 fn main() -> Result<()> {
-    let events: u64 = std::env::var("UTRACE_BENCH_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(50_000_000);
+    let events: u64 = std::env::var("UTRACE_BENCH_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50_000_000);
     let dir = tempfile::tempdir()?;
     // UTRACE_BENCH_DATA=FILE keeps the trace for a closer look.
-    let path = std::env::var_os("UTRACE_BENCH_DATA").map_or_else(|| dir.path().join("bench.data"), Into::into);
+    let path = std::env::var_os("UTRACE_BENCH_DATA")
+        .map_or_else(|| dir.path().join("bench.data"), Into::into);
 
     reset_peak();
     let t = Instant::now();
@@ -58,16 +62,30 @@ fn table() -> FuncTable {
     let functions = (0..FUNCTIONS)
         .map(|i| Function {
             module: u32::from(i == FUNCTIONS - 1),
-            name: if i == FUNCTIONS - 1 { "memcpy@plt".into() } else { format!("fn_{i}") },
+            name: if i == FUNCTIONS - 1 {
+                "memcpy@plt".into()
+            } else {
+                format!("fn_{i}")
+            },
             raw_name: format!("fn_{i}"),
             addr: 0x1000 + u64::from(i) * 0x40,
             size: 0x40,
-            kind: if i == FUNCTIONS - 1 { FuncKind::Plt } else { FuncKind::Function },
+            kind: if i == FUNCTIONS - 1 {
+                FuncKind::Plt
+            } else {
+                FuncKind::Function
+            },
         })
         .collect();
     let modules = vec![
-        Module { path: "/bench/app".into(), build_id: Some("00ff".into()) },
-        Module { path: "/bench/libc.so.6".into(), build_id: None },
+        Module {
+            path: "/bench/app".into(),
+            build_id: Some("00ff".into()),
+        },
+        Module {
+            path: "/bench/libc.so.6".into(),
+            build_id: None,
+        },
     ];
     FuncTable { modules, functions }
 }
@@ -89,7 +107,14 @@ impl Program {
 
     fn emit(&mut self, kind: EventKind, tid: u32, func: u32, depth: u32) {
         self.ts += 20 + (func as u64 % 7) * 15 + self.rand() % 64;
-        self.out.push(Event { kind, pid: 1000, tid, func, depth, ts: self.ts });
+        self.out.push(Event {
+            kind,
+            pid: 1000,
+            tid,
+            func,
+            depth,
+            ts: self.ts,
+        });
     }
 
     /// One call of `func` and everything it calls.
@@ -113,9 +138,17 @@ impl Program {
 }
 
 fn record(path: &Path, events: u64) -> Result<u64> {
-    let run = RunInfo { command: "./bench-app --work".into(), pid: 1000, ..RunInfo::default() };
+    let run = RunInfo {
+        command: "./bench-app --work".into(),
+        pid: 1000,
+        ..RunInfo::default()
+    };
     let mut writer = TraceWriter::create(path, &run, &table())?;
-    let mut program = Program { rng: 0x9e37_79b9_7f4a_7c15, ts: 1_000_000, out: Vec::new() };
+    let mut program = Program {
+        rng: 0x9e37_79b9_7f4a_7c15,
+        ts: 1_000_000,
+        out: Vec::new(),
+    };
     let mut written = 0;
     let mut burst = 0u32;
     while written < events {
@@ -128,7 +161,10 @@ fn record(path: &Path, events: u64) -> Result<u64> {
             written += 1;
         }
     }
-    let end = RunInfo { end_mono_ns: program.ts + 1, ..run };
+    let end = RunInfo {
+        end_mono_ns: program.ts + 1,
+        ..run
+    };
     Ok(writer.finish(&end)?.bytes)
 }
 
@@ -137,7 +173,12 @@ fn report(path: &Path, format: Format) -> Result<u64> {
         format,
         sort: SortKey::Total,
         per_thread: false,
-        layout: Layout { tid: true, timestamp: false, flat: false, libname: false },
+        layout: Layout {
+            tid: true,
+            timestamp: false,
+            flat: false,
+            libname: false,
+        },
         output: None,
     };
     let reader = TraceReader::open(path).context("opening the bench trace")?;

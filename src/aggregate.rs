@@ -48,7 +48,11 @@ pub struct PerThread<T> {
 
 impl<T: Default> Default for PerThread<T> {
     fn default() -> Self {
-        PerThread { index: IdMap::default(), items: Vec::new(), last: None }
+        PerThread {
+            index: IdMap::default(),
+            items: Vec::new(),
+            last: None,
+        }
     }
 }
 
@@ -115,7 +119,8 @@ pub struct Counts {
 impl Counts {
     /// Wall time covered by the calls seen.
     pub fn span_ns(&self) -> u64 {
-        self.first_ts.map_or(0, |first| self.last_ts.saturating_sub(first))
+        self.first_ts
+            .map_or(0, |first| self.last_ts.saturating_sub(first))
     }
 }
 
@@ -143,7 +148,15 @@ impl FuncStats {
                 self.counts.events += 1;
                 *self.active.get(tid).entry(func).or_insert(0) += 1;
             }
-            Call::Leave { tid, func, entry_ts, ts, child_ns, end, .. } => {
+            Call::Leave {
+                tid,
+                func,
+                entry_ts,
+                ts,
+                child_ns,
+                end,
+                ..
+            } => {
                 self.counts.events += u64::from(end == End::Returned);
                 // Entries stay at 0 rather than being removed: the map holds
                 // the functions the thread called, and no churn per call.
@@ -161,7 +174,10 @@ impl FuncStats {
 
     /// Footer counters: events, threads, time span of the calls seen.
     pub fn counts(&self) -> Counts {
-        Counts { threads: self.active.len() as u64, ..self.counts }
+        Counts {
+            threads: self.active.len() as u64,
+            ..self.counts
+        }
     }
 
     fn add(&mut self, func: u32, total: u64, child_ns: u64, outermost: bool) {
@@ -170,7 +186,11 @@ impl FuncStats {
             self.stats.resize(i + 1, Stats::default());
         }
         let s = &mut self.stats[i];
-        s.min_ns = if s.calls == 0 { total } else { s.min_ns.min(total) };
+        s.min_ns = if s.calls == 0 {
+            total
+        } else {
+            s.min_ns.min(total)
+        };
         s.max_ns = s.max_ns.max(total);
         s.calls += 1;
         s.self_ns += total.saturating_sub(child_ns);
@@ -181,12 +201,23 @@ impl FuncStats {
 
     /// (function id, stats) of every function called, in `sort` order.
     pub fn rows(&self, sort: SortKey, table: &FuncTable) -> Vec<(u32, Stats)> {
-        let mut rows: Vec<(u32, Stats)> =
-            self.stats.iter().enumerate().filter(|(_, s)| s.calls > 0).map(|(i, s)| (i as u32, *s)).collect();
-        let by_name = |a: &(u32, Stats), b: &(u32, Stats)| table.name(a.0).cmp(table.name(b.0)).then(a.0.cmp(&b.0));
+        let mut rows: Vec<(u32, Stats)> = self
+            .stats
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.calls > 0)
+            .map(|(i, s)| (i as u32, *s))
+            .collect();
+        let by_name = |a: &(u32, Stats), b: &(u32, Stats)| {
+            table.name(a.0).cmp(table.name(b.0)).then(a.0.cmp(&b.0))
+        };
         match sort {
             SortKey::Name => rows.sort_by(by_name),
-            _ => rows.sort_by(|a, b| sort_value(sort, &b.1).cmp(&sort_value(sort, &a.1)).then_with(|| by_name(a, b))),
+            _ => rows.sort_by(|a, b| {
+                sort_value(sort, &b.1)
+                    .cmp(&sort_value(sort, &a.1))
+                    .then_with(|| by_name(a, b))
+            }),
         }
         rows
     }
@@ -225,7 +256,11 @@ impl CallTree {
     /// With `per_thread`, each thread's stacks hang under a node of its own.
     pub fn new(per_thread: bool) -> Self {
         CallTree {
-            nodes: vec![Node { func: u32::MAX, parent: ROOT, self_ns: 0 }],
+            nodes: vec![Node {
+                func: u32::MAX,
+                parent: ROOT,
+                self_ns: 0,
+            }],
             children: IdMap::default(),
             cursor: PerThread::default(),
             per_thread,
@@ -244,12 +279,21 @@ impl CallTree {
                 let node = self.child(at, func);
                 *self.cursor.get(tid) = Some(node);
             }
-            Call::Leave { tid, entry_ts, ts, child_ns, .. } => {
-                let Some(node) = *self.cursor.get(tid) else { return };
+            Call::Leave {
+                tid,
+                entry_ts,
+                ts,
+                child_ns,
+                ..
+            } => {
+                let Some(node) = *self.cursor.get(tid) else {
+                    return;
+                };
                 let n = &mut self.nodes[node as usize];
                 n.self_ns += ts.saturating_sub(entry_ts).saturating_sub(child_ns);
                 let parent = n.parent;
-                let at_top = parent == ROOT || (self.per_thread && self.nodes[parent as usize].parent == ROOT);
+                let at_top = parent == ROOT
+                    || (self.per_thread && self.nodes[parent as usize].parent == ROOT);
                 *self.cursor.get(tid) = (!at_top).then_some(parent);
             }
         }
@@ -259,7 +303,11 @@ impl CallTree {
         let next = self.nodes.len() as u32;
         let node = *self.children.entry((parent, func)).or_insert(next);
         if node == next {
-            self.nodes.push(Node { func, parent, self_ns: 0 });
+            self.nodes.push(Node {
+                func,
+                parent,
+                self_ns: 0,
+            });
         }
         node
     }
@@ -310,9 +358,27 @@ mod tests {
         let rows = agg.rows(SortKey::Total, &table);
         // fib (4) recursion: 10..90 around 20..70 around 30..50.
         let fib = rows.iter().find(|r| r.0 == 4).unwrap().1;
-        assert_eq!(fib, Stats { calls: 3, total_ns: 80, self_ns: 80, min_ns: 20, max_ns: 80 });
+        assert_eq!(
+            fib,
+            Stats {
+                calls: 3,
+                total_ns: 80,
+                self_ns: 80,
+                min_ns: 20,
+                max_ns: 80
+            }
+        );
         let main = rows.iter().find(|r| r.0 == 0).unwrap().1;
-        assert_eq!(main, Stats { calls: 1, total_ns: 100, self_ns: 20, min_ns: 100, max_ns: 100 });
+        assert_eq!(
+            main,
+            Stats {
+                calls: 1,
+                total_ns: 100,
+                self_ns: 20,
+                min_ns: 100,
+                max_ns: 100
+            }
+        );
         assert_eq!(rows[0].0, 0);
         assert_eq!(agg.counts().events, 8);
         assert_eq!(agg.counts().threads, 1);
@@ -337,6 +403,9 @@ mod tests {
             split.call(c);
         }
         assert_eq!(merged.folded(&table), ["main 40", "main;compare 5"]);
-        assert_eq!(split.folded(&table), ["tid 1;main 15", "tid 1;main;compare 5", "tid 2;main 25"]);
+        assert_eq!(
+            split.folded(&table),
+            ["tid 1;main 15", "tid 1;main;compare 5", "tid 2;main 25"]
+        );
     }
 }

@@ -53,8 +53,18 @@ impl CallStacks {
             EventKind::Entry => {
                 self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::Unwound, out);
                 let depth = thread.frames.len() as u32;
-                thread.frames.push(Open { func: ev.func, entry_ts: ev.ts, child_ns: 0 });
-                out(&Call::Enter { pid: ev.pid, tid: ev.tid, func: ev.func, depth, ts: ev.ts });
+                thread.frames.push(Open {
+                    func: ev.func,
+                    entry_ts: ev.ts,
+                    child_ns: 0,
+                });
+                out(&Call::Enter {
+                    pid: ev.pid,
+                    tid: ev.tid,
+                    func: ev.func,
+                    depth,
+                    ts: ev.ts,
+                });
             }
             EventKind::Exit => {
                 self.unwound += close_above(thread, ev.tid, depth + 1, ev.ts, End::Unwound, out);
@@ -88,7 +98,14 @@ impl CallStacks {
 }
 
 /// Closes frames until at most `keep` remain; returns how many it closed.
-fn close_above(thread: &mut Thread, tid: u32, keep: usize, ts: u64, end: End, out: &mut impl FnMut(&Call)) -> u64 {
+fn close_above(
+    thread: &mut Thread,
+    tid: u32,
+    keep: usize,
+    ts: u64,
+    end: End,
+    out: &mut impl FnMut(&Call),
+) -> u64 {
     let mut closed = 0;
     while thread.frames.len() > keep {
         close_top(thread, tid, ts, end, out);
@@ -98,7 +115,9 @@ fn close_above(thread: &mut Thread, tid: u32, keep: usize, ts: u64, end: End, ou
 }
 
 fn close_top(thread: &mut Thread, tid: u32, ts: u64, end: End, out: &mut impl FnMut(&Call)) {
-    let Some(open) = thread.frames.pop() else { return };
+    let Some(open) = thread.frames.pop() else {
+        return;
+    };
     // An unwound frame may be closed by an event stamped before its own
     // entry on another CPU's clock; never let a duration go negative.
     let ts = ts.max(open.entry_ts);
@@ -123,7 +142,14 @@ mod tests {
     use super::*;
 
     fn ev(kind: EventKind, func: u32, depth: u32, ts: u64) -> Event {
-        Event { kind, pid: 1, tid: 1, func, depth, ts }
+        Event {
+            kind,
+            pid: 1,
+            tid: 1,
+            func,
+            depth,
+            ts,
+        }
     }
 
     fn run(events: &[Event]) -> (Vec<Call>, CallStacks) {
@@ -139,11 +165,25 @@ mod tests {
     #[test]
     fn nested_calls_pair_with_self_time() {
         use EventKind::*;
-        let (calls, stacks) = run(&[ev(Entry, 0, 0, 10), ev(Entry, 1, 1, 20), ev(Exit, 1, 1, 25), ev(Exit, 0, 0, 40)]);
+        let (calls, stacks) = run(&[
+            ev(Entry, 0, 0, 10),
+            ev(Entry, 1, 1, 20),
+            ev(Exit, 1, 1, 25),
+            ev(Exit, 0, 0, 40),
+        ]);
         assert_eq!(calls.len(), 4);
         assert_eq!(
             calls[3],
-            Call::Leave { pid: 1, tid: 1, func: 0, depth: 0, entry_ts: 10, ts: 40, child_ns: 5, end: End::Returned }
+            Call::Leave {
+                pid: 1,
+                tid: 1,
+                func: 0,
+                depth: 0,
+                entry_ts: 10,
+                ts: 40,
+                child_ns: 5,
+                end: End::Returned
+            }
         );
         assert_eq!(stacks.orphan_exits, 0);
     }
@@ -164,13 +204,24 @@ mod tests {
         let unwound: Vec<u32> = calls
             .iter()
             .filter_map(|c| match c {
-                Call::Leave { func, end: End::Unwound, .. } => Some(*func),
+                Call::Leave {
+                    func,
+                    end: End::Unwound,
+                    ..
+                } => Some(*func),
                 _ => None,
             })
             .collect();
         assert_eq!(unwound, vec![3, 2, 1]);
         assert_eq!(stacks.unwound, 3);
-        assert!(matches!(calls.last(), Some(Call::Leave { func: 0, end: End::Returned, .. })));
+        assert!(matches!(
+            calls.last(),
+            Some(Call::Leave {
+                func: 0,
+                end: End::Returned,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -185,6 +236,13 @@ mod tests {
     fn open_calls_close_at_finish() {
         use EventKind::*;
         let (calls, _) = run(&[ev(Entry, 0, 0, 10)]);
-        assert!(matches!(calls[1], Call::Leave { end: End::Open, ts: 1000, .. }));
+        assert!(matches!(
+            calls[1],
+            Call::Leave {
+                end: End::Open,
+                ts: 1000,
+                ..
+            }
+        ));
     }
 }

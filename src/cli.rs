@@ -40,7 +40,12 @@ struct Args {
     argv: Vec<String>,
 
     /// Attach to the running process PID; Ctrl-C detaches and leaves it running.
-    #[arg(short = 'p', long = "pid", value_name = "PID", conflicts_with = "report")]
+    #[arg(
+        short = 'p',
+        long = "pid",
+        value_name = "PID",
+        conflicts_with = "report"
+    )]
     pid: Option<u32>,
 
     /// Trace only functions whose demangled name matches GLOB (repeatable).
@@ -76,7 +81,12 @@ struct Args {
     report: bool,
 
     /// The trace file for --record and --report.
-    #[arg(short = 'd', long = "data", value_name = "FILE", default_value = "utrace.data")]
+    #[arg(
+        short = 'd',
+        long = "data",
+        value_name = "FILE",
+        default_value = "utrace.data"
+    )]
     data: PathBuf,
 
     /// Report format (with --report, or live to aggregate without streaming events).
@@ -232,7 +242,11 @@ where
 impl Args {
     fn into_mode(self) -> Result<Mode> {
         let report = ReportOptions {
-            format: self.format.unwrap_or(if self.report { Format::Summary } else { Format::CallGraph }),
+            format: self.format.unwrap_or(if self.report {
+                Format::Summary
+            } else {
+                Format::CallGraph
+            }),
             sort: self.sort,
             per_thread: self.per_thread,
             layout: Layout {
@@ -250,7 +264,9 @@ impl Args {
             (Some(cmd), _, None) => Target::Command(split_command(&cmd)?),
             (None, argv, None) if !argv.is_empty() => Target::Command(argv),
             (None, _, Some(pid)) => Target::Pid(pid),
-            _ => bail!("nothing to trace: give -c COMMAND, -- COMMAND ARGS…, or -p PID (see --help)"),
+            _ => {
+                bail!("nothing to trace: give -c COMMAND, -- COMMAND ARGS…, or -p PID (see --help)")
+            }
         };
         let trace = TraceOptions {
             target,
@@ -284,7 +300,8 @@ impl Args {
 /// Splits a command string the way a POSIX shell would (quotes, escapes);
 /// the program is then exec'd directly, with no shell in between.
 fn split_command(cmd: &str) -> Result<Vec<String>> {
-    let argv = shlex::split(cmd).with_context(|| format!("cannot split command {cmd:?}: unbalanced quotes"))?;
+    let argv = shlex::split(cmd)
+        .with_context(|| format!("cannot split command {cmd:?}: unbalanced quotes"))?;
     if argv.is_empty() {
         bail!("-c was given an empty command");
     }
@@ -294,15 +311,23 @@ fn split_command(cmd: &str) -> Result<Vec<String>> {
 /// "10us", "2ms", "1.5s", "500ns", or a bare number of nanoseconds.
 fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 10us or 2ms"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 10us or 2ms"))?;
     let scale = match unit {
         "" | "ns" => 1.0,
         "us" => 1e3,
         "ms" => 1e6,
         "s" => 1e9,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ns, us, ms or s")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?}: use ns, us, ms or s"
+            ));
+        }
     };
     Ok((value * scale).round() as u64)
 }
@@ -319,23 +344,41 @@ mod tests {
 
     #[test]
     fn command_after_double_dash_keeps_its_own_flags() {
-        let mode = parse_from(["utrace", "-f", "main", "--", "./sort", "-n", "5", "--list"]).unwrap();
-        let Mode::Live(trace, _) = mode else { panic!("expected live mode, got {mode:?}") };
-        assert_eq!(trace.target, Target::Command(vec!["./sort".into(), "-n".into(), "5".into(), "--list".into()]));
+        let mode =
+            parse_from(["utrace", "-f", "main", "--", "./sort", "-n", "5", "--list"]).unwrap();
+        let Mode::Live(trace, _) = mode else {
+            panic!("expected live mode, got {mode:?}")
+        };
+        assert_eq!(
+            trace.target,
+            Target::Command(vec![
+                "./sort".into(),
+                "-n".into(),
+                "5".into(),
+                "--list".into()
+            ])
+        );
         assert_eq!(trace.filter.functions, vec!["main".to_string()]);
     }
 
     #[test]
     fn command_string_is_split_like_a_shell() {
         let mode = parse_from(["utrace", "-c", "./app 'a b' c\\ d"]).unwrap();
-        let Mode::Live(trace, _) = mode else { panic!("expected live mode") };
-        assert_eq!(trace.target, Target::Command(vec!["./app".into(), "a b".into(), "c d".into()]));
+        let Mode::Live(trace, _) = mode else {
+            panic!("expected live mode")
+        };
+        assert_eq!(
+            trace.target,
+            Target::Command(vec!["./app".into(), "a b".into(), "c d".into()])
+        );
     }
 
     #[test]
     fn report_defaults_to_summary_of_utrace_data() {
         let mode = parse_from(["utrace", "--report"]).unwrap();
-        let Mode::Report(path, opts) = mode else { panic!("expected report") };
+        let Mode::Report(path, opts) = mode else {
+            panic!("expected report")
+        };
         assert_eq!(path, PathBuf::from("utrace.data"));
         assert_eq!(opts.format, Format::Summary);
     }

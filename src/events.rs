@@ -40,7 +40,13 @@ pub fn spawn(ring: MapHandle) -> Result<(Reader, Receiver<Batch>)> {
         .name("utrace-reader".into())
         .spawn(move || read_loop(ring, tx, &flag))
         .context("starting the reader thread")?;
-    Ok((Reader { stop, handle: Some(handle) }, rx))
+    Ok((
+        Reader {
+            stop,
+            handle: Some(handle),
+        },
+        rx,
+    ))
 }
 
 impl Reader {

@@ -42,7 +42,9 @@ pub struct FuncTable {
 impl FuncTable {
     /// Name of function `id`, or a placeholder for an id the table lacks.
     pub fn name(&self, id: u32) -> &str {
-        self.functions.get(id as usize).map_or("<unknown>", |f| f.name.as_str())
+        self.functions
+            .get(id as usize)
+            .map_or("<unknown>", |f| f.name.as_str())
     }
 
     /// Module path of function `id` ("" when unknown).

@@ -27,7 +27,11 @@ pub struct Plan {
 impl Plan {
     /// The header of a trace file recorded from this plan.
     pub fn run_info(&self) -> RunInfo {
-        RunInfo { command: self.command.clone(), pid: self.pid.unwrap_or_default(), ..RunInfo::default() }
+        RunInfo {
+            command: self.command.clone(),
+            pid: self.pid.unwrap_or_default(),
+            ..RunInfo::default()
+        }
     }
 }
 
@@ -40,7 +44,12 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
             } else {
                 needed_libraries(&exe)?
             };
-            (exe, shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")), None, libs)
+            (
+                exe,
+                shlex::try_join(argv.iter().map(String::as_str)).unwrap_or_else(|_| argv.join(" ")),
+                None,
+                libs,
+            )
         }
         Target::Pid(pid) => {
             target::check_pid(*pid)?;
@@ -64,12 +73,21 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
     let (main, libs) = modules.split_first().context("no modules")?;
     let selection = symbols::select(main, libs, &selector);
     let unmatched = selector.unmatched(&modules.iter().collect::<Vec<_>>(), &lib_paths);
-    let missed: Vec<String> = unmatched.iter().map(|u| format!("{} '{}'", u.option, u.pattern)).collect();
+    let missed: Vec<String> = unmatched
+        .iter()
+        .map(|u| format!("{} '{}'", u.option, u.pattern))
+        .collect();
     if selection.is_empty() {
         if missed.is_empty() {
-            bail!("nothing to trace in {}: every function was filtered out (see the candidates with --list)", exe.display());
+            bail!(
+                "nothing to trace in {}: every function was filtered out (see the candidates with --list)",
+                exe.display()
+            );
         }
-        bail!("no function matches {}: see the candidates with --list", missed.join(", "));
+        bail!(
+            "no function matches {}: see the candidates with --list",
+            missed.join(", ")
+        );
     }
     for m in &missed {
         eprintln!("utrace: warning: {m} matches nothing");
@@ -79,7 +97,13 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
     for module in &mut probes.table.modules {
         module.path = real_path(&module.path, pid);
     }
-    Ok(Plan { exe, command, pid, modules, probes })
+    Ok(Plan {
+        exe,
+        command,
+        pid,
+        modules,
+        probes,
+    })
 }
 
 fn needed_libraries(exe: &Path) -> Result<Vec<PathBuf>> {
@@ -109,14 +133,19 @@ fn warn_no_plt(main: &ModuleSymbols, selection: &symbols::Selection) {
 
 /// Names a module the way its process sees it: /proc/PID/root/usr/lib/x → /usr/lib/x.
 fn real_path(path: &str, pid: Option<u32>) -> String {
-    let Some(pid) = pid else { return path.to_string() };
+    let Some(pid) = pid else {
+        return path.to_string();
+    };
     if path == format!("/proc/{pid}/exe") {
         if let Ok(target) = std::fs::read_link(path) {
             return target.display().to_string();
         }
     }
     let prefix = format!("/proc/{pid}/root");
-    path.strip_prefix(&prefix).filter(|rest| rest.starts_with('/')).unwrap_or(path).to_string()
+    path.strip_prefix(&prefix)
+        .filter(|rest| rest.starts_with('/'))
+        .unwrap_or(path)
+        .to_string()
 }
 
 /// Adds the way out to the symbol errors a user can hit with `-c`/`-p`.
@@ -139,7 +168,15 @@ fn explain_symbol_error(err: symbols::SymbolError, exe: &Path) -> anyhow::Error 
 /// address a uretprobe has replaced: a longjmp back then lands in the
 /// trampoline and the kernel kills the program (SIGILL). They get no
 /// return probe in uretprobe mode.
-const RETURNS_TWICE: [&str; 7] = ["setjmp", "_setjmp", "__sigsetjmp", "sigsetjmp", "savectx", "vfork", "getcontext"];
+const RETURNS_TWICE: [&str; 7] = [
+    "setjmp",
+    "_setjmp",
+    "__sigsetjmp",
+    "sigsetjmp",
+    "savectx",
+    "vfork",
+    "getcontext",
+];
 
 /// The return probes of `plan` that are safe as uretprobes.
 pub fn uretprobe_safe(plan: &ProbePlan) -> Vec<AttachList> {
@@ -152,9 +189,17 @@ pub fn uretprobe_safe(plan: &ProbePlan) -> Vec<AttachList> {
     plan.returns
         .iter()
         .map(|list| {
-            let (offsets, cookies) =
-                list.offsets.iter().zip(&list.cookies).filter(|&(_, &c)| !unsafe_return(c)).unzip();
-            AttachList { path: list.path.clone(), offsets, cookies }
+            let (offsets, cookies) = list
+                .offsets
+                .iter()
+                .zip(&list.cookies)
+                .filter(|&(_, &c)| !unsafe_return(c))
+                .unzip();
+            AttachList {
+                path: list.path.clone(),
+                offsets,
+                cookies,
+            }
         })
         .collect()
 }

@@ -72,18 +72,34 @@ impl<'obj> Probes<'obj> {
         if std::env::var_os("UTRACE_DEBUG").is_none() {
             libbpf_rs::set_print(None);
         }
-        let mut open = UtraceSkelBuilder::default().open(storage).map_err(load_error)?;
-        open.maps.events.set_max_entries(cfg.ringbuf_bytes).context("sizing the ring buffer")?;
-        let rodata = open.maps.rodata_data.as_deref_mut().context("BPF object has no .rodata")?;
+        let mut open = UtraceSkelBuilder::default()
+            .open(storage)
+            .map_err(load_error)?;
+        open.maps
+            .events
+            .set_max_entries(cfg.ringbuf_bytes)
+            .context("sizing the ring buffer")?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .context("BPF object has no .rodata")?;
         rodata.max_depth = cfg.max_depth.unwrap_or(u32::MAX).min(0xffff);
         rodata.min_duration_ns = cfg.min_duration_ns;
         // Wake the reader once a quarter of the buffer is waiting.
         rodata.wakeup_bytes = u64::from(cfg.ringbuf_bytes / 4);
         rodata.ret_sites = cfg.exit == ExitMode::RetSites;
         rodata.count_only = cfg.count_only;
-        open.maps.stats.set_max_entries(cfg.stats_slots.max(1)).context("sizing the counting map")?;
+        open.maps
+            .stats
+            .set_max_entries(cfg.stats_slots.max(1))
+            .context("sizing the counting map")?;
         let skel = open.load().map_err(load_error)?;
-        Ok(Probes { skel, links: Vec::new(), probes: 0 })
+        Ok(Probes {
+            skel,
+            links: Vec::new(),
+            probes: 0,
+        })
     }
 
     /// Attaches one uprobe_multi link of `kind` for one file, filtered to
@@ -107,7 +123,13 @@ impl<'obj> Probes<'obj> {
         let link = prog
             .attach_uprobe_multi_with_opts(pid as i32, &list.path, "", opts)
             .map_err(attach_error)
-            .with_context(|| format!("attaching {} probes to {}", list.offsets.len(), list.path.display()))?;
+            .with_context(|| {
+                format!(
+                    "attaching {} probes to {}",
+                    list.offsets.len(),
+                    list.path.display()
+                )
+            })?;
         self.links.push(link);
         if kind == ProbeKind::Entry {
             self.probes += list.offsets.len();
@@ -191,7 +213,8 @@ fn load_error(err: libbpf_rs::Error) -> anyhow::Error {
              (sudo setcap cap_bpf,cap_perfmon,cap_sys_resource+ep utrace)"
         )
     } else {
-        anyhow::Error::new(err).context("loading the BPF programs (kernel 6.6 or later with BTF is needed)")
+        anyhow::Error::new(err)
+            .context("loading the BPF programs (kernel 6.6 or later with BTF is needed)")
     }
 }
 

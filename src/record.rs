@@ -64,7 +64,11 @@ impl Recorder {
         if self.progress.is_some() {
             let _ = write!(err, "\r\x1b[K");
         }
-        let _ = writeln!(err, "{}", closing_line(&self.path, &summary, self.functions, self.modules));
+        let _ = writeln!(
+            err,
+            "{}",
+            closing_line(&self.path, &summary, self.functions, self.modules)
+        );
         let _ = writeln!(err, "{}", view_hint(&self.path));
         Ok(summary)
     }
@@ -72,8 +76,12 @@ impl Recorder {
     fn show_progress(&mut self) {
         let Some(last) = self.progress else { return };
         if last.elapsed() >= PROGRESS_EVERY {
-            let _ =
-                write!(std::io::stderr(), "\rRecording to {}: {} events", self.path.display(), thousands(self.events));
+            let _ = write!(
+                std::io::stderr(),
+                "\rRecording to {}: {} events",
+                self.path.display(),
+                thousands(self.events)
+            );
             self.progress = Some(Instant::now());
         }
     }
@@ -92,8 +100,14 @@ pub fn closing_line(path: &Path, summary: &Summary, functions: usize, modules: u
 }
 
 fn view_hint(path: &Path) -> String {
-    let data = if path == Path::new("utrace.data") { String::new() } else { format!(" -d {}", path.display()) };
-    format!("View it with `utrace --report{data}` (--format=call-graph|json|folded|flame-graph|chrome for other views)")
+    let data = if path == Path::new("utrace.data") {
+        String::new()
+    } else {
+        format!(" -d {}", path.display())
+    };
+    format!(
+        "View it with `utrace --report{data}` (--format=call-graph|json|folded|flame-graph|chrome for other views)"
+    )
 }
 
 #[cfg(test)]
@@ -104,7 +118,13 @@ mod tests {
 
     #[test]
     fn closing_line_reads_like_the_issue() {
-        let summary = Summary { events: 2_469_134, calls: 1_234_567, lost: 0, chunks: 9, bytes: 1 };
+        let summary = Summary {
+            events: 2_469_134,
+            calls: 1_234_567,
+            lost: 0,
+            chunks: 9,
+            bytes: 1,
+        };
         assert_eq!(
             closing_line(Path::new("utrace.data"), &summary, 48, 3),
             "Wrote utrace.data: 1,234,567 calls, 0 lost, 48 functions in 3 modules"
@@ -117,14 +137,34 @@ mod tests {
     fn recorded_events_read_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.data");
-        let run = RunInfo { command: "./a".into(), pid: 9, ..RunInfo::default() };
+        let run = RunInfo {
+            command: "./a".into(),
+            pid: 9,
+            ..RunInfo::default()
+        };
         let mut rec = Recorder::new(&path, &run, &FuncTable::default()).unwrap();
-        let ev = |kind, ts| Event { kind, pid: 9, tid: 9, func: 0, depth: 0, ts };
+        let ev = |kind, ts| Event {
+            kind,
+            pid: 9,
+            tid: 9,
+            func: 0,
+            depth: 0,
+            ts,
+        };
         rec.event(&ev(EventKind::Entry, 10)).unwrap();
         rec.idle().unwrap();
         rec.event(&ev(EventKind::Exit, 20)).unwrap();
-        let summary = rec.finish(&RunInfo { end_mono_ns: 30, lost_events: 2, ..run }).unwrap();
-        assert_eq!((summary.events, summary.calls, summary.lost, summary.chunks), (2, 1, 2, 2));
+        let summary = rec
+            .finish(&RunInfo {
+                end_mono_ns: 30,
+                lost_events: 2,
+                ..run
+            })
+            .unwrap();
+        assert_eq!(
+            (summary.events, summary.calls, summary.lost, summary.chunks),
+            (2, 1, 2, 2)
+        );
         let reader = TraceReader::open(&path).unwrap();
         assert_eq!(reader.events().count(), 2);
         assert_eq!(reader.run_info().lost_events, 2);

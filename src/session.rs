@@ -52,11 +52,16 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         Target::Command(argv) => Some(target::launch(
             &plan.exe,
             argv,
-            &LaunchOptions { user: opts.user.as_deref(), no_randomize_addr: opts.no_randomize_addr },
+            &LaunchOptions {
+                user: opts.user.as_deref(),
+                no_randomize_addr: opts.no_randomize_addr,
+            },
         )?),
         Target::Pid(_) => None,
     };
-    let pid = launched.as_ref().map_or(plan.pid.unwrap_or_default(), |l| l.pid);
+    let pid = launched
+        .as_ref()
+        .map_or(plan.pid.unwrap_or_default(), |l| l.pid);
     // Signals are caught from here on: Ctrl-C never leaves utrace half-attached.
     let signals = signal_channel()?;
     // Exit probes first: where a function's entry and a ret site share an
@@ -85,7 +90,11 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         "utrace: attached {} probes in {modules} module{} to pid {pid}{}",
         probes.probe_count(),
         if modules == 1 { "" } else { "s" },
-        if launched.is_some() { "" } else { " (Ctrl-C detaches)" }
+        if launched.is_some() {
+            ""
+        } else {
+            " (Ctrl-C detaches)"
+        }
     );
     let (reader, rx) = events::spawn(probes.ring_buffer()?)?;
     let run = RunInfo {
@@ -105,7 +114,11 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     };
     let exit_code = pipe.pump(&rx, &signals, launched.as_ref(), child_exit.as_ref(), pid)?;
     let took = probes.detach();
-    eprintln!("utrace: detached {} probes in {} ms", probes.probe_count(), took.as_millis());
+    eprintln!(
+        "utrace: detached {} probes in {} ms",
+        probes.probe_count(),
+        took.as_millis()
+    );
     let undecodable = reader.stop()?;
     for batch in rx.iter() {
         pipe.batch(&batch)?;
@@ -127,7 +140,14 @@ struct Pipeline {
 
 impl Pipeline {
     fn new(table: FuncTable, output: Output, run: RunInfo) -> Result<Self> {
-        Ok(Pipeline { stacks: CallStacks::new(), output, table, run, last_ts: 0, output_closed: false })
+        Ok(Pipeline {
+            stacks: CallStacks::new(),
+            output,
+            table,
+            run,
+            last_ts: 0,
+            output_closed: false,
+        })
     }
 
     /// Moves batches through the consumers until the target is done.
@@ -166,7 +186,9 @@ impl Pipeline {
     }
 
     fn batch(&mut self, batch: &[Event]) -> Result<()> {
-        let Some(last) = batch.last() else { return Ok(()) };
+        let Some(last) = batch.last() else {
+            return Ok(());
+        };
         self.last_ts = self.last_ts.max(last.ts);
         match &mut self.output {
             Output::Record(rec) => batch.iter().try_for_each(|ev| rec.event(ev)),
@@ -236,7 +258,9 @@ impl Pipeline {
             }
         }
         if lost > 0 {
-            eprintln!("utrace: lost {lost} events (the ring buffer was full; narrow the selection with -f, or use --time-filter)");
+            eprintln!(
+                "utrace: lost {lost} events (the ring buffer was full; narrow the selection with -f, or use --time-filter)"
+            );
         }
         Ok(())
     }
@@ -250,7 +274,8 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// SIGINT and SIGTERM arrive on a channel instead of killing utrace.
 fn signal_channel() -> Result<Receiver<i32>> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing signal handlers")?;
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::Builder::new()
         .name("utrace-signals".into())
@@ -278,8 +303,9 @@ fn wait_in_thread(pid: u32) -> Result<Receiver<i32>> {
 }
 
 pub fn mono_now_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map_or(0, |ts| ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |ts| {
+        ts.tv_sec() as u64 * 1_000_000_000 + ts.tv_nsec() as u64
+    })
 }
 
 fn unix_now_ns() -> u64 {

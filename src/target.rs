@@ -25,8 +25,11 @@ pub fn resolve_command(name: &str) -> Result<PathBuf> {
     let candidates: Vec<PathBuf> = if name.contains('/') {
         vec![PathBuf::from(name)]
     } else {
-        let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-        std::env::split_paths(&path).map(|dir| dir.join(name)).collect()
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .collect()
     };
     for candidate in &candidates {
         if is_executable(candidate) {
@@ -41,7 +44,8 @@ pub fn resolve_command(name: &str) -> Result<PathBuf> {
 
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    path.metadata().is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// Options that change how the command is started.
@@ -54,7 +58,8 @@ pub struct LaunchOptions<'a> {
 pub fn launch(exe: &Path, argv: &[String], opts: &LaunchOptions) -> Result<Launched> {
     // Everything the child needs is prepared here: after fork it may only
     // make async-signal-safe calls.
-    let path = CString::new(exe.as_os_str().as_bytes()).context("command path contains a NUL byte")?;
+    let path =
+        CString::new(exe.as_os_str().as_bytes()).context("command path contains a NUL byte")?;
     let args: Vec<CString> = argv
         .iter()
         .map(|a| CString::new(a.as_bytes()))
@@ -76,7 +81,14 @@ pub fn launch(exe: &Path, argv: &[String], opts: &LaunchOptions) -> Result<Launc
         ForkResult::Child => {
             drop(go_w);
             drop(err_r);
-            child(go_r, err_w, &path, &args, user.as_ref(), opts.no_randomize_addr)
+            child(
+                go_r,
+                err_w,
+                &path,
+                &args,
+                user.as_ref(),
+                opts.no_randomize_addr,
+            )
         }
         ForkResult::Parent { child } => Ok(Launched {
             pid: child.as_raw() as u32,
@@ -92,7 +104,14 @@ fn pipe2_cloexec() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 /// The child side: wait for the go byte, then exec. Never returns.
-fn child(go: OwnedFd, err: OwnedFd, path: &CString, args: &[CString], user: Option<&User>, no_aslr: bool) -> ! {
+fn child(
+    go: OwnedFd,
+    err: OwnedFd,
+    path: &CString,
+    args: &[CString],
+    user: Option<&User>,
+    no_aslr: bool,
+) -> ! {
     let mut byte = [0u8; 1];
     // EOF instead of the byte means utrace gave up or died: never run untraced.
     if !matches!(nix::unistd::read(&go, &mut byte), Ok(1)) {
@@ -170,7 +189,9 @@ pub fn check_pid(pid: u32) -> Result<PathBuf> {
         bail!("no such process: {pid} (check the pid with `ps`)");
     }
     if let Err(e) = std::fs::read_link(&exe) {
-        bail!("cannot inspect process {pid}: {e} (run utrace as root, or as the process's owner with CAP_SYS_PTRACE)");
+        bail!(
+            "cannot inspect process {pid}: {e} (run utrace as root, or as the process's owner with CAP_SYS_PTRACE)"
+        );
     }
     Ok(exe)
 }
@@ -178,7 +199,12 @@ pub fn check_pid(pid: u32) -> Result<PathBuf> {
 /// True while process `pid` exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit(')').next().and_then(|s| s.split_whitespace().next()) != Some("Z"),
+        Ok(stat) => {
+            stat.rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next())
+                != Some("Z")
+        }
         Err(_) => false,
     }
 }

@@ -64,7 +64,8 @@ impl CallGraph {
 
     fn push(&mut self, line: Line) {
         if line.shape == Shape::Pending {
-            self.pending.insert(line.tid, self.front_seq + self.queue.len() as u64);
+            self.pending
+                .insert(line.tid, self.front_seq + self.queue.len() as u64);
         }
         self.queue.push_back(line);
     }
@@ -116,7 +117,9 @@ impl CallGraph {
             text.push_str(&format!("{:>14.9} ", rel as f64 / 1e9));
         }
         match line.shape {
-            Shape::Leaf { ns, .. } | Shape::Close { ns, .. } => text.push_str(&format!(" {} ", duration(ns))),
+            Shape::Leaf { ns, .. } | Shape::Close { ns, .. } => {
+                text.push_str(&format!(" {} ", duration(ns)))
+            }
             _ => text.push_str(&" ".repeat(12)),
         }
         if self.layout.tid {
@@ -169,13 +172,41 @@ impl Sink for CallGraph {
     fn call(&mut self, call: &Call, table: &FuncTable) -> Result<()> {
         self.first_ts.get_or_insert(call.ts());
         match *call {
-            Call::Enter { tid, func, depth, ts, .. } => {
+            Call::Enter {
+                tid,
+                func,
+                depth,
+                ts,
+                ..
+            } => {
                 self.open_pending(tid);
-                let shape = if self.layout.flat { Shape::Open } else { Shape::Pending };
-                self.push(Line { tid, func, depth, ts, shape });
+                let shape = if self.layout.flat {
+                    Shape::Open
+                } else {
+                    Shape::Pending
+                };
+                self.push(Line {
+                    tid,
+                    func,
+                    depth,
+                    ts,
+                    shape,
+                });
             }
-            Call::Leave { end: End::Open, tid, .. } => self.open_pending(tid),
-            Call::Leave { tid, func, depth, entry_ts, ts, end, .. } => {
+            Call::Leave {
+                end: End::Open,
+                tid,
+                ..
+            } => self.open_pending(tid),
+            Call::Leave {
+                tid,
+                func,
+                depth,
+                entry_ts,
+                ts,
+                end,
+                ..
+            } => {
                 let ns = ts - entry_ts;
                 let leaf = match self.pending.get(&tid) {
                     Some(&seq) => self
@@ -191,7 +222,13 @@ impl Sink for CallGraph {
                     }
                 } else {
                     self.open_pending(tid);
-                    self.push(Line { tid, func, depth, ts, shape: Shape::Close { ns, end } });
+                    self.push(Line {
+                        tid,
+                        func,
+                        depth,
+                        ts,
+                        shape: Shape::Close { ns, end },
+                    });
                 }
             }
         }
@@ -260,23 +297,46 @@ mod tests {
             kind: FuncKind::Function,
         };
         FuncTable {
-            modules: vec![Module { path: "/bin/sort".into(), build_id: None }],
+            modules: vec![Module {
+                path: "/bin/sort".into(),
+                build_id: None,
+            }],
             functions: vec![f("main"), f("sort_numbers"), f("compare")],
         }
     }
 
     fn enter(func: u32, depth: u32, ts: u64) -> Call {
-        Call::Enter { pid: 1, tid: 7, func, depth, ts }
+        Call::Enter {
+            pid: 1,
+            tid: 7,
+            func,
+            depth,
+            ts,
+        }
     }
 
     fn leave(func: u32, depth: u32, entry_ts: u64, ts: u64) -> Call {
-        Call::Leave { pid: 1, tid: 7, func, depth, entry_ts, ts, child_ns: 0, end: End::Returned }
+        Call::Leave {
+            pid: 1,
+            tid: 7,
+            func,
+            depth,
+            entry_ts,
+            ts,
+            child_ns: 0,
+            end: End::Returned,
+        }
     }
 
     #[test]
     fn renders_uftrace_layout() {
         let buf = Shared::default();
-        let layout = Layout { tid: true, timestamp: false, flat: false, libname: false };
+        let layout = Layout {
+            tid: true,
+            timestamp: false,
+            flat: false,
+            libname: false,
+        };
         let mut g = CallGraph::new(Box::new(buf.clone()), layout);
         let t = table();
         for c in [

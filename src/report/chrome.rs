@@ -23,7 +23,12 @@ pub struct Chrome {
 
 impl Chrome {
     pub fn new(out: Box<dyn Write>) -> Self {
-        Chrome { out, names: Vec::new(), threads: PerThread::default(), started: false }
+        Chrome {
+            out,
+            names: Vec::new(),
+            threads: PerThread::default(),
+            started: false,
+        }
     }
 
     fn start(&mut self) -> Result<()> {
@@ -35,13 +40,21 @@ impl Chrome {
     }
 
     fn metadata(&mut self, run: &RunInfo) -> Result<()> {
-        let program = run.command.split_whitespace().next().map_or("", module_name).to_owned();
+        let program = run
+            .command
+            .split_whitespace()
+            .next()
+            .map_or("", module_name)
+            .to_owned();
         let mut pids: Vec<u32> = self.threads.iter().map(|(_, pid)| *pid).collect();
         pids.sort_unstable();
         pids.dedup();
         for pid in pids {
-            let name =
-                if pid == run.pid && !run.command.is_empty() { run.command.clone() } else { format!("pid {pid}") };
+            let name = if pid == run.pid && !run.command.is_empty() {
+                run.command.clone()
+            } else {
+                format!("pid {pid}")
+            };
             let name = json_str(&name);
             writeln!(
                 self.out,
@@ -49,7 +62,11 @@ impl Chrome {
             )?;
         }
         for (tid, pid) in self.threads.iter() {
-            let name = if tid == pid && !program.is_empty() { program.clone() } else { format!("thread {tid}") };
+            let name = if tid == pid && !program.is_empty() {
+                program.clone()
+            } else {
+                format!("thread {tid}")
+            };
             let name = json_str(&name);
             writeln!(
                 self.out,
@@ -62,7 +79,18 @@ impl Chrome {
 
 impl Sink for Chrome {
     fn call(&mut self, call: &Call, table: &FuncTable) -> Result<()> {
-        let Call::Leave { pid, tid, func, entry_ts, ts, end, .. } = *call else { return Ok(()) };
+        let Call::Leave {
+            pid,
+            tid,
+            func,
+            entry_ts,
+            ts,
+            end,
+            ..
+        } = *call
+        else {
+            return Ok(());
+        };
         let first = !self.started;
         self.start()?;
         *self.threads.get(tid) = pid;
@@ -140,7 +168,12 @@ mod tests {
     use crate::report::testutil::{ev, options, recursive_events, report, synthetic_events};
 
     fn x_events(v: &Value) -> Vec<&Value> {
-        v["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "X").collect()
+        v["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["ph"] == "X")
+            .collect()
     }
 
     #[test]
@@ -152,7 +185,10 @@ mod tests {
         let mut per_thread: HashMap<u64, Vec<(f64, f64)>> = HashMap::new();
         for x in &xs {
             let (ts, dur) = (x["ts"].as_f64().unwrap(), x["dur"].as_f64().unwrap());
-            per_thread.entry(x["tid"].as_u64().unwrap()).or_default().push((ts, ts + dur));
+            per_thread
+                .entry(x["tid"].as_u64().unwrap())
+                .or_default()
+                .push((ts, ts + dur));
             assert_eq!(x["pid"], 4242);
         }
         assert_eq!(per_thread.len(), 3);
@@ -171,28 +207,47 @@ mod tests {
                 open.push((s, e));
             }
         }
-        let meta: Vec<&Value> = v["traceEvents"].as_array().unwrap().iter().filter(|e| e["ph"] == "M").collect();
-        assert!(meta.iter().any(|m| m["name"] == "process_name" && m["args"]["name"] == "./sort -n 5000"));
-        assert_eq!(meta.iter().filter(|m| m["name"] == "thread_name").count(), 3);
+        let meta: Vec<&Value> = v["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["ph"] == "M")
+            .collect();
+        assert!(
+            meta.iter()
+                .any(|m| m["name"] == "process_name" && m["args"]["name"] == "./sort -n 5000")
+        );
+        assert_eq!(
+            meta.iter().filter(|m| m["name"] == "thread_name").count(),
+            3
+        );
     }
 
     #[test]
     fn open_calls_close_at_the_end_and_are_marked() {
-        let events = [ev(Entry, 1, 0, 0, 1_000), ev(Entry, 1, 4, 1, 1_500), ev(Exit, 1, 4, 1, 2_000)];
+        let events = [
+            ev(Entry, 1, 0, 0, 1_000),
+            ev(Entry, 1, 4, 1, 1_500),
+            ev(Exit, 1, 4, 1, 2_000),
+        ];
         let v: Value = serde_json::from_str(&report(&events, &options(Format::Chrome))).unwrap();
         let xs = x_events(&v);
         let main = xs.iter().find(|x| x["name"] == "main").unwrap();
         assert_eq!(main["args"]["end"], "still running at trace end");
         // The trace ends 1 ns after its last event.
         assert_eq!(main["dur"].as_f64().unwrap(), 1.001);
-        assert_eq!(xs.iter().find(|x| x["name"] == "fib").unwrap()["args"].get("end"), None);
+        assert_eq!(
+            xs.iter().find(|x| x["name"] == "fib").unwrap()["args"].get("end"),
+            None
+        );
     }
 
     #[test]
     fn empty_trace_is_valid_json() {
         let v: Value = serde_json::from_str(&report(&[], &options(Format::Chrome))).unwrap();
         assert!(x_events(&v).is_empty());
-        let _: Value = serde_json::from_str(&report(&recursive_events(), &options(Format::Chrome))).unwrap();
+        let _: Value =
+            serde_json::from_str(&report(&recursive_events(), &options(Format::Chrome))).unwrap();
     }
 
     #[test]

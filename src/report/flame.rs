@@ -17,7 +17,10 @@ pub struct Flame {
 
 impl Flame {
     pub fn new(out: Box<dyn Write>, per_thread: bool) -> Self {
-        Flame { out, tree: CallTree::new(per_thread) }
+        Flame {
+            out,
+            tree: CallTree::new(per_thread),
+        }
     }
 }
 
@@ -31,7 +34,11 @@ impl Sink for Flame {
     fn finish(&mut self, table: &FuncTable, run: &RunInfo) -> Result<()> {
         let lines = self.tree.folded(table);
         let mut opts = Options::default();
-        opts.title = if run.command.is_empty() { "utrace".to_owned() } else { run.command.clone() };
+        opts.title = if run.command.is_empty() {
+            "utrace".to_owned()
+        } else {
+            run.command.clone()
+        };
         opts.subtitle = Some("self time per stack, from utrace".to_owned());
         opts.count_name = "ns".to_owned();
         if lines.is_empty() {
@@ -67,7 +74,9 @@ mod tests {
                 Ok(Xml::Start(_)) => depth += 1,
                 Ok(Xml::End(_)) => depth -= 1,
                 Ok(Xml::Text(t)) => text.push_str(&t.decode().unwrap()),
-                Ok(Xml::GeneralRef(r)) => text.push_str(&format!("&{};", String::from_utf8_lossy(&r))),
+                Ok(Xml::GeneralRef(r)) => {
+                    text.push_str(&format!("&{};", String::from_utf8_lossy(&r)))
+                }
                 Ok(Xml::Eof) => break,
                 Ok(_) => {}
                 Err(e) => panic!("not well-formed at {}: {e}", reader.buffer_position()),
@@ -82,7 +91,13 @@ mod tests {
         let svg = report(&synthetic_events(200), &options(Format::FlameGraph));
         assert!(svg.starts_with("<?xml"));
         let text = well_formed(&svg);
-        for name in ["main", "sort::numbers", "compare", "qsort@plt", "./sort -n 5000"] {
+        for name in [
+            "main",
+            "sort::numbers",
+            "compare",
+            "qsort@plt",
+            "./sort -n 5000",
+        ] {
             assert!(text.contains(name), "{name} missing");
         }
     }
@@ -91,10 +106,16 @@ mod tests {
     fn markup_in_names_is_escaped() {
         use crate::model::EventKind::*;
         use crate::report::testutil::ev;
-        let events = [ev(Entry, 1, 0, 0, 0), ev(Entry, 1, 5, 1, 10), ev(Exit, 1, 5, 1, 20), ev(Exit, 1, 0, 0, 30)];
+        let events = [
+            ev(Entry, 1, 0, 0, 0),
+            ev(Entry, 1, 5, 1, 10),
+            ev(Exit, 1, 5, 1, 20),
+            ev(Exit, 1, 0, 0, 30),
+        ];
         let text = well_formed(&report(&events, &options(Format::FlameGraph)));
         assert!(
-            text.contains("operator&lt;&lt;(std::ostream&amp;") || text.contains("operator<<(std::ostream&"),
+            text.contains("operator&lt;&lt;(std::ostream&amp;")
+                || text.contains("operator<<(std::ostream&"),
             "{text}"
         );
     }

@@ -17,7 +17,10 @@ pub struct Folded {
 
 impl Folded {
     pub fn new(out: Box<dyn Write>, per_thread: bool) -> Self {
-        Folded { out, tree: CallTree::new(per_thread) }
+        Folded {
+            out,
+            tree: CallTree::new(per_thread),
+        }
     }
 }
 
@@ -55,7 +58,10 @@ mod tests {
     #[test]
     fn recursion_folds_into_nested_frames() {
         let text = report(&recursive_events(), &options(Format::Folded));
-        assert_eq!(text, "main 20\nmain;fib 30\nmain;fib;fib 30\nmain;fib;fib;fib 20\n");
+        assert_eq!(
+            text,
+            "main 20\nmain;fib 30\nmain;fib;fib 30\nmain;fib;fib;fib 20\n"
+        );
     }
 
     #[test]
@@ -64,14 +70,33 @@ mod tests {
         let roots: u64 = calls_of(&events)
             .iter()
             .filter_map(|c| match c {
-                Call::Leave { depth: 0, entry_ts, ts, .. } => Some(ts - entry_ts),
+                Call::Leave {
+                    depth: 0,
+                    entry_ts,
+                    ts,
+                    ..
+                } => Some(ts - entry_ts),
                 _ => None,
             })
             .sum();
         for per_thread in [false, true] {
-            let lines = parse(&report(&events, &ReportOptions { per_thread, ..options(Format::Folded) }));
+            let lines = parse(&report(
+                &events,
+                &ReportOptions {
+                    per_thread,
+                    ..options(Format::Folded)
+                },
+            ));
             assert_eq!(lines.iter().map(|l| l.1).sum::<u64>(), roots);
-            assert!(lines.iter().all(|(stack, _)| stack.starts_with(if per_thread { "tid 42" } else { "main" })));
+            assert!(
+                lines
+                    .iter()
+                    .all(|(stack, _)| stack.starts_with(if per_thread {
+                        "tid 42"
+                    } else {
+                        "main"
+                    }))
+            );
         }
     }
 }

@@ -41,7 +41,11 @@ pub struct Json {
 
 impl Json {
     pub fn new(out: Box<dyn Write>, sort: SortKey) -> Self {
-        Json { out, sort, stats: FuncStats::new() }
+        Json {
+            out,
+            sort,
+            stats: FuncStats::new(),
+        }
     }
 }
 
@@ -69,7 +73,12 @@ impl Sink for Json {
             })
             .collect();
         let counts = self.stats.counts();
-        let report = Report { functions, lost_events: run.lost_events, threads: counts.threads, events: counts.events };
+        let report = Report {
+            functions,
+            lost_events: run.lost_events,
+            threads: counts.threads,
+            events: counts.events,
+        };
         serde_json::to_writer_pretty(&mut self.out, &report)?;
         writeln!(self.out)?;
         self.out.flush()?;
@@ -119,8 +128,14 @@ mod tests {
     fn plt_stubs_keep_their_name_and_calling_module() {
         use crate::model::EventKind::*;
         use crate::report::testutil::ev;
-        let events = [ev(Entry, 1, 0, 0, 0), ev(Entry, 1, 3, 1, 1), ev(Exit, 1, 3, 1, 2), ev(Exit, 1, 0, 0, 3)];
-        let value: serde_json::Value = serde_json::from_str(&report(&events, &options(Format::Json))).unwrap();
+        let events = [
+            ev(Entry, 1, 0, 0, 0),
+            ev(Entry, 1, 3, 1, 1),
+            ev(Exit, 1, 3, 1, 2),
+            ev(Exit, 1, 0, 0, 3),
+        ];
+        let value: serde_json::Value =
+            serde_json::from_str(&report(&events, &options(Format::Json))).unwrap();
         let plt = &value["functions"][1];
         assert_eq!(plt["function"], "qsort@plt");
         assert_eq!(plt["module"], "/opt/sort");

@@ -67,7 +67,11 @@ pub fn run(data: &Path, opts: &ReportOptions) -> Result<()> {
 /// Feeds every event of `reader` through call pairing into `sink`, closes the
 /// calls still open at the trace's end, and finishes the sink.
 pub fn replay(reader: &TraceReader, sink: &mut dyn Sink) -> Result<ReadStatus> {
-    let mut feed = Feed { sink, table: reader.table(), failed: None };
+    let mut feed = Feed {
+        sink,
+        table: reader.table(),
+        failed: None,
+    };
     let mut stacks = CallStacks::new();
     let mut events = reader.events();
     let mut last_ts = 0;
@@ -175,11 +179,19 @@ mod tests {
     fn run_writes_every_format_to_its_output() {
         let dir = tempfile::tempdir().unwrap();
         let data = testutil::trace_file(dir.path(), &testutil::synthetic_events(50));
-        for format in
-            [Format::Summary, Format::CallGraph, Format::Json, Format::Folded, Format::FlameGraph, Format::Chrome]
-        {
+        for format in [
+            Format::Summary,
+            Format::CallGraph,
+            Format::Json,
+            Format::Folded,
+            Format::FlameGraph,
+            Format::Chrome,
+        ] {
             let out = dir.path().join(format!("{format:?}.out"));
-            let opts = ReportOptions { output: Some(out.clone()), ..testutil::options(format) };
+            let opts = ReportOptions {
+                output: Some(out.clone()),
+                ..testutil::options(format)
+            };
             run(&data, &opts).unwrap();
             let text = std::fs::read_to_string(&out).unwrap();
             assert!(text.contains("main"), "{format:?}: {text}");
@@ -193,16 +205,34 @@ mod tests {
         let bytes = std::fs::read(&data).unwrap();
         std::fs::write(&data, &bytes[..bytes.len() - 10]).unwrap();
         let out = dir.path().join("summary.txt");
-        run(&data, &ReportOptions { output: Some(out.clone()), ..testutil::options(Format::Summary) }).unwrap();
-        assert!(std::fs::read_to_string(&out).unwrap().contains("sort::numbers"));
+        run(
+            &data,
+            &ReportOptions {
+                output: Some(out.clone()),
+                ..testutil::options(Format::Summary)
+            },
+        )
+        .unwrap();
+        assert!(
+            std::fs::read_to_string(&out)
+                .unwrap()
+                .contains("sort::numbers")
+        );
     }
 
     #[test]
     fn run_fails_in_one_line_on_bad_input() {
         let dir = tempfile::tempdir().unwrap();
-        let err = run(&dir.path().join("nope.data"), &testutil::options(Format::Summary)).unwrap_err();
+        let err = run(
+            &dir.path().join("nope.data"),
+            &testutil::options(Format::Summary),
+        )
+        .unwrap_err();
         let msg = format!("{err:#}");
-        assert!(msg.ends_with("nope.data: no such file (record one with `utrace --record -c COMMAND`)"), "{msg}");
+        assert!(
+            msg.ends_with("nope.data: no such file (record one with `utrace --record -c COMMAND`)"),
+            "{msg}"
+        );
         assert!(!msg.contains('\n'));
     }
 }

@@ -24,13 +24,21 @@ pub struct Summary {
 
 impl Summary {
     pub fn new(out: Box<dyn Write>, sort: SortKey) -> Self {
-        Summary { out, sort, stats: FuncStats::new() }
+        Summary {
+            out,
+            sort,
+            stats: FuncStats::new(),
+        }
     }
 
     fn write_table(&mut self, table: &FuncTable) -> Result<()> {
         let rows = self.stats.rows(self.sort, table);
-        let name_width =
-            rows.iter().map(|r| table.name(r.0).chars().count()).max().unwrap_or(0).clamp(8, MAX_NAME_WIDTH);
+        let name_width = rows
+            .iter()
+            .map(|r| table.name(r.0).chars().count())
+            .max()
+            .unwrap_or(0)
+            .clamp(8, MAX_NAME_WIDTH);
         let mut head = String::new();
         let mut rule = String::new();
         for h in NUMBERS {
@@ -38,14 +46,23 @@ impl Summary {
             rule.push_str(&format!("{:>WIDTH$} ", "=".repeat(WIDTH - 1)));
         }
         writeln!(self.out, "{head} {:<name_width$}  Module", "Function")?;
-        writeln!(self.out, "{rule} {}  {}", "=".repeat(name_width), "=".repeat(6))?;
+        writeln!(
+            self.out,
+            "{rule} {}  {}",
+            "=".repeat(name_width),
+            "=".repeat(6)
+        )?;
         for (func, s) in rows {
             let mut line = format!("{:>WIDTH$} ", thousands(s.calls));
             for ns in [s.total_ns, s.self_ns, s.avg_ns(), s.min_ns, s.max_ns] {
                 line.push_str(&format!("{:>WIDTH$} ", human_duration(ns)));
             }
             let module = module_name(table.module_of(func));
-            writeln!(self.out, "{line} {:<name_width$}  {module}", table.name(func))?;
+            writeln!(
+                self.out,
+                "{line} {:<name_width$}  {module}",
+                table.name(func)
+            )?;
         }
         Ok(())
     }
@@ -57,7 +74,8 @@ pub fn footer(counts: &Counts, run: &RunInfo) -> String {
         Some(ns) if run.start_mono_ns > 0 && ns > 0 => ns,
         _ => counts.span_ns(),
     };
-    let plural = |n: u64, word: &str| format!("{} {word}{}", thousands(n), if n == 1 { "" } else { "s" });
+    let plural =
+        |n: u64, word: &str| format!("{} {word}{}", thousands(n), if n == 1 { "" } else { "s" });
     let mut line = format!(
         "{}, {}, {} lost, {} traced",
         plural(counts.events, "event"),
@@ -66,7 +84,9 @@ pub fn footer(counts: &Counts, run: &RunInfo) -> String {
         human_duration(wall)
     );
     if run.lost_events > 0 {
-        line.push_str(" (lost events: trace fewer functions with -f, or less deep with --max-depth)");
+        line.push_str(
+            " (lost events: trace fewer functions with -f, or less deep with --max-depth)",
+        );
     }
     line
 }
@@ -114,14 +134,23 @@ mod tests {
     fn sort_keys_order_rows() {
         let events = synthetic_events(40);
         let order = |sort| {
-            let text = report(&events, &crate::cli::ReportOptions { sort, ..options(Format::Summary) });
+            let text = report(
+                &events,
+                &crate::cli::ReportOptions {
+                    sort,
+                    ..options(Format::Summary)
+                },
+            );
             text.lines()
                 .skip(2)
                 .take_while(|l| !l.is_empty())
                 .map(|l| l.split_whitespace().nth(11).unwrap().to_owned())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(order(SortKey::Name), ["compare", "main", "qsort@plt", "sort::numbers"]);
+        assert_eq!(
+            order(SortKey::Name),
+            ["compare", "main", "qsort@plt", "sort::numbers"]
+        );
         assert_eq!(order(SortKey::Calls)[0], "compare");
         assert_eq!(order(SortKey::Total)[0], "main");
     }
@@ -135,12 +164,22 @@ mod tests {
             let mut roots = 0;
             for c in calls.iter().filter(|c| c.tid() == tid) {
                 stats.call(c);
-                if let Call::Leave { depth: 0, entry_ts, ts, .. } = c {
+                if let Call::Leave {
+                    depth: 0,
+                    entry_ts,
+                    ts,
+                    ..
+                } = c
+                {
                     roots += ts - entry_ts;
                 }
             }
             let table = crate::tracefile::tests::table();
-            let self_sum: u64 = stats.rows(SortKey::Total, &table).iter().map(|r| r.1.self_ns).sum();
+            let self_sum: u64 = stats
+                .rows(SortKey::Total, &table)
+                .iter()
+                .map(|r| r.1.self_ns)
+                .sum();
             assert_eq!(self_sum, roots, "tid {tid}");
         }
     }

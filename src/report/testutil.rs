@@ -14,7 +14,14 @@ use crate::tracefile::tests::{run_info, table};
 pub(crate) use crate::tracefile::tests::synthetic_events;
 
 pub fn ev(kind: EventKind, tid: u32, func: u32, depth: u32, ts: u64) -> Event {
-    Event { kind, pid: 4242, tid, func, depth, ts }
+    Event {
+        kind,
+        pid: 4242,
+        tid,
+        func,
+        depth,
+        ts,
+    }
 }
 
 /// main (0) 0..100 → fib (4) 10..90 → fib 20..70 → fib 30..50.
@@ -38,7 +45,9 @@ pub fn calls_of(events: &[Event]) -> Vec<Call> {
     for e in events {
         stacks.push(e, &mut |c| calls.push(*c));
     }
-    stacks.finish(events.iter().map(|e| e.ts).max().unwrap_or(0), &mut |c| calls.push(*c));
+    stacks.finish(events.iter().map(|e| e.ts).max().unwrap_or(0), &mut |c| {
+        calls.push(*c)
+    });
     calls
 }
 
@@ -47,7 +56,12 @@ pub fn options(format: Format) -> ReportOptions {
         format,
         sort: SortKey::Total,
         per_thread: false,
-        layout: Layout { tid: true, timestamp: false, flat: false, libname: false },
+        layout: Layout {
+            tid: true,
+            timestamp: false,
+            flat: false,
+            libname: false,
+        },
         output: None,
     }
 }
@@ -58,7 +72,10 @@ pub struct SharedBuf(pub Arc<Mutex<Vec<u8>>>);
 
 impl Write for SharedBuf {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
 
@@ -82,7 +99,12 @@ pub fn trace_file(dir: &Path, events: &[Event]) -> std::path::PathBuf {
         w.write(e).unwrap();
     }
     let end = events.iter().map(|e| e.ts).max().unwrap_or(0) + 1;
-    w.finish(&RunInfo { end_mono_ns: end, lost_events: 3, ..run_info() }).unwrap();
+    w.finish(&RunInfo {
+        end_mono_ns: end,
+        lost_events: 3,
+        ..run_info()
+    })
+    .unwrap();
     path
 }
 

@@ -142,7 +142,10 @@ impl ChunkEncoder {
             put(&mut self.funcs, ev.func.into());
         }
         model.update(exit, ev.depth, ev.func);
-        put(&mut self.deltas, zigzag(ev.ts.wrapping_sub(self.prev_ts) as i64));
+        put(
+            &mut self.deltas,
+            zigzag(ev.ts.wrapping_sub(self.prev_ts) as i64),
+        );
         self.prev_ts = ev.ts;
         self.flags.push(flags);
     }
@@ -154,7 +157,13 @@ impl ChunkEncoder {
         for col in [&self.threads, &self.depths, &self.funcs, &self.deltas] {
             put(out, col.len() as u64);
         }
-        for col in [&mut self.flags, &mut self.threads, &mut self.depths, &mut self.funcs, &mut self.deltas] {
+        for col in [
+            &mut self.flags,
+            &mut self.threads,
+            &mut self.depths,
+            &mut self.funcs,
+            &mut self.deltas,
+        ] {
             out.extend_from_slice(col);
             col.clear();
         }
@@ -202,14 +211,34 @@ impl ChunkDecoder {
             let (tid, pid, idx) = cur?;
             let model = &mut self.models.models[idx];
             let exit = f & EXIT != 0;
-            let depth = if f & DEPTH != 0 { depths.varint_u32()? } else { model.predict_depth(exit)? };
-            let func = if f & FUNC != 0 { funcs.varint_u32()? } else { model.func_at(depth)? };
+            let depth = if f & DEPTH != 0 {
+                depths.varint_u32()?
+            } else {
+                model.predict_depth(exit)?
+            };
+            let func = if f & FUNC != 0 {
+                funcs.varint_u32()?
+            } else {
+                model.func_at(depth)?
+            };
             model.update(exit, depth, func);
             ts = ts.wrapping_add(unzigzag(deltas.varint()?) as u64);
-            let kind = if exit { EventKind::Exit } else { EventKind::Entry };
-            out.push(Event { kind, pid, tid, func, depth, ts });
+            let kind = if exit {
+                EventKind::Exit
+            } else {
+                EventKind::Entry
+            };
+            out.push(Event {
+                kind,
+                pid,
+                tid,
+                func,
+                depth,
+                ts,
+            });
         }
-        let used_all = head.is_empty() && threads.is_empty() && depths.is_empty() && funcs.is_empty();
+        let used_all =
+            head.is_empty() && threads.is_empty() && depths.is_empty() && funcs.is_empty();
         (used_all && deltas.is_empty()).then_some(())
     }
 }
@@ -219,7 +248,14 @@ mod tests {
     use super::*;
 
     fn ev(kind: EventKind, tid: u32, func: u32, depth: u32, ts: u64) -> Event {
-        Event { kind, pid: 7, tid, func, depth, ts }
+        Event {
+            kind,
+            pid: 7,
+            tid,
+            func,
+            depth,
+            ts,
+        }
     }
 
     fn round_trip(events: &[Event]) -> Vec<u8> {
@@ -231,7 +267,9 @@ mod tests {
         enc.take(&mut raw);
         assert!(enc.is_empty());
         let mut out = Vec::new();
-        ChunkDecoder::default().decode(&raw, events.len() as u32, &mut out).expect("decodes");
+        ChunkDecoder::default()
+            .decode(&raw, events.len() as u32, &mut out)
+            .expect("decodes");
         assert_eq!(out, events);
         raw
     }
@@ -272,7 +310,12 @@ mod tests {
         let mut events = Vec::new();
         let mut ts = 0;
         for i in 0..1000u32 {
-            for (kind, func, depth) in [(Entry, 0, 0), (Entry, 1 + i % 3, 1), (Exit, 1 + i % 3, 1), (Exit, 0, 0)] {
+            for (kind, func, depth) in [
+                (Entry, 0, 0),
+                (Entry, 1 + i % 3, 1),
+                (Exit, 1 + i % 3, 1),
+                (Exit, 0, 0),
+            ] {
                 ts += 150;
                 events.push(ev(kind, 1, func, depth, ts));
             }
@@ -287,7 +330,9 @@ mod tests {
         let mut dec = ChunkDecoder::default();
         let mut out = Vec::new();
         for seed in 0..2000u32 {
-            let bytes: Vec<u8> = (0..(seed % 64)).map(|i| (seed.wrapping_mul(2654435761) >> (i % 24)) as u8).collect();
+            let bytes: Vec<u8> = (0..(seed % 64))
+                .map(|i| (seed.wrapping_mul(2654435761) >> (i % 24)) as u8)
+                .collect();
             let _ = dec.decode(&bytes, bytes.first().copied().unwrap_or(0).into(), &mut out);
         }
     }

@@ -18,7 +18,9 @@ use crate::model::{Event, EventKind, FuncKind, FuncTable, Function, Module, RunI
 /// Reads whatever `data` makes of a trace file; must never panic or hang.
 #[doc(hidden)]
 pub fn fuzz_one(data: &[u8]) {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     match mode % 3 {
         0 => read_file(rest),
         1 => read_file(&edited(sample(), rest)),
@@ -44,8 +46,13 @@ fn read_file(bytes: &[u8]) {
 }
 
 fn scratch_path() -> PathBuf {
-    let dir = if std::path::Path::new("/dev/shm").is_dir() { PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-    let thread = format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_digit(), "");
+    let dir = if std::path::Path::new("/dev/shm").is_dir() {
+        PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let thread =
+        format!("{:?}", std::thread::current().id()).replace(|c: char| !c.is_ascii_digit(), "");
     dir.join(format!("utrace-fuzz-{}-{thread}.data", std::process::id()))
 }
 
@@ -78,7 +85,10 @@ fn sample() -> &'static [u8] {
     SAMPLE.get_or_init(|| {
         let path = scratch_path().with_extension("sample");
         let table = FuncTable {
-            modules: vec![Module { path: "/bin/app".into(), build_id: Some("abcd".into()) }],
+            modules: vec![Module {
+                path: "/bin/app".into(),
+                build_id: Some("abcd".into()),
+            }],
             functions: (0..4)
                 .map(|i| Function {
                     module: 0,
@@ -86,11 +96,19 @@ fn sample() -> &'static [u8] {
                     raw_name: format!("f{i}"),
                     addr: i * 16,
                     size: 16,
-                    kind: if i == 3 { FuncKind::Plt } else { FuncKind::Function },
+                    kind: if i == 3 {
+                        FuncKind::Plt
+                    } else {
+                        FuncKind::Function
+                    },
                 })
                 .collect(),
         };
-        let run = RunInfo { command: "app".into(), pid: 1, ..RunInfo::default() };
+        let run = RunInfo {
+            command: "app".into(),
+            pid: 1,
+            ..RunInfo::default()
+        };
         let mut bytes = Vec::new();
         if let Ok(mut w) = TraceWriter::create(&path, &run, &table) {
             w.set_chunk_events(64);
@@ -103,10 +121,22 @@ fn sample() -> &'static [u8] {
                     (EventKind::Exit, 0, 0),
                 ] {
                     ts += 10 + u64::from(i % 7);
-                    let _ = w.write(&Event { kind, pid: 1, tid: 1 + i % 2, func, depth, ts });
+                    let _ = w.write(&Event {
+                        kind,
+                        pid: 1,
+                        tid: 1 + i % 2,
+                        func,
+                        depth,
+                        ts,
+                    });
                 }
             }
-            if w.finish(&RunInfo { end_mono_ns: ts + 1, ..run }).is_ok() {
+            if w.finish(&RunInfo {
+                end_mono_ns: ts + 1,
+                ..run
+            })
+            .is_ok()
+            {
                 bytes = std::fs::read(&path).unwrap_or_default();
             }
         }

@@ -40,7 +40,11 @@ pub fn decode_header(buf: &[u8]) -> Option<Header> {
         start_mono_ns: c.varint()?,
         ..RunInfo::default()
     };
-    Some(Header { utrace_version, clock, run })
+    Some(Header {
+        utrace_version,
+        clock,
+        run,
+    })
 }
 
 const FN_PLT: u8 = 1;
@@ -92,14 +96,22 @@ fn decode_function(c: &mut Cursor) -> Option<Function> {
     let module = c.varint_u32()?;
     let name = c.str()?;
     let flags = c.u8()?;
-    let raw_name = if flags & FN_RAW_IS_NAME != 0 { name.clone() } else { c.str()? };
+    let raw_name = if flags & FN_RAW_IS_NAME != 0 {
+        name.clone()
+    } else {
+        c.str()?
+    };
     Some(Function {
         module,
         name,
         raw_name,
         addr: c.varint()?,
         size: c.varint()?,
-        kind: if flags & FN_PLT != 0 { FuncKind::Plt } else { FuncKind::Function },
+        kind: if flags & FN_PLT != 0 {
+            FuncKind::Plt
+        } else {
+            FuncKind::Function
+        },
     })
 }
 
@@ -118,10 +130,16 @@ pub const TRAILER_PAYLOAD_LEN: usize = 40;
 
 impl Trailer {
     pub fn encode(&self) -> Vec<u8> {
-        [self.end_mono_ns, self.lost_events, self.events, self.calls, self.chunks]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect()
+        [
+            self.end_mono_ns,
+            self.lost_events,
+            self.events,
+            self.calls,
+            self.chunks,
+        ]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
     }
 
     pub fn decode(buf: &[u8]) -> Option<Trailer> {

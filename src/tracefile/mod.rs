@@ -54,7 +54,11 @@ pub enum TraceFileError {
     #[error(
         "{path} is in trace format version {found}, newer than this utrace reads (up to {supported}): use a newer utrace"
     )]
-    NewerVersion { path: PathBuf, found: u16, supported: u16 },
+    NewerVersion {
+        path: PathBuf,
+        found: u16,
+        supported: u16,
+    },
     #[error("{path} is damaged: {what}")]
     Corrupt { path: PathBuf, what: String },
     #[error("reading {path}")]

@@ -35,22 +35,44 @@ pub struct TraceReader {
 
 impl TraceReader {
     pub fn open(path: &Path) -> Result<TraceReader, TraceFileError> {
-        let io_err = |source| TraceFileError::Io { path: path.to_owned(), source };
+        let io_err = |source| TraceFileError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let (file, len) = open_file(path)?;
         let mut input = Input::new(&file, 0, len);
         let format_version = read_preamble(&mut input, path)?;
-        let corrupt = |what: &str| TraceFileError::Corrupt { path: path.to_owned(), what: what.to_owned() };
+        let corrupt = |what: &str| TraceFileError::Corrupt {
+            path: path.to_owned(),
+            what: what.to_owned(),
+        };
         let header = match read_meta_frame(&mut input, Kind::Header).map_err(io_err)? {
-            Some(raw) => decode_header(&raw).ok_or_else(|| corrupt("its header does not decode"))?,
-            None => return Err(corrupt("its header is cut short or damaged; nothing can be reported")),
+            Some(raw) => {
+                decode_header(&raw).ok_or_else(|| corrupt("its header does not decode"))?
+            }
+            None => {
+                return Err(corrupt(
+                    "its header is cut short or damaged; nothing can be reported",
+                ));
+            }
         };
         let table = match read_meta_frame(&mut input, Kind::Table).map_err(io_err)? {
-            Some(raw) => decode_table(&raw).ok_or_else(|| corrupt("its function table does not decode"))?,
-            None => return Err(corrupt("its function table is cut short or damaged; nothing can be reported")),
+            Some(raw) => {
+                decode_table(&raw).ok_or_else(|| corrupt("its function table does not decode"))?
+            }
+            None => {
+                return Err(corrupt(
+                    "its function table is cut short or damaged; nothing can be reported",
+                ));
+            }
         };
         let data_start = input.pos;
         let trailer = read_trailer(&file, data_start, len).map_err(io_err)?;
-        let data_end = if trailer.is_some() { len - TRAILER_FRAME_LEN } else { len };
+        let data_end = if trailer.is_some() {
+            len - TRAILER_FRAME_LEN
+        } else {
+            len
+        };
         let mut run = header.run.clone();
         if let Some(t) = &trailer {
             run.end_mono_ns = t.end_mono_ns;
@@ -106,7 +128,10 @@ impl TraceReader {
             raw: Vec::new(),
             buf: Vec::new(),
             next: 0,
-            status: ReadStatus { truncated: self.trailer.is_none(), ..ReadStatus::default() },
+            status: ReadStatus {
+                truncated: self.trailer.is_none(),
+                ..ReadStatus::default()
+            },
             done: false,
         }
     }
@@ -114,49 +139,77 @@ impl TraceReader {
 
 /// The file and its length, or why it is no trace file at all.
 fn open_file(path: &Path) -> Result<(File, u64), TraceFileError> {
-    let io_err = |source| TraceFileError::Io { path: path.to_owned(), source };
+    let io_err = |source| TraceFileError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        ErrorKind::NotFound => TraceFileError::Missing { path: path.to_owned() },
+        ErrorKind::NotFound => TraceFileError::Missing {
+            path: path.to_owned(),
+        },
         _ => io_err(e),
     })?;
     if meta.is_dir() {
-        return Err(TraceFileError::IsADirectory { path: path.to_owned() });
+        return Err(TraceFileError::IsADirectory {
+            path: path.to_owned(),
+        });
     }
     let file = File::open(path).map_err(io_err)?;
     let len = file.metadata().map_err(io_err)?.len();
     if len == 0 {
-        return Err(TraceFileError::Empty { path: path.to_owned() });
+        return Err(TraceFileError::Empty {
+            path: path.to_owned(),
+        });
     }
     Ok((file, len))
 }
 
 fn read_preamble(input: &mut Input, path: &Path) -> Result<u16, TraceFileError> {
-    let bytes = input.fill(PREAMBLE_LEN).map_err(|source| TraceFileError::Io { path: path.to_owned(), source })?;
+    let bytes = input
+        .fill(PREAMBLE_LEN)
+        .map_err(|source| TraceFileError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
     if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
-        return Err(TraceFileError::NotATraceFile { path: path.to_owned() });
+        return Err(TraceFileError::NotATraceFile {
+            path: path.to_owned(),
+        });
     }
     if bytes.len() < PREAMBLE_LEN {
         let what = "it ends right after its magic number".to_owned();
-        return Err(TraceFileError::Corrupt { path: path.to_owned(), what });
+        return Err(TraceFileError::Corrupt {
+            path: path.to_owned(),
+            what,
+        });
     }
     let version = u16::from_le_bytes([bytes[8], bytes[9]]);
     input.consume(PREAMBLE_LEN);
     match version {
-        0 => Err(TraceFileError::Corrupt { path: path.to_owned(), what: "its format version is 0".to_owned() }),
-        v if v > FORMAT_VERSION => {
-            Err(TraceFileError::NewerVersion { path: path.to_owned(), found: v, supported: FORMAT_VERSION })
-        }
+        0 => Err(TraceFileError::Corrupt {
+            path: path.to_owned(),
+            what: "its format version is 0".to_owned(),
+        }),
+        v if v > FORMAT_VERSION => Err(TraceFileError::NewerVersion {
+            path: path.to_owned(),
+            found: v,
+            supported: FORMAT_VERSION,
+        }),
         v => Ok(v),
     }
 }
 
 /// The decompressed payload of the next frame if it is an intact `kind` frame.
 fn read_meta_frame(input: &mut Input, kind: Kind) -> io::Result<Option<Vec<u8>>> {
-    let Some(header) = input.frame_header()? else { return Ok(None) };
+    let Some(header) = input.frame_header()? else {
+        return Ok(None);
+    };
     if header.kind != kind {
         return Ok(None);
     }
-    let Some(payload) = input.payload(&header)? else { return Ok(None) };
+    let Some(payload) = input.payload(&header)? else {
+        return Ok(None);
+    };
     let raw = if !header.payload_ok(payload) {
         None
     } else if header.flags & FLAG_ZSTD == 0 {
@@ -174,11 +227,16 @@ fn read_trailer(file: &File, data_start: u64, len: u64) -> io::Result<Option<Tra
         return Ok(None);
     }
     let mut input = Input::new(file, len - TRAILER_FRAME_LEN, len);
-    let Some(header) = input.frame_header()? else { return Ok(None) };
+    let Some(header) = input.frame_header()? else {
+        return Ok(None);
+    };
     if header.kind != Kind::Trailer {
         return Ok(None);
     }
-    Ok(input.payload(&header)?.filter(|p| header.payload_ok(p)).and_then(Trailer::decode))
+    Ok(input
+        .payload(&header)?
+        .filter(|p| header.payload_ok(p))
+        .and_then(Trailer::decode))
 }
 
 /// What reading the events met besides events.
@@ -228,7 +286,9 @@ impl ReadStatus {
         if let Some(expected) = self.expected_events {
             let accounted = self.events + self.skipped_events + self.cut_events;
             if accounted != expected && self.io_error.is_none() {
-                w.push(format!("the trailer counts {expected} events but {accounted} were found"));
+                w.push(format!(
+                    "the trailer counts {expected} events but {accounted} were found"
+                ));
             }
         }
         if let Some(e) = &self.io_error {
@@ -310,7 +370,14 @@ impl Events<'_> {
         let ok = header.payload_ok(payload)
             && header.count <= MAX_CHUNK_EVENTS
             && header.raw_len <= MAX_CHUNK_RAW
-            && decode_chunk(&header, payload, &mut self.zstd, &mut self.raw, &mut self.decoder, &mut self.buf);
+            && decode_chunk(
+                &header,
+                payload,
+                &mut self.zstd,
+                &mut self.raw,
+                &mut self.decoder,
+                &mut self.buf,
+            );
         self.input.consume(header.payload_len as usize);
         if !ok {
             self.status.skipped_chunks += 1;
@@ -378,7 +445,14 @@ struct Input<'a> {
 
 impl<'a> Input<'a> {
     fn new(file: &'a File, pos: u64, end: u64) -> Self {
-        Input { file, buf: Vec::new(), lo: 0, hi: 0, pos, end }
+        Input {
+            file,
+            buf: Vec::new(),
+            lo: 0,
+            hi: 0,
+            pos,
+            end,
+        }
     }
 
     fn remaining(&self) -> u64 {
@@ -398,8 +472,12 @@ impl<'a> Input<'a> {
             }
             while self.hi < want {
                 let at = self.pos + self.hi as u64;
-                let room = (self.buf.len() - self.hi).min(usize::try_from(self.end - at).unwrap_or(usize::MAX));
-                match self.file.read_at(&mut self.buf[self.hi..self.hi + room], at) {
+                let room = (self.buf.len() - self.hi)
+                    .min(usize::try_from(self.end - at).unwrap_or(usize::MAX));
+                match self
+                    .file
+                    .read_at(&mut self.buf[self.hi..self.hi + room], at)
+                {
                     Ok(0) => break,
                     Ok(k) => self.hi += k,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -420,7 +498,9 @@ impl<'a> Input<'a> {
     /// Reads and consumes an intact frame header; consumes nothing if there is none.
     fn frame_header(&mut self) -> io::Result<Option<FrameHeader>> {
         let bytes = self.fill(HEADER_LEN)?;
-        let Ok(h) = <&[u8; HEADER_LEN]>::try_from(bytes) else { return Ok(None) };
+        let Ok(h) = <&[u8; HEADER_LEN]>::try_from(bytes) else {
+            return Ok(None);
+        };
         let header = FrameHeader::parse(h);
         if header.is_some() {
             self.consume(HEADER_LEN);

@@ -17,16 +17,34 @@ pub(crate) fn table() -> FuncTable {
     };
     FuncTable {
         modules: vec![
-            Module { path: "/opt/sort".into(), build_id: Some("ab12".into()) },
-            Module { path: "/lib/libc.so.6".into(), build_id: None },
+            Module {
+                path: "/opt/sort".into(),
+                build_id: Some("ab12".into()),
+            },
+            Module {
+                path: "/lib/libc.so.6".into(),
+                build_id: None,
+            },
         ],
         functions: vec![
             f(0, "main", "main", 0x1000, FuncKind::Function),
-            f(0, "sort::numbers", "_ZN4sort7numbersE", 0x1100, FuncKind::Function),
+            f(
+                0,
+                "sort::numbers",
+                "_ZN4sort7numbersE",
+                0x1100,
+                FuncKind::Function,
+            ),
             f(0, "compare", "compare", 0x1200, FuncKind::Function),
             f(0, "qsort@plt", "qsort", 0x400, FuncKind::Plt),
             f(0, "fib", "fib", 0x1300, FuncKind::Function),
-            f(1, "operator<<(std::ostream&, \"x\")", "_ZlsRSo", 0x2000, FuncKind::Function),
+            f(
+                1,
+                "operator<<(std::ostream&, \"x\")",
+                "_ZlsRSo",
+                0x2000,
+                FuncKind::Function,
+            ),
         ],
     }
 }
@@ -58,7 +76,14 @@ pub(crate) fn synthetic_events(n: usize) -> Vec<Event> {
         let tid = 4242 + (i % 3) as u32;
         let mut e = |kind, func, depth| {
             ts += 50 + jitter();
-            out.push(Event { kind, pid: 4242, tid, func, depth, ts });
+            out.push(Event {
+                kind,
+                pid: 4242,
+                tid,
+                func,
+                depth,
+                ts,
+            });
         };
         use EventKind::*;
         e(Entry, 0, 0);
@@ -82,7 +107,11 @@ pub(crate) fn write_trace(path: &Path, events: &[Event], finish: bool) -> Summar
         w.write(e).unwrap();
     }
     if finish {
-        let end = RunInfo { end_mono_ns: events.last().map_or(0, |e| e.ts + 1), lost_events: 3, ..run_info() };
+        let end = RunInfo {
+            end_mono_ns: events.last().map_or(0, |e| e.ts + 1),
+            lost_events: 3,
+            ..run_info()
+        };
         w.finish(&end).unwrap()
     } else {
         w.flush_chunk().unwrap();
@@ -110,7 +139,10 @@ fn round_trip_is_exact() {
     let events = synthetic_events(50_000);
     let summary = write_trace(&path, &events, true);
     assert_eq!(summary.events, events.len() as u64);
-    assert_eq!(summary.calls, events.iter().filter(|e| e.kind == EventKind::Entry).count() as u64);
+    assert_eq!(
+        summary.calls,
+        events.iter().filter(|e| e.kind == EventKind::Entry).count() as u64
+    );
     assert_eq!(summary.lost, 3);
     assert_eq!(summary.bytes, std::fs::metadata(&path).unwrap().len());
     let r = TraceReader::open(&path).unwrap();
@@ -185,7 +217,9 @@ fn cut_at_every_offset_reads_a_prefix_or_fails_clearly() {
     let cut_path = path.with_extension("cut");
     // Every offset in the first 400 bytes (preamble, header, table), then a
     // spread over the chunks and the trailer.
-    let offsets = (0..400).chain((400..full.len()).step_by(23)).chain(full.len() - 70..full.len());
+    let offsets = (0..400)
+        .chain((400..full.len()).step_by(23))
+        .chain(full.len() - 70..full.len());
     for at in offsets {
         std::fs::write(&cut_path, &full[..at]).unwrap();
         match read_all(&cut_path) {
@@ -253,9 +287,16 @@ fn a_damaged_chunk_is_skipped_and_counted() {
     std::fs::write(&path, &bytes).unwrap();
     let (read, status) = read_all(&path).unwrap();
     assert_eq!(status.skipped_chunks, 1);
-    assert_eq!(read.len() as u64 + status.skipped_events, events.len() as u64);
+    assert_eq!(
+        read.len() as u64 + status.skipped_events,
+        events.len() as u64
+    );
     assert!(!status.truncated);
-    assert!(status.warnings()[0].contains("skipped 1 damaged chunk"), "{:?}", status.warnings());
+    assert!(
+        status.warnings()[0].contains("skipped 1 damaged chunk"),
+        "{:?}",
+        status.warnings()
+    );
 }
 
 #[test]
@@ -265,14 +306,26 @@ fn a_damaged_frame_header_resynchronises_on_the_next_chunk() {
     write_trace(&path, &events, true);
     let mut bytes = std::fs::read(&path).unwrap();
     // The second chunk frame's sync marker.
-    let starts: Vec<usize> = bytes.windows(4).enumerate().filter(|(_, w)| *w == frame::SYNC).map(|(i, _)| i).collect();
+    let starts: Vec<usize> = bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == frame::SYNC)
+        .map(|(i, _)| i)
+        .collect();
     let second_chunk = starts[3];
     bytes[second_chunk + 10] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
     let (read, status) = read_all(&path).unwrap();
     assert!(status.skipped_bytes > 0);
     assert!(read.len() < events.len() && read.len() > events.len() / 2);
-    assert!(status.warnings().iter().any(|w| w.contains("trailer counts")), "{:?}", status.warnings());
+    assert!(
+        status
+            .warnings()
+            .iter()
+            .any(|w| w.contains("trailer counts")),
+        "{:?}",
+        status.warnings()
+    );
 }
 
 #[test]
@@ -280,7 +333,10 @@ fn bad_inputs_give_their_errors() {
     let (dir, path) = temp();
     let err = |p: &Path| TraceReader::open(p).err().expect("must fail");
     assert!(matches!(err(&path), TraceFileError::Missing { .. }));
-    assert!(matches!(err(dir.path()), TraceFileError::IsADirectory { .. }));
+    assert!(matches!(
+        err(dir.path()),
+        TraceFileError::IsADirectory { .. }
+    ));
     std::fs::write(&path, b"").unwrap();
     assert!(matches!(err(&path), TraceFileError::Empty { .. }));
     std::fs::write(&path, b"hello, world, this is plain text\n").unwrap();
@@ -292,7 +348,11 @@ fn bad_inputs_give_their_errors() {
     bytes[8] = 9;
     std::fs::write(&path, &bytes).unwrap();
     match err(&path) {
-        TraceFileError::NewerVersion { found: 9, supported: FORMAT_VERSION, .. } => {}
+        TraceFileError::NewerVersion {
+            found: 9,
+            supported: FORMAT_VERSION,
+            ..
+        } => {}
         e => panic!("{e}"),
     }
 }
@@ -306,7 +366,10 @@ fn errors_are_one_clear_line() {
     assert!(msg.ends_with("is a directory, not a trace file"), "{msg}");
     std::fs::write(&path, b"\x89utrace\n\x07\x00\x00\x00").unwrap();
     let msg = TraceReader::open(&path).err().unwrap().to_string();
-    assert!(msg.contains("format version 7, newer than this utrace reads (up to 1)"), "{msg}");
+    assert!(
+        msg.contains("format version 7, newer than this utrace reads (up to 1)"),
+        "{msg}"
+    );
     assert!(!msg.contains('\n'));
 }
 
@@ -327,7 +390,11 @@ fn mutated_files_never_panic() {
         rng ^= rng << 17;
         (rng % n.max(1) as u64) as usize
     };
-    let rounds = if cfg!(debug_assertions) { 1_000 } else { 10_000 };
+    let rounds = if cfg!(debug_assertions) {
+        1_000
+    } else {
+        10_000
+    };
     for _ in 0..rounds {
         let mut bytes = seed_file.clone();
         for _ in 0..1 + next(4) {

@@ -45,7 +45,8 @@ impl TraceWriter {
     /// Creates (or truncates) `path` and writes the header and function table.
     pub fn create(path: &Path, run: &RunInfo, table: &FuncTable) -> Result<TraceWriter> {
         let file = File::create(path).with_context(|| format!("creating {}", path.display()))?;
-        let zstd = zstd::bulk::Compressor::new(ZSTD_LEVEL).context("starting the zstd compressor")?;
+        let zstd =
+            zstd::bulk::Compressor::new(ZSTD_LEVEL).context("starting the zstd compressor")?;
         let mut w = TraceWriter {
             out: BufWriter::with_capacity(1 << 18, file),
             path: path.to_owned(),
@@ -64,7 +65,10 @@ impl TraceWriter {
         w.frame(Kind::Header, &encode_header(run), false, 0)?;
         let table = encode_table(table);
         if table.len() > MAX_PAYLOAD as usize {
-            bail!("the function table is too large for a trace file ({} bytes)", table.len());
+            bail!(
+                "the function table is too large for a trace file ({} bytes)",
+                table.len()
+            );
         }
         w.frame(Kind::Table, &table, true, 0)?;
         w.flush()?;
@@ -76,7 +80,11 @@ impl TraceWriter {
         self.chunk.push(ev);
         self.summary.events += 1;
         self.summary.calls += u64::from(ev.kind == EventKind::Entry);
-        if self.chunk.len() >= self.chunk_events { self.flush_chunk() } else { Ok(()) }
+        if self.chunk.len() >= self.chunk_events {
+            self.flush_chunk()
+        } else {
+            Ok(())
+        }
     }
 
     /// Smaller chunks, so tests and the fuzzer get many chunks from few events.
@@ -94,7 +102,9 @@ impl TraceWriter {
         let mut raw = std::mem::take(&mut self.raw);
         raw.clear();
         self.chunk.take(&mut raw);
-        let res = self.frame(Kind::Chunk, &raw, true, count).and_then(|()| self.flush());
+        let res = self
+            .frame(Kind::Chunk, &raw, true, count)
+            .and_then(|()| self.flush());
         self.raw = raw;
         self.summary.chunks += 1;
         res
@@ -115,7 +125,10 @@ impl TraceWriter {
         self.frame(Kind::Trailer, &trailer.encode(), false, 0)?;
         self.flush()?;
         self.finished = true;
-        self.out.get_ref().sync_all().with_context(|| format!("syncing {}", self.path.display()))?;
+        self.out
+            .get_ref()
+            .sync_all()
+            .with_context(|| format!("syncing {}", self.path.display()))?;
         Ok(self.summary)
     }
 
@@ -124,8 +137,11 @@ impl TraceWriter {
         let mut flags = 0;
         if compress {
             self.packed.clear();
-            self.packed.reserve(zstd::zstd_safe::compress_bound(raw.len()));
-            self.zstd.compress_to_buffer(raw, &mut self.packed).context("compressing a chunk")?;
+            self.packed
+                .reserve(zstd::zstd_safe::compress_bound(raw.len()));
+            self.zstd
+                .compress_to_buffer(raw, &mut self.packed)
+                .context("compressing a chunk")?;
             if self.packed.len() < raw.len() {
                 payload = &self.packed;
                 flags = FLAG_ZSTD;
@@ -133,20 +149,27 @@ impl TraceWriter {
         }
         let header = FrameHeader::new(kind, flags, payload, raw.len(), count).encode();
         let len = (header.len() + payload.len()) as u64;
-        let res = self.out.write_all(&header).and_then(|()| self.out.write_all(payload));
+        let res = self
+            .out
+            .write_all(&header)
+            .and_then(|()| self.out.write_all(payload));
         res.with_context(|| format!("writing {}", self.path.display()))?;
         self.summary.bytes += len;
         Ok(())
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes).with_context(|| format!("writing {}", self.path.display()))?;
+        self.out
+            .write_all(bytes)
+            .with_context(|| format!("writing {}", self.path.display()))?;
         self.summary.bytes += bytes.len() as u64;
         Ok(())
     }
 
     fn flush(&mut self) -> Result<()> {
-        self.out.flush().with_context(|| format!("writing {}", self.path.display()))
+        self.out
+            .flush()
+            .with_context(|| format!("writing {}", self.path.display()))
     }
 }
 

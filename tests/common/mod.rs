@@ -544,7 +544,12 @@ pub struct Traced {
 pub fn trace(bin: &Path, args: &[&str], opts: &[&str]) -> Traced {
     let graph = tempfile::NamedTempFile::new().expect("temp file");
     let mut cmd = utrace();
-    cmd.args(opts).arg("-o").arg(graph.path()).arg("--").arg(bin).args(args);
+    cmd.args(opts)
+        .arg("-o")
+        .arg(graph.path())
+        .arg("--")
+        .arg(bin)
+        .args(args);
     let out = run(&mut cmd, Duration::from_secs(120));
     Traced {
         graph: std::fs::read_to_string(graph.path()).unwrap_or_default(),
@@ -556,5 +561,8 @@ pub fn trace(bin: &Path, args: &[&str], opts: &[&str]) -> Traced {
 
 /// Expected call counts, written as `&[("main", 1), ...]`.
 pub fn counts(expected: &[(&str, usize)]) -> BTreeMap<String, usize> {
-    expected.iter().map(|&(name, n)| (name.to_string(), n)).collect()
+    expected
+        .iter()
+        .map(|&(name, n)| (name.to_string(), n))
+        .collect()
 }

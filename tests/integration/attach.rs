@@ -16,11 +16,20 @@ struct Spin {
 
 impl Spin {
     fn start(bin: &Path, args: &[&str]) -> Spin {
-        let mut child =
-            Command::new(bin).args(args).stdout(Stdio::piped()).spawn().expect("starting the spin fixture");
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the spin fixture");
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().expect("piped")).read_line(&mut line).expect("reading pid");
-        let pid = line.trim().strip_prefix("pid=").and_then(|p| p.parse().ok()).expect("pid=N line");
+        BufReader::new(child.stdout.as_mut().expect("piped"))
+            .read_line(&mut line)
+            .expect("reading pid");
+        let pid = line
+            .trim()
+            .strip_prefix("pid=")
+            .and_then(|p| p.parse().ok())
+            .expect("pid=N line");
         Spin { child, pid }
     }
 
@@ -52,7 +61,9 @@ fn attach(pid: u32, opts: &[&str], graph: &Path) -> Child {
     let start = Instant::now();
     while !line.contains("attached") {
         line.clear();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0 || start.elapsed() > Duration::from_secs(60) {
+        if stderr.read_line(&mut line).unwrap_or(0) == 0
+            || start.elapsed() > Duration::from_secs(60)
+        {
             panic!("utrace never said it attached; last line: {line}");
         }
     }
@@ -63,7 +74,11 @@ fn attach(pid: u32, opts: &[&str], graph: &Path) -> Child {
 
 fn signal(pid: u32, sig: i32) {
     // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "kill({pid}, {sig})");
+    assert_eq!(
+        unsafe { libc::kill(pid as i32, sig) },
+        0,
+        "kill({pid}, {sig})"
+    );
 }
 
 fn wait(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
@@ -72,7 +87,10 @@ fn wait(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().expect("waiting") {
             return status;
         }
-        assert!(start.elapsed() < timeout, "utrace did not end within {timeout:?}");
+        assert!(
+            start.elapsed() < timeout,
+            "utrace did not end within {timeout:?}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -90,14 +108,26 @@ fn attach_counts_exactly_and_ends_with_the_process() {
     assert!(status.success(), "{status:?}");
     assert!(!spin.alive());
     let text = std::fs::read_to_string(graph.path()).unwrap();
-    assert_eq!(count_calls(&text), counts(&[("tick", 1000), ("finish", 1), ("printf@plt", 1)]), "{text}");
+    assert_eq!(
+        count_calls(&text),
+        counts(&[("tick", 1000), ("finish", 1), ("printf@plt", 1)]),
+        "{text}"
+    );
 }
 
 /// File offset of `name`'s probe in `bin`, from `utrace --list`.
 fn probe_offset(bin: &Path, name: &str) -> u64 {
-    let out = utrace().arg("--list").arg("--").arg(bin).output().expect("utrace --list");
+    let out = utrace()
+        .arg("--list")
+        .arg("--")
+        .arg(bin)
+        .output()
+        .expect("utrace --list");
     let text = String::from_utf8_lossy(&out.stdout);
-    let row = text.lines().find(|l| l.split_whitespace().last() == Some(name)).expect("function listed");
+    let row = text
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some(name))
+        .expect("function listed");
     let offset = row.split_whitespace().nth(1).expect("offset column");
     u64::from_str_radix(offset.trim_start_matches("0x"), 16).expect("hex offset")
 }
@@ -112,9 +142,13 @@ fn mapped_byte(pid: u32, bin: &Path, offset: u64) -> u8 {
         .find_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let (start, end) = f[0].split_once('-')?;
-            let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+            let (start, end) = (
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+            );
             let file_off = u64::from_str_radix(f[2], 16).ok()?;
-            (offset >= file_off && offset < file_off + (end - start)).then(|| start + offset - file_off)
+            (offset >= file_off && offset < file_off + (end - start))
+                .then(|| start + offset - file_off)
         })
         .expect("offset is mapped");
     let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
@@ -138,14 +172,22 @@ fn detach_restores_code(sig: i32) {
     assert_eq!(mapped_byte(spin.pid, &bin, offset), original);
     let graph = tempfile::NamedTempFile::new().unwrap();
     let mut tracer = attach(spin.pid, &["-f", "tick"], graph.path());
-    assert_eq!(mapped_byte(spin.pid, &bin, offset), 0xcc, "int3 while attached");
+    assert_eq!(
+        mapped_byte(spin.pid, &bin, offset),
+        0xcc,
+        "int3 while attached"
+    );
     signal(tracer.id(), sig);
     let status = wait(&mut tracer, Duration::from_secs(60));
     if sig == libc::SIGINT {
         assert!(status.success(), "Ctrl-C detaches cleanly: {status:?}");
         assert!(count_calls(&std::fs::read_to_string(graph.path()).unwrap())["tick"] > 0);
     }
-    assert_eq!(mapped_byte(spin.pid, &bin, offset), original, "original byte restored");
+    assert_eq!(
+        mapped_byte(spin.pid, &bin, offset),
+        original,
+        "original byte restored"
+    );
     std::thread::sleep(Duration::from_millis(100));
     assert!(spin.alive(), "the traced process keeps running");
 }

@@ -8,10 +8,17 @@ use crate::common::{Build, fixture, require_bpf, run, utrace};
 
 /// The one error line utrace printed (warnings aside).
 fn error_line(out: &Output) -> String {
-    assert!(!out.status.success(), "expected failure, got {:?}", out.status);
+    assert!(
+        !out.status.success(),
+        "expected failure, got {:?}",
+        out.status
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("utrace: warning")).collect();
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("utrace: warning"))
+        .collect();
     assert_eq!(errors.len(), 1, "exactly one error line:\n{stderr}");
     errors[0].to_string()
 }
@@ -23,13 +30,19 @@ fn utrace_fails(args: &[&str]) -> String {
 #[test]
 fn no_such_pid() {
     let line = utrace_fails(&["-p", "999999999"]);
-    assert_eq!(line, "utrace: no such process: 999999999 (check the pid with `ps`)");
+    assert_eq!(
+        line,
+        "utrace: no such process: 999999999 (check the pid with `ps`)"
+    );
 }
 
 #[test]
 fn no_such_command() {
     let line = utrace_fails(&["--", "/nonexistent/prog"]);
-    assert!(line.starts_with("utrace: no such command: /nonexistent/prog"), "{line}");
+    assert!(
+        line.starts_with("utrace: no such command: /nonexistent/prog"),
+        "{line}"
+    );
     let line = utrace_fails(&["--", "no-such-program-anywhere"]);
     assert!(line.contains("not found on $PATH"), "{line}");
 }
@@ -64,7 +77,10 @@ fn stripped_binary() {
 fn pattern_matching_nothing_points_at_list() {
     let bin = fixture("calls", Build::O2);
     let line = utrace_fails(&["-f", "no_such_function*", "--", bin.to_str().unwrap()]);
-    assert_eq!(line, "utrace: no function matches -f 'no_such_function*': see the candidates with --list");
+    assert_eq!(
+        line,
+        "utrace: no function matches -f 'no_such_function*': see the candidates with --list"
+    );
 }
 
 #[test]
@@ -75,15 +91,26 @@ fn no_bpf_permission_names_the_capabilities() {
     let bin = fixture("calls", Build::O2);
     let out = run(
         std::process::Command::new("setpriv")
-            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
             .arg(env!("CARGO_BIN_EXE_utrace"))
             .arg("--")
             .arg(&bin),
         Duration::from_secs(60),
     );
     let line = error_line(&out);
-    assert!(line.starts_with("utrace: no permission to load BPF programs"), "{line}");
-    assert!(line.contains("CAP_BPF") && line.contains("CAP_PERFMON"), "{line}");
+    assert!(
+        line.starts_with("utrace: no permission to load BPF programs"),
+        "{line}"
+    );
+    assert!(
+        line.contains("CAP_BPF") && line.contains("CAP_PERFMON"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -94,8 +121,17 @@ fn nothing_to_trace() {
 
 #[test]
 fn list_shows_module_offset_probe_path_and_name() {
-    let out = run(utrace().args(["--list", "--"]).arg(fixture("calls", Build::Nop5)), Duration::from_secs(60));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        utrace()
+            .args(["--list", "--"])
+            .arg(fixture("calls", Build::Nop5)),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let mut rows: Vec<(String, String)> = text
         .lines()
@@ -118,5 +154,8 @@ fn list_shows_module_offset_probe_path_and_name() {
     .map(|(n, p)| (n.to_string(), p.to_string()))
     .collect();
     assert_eq!(rows, expected, "{text}");
-    assert!(text.lines().nth(1).unwrap().starts_with("calls-nop5"), "{text}");
+    assert!(
+        text.lines().nth(1).unwrap().starts_with("calls-nop5"),
+        "{text}"
+    );
 }
