@@ -347,7 +347,7 @@ fn check_counts(
             }
         }
         Kind::Utrace(args) => {
-            if let Some(lost) = ran.stderr.lines().find(|l| l.contains("lost")) {
+            if let Some(lost) = ran.stderr.lines().find(|l| l.starts_with("utrace: lost")) {
                 note(lost.trim().to_string());
             }
             let summary = if args[0] == "--format=summary" {

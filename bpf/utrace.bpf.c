@@ -214,8 +214,11 @@ static __always_inline void count_call(struct thread_state *s, __u32 func, __u32
 		st->max_ns = dur;
 }
 
-/* A traced function returns; `entry_sp` is the sp its entry saw. */
-static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp)
+/* A traced function returns; `entry_sp` is the sp its entry saw. With
+ * `same_func`, the frame must also be the cookie's function: a call-return
+ * site is reached again when a longjmp lands after a setjmp call, where a
+ * sibling call (the frame the jump abandoned) sat at the same sp. */
+static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool same_func)
 {
 	__u32 func = bpf_get_attach_cookie(ctx);
 	__u64 now = bpf_ktime_get_ns();
@@ -228,10 +231,21 @@ static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp)
 	d = s->depth;
 	if (d == 0)
 		return 0;
-	/* A return whose entry we never saw: entered before attach, or a
-	 * ret site of an untraced frame deeper than ours. */
-	if (d <= MAX_FRAMES && frame_at(s, d - 1)->sp != entry_sp)
-		return 0;
+	if (d <= MAX_FRAMES) {
+		struct frame *top = frame_at(s, d - 1);
+
+		/* A return whose entry we never saw: entered before attach, or a
+		 * ret site of an untraced frame deeper than ours. */
+		if (top->sp != entry_sp)
+			return 0;
+		if (same_func && top->func != func) {
+			/* The sibling is dead; userspace closes it as unwound. */
+			s->depth = d - 1;
+			if (s->emitted > s->depth)
+				s->emitted = s->depth;
+			return 0;
+		}
+	}
 	d -= 1;
 	s->depth = d;
 	if (count_only) {
@@ -260,7 +274,7 @@ SEC("uretprobe.multi")
 int BPF_URETPROBE(on_exit)
 {
 	/* After `ret` the stack pointer is one slot above the entry's. */
-	return on_return(ctx, PT_REGS_SP(ctx) - 8);
+	return on_return(ctx, PT_REGS_SP(ctx) - 8, true);
 }
 
 /* Attached at `ret` and tail-jump instructions: the return address is
@@ -268,5 +282,5 @@ int BPF_URETPROBE(on_exit)
 SEC("uprobe.multi")
 int BPF_UPROBE(on_ret_site)
 {
-	return on_return(ctx, PT_REGS_SP(ctx));
+	return on_return(ctx, PT_REGS_SP(ctx), false);
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::cli::{Target, TraceOptions};
-use crate::model::RunInfo;
+use crate::model::{FuncTable, RunInfo};
 use crate::symbols::{self, AttachList, ModuleSymbols, ProbePlan, SearchConfig, Selector};
 use crate::target;
 
@@ -166,8 +166,9 @@ fn explain_symbol_error(err: symbols::SymbolError, exe: &Path) -> anyhow::Error 
 
 /// Functions that return twice (or into a copied stack) save the return
 /// address a uretprobe has replaced: a longjmp back then lands in the
-/// trampoline and the kernel kills the program (SIGILL). They get no
-/// return probe in uretprobe mode.
+/// trampoline and the kernel kills the program (SIGILL). Without a return
+/// probe their frame would never close, so in uretprobe mode they are not
+/// traced at all.
 const RETURNS_TWICE: [&str; 7] = [
     "setjmp",
     "_setjmp",
@@ -178,15 +179,15 @@ const RETURNS_TWICE: [&str; 7] = [
     "getcontext",
 ];
 
-/// The return probes of `plan` that are safe as uretprobes.
-pub fn uretprobe_safe(plan: &ProbePlan) -> Vec<AttachList> {
+/// `lists` without the functions that cannot carry a uretprobe.
+pub fn uretprobe_safe(table: &FuncTable, lists: &[AttachList]) -> Vec<AttachList> {
     let unsafe_return = |cookie: u64| {
-        plan.table.functions.get(cookie as usize).is_some_and(|f| {
+        table.functions.get(cookie as usize).is_some_and(|f| {
             let name = f.raw_name.strip_suffix("@plt").unwrap_or(&f.raw_name);
             RETURNS_TWICE.contains(&name)
         })
     };
-    plan.returns
+    lists
         .iter()
         .map(|list| {
             let (offsets, cookies) = list

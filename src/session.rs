@@ -77,12 +77,16 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
             }
         }
         ExitMode::Uretprobe => {
-            for list in &plan::uretprobe_safe(&plan.probes) {
+            for list in &plan::uretprobe_safe(&plan.probes.table, &plan.probes.returns) {
                 probes.attach(list, ProbeKind::Return, pid)?;
             }
         }
     }
-    for list in &plan.probes.entries {
+    let entries = match opts.exit {
+        ExitMode::RetSites => plan.probes.entries.clone(),
+        ExitMode::Uretprobe => plan::uretprobe_safe(&plan.probes.table, &plan.probes.entries),
+    };
+    for list in &entries {
         probes.attach(list, ProbeKind::Entry, pid)?;
     }
     let modules = plan.probes.table.modules.len();

@@ -10,3 +10,5 @@ mod attach;
 mod cli_errors;
 #[path = "integration/live.rs"]
 mod live;
+#[path = "integration/robust.rs"]
+mod robust;

@@ -131,8 +131,8 @@ impl CallGraph {
         }
         let name = self.display_name(line.func, table);
         match line.shape {
-            Shape::Pending | Shape::Open => text.push_str(&format!("{name}() {{")),
-            Shape::Leaf { end, .. } => text.push_str(&format!("{name}();{}", marker(end))),
+            Shape::Pending | Shape::Open => text.push_str(&format!("{} {{", call(&name))),
+            Shape::Leaf { end, .. } => text.push_str(&format!("{};{}", call(&name), marker(end))),
             Shape::Close { end, .. } => text.push_str(&format!("}} /* {name} */{}", marker(end))),
         }
         writeln!(self.out, "{text}")?;
@@ -147,6 +147,16 @@ impl CallGraph {
         let module = table.module_of(func);
         let base = module.rsplit('/').next().unwrap_or(module);
         format!("{name}@{base}")
+    }
+}
+
+/// A call as shown: `f()`, or a C++ name with its parameter list as
+/// demangled (`add(int, int)`), so overloads stay distinct.
+fn call(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.contains('(') {
+        name.into()
+    } else {
+        format!("{name}()").into()
     }
 }
 

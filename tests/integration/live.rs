@@ -30,7 +30,11 @@ fn calls_counts_are_exact_in_every_build() {
             let untouched = "the program's own output is untouched";
             assert_eq!(t.stdout, "fib(10)=55 sum=33\n", "{build:?}: {untouched}");
             let graph = &t.graph;
-            assert_eq!(count_calls(graph), calls_counts(), "{build:?} {exit}\n{graph}");
+            assert_eq!(
+                count_calls(graph),
+                calls_counts(),
+                "{build:?} {exit}\n{graph}"
+            );
         }
     }
 }

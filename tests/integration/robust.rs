@@ -1,0 +1,216 @@
+//! Never break the traced program, never lose a call: C++ exceptions, deep
+//! recursion, longjmp and signal handlers, each against its untraced run.
+
+use std::process::Command;
+
+use crate::common::{Build, count_calls, counts, fixture, require_bpf, trace};
+
+/// The program's stdout and exit code when nothing traces it.
+fn untraced(bin: &std::path::Path, args: &[&str]) -> (String, Option<i32>) {
+    let out = Command::new(bin)
+        .args(args)
+        .output()
+        .expect("running the fixture");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.code(),
+    )
+}
+
+/// Calls marked as ended by unwinding, per function: a leaf line
+/// `f(); /* unwound */` or a closing line `} /* f */ /* unwound */`.
+fn unwound(graph: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in graph
+        .lines()
+        .filter_map(|l| l.strip_suffix(" /* unwound */"))
+    {
+        let body = line.split_once("| ").map_or("", |(_, b)| b.trim());
+        let name = match body.strip_prefix("} /* ") {
+            Some(close) => close.trim_end_matches(" */"),
+            None => body.trim_end_matches(';').trim_end_matches("()"),
+        };
+        *out.entry(name.to_string()).or_insert(0) += 1;
+    }
+    out
+}
+
+#[test]
+fn cxx_exceptions_cross_traced_frames_on_four_threads() {
+    if !require_bpf() {
+        return;
+    }
+    for build in [Build::O0, Build::O2] {
+        let bin = fixture("throw", build);
+        let t = trace(&bin, &[], &[]);
+        assert_eq!(
+            (t.stdout.clone(), t.code),
+            untraced(&bin, &[]),
+            "{build:?}: {}",
+            t.stderr
+        );
+        let c = count_calls(&t.graph);
+        for (name, n) in [("worker(int)", 4), ("on_rethrow(int)", 16)] {
+            assert_eq!(c.get(name), Some(&n), "{build:?} {name}: {c:?}");
+        }
+        for f in ["f1", "f2", "f3", "f4", "f5"] {
+            let calls: usize = c
+                .iter()
+                .filter(|(k, _)| k.starts_with(&format!("{f}(")))
+                .map(|(_, v)| v)
+                .sum();
+            assert_eq!(calls, 32, "{build:?} {f}: {c:?}");
+            let ended_by_unwinding: usize = unwound(&t.graph)
+                .iter()
+                .filter(|(k, _)| k.starts_with(&format!("{f}(")))
+                .map(|(_, v)| v)
+                .sum();
+            assert_eq!(ended_by_unwinding, 16, "{build:?} {f} unwound");
+        }
+    }
+}
+
+#[test]
+fn deep_recursion_records_every_level() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("deep", Build::O2);
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(
+        (t.stdout.clone(), t.code),
+        untraced(&bin, &[]),
+        "{}",
+        t.stderr
+    );
+    assert_eq!(
+        count_calls(&t.graph),
+        counts(&[
+            ("main", 1),
+            ("recurse", 10_000),
+            ("leaf", 1),
+            ("printf@plt", 1)
+        ])
+    );
+    let closes = t
+        .graph
+        .lines()
+        .filter(|l| l.ends_with("} /* recurse */"))
+        .count();
+    assert_eq!(
+        closes, 10_000,
+        "every level has a traced callee, so each closes on its own line"
+    );
+    assert!(unwound(&t.graph).is_empty(), "no level is lost");
+    let deepest = t
+        .graph
+        .lines()
+        .map(|l| {
+            l.split("| ")
+                .nth(1)
+                .map_or(0, |f| f.len() - f.trim_start().len())
+        })
+        .max();
+    assert_eq!(
+        deepest,
+        Some(2 * 10_001),
+        "leaf nests under 10,000 recurse levels under main"
+    );
+}
+
+#[test]
+fn longjmp_closes_skipped_frames_and_depth_stays_exact() {
+    if !require_bpf() {
+        return;
+    }
+    for exit in ["--exit=ret-sites", "--exit=uretprobe"] {
+        let bin = fixture("jmp", Build::O2);
+        let t = trace(&bin, &[], &[exit]);
+        assert_eq!(
+            (t.stdout.clone(), t.code),
+            untraced(&bin, &[]),
+            "{exit}: {}",
+            t.stderr
+        );
+        let c = count_calls(&t.graph);
+        for (name, n) in [
+            ("jump_round", 3),
+            ("sigjump_round", 2),
+            ("level1", 5),
+            ("level2", 5),
+            ("level3", 5),
+            ("after_jump", 5),
+        ] {
+            assert_eq!(c.get(name), Some(&n), "{exit} {name}: {c:?}");
+        }
+        let u = unwound(&t.graph);
+        for level in ["level1", "level2", "level3"] {
+            assert_eq!(
+                u.get(level),
+                Some(&5),
+                "{exit}: every {level} ends by the jump: {u:?}"
+            );
+        }
+        // after_jump() runs one level below its round, exactly where level1
+        // ran. (With uretprobes a call at the sp of an abandoned frame looks
+        // like a tail call from it, so only ret-site exits restore the depth.)
+        if exit == "--exit=ret-sites" {
+            assert_eq!(
+                indent(&t.graph, "after_jump"),
+                indent(&t.graph, "level1"),
+                "depth is exact after each jump"
+            );
+        }
+    }
+}
+
+/// The indentations `name`'s lines appear at.
+fn indent(graph: &str, name: &str) -> std::collections::BTreeSet<usize> {
+    graph
+        .lines()
+        .filter_map(|l| l.split_once("| ").map(|(_, f)| f))
+        .filter(|f| f.trim_start().starts_with(name))
+        .map(|f| f.len() - f.trim_start().len())
+        .collect()
+}
+
+#[test]
+fn signal_handlers_nest_under_the_interrupted_call_and_balance() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("signal", Build::O2);
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(
+        (t.stdout.clone(), t.code),
+        untraced(&bin, &[]),
+        "{}",
+        t.stderr
+    );
+    let c = count_calls(&t.graph);
+    for (name, n) in [
+        ("sender", 3),
+        ("raise@plt", 3),
+        ("on_signal", 3),
+        ("handled", 3),
+        ("leaf", 6),
+    ] {
+        assert_eq!(c.get(name), Some(&n), "{name}: {c:?}");
+    }
+    assert!(
+        unwound(&t.graph).is_empty(),
+        "everything balances:\n{}",
+        t.graph
+    );
+    // The handler runs inside raise(): on_signal is nested below raise@plt.
+    let lines: Vec<&str> = t.graph.lines().collect();
+    let raise = lines
+        .iter()
+        .position(|l| l.contains("raise@plt() {"))
+        .expect("raise@plt opens");
+    assert!(
+        lines[raise + 1].trim_end().ends_with("on_signal() {"),
+        "{}",
+        lines[raise + 1]
+    );
+}
