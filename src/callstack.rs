@@ -6,8 +6,7 @@
 //! closed as `End::Unwound` at that event's time. Exits whose entry was never
 //! seen (lost, or entered before attach) are counted as orphans, not shown.
 
-use std::collections::HashMap;
-
+use crate::aggregate::IdMap;
 use crate::model::{Call, End, Event, EventKind};
 
 struct Open {
@@ -24,7 +23,8 @@ struct Thread {
 
 #[derive(Default)]
 pub struct CallStacks {
-    threads: HashMap<u32, Thread>,
+    /// Keyed by TID with an identity hash: the map is hit on every event.
+    threads: IdMap<u32, Thread>,
     /// Exits that matched no open call.
     pub orphan_exits: u64,
     /// Calls closed without their own return.

@@ -34,8 +34,7 @@ fn run() -> Result<i32> {
         Mode::Live(trace, report) => live(&trace, &report),
         Mode::Record(trace, data) => {
             let plan = plan::build(&trace)?;
-            let recorder = Recorder::new(&data, &plan.run_info(), &plan.probes.table)
-                .with_context(|| format!("creating {}", data.display()))?;
+            let recorder = Recorder::new(&data, &plan.run_info(), &plan.probes.table)?;
             Ok(session::run(&trace, plan, Output::Record(recorder))?.exit_code)
         }
         Mode::Report(data, opts) => {

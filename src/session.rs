@@ -215,13 +215,15 @@ impl Pipeline {
     }
 
     fn idle(&mut self) -> Result<()> {
-        if let Output::Calls(sink) = &mut self.output
-            && !self.output_closed
-        {
-            let result = sink.idle(mono_now_ns(), &self.table);
-            return self.check_output(result);
+        match &mut self.output {
+            // Flushing the open chunk keeps a crash from losing what came before.
+            Output::Record(rec) => rec.idle(),
+            Output::Calls(_) if self.output_closed => Ok(()),
+            Output::Calls(sink) => {
+                let result = sink.idle(mono_now_ns(), &self.table);
+                self.check_output(result)
+            }
         }
-        Ok(())
     }
 
     /// A closed stdout ends the output quietly; any other error is real.

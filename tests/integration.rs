@@ -10,5 +10,7 @@ mod attach;
 mod cli_errors;
 #[path = "integration/live.rs"]
 mod live;
+#[path = "integration/record.rs"]
+mod record;
 #[path = "integration/robust.rs"]
 mod robust;

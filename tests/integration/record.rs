@@ -1,0 +1,188 @@
+//! --record then --report: exact counts from the file, the call-graph report
+//! equal to the live output, and reports that never need the binary.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::{
+    Build, assert_text_eq, counts, fixture, normalise, require_bpf, run, trace, utrace,
+};
+
+/// Records `bin` into `data`; returns utrace's stderr.
+fn record(bin: &Path, args: &[&str], data: &Path) -> String {
+    let out = run(
+        utrace()
+            .arg("--record")
+            .arg("-d")
+            .arg(data)
+            .arg("--")
+            .arg(bin)
+            .args(args),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
+fn report(data: &Path, args: &[&str]) -> String {
+    let out = run(
+        utrace().arg("--report").arg("-d").arg(data).args(args),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Calls per function from the JSON report.
+fn json_calls(json: &str) -> std::collections::BTreeMap<String, usize> {
+    let v: serde_json::Value = serde_json::from_str(json).expect("the JSON report parses");
+    v["functions"]
+        .as_array()
+        .expect("functions array")
+        .iter()
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap().to_string(),
+                f["calls"].as_u64().unwrap() as usize,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn recorded_counts_are_exact_and_the_file_is_self_contained() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A private copy of the binary, deleted before reporting.
+    let bin = dir.path().join("calls");
+    std::fs::copy(fixture("calls", Build::O2), &bin).unwrap();
+    let data = dir.path().join("calls.data");
+    let stderr = record(&bin, &[], &data);
+    assert!(
+        stderr.contains("calls.data: 194 calls, 0 lost, 6 functions in 1 module"),
+        "closing line: {stderr}"
+    );
+    std::fs::remove_file(&bin).unwrap();
+    let json = report(&data, &["--format=json"]);
+    let expected = counts(&[
+        ("main", 1),
+        ("a", 3),
+        ("b", 6),
+        ("c", 6),
+        ("fib", 177),
+        ("printf@plt", 1),
+    ]);
+    assert_eq!(json_calls(&json), expected);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["lost_events"], 0);
+    assert_eq!(v["threads"], 1);
+    assert_eq!(v["events"], 2 * 194);
+}
+
+#[test]
+fn call_graph_report_equals_the_live_output() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("calls.data");
+    let bin = fixture("calls", Build::O2);
+    record(&bin, &[], &data);
+    let replayed = report(&data, &["--format=call-graph"]);
+    let live = trace(&bin, &[], &[]).graph;
+    assert_text_eq(&normalise(&live), &normalise(&replayed));
+}
+
+#[test]
+fn threads_are_recorded_exactly() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("threads.data");
+    record(&fixture("threads", Build::O2), &["100"], &data);
+    let c = json_calls(&report(&data, &["--format=json"]));
+    assert_eq!(c.get("work"), Some(&400));
+    assert_eq!(c.get("thread_main"), Some(&4));
+    let v: serde_json::Value = serde_json::from_str(&report(&data, &["--format=json"])).unwrap();
+    assert_eq!(v["threads"], 5);
+}
+
+#[test]
+fn every_format_reads_a_real_recording() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("sort.data");
+    record(&fixture("sort", Build::O2), &["-n", "100"], &data);
+    let summary = report(&data, &[]);
+    let row = summary
+        .lines()
+        .find(|l| l.trim_end().ends_with(" compare  sort-O2") || l.contains(" compare "))
+        .expect("compare row");
+    assert!(
+        row.split_whitespace().next() == Some("635"),
+        "compare is called 635 times for -n 100: {row}"
+    );
+    let folded = report(&data, &["--format=folded"]);
+    assert!(
+        folded
+            .lines()
+            .any(|l| l.starts_with("main;sort_numbers;quicksort;partition;compare ")),
+        "{folded}"
+    );
+    let svg = dir.path().join("flame.svg");
+    report(
+        &data,
+        &["--format=flame-graph", "-o", svg.to_str().unwrap()],
+    );
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(
+        svg.starts_with("<?xml") && svg.contains("compare"),
+        "flame graph SVG"
+    );
+    let chrome: serde_json::Value =
+        serde_json::from_str(&report(&data, &["--format=chrome"])).unwrap();
+    let x_events = chrome["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X")
+        .count();
+    let calls: usize = json_calls(&report(&data, &["--format=json"]))
+        .values()
+        .sum();
+    assert_eq!(x_events, calls, "one complete event per call");
+}
+
+#[test]
+fn bad_trace_files_get_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_trace = dir.path().join("notes.txt");
+    std::fs::write(&not_trace, "hello").unwrap();
+    let empty = dir.path().join("empty.data");
+    std::fs::write(&empty, "").unwrap();
+    for (path, says) in [
+        (dir.path().join("missing.data"), "no such file"),
+        (not_trace, "not a utrace"),
+        (empty, "empty"),
+        (dir.path().to_path_buf(), "directory"),
+    ] {
+        let out = run(
+            utrace().arg("--report").arg("-d").arg(&path),
+            Duration::from_secs(30),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{path:?}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.to_lowercase().contains(says), "{path:?}: {stderr}");
+    }
+}
