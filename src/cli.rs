@@ -147,6 +147,11 @@ struct Args {
     #[arg(long, value_enum, default_value_t = ExitArg::RetSites, value_name = "MODE")]
     exit: ExitArg,
 
+    /// Size of the BPF ring buffer, e.g. 16M (a power of two, at least 4K). A
+    /// larger buffer absorbs longer bursts before events are lost.
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
+    buffer_size: u32,
+
     /// Do not trace children the program forks.
     #[arg(long)]
     no_follow: bool,
@@ -205,6 +210,7 @@ pub struct TraceOptions {
     pub no_randomize_addr: bool,
     pub follow_forks: bool,
     pub exit: ExitMode,
+    pub buffer_bytes: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -282,6 +288,7 @@ impl Args {
             user: self.user,
             no_randomize_addr: self.no_randomize_addr,
             follow_forks: !self.no_follow,
+            buffer_bytes: self.buffer_size,
             exit: match self.exit {
                 ExitArg::RetSites => ExitMode::RetSites,
                 ExitArg::Uretprobe => ExitMode::Uretprobe,
@@ -306,6 +313,27 @@ fn split_command(cmd: &str) -> Result<Vec<String>> {
         bail!("-c was given an empty command");
     }
     Ok(argv)
+}
+
+/// "64K", "16M", or bytes; a power of two from 4 KiB to 1 GiB, as the
+/// kernel requires of a ring buffer.
+fn parse_size(s: &str) -> Result<u32, String> {
+    let (num, scale) = match s.trim().to_ascii_uppercase() {
+        t if t.ends_with('K') => (t[..t.len() - 1].to_string(), 1 << 10),
+        t if t.ends_with('M') => (t[..t.len() - 1].to_string(), 1 << 20),
+        t if t.ends_with('G') => (t[..t.len() - 1].to_string(), 1 << 30),
+        t => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size like 64K or 16M"))?;
+    let bytes = n * scale;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!(
+            "{s:?}: the ring buffer size must be a power of two from 4K to 1G"
+        ));
+    }
+    Ok(bytes as u32)
 }
 
 /// "10us", "2ms", "1.5s", "500ns", or a bare number of nanoseconds.

@@ -19,7 +19,6 @@ use crate::probe::{BpfConfig, ExitMode, ObjectStorage, ProbeKind, Probes};
 use crate::record::Recorder;
 use crate::target::{self, LaunchOptions, Launched};
 
-const RINGBUF_BYTES: u32 = 16 * 1024 * 1024;
 const TICK: Duration = Duration::from_millis(50);
 
 /// Where the events of a run go.
@@ -42,7 +41,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     let cfg = BpfConfig {
         max_depth: opts.max_depth,
         min_duration_ns: opts.min_duration_ns,
-        ringbuf_bytes: RINGBUF_BYTES,
+        ringbuf_bytes: opts.buffer_bytes,
         exit: opts.exit,
         count_only: false,
         stats_slots: 1,
@@ -138,6 +137,8 @@ struct Pipeline {
     table: FuncTable,
     run: RunInfo,
     last_ts: u64,
+    /// Events that reached userspace.
+    received: u64,
     /// Set when stdout went away (`utrace … | head`): stop writing, keep tracing quietly.
     output_closed: bool,
 }
@@ -150,6 +151,7 @@ impl Pipeline {
             table,
             run,
             last_ts: 0,
+            received: 0,
             output_closed: false,
         })
     }
@@ -194,6 +196,7 @@ impl Pipeline {
             return Ok(());
         };
         self.last_ts = self.last_ts.max(last.ts);
+        self.received += batch.len() as u64;
         match &mut self.output {
             Output::Record(rec) => batch.iter().try_for_each(|ev| rec.event(ev)),
             Output::Calls(sink) => {
@@ -264,8 +267,10 @@ impl Pipeline {
             }
         }
         if lost > 0 {
+            let total = lost + self.received;
             eprintln!(
-                "utrace: lost {lost} events (the ring buffer was full; narrow the selection with -f, or use --time-filter)"
+                "utrace: lost {lost} of {total} events (the ring buffer was full: raise --buffer-size, \
+                 narrow the selection with -f, or use --time-filter)"
             );
         }
         Ok(())

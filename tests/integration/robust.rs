@@ -214,3 +214,46 @@ fn signal_handlers_nest_under_the_interrupted_call_and_balance() {
         lines[raise + 1]
     );
 }
+
+#[test]
+fn sixty_four_threads_lose_nothing_at_default_settings() {
+    if !require_bpf() {
+        return;
+    }
+    let t = trace(&fixture("threads64", Build::O2), &[], &[]);
+    assert_eq!(t.code, Some(0), "{}", t.stderr);
+    assert!(!t.stderr.contains("lost"), "{}", t.stderr);
+    let c = count_calls(&t.graph);
+    assert_eq!(c.get("work"), Some(&640_000));
+    assert_eq!(c.get("thread_main"), Some(&64));
+    assert_eq!(c.get("pthread_barrier_wait@plt"), Some(&64));
+}
+
+/// threads64's calls: main, 64 × (thread_main, create, join, barrier wait,
+/// 10,000 work), barrier init, 2 calloc, printf — each an entry and an exit.
+const THREADS64_EVENTS: u64 = 2 * (1 + 64 * 4 + 640_000 + 1 + 2 + 1);
+
+#[test]
+fn an_overrun_ring_buffer_reports_exactly_what_it_lost() {
+    if !require_bpf() {
+        return;
+    }
+    let t = trace(
+        &fixture("threads64", Build::O2),
+        &[],
+        &["--buffer-size", "4K"],
+    );
+    assert_eq!(t.code, Some(0), "the program is unharmed: {}", t.stderr);
+    let line = t
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("utrace: lost "))
+        .expect("the loss is reported");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (lost, total): (u64, u64) = (words[2].parse().unwrap(), words[4].parse().unwrap());
+    assert!(lost > 0);
+    assert_eq!(
+        total, THREADS64_EVENTS,
+        "received + lost (the BPF counters) = every event: {line}"
+    );
+}
