@@ -195,6 +195,19 @@ static __always_inline void emit_held_entries(struct thread_state *s, __u32 d)
 	}
 }
 
+/* Whether `func` is also open below depth `d`: a recursive function's
+ * total counts only its outermost activation (as uftrace does). */
+static __always_inline bool open_below(struct thread_state *s, __u32 func, __u32 d)
+{
+	for (int i = 0; i < MAX_FRAMES; i++) {
+		if (i >= d)
+			break;
+		if (frame_at(s, i)->func == func)
+			return true;
+	}
+	return false;
+}
+
 static __always_inline void count_call(struct thread_state *s, __u32 func, __u32 d, __u64 now)
 {
 	struct func_stats *st = bpf_map_lookup_elem(&stats, &func);
@@ -206,7 +219,8 @@ static __always_inline void count_call(struct thread_state *s, __u32 func, __u32
 	if (!st)
 		return;
 	st->count += 1;
-	st->total_ns += dur;
+	if (!open_below(s, func, d))
+		st->total_ns += dur;
 	st->self_ns += dur > f->child ? dur - f->child : 0;
 	if (!st->min_ns || dur < st->min_ns)
 		st->min_ns = dur;

@@ -138,6 +138,14 @@ impl FuncStats {
         Self::default()
     }
 
+    /// Statistics BPF aggregated itself (counting mode), indexed by function id.
+    pub fn from_counted(stats: Vec<Stats>) -> Self {
+        FuncStats {
+            stats,
+            ..Self::default()
+        }
+    }
+
     #[inline]
     pub fn call(&mut self, call: &Call) {
         let c = &mut self.counts;
@@ -170,6 +178,10 @@ impl FuncStats {
                 self.add(func, ts.saturating_sub(entry_ts), child_ns, outermost);
             }
         }
+    }
+
+    pub fn total_calls(&self) -> u64 {
+        self.stats.iter().map(|s| s.calls).sum()
     }
 
     /// Footer counters: events, threads, time span of the calls seen.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use utrace::cli::{self, Format, Mode, ReportOptions, TraceOptions};
 use utrace::record::Recorder;
-use utrace::report::{self, call_graph::CallGraph};
+use utrace::report::{self, call_graph::CallGraph, summary::Summary};
 use utrace::session::{self, Output};
 use utrace::{list, plan};
 
@@ -52,9 +52,11 @@ fn live(trace: &TraceOptions, opts: &ReportOptions) -> Result<i32> {
         )),
         None => Box::new(BufWriter::new(std::io::stdout())),
     };
-    let sink = match opts.format {
-        Format::CallGraph => Box::new(CallGraph::new(out, opts.layout)) as _,
-        format => report::sink_for(format, opts, out),
+    let output = match opts.format {
+        Format::CallGraph => Output::Calls(Box::new(CallGraph::new(out, opts.layout))),
+        // A live summary is counted in BPF: no event leaves the kernel.
+        Format::Summary => Output::Count(Box::new(Summary::new(out, opts.sort))),
+        format => Output::Calls(report::sink_for(format, opts, out)),
     };
-    Ok(session::run(trace, plan, Output::Calls(sink))?.exit_code)
+    Ok(session::run(trace, plan, output)?.exit_code)
 }

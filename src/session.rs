@@ -10,13 +10,15 @@ use crossbeam_channel::{Receiver, select};
 use nix::sys::signal::Signal;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
+use crate::aggregate::Stats;
 use crate::callstack::CallStacks;
 use crate::cli::{Target, TraceOptions};
 use crate::events::{self, Batch};
 use crate::model::{Event, FuncTable, RunInfo, Sink};
 use crate::plan::{self, Plan};
-use crate::probe::{BpfConfig, ExitMode, ObjectStorage, ProbeKind, Probes};
+use crate::probe::{BpfConfig, ExitMode, ObjectStorage, ProbeKind, Probes, RawStats};
 use crate::record::Recorder;
+use crate::report::summary::Summary;
 use crate::target::{self, LaunchOptions, Launched};
 
 const TICK: Duration = Duration::from_millis(50);
@@ -27,6 +29,8 @@ pub enum Output {
     Calls(Box<dyn Sink>),
     /// Stored raw in a trace file.
     Record(Recorder),
+    /// Counted per function in BPF, no events streamed: the summary at exit.
+    Count(Box<Summary>),
 }
 
 /// How a run ended.
@@ -43,8 +47,8 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         min_duration_ns: opts.min_duration_ns,
         ringbuf_bytes: opts.buffer_bytes,
         exit: opts.exit,
-        count_only: false,
-        stats_slots: 1,
+        count_only: matches!(output, Output::Count(_)),
+        stats_slots: plan.probes.table.functions.len() as u32,
     };
     let mut probes = Probes::load(&mut storage, cfg)?;
     let mut launched = match &opts.target {
@@ -127,6 +131,10 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         pipe.batch(&batch)?;
     }
     pipe.run.lost_events = probes.lost_events()? + undecodable;
+    if let Output::Count(summary) = &mut pipe.output {
+        let counted = probes.stats(pipe.table.functions.len() as u32)?;
+        summary.load_counted(counted.iter().map(stats_of).collect());
+    }
     pipe.finish()?;
     Ok(Outcome { exit_code })
 }
@@ -199,6 +207,7 @@ impl Pipeline {
         self.received += batch.len() as u64;
         match &mut self.output {
             Output::Record(rec) => batch.iter().try_for_each(|ev| rec.event(ev)),
+            Output::Count(_) => Ok(()),
             Output::Calls(sink) => {
                 if self.output_closed {
                     return Ok(());
@@ -221,6 +230,7 @@ impl Pipeline {
         match &mut self.output {
             // Flushing the open chunk keeps a crash from losing what came before.
             Output::Record(rec) => rec.idle(),
+            Output::Count(_) => Ok(()),
             Output::Calls(_) if self.output_closed => Ok(()),
             Output::Calls(sink) => {
                 let result = sink.idle(mono_now_ns(), &self.table);
@@ -247,6 +257,7 @@ impl Pipeline {
             Output::Record(rec) => {
                 rec.finish(&self.run)?;
             }
+            Output::Count(mut summary) => summary.finish(&self.table, &self.run)?,
             Output::Calls(mut sink) => {
                 let end = self.last_ts.max(self.run.start_mono_ns);
                 let mut result = Ok(());
@@ -274,6 +285,16 @@ impl Pipeline {
             );
         }
         Ok(())
+    }
+}
+
+fn stats_of(raw: &RawStats) -> Stats {
+    Stats {
+        calls: raw.count,
+        total_ns: raw.total_ns,
+        self_ns: raw.self_ns,
+        min_ns: raw.min_ns,
+        max_ns: raw.max_ns,
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Summary {
     out: Box<dyn Write>,
     sort: SortKey,
     stats: FuncStats,
+    /// Counted in BPF: no events were streamed, so there are none to count.
+    counted: bool,
 }
 
 impl Summary {
@@ -28,7 +30,14 @@ impl Summary {
             out,
             sort,
             stats: FuncStats::new(),
+            counted: false,
         }
+    }
+
+    /// Takes the statistics BPF aggregated (counting mode) instead of calls.
+    pub fn load_counted(&mut self, stats: Vec<crate::aggregate::Stats>) {
+        self.stats = FuncStats::from_counted(stats);
+        self.counted = true;
     }
 
     fn write_table(&mut self, table: &FuncTable) -> Result<()> {
@@ -91,6 +100,18 @@ pub fn footer(counts: &Counts, run: &RunInfo) -> String {
     line
 }
 
+/// "1,234,567 calls counted in BPF (no events streamed), 0 lost, 1.234 s traced"
+fn counted_footer(stats: &FuncStats, run: &RunInfo) -> String {
+    let calls = stats.total_calls();
+    let wall = run.end_mono_ns.saturating_sub(run.start_mono_ns);
+    format!(
+        "{} calls counted in BPF (no events streamed), {} lost, {} traced",
+        thousands(calls),
+        thousands(run.lost_events),
+        human_duration(wall)
+    )
+}
+
 impl Sink for Summary {
     #[inline]
     fn call(&mut self, call: &Call, _table: &FuncTable) -> Result<()> {
@@ -101,7 +122,11 @@ impl Sink for Summary {
     fn finish(&mut self, table: &FuncTable, run: &RunInfo) -> Result<()> {
         self.write_table(table)?;
         writeln!(self.out)?;
-        writeln!(self.out, "{}", footer(&self.stats.counts(), run))?;
+        if self.counted {
+            writeln!(self.out, "{}", counted_footer(&self.stats, run))?;
+        } else {
+            writeln!(self.out, "{}", footer(&self.stats.counts(), run))?;
+        }
         self.out.flush()?;
         Ok(())
     }

@@ -186,3 +186,48 @@ fn bad_trace_files_get_one_clear_line() {
         assert!(stderr.to_lowercase().contains(says), "{path:?}: {stderr}");
     }
 }
+
+/// (function, calls) rows of a summary table.
+fn summary_calls(text: &str) -> std::collections::BTreeMap<String, usize> {
+    text.lines()
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[f.len() - 2].to_string(),
+                f[0].replace(',', "").parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn live_summary_is_counted_in_bpf_with_exact_counts() {
+    if !require_bpf() {
+        return;
+    }
+    let out = run(
+        utrace()
+            .args(["--format=summary", "--"])
+            .arg(fixture("calls", Build::O2)),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let table = text.split_once("# DURATION").map_or(&*text, |(t, _)| t);
+    let table = &table[table.find("      Calls").expect("summary header")..];
+    let expected = counts(&[
+        ("main", 1),
+        ("a", 3),
+        ("b", 6),
+        ("c", 6),
+        ("fib", 177),
+        ("printf@plt", 1),
+    ]);
+    assert_eq!(summary_calls(table), expected, "{text}");
+    assert!(
+        text.contains("194 calls counted in BPF (no events streamed), 0 lost"),
+        "{text}"
+    );
+}
