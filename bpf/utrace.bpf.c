@@ -23,6 +23,9 @@ const volatile __u64 wakeup_bytes = 256 * 1024; /* wake the reader past this bac
 const volatile bool ret_sites = false;
 /* Aggregate per function in `stats` and send no events at all. */
 const volatile bool count_only = false;
+/* Trace the processes in `procs` (the target and every process it forks)
+ * instead of relying on the links' pid filter. */
+const volatile bool follow_forks = false;
 
 /* Keep the generated skeleton carrying the event layout for Rust. */
 struct event _event = {};
@@ -66,6 +69,15 @@ struct {
 } drops SEC(".maps");
 
 enum { DROP_RINGBUF = 0, DROP_NOSTATE = 1 };
+
+/* Processes being traced when following forks: the target, then every
+ * process forked by a traced one, until it exits. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u8);
+} procs SEC(".maps");
 
 /* Counting mode: per function, per CPU; userspace sums the CPUs. Sized to
  * the number of traced functions before load. */
@@ -120,11 +132,44 @@ static __always_inline struct thread_state *state(void)
 {
 	struct thread_state *s;
 
+	if (follow_forks) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+
+		/* Links without a pid filter also fire in other processes
+		 * running the same executable: they are not ours. */
+		if (!bpf_map_lookup_elem(&procs, &tgid))
+			return NULL;
+	}
+
 	s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0,
 				 BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s)
 		count_drop(DROP_NOSTATE);
 	return s;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	__u8 one = 1;
+
+	/* A new thread shares its parent's tgid: only new processes join. */
+	if (!follow_forks || ptgid == ctgid || !bpf_map_lookup_elem(&procs, &ptgid))
+		return 0;
+	bpf_map_update_elem(&procs, &ctgid, &one, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(on_process_exit, struct task_struct *task)
+{
+	__u32 tgid = task->tgid;
+
+	/* The group leader leaving ends the process. */
+	if (follow_forks && task->pid == tgid)
+		bpf_map_delete_elem(&procs, &tgid);
+	return 0;
 }
 
 /* Frames whose return was never seen (longjmp, exceptions, a lost

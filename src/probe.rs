@@ -44,6 +44,8 @@ pub struct BpfConfig {
     /// Aggregate per function in BPF and send no events (`stats_slots` ids).
     pub count_only: bool,
     pub stats_slots: u32,
+    /// Trace the processes the target forks (see [`Probes::follow`]).
+    pub follow_forks: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,7 @@ impl<'obj> Probes<'obj> {
         rodata.wakeup_bytes = u64::from(cfg.ringbuf_bytes / 4);
         rodata.ret_sites = cfg.exit == ExitMode::RetSites;
         rodata.count_only = cfg.count_only;
+        rodata.follow_forks = cfg.follow_forks;
         open.maps
             .stats
             .set_max_entries(cfg.stats_slots.max(1))
@@ -102,9 +105,28 @@ impl<'obj> Probes<'obj> {
         })
     }
 
+    /// Starts following process `pid` and, through the fork and exit
+    /// tracepoints, every process it forks. Links attached with no pid
+    /// filter then fire for exactly these processes.
+    pub fn follow(&mut self, pid: u32) -> Result<()> {
+        self.skel
+            .maps
+            .procs
+            .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
+            .context("registering the traced process")?;
+        for prog in [&self.skel.progs.on_fork, &self.skel.progs.on_process_exit] {
+            self.links.push(
+                prog.attach()
+                    .context("attaching the fork and exit tracepoints")?,
+            );
+        }
+        Ok(())
+    }
+
     /// Attaches one uprobe_multi link of `kind` for one file, filtered to
-    /// `pid` so no other process pays for the probes.
-    pub fn attach(&mut self, list: &AttachList, kind: ProbeKind, pid: u32) -> Result<()> {
+    /// `pid` so no other process pays for the probes (`None`: every process
+    /// running the file traps, and BPF keeps the followed ones).
+    pub fn attach(&mut self, list: &AttachList, kind: ProbeKind, pid: Option<u32>) -> Result<()> {
         if list.offsets.is_empty() {
             return Ok(());
         }
@@ -121,7 +143,7 @@ impl<'obj> Probes<'obj> {
             ..Default::default()
         };
         let link = prog
-            .attach_uprobe_multi_with_opts(pid as i32, &list.path, "", opts)
+            .attach_uprobe_multi_with_opts(pid.map_or(-1, |p| p as i32), &list.path, "", opts)
             .map_err(attach_error)
             .with_context(|| {
                 format!(

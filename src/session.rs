@@ -19,6 +19,7 @@ use crate::plan::{self, Plan};
 use crate::probe::{BpfConfig, ExitMode, ObjectStorage, ProbeKind, Probes, RawStats};
 use crate::record::Recorder;
 use crate::report::summary::Summary;
+use crate::symbols::AttachList;
 use crate::target::{self, LaunchOptions, Launched};
 
 const TICK: Duration = Duration::from_millis(50);
@@ -49,6 +50,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         exit: opts.exit,
         count_only: matches!(output, Output::Count(_)),
         stats_slots: plan.probes.table.functions.len() as u32,
+        follow_forks: opts.follow_forks && matches!(opts.target, Target::Command(_)),
     };
     let mut probes = Probes::load(&mut storage, cfg)?;
     let mut launched = match &opts.target {
@@ -67,30 +69,55 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         .map_or(plan.pid.unwrap_or_default(), |l| l.pid);
     // Signals are caught from here on: Ctrl-C never leaves utrace half-attached.
     let signals = signal_channel()?;
+    // Following forks (-c only): the executable's probes drop the kernel's
+    // pid filter and BPF keeps the followed processes. Libraries keep the
+    // filter: tracing libc must never slow other processes.
+    let follow = opts.follow_forks && launched.is_some();
+    if follow {
+        probes.follow(pid)?;
+    }
+    let filter = |list: &AttachList| {
+        if follow && list.path == plan.exe {
+            None
+        } else {
+            Some(pid)
+        }
+    };
     // Exit probes first: where a function's entry and a ret site share an
     // offset (a body that is just `ret`), the kernel runs the link attached
     // last first, and the entry must be seen before the exit.
-    match opts.exit {
+    let (exits, entries) = match opts.exit {
         ExitMode::RetSites => {
-            for list in &plan.probes.ret_sites {
-                probes.attach(list, ProbeKind::RetSite, pid)?;
-            }
-            for list in &plan.probes.call_returns {
-                probes.attach(list, ProbeKind::CallReturn, pid)?;
-            }
+            let ret = plan
+                .probes
+                .ret_sites
+                .iter()
+                .map(|l| (l.clone(), ProbeKind::RetSite));
+            let calls = plan
+                .probes
+                .call_returns
+                .iter()
+                .map(|l| (l.clone(), ProbeKind::CallReturn));
+            (
+                ret.chain(calls).collect::<Vec<_>>(),
+                plan.probes.entries.clone(),
+            )
         }
         ExitMode::Uretprobe => {
-            for list in &plan::uretprobe_safe(&plan.probes.table, &plan.probes.returns) {
-                probes.attach(list, ProbeKind::Return, pid)?;
-            }
+            let table = &plan.probes.table;
+            let returns = plan::uretprobe_safe(table, &plan.probes.returns);
+            let returns = returns
+                .into_iter()
+                .map(|l| (l, ProbeKind::Return))
+                .collect();
+            (returns, plan::uretprobe_safe(table, &plan.probes.entries))
         }
-    }
-    let entries = match opts.exit {
-        ExitMode::RetSites => plan.probes.entries.clone(),
-        ExitMode::Uretprobe => plan::uretprobe_safe(&plan.probes.table, &plan.probes.entries),
     };
+    for (list, kind) in &exits {
+        probes.attach(list, *kind, filter(list))?;
+    }
     for list in &entries {
-        probes.attach(list, ProbeKind::Entry, pid)?;
+        probes.attach(list, ProbeKind::Entry, filter(list))?;
     }
     let modules = plan.probes.table.modules.len();
     eprintln!(

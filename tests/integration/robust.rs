@@ -257,3 +257,43 @@ fn an_overrun_ring_buffer_reports_exactly_what_it_lost() {
         "received + lost (the BPF counters) = every event: {line}"
     );
 }
+
+#[test]
+fn forked_children_and_grandchildren_are_followed() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("fork", Build::O2);
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(
+        (t.stdout.clone(), t.code),
+        untraced(&bin, &[]),
+        "{}",
+        t.stderr
+    );
+    let c = count_calls(&t.graph);
+    for (name, n) in [
+        ("work", 69),
+        ("child_main", 3),
+        ("grandchild_main", 1),
+        ("fork@plt", 4),
+    ] {
+        assert_eq!(c.get(name), Some(&n), "{name}: {c:?}");
+    }
+    // Five processes, each line tagged with its thread (a process's main thread).
+    let tids: std::collections::BTreeSet<&str> = t
+        .graph
+        .lines()
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert_eq!(tids.len(), 5, "{tids:?}");
+
+    let t = trace(&bin, &[], &["--no-follow"]);
+    let c = count_calls(&t.graph);
+    assert_eq!(
+        c.get("work"),
+        Some(&5),
+        "only the parent's own calls: {c:?}"
+    );
+    assert_eq!(c.get("child_main"), None);
+}
