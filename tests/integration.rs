@@ -10,6 +10,8 @@ mod attach;
 mod cli_errors;
 #[path = "integration/live.rs"]
 mod live;
+#[path = "integration/options.rs"]
+mod options;
 #[path = "integration/record.rs"]
 mod record;
 #[path = "integration/robust.rs"]

@@ -1,0 +1,132 @@
+//! The options around the core: --nest-lib, signal forwarding with -c, the
+//! layout switches, and the opening line of a call that is still running.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Build, count_calls, counts, fixture, require_bpf, trace, utrace};
+
+/// Builds tests/fixtures/uselib.c against the plugin library into `dir`.
+fn uselib(dir: &Path) -> std::path::PathBuf {
+    let lib = dir.join("libplugin.so");
+    std::fs::copy(fixture("plugin", Build::O2), &lib).unwrap();
+    let bin = dir.join("uselib");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uselib.c");
+    let status = Command::new("gcc")
+        .args(["-O2", "-o"])
+        .arg(&bin)
+        .arg(src)
+        .arg(&lib)
+        .arg(format!("-Wl,-rpath,{}", dir.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    bin
+}
+
+#[test]
+fn nest_lib_traces_inside_a_needed_library_from_the_first_call() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bin = uselib(dir.path());
+    let t = trace(
+        &bin,
+        &[],
+        &["--nest-lib", "libplugin*", "--no-function", "printf*"],
+    );
+    assert_eq!(t.stdout, "sum=12\n", "{}", t.stderr);
+    let expected = counts(&[
+        ("main", 1),
+        ("plugin_entry@plt", 1),
+        ("plugin_entry", 1),
+        ("plugin_work", 3),
+        ("plugin_helper", 3),
+    ]);
+    assert_eq!(count_calls(&t.graph), expected, "{}", t.graph);
+    let t = trace(&bin, &[], &["--no-function", "printf*"]);
+    assert_eq!(
+        count_calls(&t.graph),
+        counts(&[("main", 1), ("plugin_entry@plt", 1)]),
+        "without --nest-lib"
+    );
+}
+
+#[test]
+fn libname_flat_and_timestamp_change_the_layout() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("exitcode", Build::O2);
+    let t = trace(&bin, &[], &["--libname", "--no-function", "strtol*"]);
+    // At -O2 main tail-calls leave (`jmp leave`): main ends where leave begins.
+    assert!(t.graph.contains("| main@exitcode-O2();"), "{}", t.graph);
+    let t = trace(&bin, &[], &["--flat", "--no-function", "strtol*"]);
+    let bodies: Vec<&str> = t
+        .graph
+        .lines()
+        .filter_map(|l| l.split_once("| ").map(|(_, b)| b))
+        .collect();
+    assert_eq!(
+        bodies,
+        ["main() {", "} /* main */", "leave() {", "} /* leave */"],
+        "{}",
+        t.graph
+    );
+    let t = trace(
+        &bin,
+        &[],
+        &["--timestamp", "--no-tid", "--no-function", "strtol*"],
+    );
+    let first = t.graph.lines().nth(1).unwrap();
+    assert!(first.trim_start().starts_with("0.000000000"), "{}", t.graph);
+    assert!(!first.contains('['), "no TID column: {first}");
+}
+
+#[test]
+fn a_running_call_shows_its_opening_line_and_ctrl_c_reaches_the_command() {
+    if !require_bpf() {
+        return;
+    }
+    let graph = tempfile::NamedTempFile::new().unwrap();
+    // spin -n waits for SIGUSR1 inside main(): main stays open.
+    let mut tracer = utrace()
+        .arg("-o")
+        .arg(graph.path())
+        .arg("--")
+        .arg(fixture("spin", Build::O2))
+        .args(["-n", "5"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !std::fs::read_to_string(graph.path())
+        .unwrap()
+        .contains("main() {")
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "main's opening line never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(tracer.id() as i32, libc::SIGINT) };
+    let status = tracer.wait().unwrap();
+    let mut stderr = String::new();
+    tracer
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(128 + libc::SIGINT),
+        "utrace ends with the command's status: {stderr}"
+    );
+}
