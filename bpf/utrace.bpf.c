@@ -343,3 +343,30 @@ int BPF_UPROBE(on_ret_site)
 {
 	return on_return(ctx, PT_REGS_SP(ctx), false);
 }
+
+/* On the loader's _dl_debug_state(), which glibc calls before and after
+ * every change of the link map. Stopping the process here (the signal is
+ * delivered before it runs another instruction) lets userspace attach a
+ * library dlopen just mapped before any of its code runs; userspace sends
+ * SIGCONT when done. */
+SEC("uprobe")
+int BPF_UPROBE(on_loader)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u64 id = bpf_get_current_pid_tgid();
+
+	/* Without the event nobody would resume the process: then run on,
+	 * and the new library is attached late. */
+	if (!e) {
+		count_drop(DROP_RINGBUF);
+		return 0;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->kind = EV_LOAD;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	bpf_send_signal(19 /* SIGSTOP */);
+	return 0;
+}

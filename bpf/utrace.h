@@ -16,6 +16,9 @@
 enum event_kind {
 	EV_ENTRY = 1,
 	EV_EXIT = 2,
+	/* The dynamic loader changed the link map (dlopen, dlclose): the
+	 * process is stopped until userspace has attached the new library. */
+	EV_LOAD = 3,
 };
 
 /* 24 bytes; the ring buffer adds an 8-byte header per record. */

@@ -30,23 +30,30 @@ pub struct Reader {
     handle: Option<JoinHandle<Result<u64>>>,
 }
 
-/// Starts the reader thread on `ring`; batches arrive on the returned channel,
-/// which closes after [`Reader::stop`] once everything pending was drained.
-pub fn spawn(ring: MapHandle) -> Result<(Reader, Receiver<Batch>)> {
-    let (tx, rx) = crossbeam_channel::bounded(256);
+/// The channels the reader feeds.
+pub struct Streams {
+    /// Batches of events; closes after [`Reader::stop`] once everything
+    /// pending was drained.
+    pub batches: Receiver<Batch>,
+    /// Pids stopped at the loader's breakpoint, waiting to be resumed.
+    pub loads: Receiver<u32>,
+}
+
+/// Starts the reader thread on `ring`.
+pub fn spawn(ring: MapHandle) -> Result<(Reader, Streams)> {
+    let (tx, batches) = crossbeam_channel::bounded(256);
+    let (load_tx, loads) = crossbeam_channel::unbounded();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let handle = std::thread::Builder::new()
         .name("utrace-reader".into())
-        .spawn(move || read_loop(ring, tx, &flag))
+        .spawn(move || read_loop(ring, tx, load_tx, &flag))
         .context("starting the reader thread")?;
-    Ok((
-        Reader {
-            stop,
-            handle: Some(handle),
-        },
-        rx,
-    ))
+    let reader = Reader {
+        stop,
+        handle: Some(handle),
+    };
+    Ok((reader, Streams { batches, loads }))
 }
 
 impl Reader {
@@ -62,7 +69,12 @@ impl Reader {
     }
 }
 
-fn read_loop(ring: MapHandle, tx: Sender<Batch>, stop: &AtomicBool) -> Result<u64> {
+fn read_loop(
+    ring: MapHandle,
+    tx: Sender<Batch>,
+    loads: Sender<u32>,
+    stop: &AtomicBool,
+) -> Result<u64> {
     let batch: Rc<RefCell<Batch>> = Rc::default();
     let bad = Rc::new(RefCell::new(0u64));
     let mut builder = RingBufferBuilder::new();
@@ -71,7 +83,10 @@ fn read_loop(ring: MapHandle, tx: Sender<Batch>, stop: &AtomicBool) -> Result<u6
         builder
             .add(&ring, move |data: &[u8]| {
                 match decode(data) {
-                    Some(ev) => batch.borrow_mut().push(ev),
+                    Some(Decoded::Event(ev)) => batch.borrow_mut().push(ev),
+                    Some(Decoded::Load(pid)) => {
+                        let _ = loads.send(pid);
+                    }
                     None => *bad.borrow_mut() += 1,
                 }
                 // A positive return stops this consume() early so a batch stays bounded.
@@ -103,8 +118,14 @@ fn read_loop(ring: MapHandle, tx: Sender<Batch>, stop: &AtomicBool) -> Result<u6
     }
 }
 
+pub enum Decoded {
+    Event(Event),
+    /// Process `pid` stopped at the loader's breakpoint.
+    Load(u32),
+}
+
 /// Decodes one ring-buffer record laid out as `struct event` in bpf/utrace.h.
-pub fn decode(data: &[u8]) -> Option<Event> {
+pub fn decode(data: &[u8]) -> Option<Decoded> {
     if data.len() < std::mem::size_of::<RawEvent>() {
         return None;
     }
@@ -114,14 +135,15 @@ pub fn decode(data: &[u8]) -> Option<Event> {
     let kind = match RawKind(u32::from(raw.kind)) {
         RawKind::EV_ENTRY => EventKind::Entry,
         RawKind::EV_EXIT => EventKind::Exit,
+        RawKind::EV_LOAD => return Some(Decoded::Load(raw.pid)),
         _ => return None,
     };
-    Some(Event {
+    Some(Decoded::Event(Event {
         kind,
         pid: raw.pid,
         tid: raw.tid,
         func: raw.func,
         depth: u32::from(raw.depth),
         ts: raw.ts,
-    })
+    }))
 }

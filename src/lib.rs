@@ -8,6 +8,7 @@ pub mod callstack;
 pub mod cli;
 pub mod events;
 pub mod list;
+pub mod loader;
 pub mod model;
 pub mod plan;
 pub mod probe;

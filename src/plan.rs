@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::cli::{Target, TraceOptions};
-use crate::model::{FuncTable, RunInfo};
-use crate::symbols::{self, AttachList, ModuleSymbols, ProbePlan, SearchConfig, Selector};
+use crate::model::RunInfo;
+use crate::symbols::{self, ModuleSymbols, ProbePlan, SearchConfig, Selector};
 use crate::target;
 
 /// Everything the probe stage and the consumers need about one run.
@@ -89,8 +89,16 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
             missed.join(", ")
         );
     }
-    for m in &missed {
-        eprintln!("utrace: warning: {m} matches nothing");
+    for u in &unmatched {
+        let later = if u.option == "--nest-lib" {
+            " yet (a library dlopen loads later is traced when it loads)"
+        } else {
+            ""
+        };
+        eprintln!(
+            "utrace: warning: {} '{}' matches nothing{later}",
+            u.option, u.pattern
+        );
     }
     let mut probes = symbols::build_plan(&selection);
     warn_no_plt(main, &selection);
@@ -162,45 +170,4 @@ fn explain_symbol_error(err: symbols::SymbolError, exe: &Path) -> anyhow::Error 
         ),
         other => anyhow::Error::new(other),
     }
-}
-
-/// Functions that return twice (or into a copied stack) save the return
-/// address a uretprobe has replaced: a longjmp back then lands in the
-/// trampoline and the kernel kills the program (SIGILL). Without a return
-/// probe their frame would never close, so in uretprobe mode they are not
-/// traced at all.
-const RETURNS_TWICE: [&str; 7] = [
-    "setjmp",
-    "_setjmp",
-    "__sigsetjmp",
-    "sigsetjmp",
-    "savectx",
-    "vfork",
-    "getcontext",
-];
-
-/// `lists` without the functions that cannot carry a uretprobe.
-pub fn uretprobe_safe(table: &FuncTable, lists: &[AttachList]) -> Vec<AttachList> {
-    let unsafe_return = |cookie: u64| {
-        table.functions.get(cookie as usize).is_some_and(|f| {
-            let name = f.raw_name.strip_suffix("@plt").unwrap_or(&f.raw_name);
-            RETURNS_TWICE.contains(&name)
-        })
-    };
-    lists
-        .iter()
-        .map(|list| {
-            let (offsets, cookies) = list
-                .offsets
-                .iter()
-                .zip(&list.cookies)
-                .filter(|&(_, &c)| !unsafe_return(c))
-                .unzip();
-            AttachList {
-                path: list.path.clone(),
-                offsets,
-                cookies,
-            }
-        })
-        .collect()
 }

@@ -9,7 +9,8 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, UprobeMultiOpts};
 
-use crate::symbols::AttachList;
+use crate::model::FuncTable;
+use crate::symbols::{AttachList, ProbePlan};
 
 #[allow(clippy::all, unsafe_op_in_unsafe_fn, dead_code, unused_imports)]
 mod bpf {
@@ -159,6 +160,59 @@ impl<'obj> Probes<'obj> {
         Ok(())
     }
 
+    /// Attaches every probe of `plan` for `exit`; `pid_for` gives each
+    /// file's pid filter.
+    pub fn attach_plan(
+        &mut self,
+        plan: &ProbePlan,
+        exit: ExitMode,
+        pid_for: impl Fn(&AttachList) -> Option<u32>,
+    ) -> Result<()> {
+        let table = &plan.table;
+        let (exits, entries): (Vec<(&AttachList, ProbeKind)>, Vec<AttachList>) = match exit {
+            ExitMode::RetSites => {
+                let ret = plan.ret_sites.iter().map(|l| (l, ProbeKind::RetSite));
+                let calls = plan.call_returns.iter().map(|l| (l, ProbeKind::CallReturn));
+                (ret.chain(calls).collect(), plan.entries.clone())
+            }
+            ExitMode::Uretprobe => {
+                let returns = uretprobe_safe(table, &plan.returns);
+                for list in &returns {
+                    self.attach(list, ProbeKind::Return, pid_for(list))?;
+                }
+                (Vec::new(), uretprobe_safe(table, &plan.entries))
+            }
+        };
+        // Exit probes first: where a function's entry and a ret site share an
+        // offset (a body that is just `ret`), the kernel runs the link
+        // attached last first, and the entry must be seen before the exit.
+        for (list, kind) in exits {
+            self.attach(list, kind, pid_for(list))?;
+        }
+        for list in &entries {
+            self.attach(list, ProbeKind::Entry, pid_for(list))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the process at the dynamic loader's breakpoint (`_dl_debug_state`
+    /// at `offset` in `loader`) so libraries it maps can be attached first.
+    pub fn attach_loader(&mut self, loader: &std::path::Path, offset: u64, pid: u32) -> Result<()> {
+        let opts = libbpf_rs::UprobeOpts {
+            retprobe: false,
+            ..Default::default()
+        };
+        let link = self
+            .skel
+            .progs
+            .on_loader
+            .attach_uprobe_with_opts(pid as i32, loader, offset as usize, opts)
+            .map_err(attach_error)
+            .with_context(|| format!("attaching to the dynamic loader {}", loader.display()))?;
+        self.links.push(link);
+        Ok(())
+    }
+
     /// Number of functions probed (each has an entry and a return probe).
     pub fn probe_count(&self) -> usize {
         self.probes
@@ -251,4 +305,45 @@ fn attach_error(err: libbpf_rs::Error) -> anyhow::Error {
         ),
         _ => anyhow::Error::new(err),
     }
+}
+
+/// Functions that return twice (or into a copied stack) save the return
+/// address a uretprobe has replaced: a longjmp back then lands in the
+/// trampoline and the kernel kills the program (SIGILL). Without a return
+/// probe their frame would never close, so in uretprobe mode they are not
+/// traced at all.
+const RETURNS_TWICE: [&str; 7] = [
+    "setjmp",
+    "_setjmp",
+    "__sigsetjmp",
+    "sigsetjmp",
+    "savectx",
+    "vfork",
+    "getcontext",
+];
+
+/// `lists` without the functions that cannot carry a uretprobe.
+fn uretprobe_safe(table: &FuncTable, lists: &[AttachList]) -> Vec<AttachList> {
+    let unsafe_return = |cookie: u64| {
+        table.functions.get(cookie as usize).is_some_and(|f| {
+            let name = f.raw_name.strip_suffix("@plt").unwrap_or(&f.raw_name);
+            RETURNS_TWICE.contains(&name)
+        })
+    };
+    lists
+        .iter()
+        .map(|list| {
+            let (offsets, cookies) = list
+                .offsets
+                .iter()
+                .zip(&list.cookies)
+                .filter(|&(_, &c)| !unsafe_return(c))
+                .unzip();
+            AttachList {
+                path: list.path.clone(),
+                offsets,
+                cookies,
+            }
+        })
+        .collect()
 }

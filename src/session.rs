@@ -13,13 +13,13 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use crate::aggregate::Stats;
 use crate::callstack::CallStacks;
 use crate::cli::{Target, TraceOptions};
-use crate::events::{self, Batch};
+use crate::events::{self, Streams};
+use crate::loader::Loader;
 use crate::model::{Event, FuncTable, RunInfo, Sink};
-use crate::plan::{self, Plan};
-use crate::probe::{BpfConfig, ExitMode, ObjectStorage, ProbeKind, Probes, RawStats};
+use crate::plan::Plan;
+use crate::probe::{BpfConfig, ObjectStorage, Probes, RawStats};
 use crate::record::Recorder;
 use crate::report::summary::Summary;
-use crate::symbols::AttachList;
 use crate::target::{self, LaunchOptions, Launched};
 
 const TICK: Duration = Duration::from_millis(50);
@@ -76,48 +76,13 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     if follow {
         probes.follow(pid)?;
     }
-    let filter = |list: &AttachList| {
-        if follow && list.path == plan.exe {
-            None
-        } else {
-            Some(pid)
-        }
-    };
-    // Exit probes first: where a function's entry and a ret site share an
-    // offset (a body that is just `ret`), the kernel runs the link attached
-    // last first, and the entry must be seen before the exit.
-    let (exits, entries) = match opts.exit {
-        ExitMode::RetSites => {
-            let ret = plan
-                .probes
-                .ret_sites
-                .iter()
-                .map(|l| (l.clone(), ProbeKind::RetSite));
-            let calls = plan
-                .probes
-                .call_returns
-                .iter()
-                .map(|l| (l.clone(), ProbeKind::CallReturn));
-            (
-                ret.chain(calls).collect::<Vec<_>>(),
-                plan.probes.entries.clone(),
-            )
-        }
-        ExitMode::Uretprobe => {
-            let table = &plan.probes.table;
-            let returns = plan::uretprobe_safe(table, &plan.probes.returns);
-            let returns = returns
-                .into_iter()
-                .map(|l| (l, ProbeKind::Return))
-                .collect();
-            (returns, plan::uretprobe_safe(table, &plan.probes.entries))
-        }
-    };
-    for (list, kind) in &exits {
-        probes.attach(list, *kind, filter(list))?;
-    }
-    for list in &entries {
-        probes.attach(list, ProbeKind::Entry, filter(list))?;
+    let exe = plan.exe.clone();
+    probes.attach_plan(&plan.probes, opts.exit, |list| {
+        (!(follow && list.path == exe)).then_some(pid)
+    })?;
+    let mut loader = Loader::new(&plan, opts)?;
+    if let Some(loader) = &loader {
+        loader.attach(&mut probes, pid)?;
     }
     let modules = plan.probes.table.modules.len();
     eprintln!(
@@ -130,7 +95,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
             " (Ctrl-C detaches)"
         }
     );
-    let (reader, rx) = events::spawn(probes.ring_buffer()?)?;
+    let (reader, streams) = events::spawn(probes.ring_buffer()?)?;
     let run = RunInfo {
         command: plan.command.clone(),
         pid,
@@ -146,7 +111,17 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         }
         None => None,
     };
-    let exit_code = pipe.pump(&rx, &signals, launched.as_ref(), child_exit.as_ref(), pid)?;
+    let mut on_load = |stopped: u32, table: &mut FuncTable| match &mut loader {
+        Some(loader) => loader.resume(stopped, &mut probes, table),
+        None => Ok(()),
+    };
+    let ends = Ends {
+        signals: &signals,
+        launched: launched.as_ref(),
+        child_exit: child_exit.as_ref(),
+        pid,
+    };
+    let exit_code = pipe.pump(&streams, &ends, &mut on_load)?;
     let took = probes.detach();
     eprintln!(
         "utrace: detached {} probes in {} ms",
@@ -154,7 +129,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         took.as_millis()
     );
     let undecodable = reader.stop()?;
-    for batch in rx.iter() {
+    for batch in streams.batches.iter() {
         pipe.batch(&batch)?;
     }
     pipe.run.lost_events = probes.lost_events()? + undecodable;
@@ -164,6 +139,15 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     }
     pipe.finish()?;
     Ok(Outcome { exit_code })
+}
+
+/// What ends a run: a signal to utrace, the command's exit (-c), or the
+/// process's end (-p).
+struct Ends<'a> {
+    signals: &'a Receiver<i32>,
+    launched: Option<&'a Launched>,
+    child_exit: Option<&'a Receiver<i32>>,
+    pid: u32,
 }
 
 struct Pipeline {
@@ -191,20 +175,23 @@ impl Pipeline {
         })
     }
 
-    /// Moves batches through the consumers until the target is done.
+    /// Moves batches through the consumers until the target is done;
+    /// processes stopped at the loader's breakpoint go to `on_load`.
     fn pump(
         &mut self,
-        rx: &Receiver<Batch>,
-        signals: &Receiver<i32>,
-        launched: Option<&Launched>,
-        child_exit: Option<&Receiver<i32>>,
-        pid: u32,
+        streams: &Streams,
+        ends: &Ends,
+        on_load: &mut dyn FnMut(u32, &mut FuncTable) -> Result<()>,
     ) -> Result<i32> {
         let never = crossbeam_channel::never();
-        let exited = child_exit.unwrap_or(&never);
+        let exited = ends.child_exit.unwrap_or(&never);
+        let (signals, launched, pid) = (ends.signals, ends.launched, ends.pid);
         loop {
             select! {
-                recv(rx) -> batch => match batch {
+                recv(streams.loads) -> stopped => if let Ok(stopped) = stopped {
+                    on_load(stopped, &mut self.table)?;
+                },
+                recv(streams.batches) -> batch => match batch {
                     Ok(batch) => self.batch(&batch)?,
                     Err(_) => anyhow::bail!("the ring buffer reader stopped unexpectedly"),
                 },

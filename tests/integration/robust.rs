@@ -297,3 +297,36 @@ fn forked_children_and_grandchildren_are_followed() {
     );
     assert_eq!(c.get("child_main"), None);
 }
+
+#[test]
+fn dlopened_plugins_are_traced_from_their_first_call_and_after_reloading() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("dlopen", Build::O2);
+    let plugin = fixture("plugin", Build::O2);
+    let plugin = plugin.to_str().unwrap();
+    let t = trace(&bin, &[plugin], &["--nest-lib", "plugin*"]);
+    assert_eq!(
+        (t.stdout.clone(), t.code),
+        untraced(&bin, &[plugin]),
+        "{}",
+        t.stderr
+    );
+    let c = count_calls(&t.graph);
+    let expected = [
+        ("main", 1),
+        ("load_and_call", 2),
+        ("dlopen@plt", 2),
+        ("dlsym@plt", 2),
+        ("dlclose@plt", 2),
+        ("plugin_entry", 2),
+        ("plugin_work", 5),
+        ("plugin_helper", 5),
+    ];
+    for (name, n) in expected {
+        assert_eq!(c.get(name), Some(&n), "{name}: {c:?}");
+    }
+    // plugin_entry nests under load_and_call, after dlsym.
+    assert!(t.graph.contains("|     plugin_entry() {"), "{}", t.graph);
+}
