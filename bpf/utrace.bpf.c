@@ -148,6 +148,29 @@ static __always_inline struct thread_state *state(void)
 	return s;
 }
 
+/* Tells userspace the process's mappings changed and stops the process
+ * (the signal is delivered before it runs another user instruction) until
+ * userspace has attached what was mapped and sends SIGCONT. */
+static __always_inline void stop_for_userspace(void)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u64 id = bpf_get_current_pid_tgid();
+
+	/* Without the event nobody would resume the process: then run on,
+	 * and what was mapped is attached late. */
+	if (!e) {
+		count_drop(DROP_RINGBUF);
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts = bpf_ktime_get_ns();
+	e->pid = id >> 32;
+	e->tid = (__u32)id;
+	e->kind = EV_LOAD;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	bpf_send_signal(19 /* SIGSTOP */);
+}
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -158,6 +181,27 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	if (!follow_forks || ptgid == ctgid || !bpf_map_lookup_elem(&procs, &ptgid))
 		return 0;
 	bpf_map_update_elem(&procs, &ctgid, &one, BPF_ANY);
+	return 0;
+}
+
+/* A followed process exec'd a new program: stop it before the program's
+ * first instruction so userspace can attach the new executable (EV_LOAD:
+ * the process's mappings changed). */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
+{
+	__u32 tgid = task->tgid;
+	struct thread_state *s;
+
+	if (!follow_forks || !bpf_map_lookup_elem(&procs, &tgid))
+		return 0;
+	/* The old program's frames (execve's caller) are gone with it. */
+	s = bpf_task_storage_get(&threads, task, 0, 0);
+	if (s) {
+		s->depth = 0;
+		s->emitted = 0;
+	}
+	stop_for_userspace();
 	return 0;
 }
 
@@ -345,28 +389,11 @@ int BPF_UPROBE(on_ret_site)
 }
 
 /* On the loader's _dl_debug_state(), which glibc calls before and after
- * every change of the link map. Stopping the process here (the signal is
- * delivered before it runs another instruction) lets userspace attach a
- * library dlopen just mapped before any of its code runs; userspace sends
- * SIGCONT when done. */
+ * every change of the link map: a library dlopen just mapped is attached
+ * before any of its code runs. */
 SEC("uprobe")
 int BPF_UPROBE(on_loader)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	__u64 id = bpf_get_current_pid_tgid();
-
-	/* Without the event nobody would resume the process: then run on,
-	 * and the new library is attached late. */
-	if (!e) {
-		count_drop(DROP_RINGBUF);
-		return 0;
-	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
-	e->kind = EV_LOAD;
-	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
-	bpf_send_signal(19 /* SIGSTOP */);
+	stop_for_userspace();
 	return 0;
 }

@@ -16,8 +16,8 @@
 enum event_kind {
 	EV_ENTRY = 1,
 	EV_EXIT = 2,
-	/* The dynamic loader changed the link map (dlopen, dlclose): the
-	 * process is stopped until userspace has attached the new library. */
+	/* The process's mappings changed (dlopen, dlclose, exec): it is
+	 * stopped until userspace has attached what was mapped. */
 	EV_LOAD = 3,
 };
 

@@ -1,11 +1,13 @@
-//! Libraries loaded at run time (dlopen) under `--nest-lib`.
+//! Code mapped after attach: libraries loaded with dlopen (under
+//! `--nest-lib`) and programs a followed child execs.
 //!
 //! glibc's loader calls `_dl_debug_state()` before and after every change of
-//! the link map. A probe there stops the process (BPF sends SIGSTOP) and
-//! tells us; we read its maps, attach the probes of every newly mapped
-//! library `--nest-lib` asks for, and send SIGCONT. The library's code —
-//! constructors included — therefore never runs untraced. Probes belong to
-//! the file, so a library dlclose'd and loaded again stays traced.
+//! the link map, and the kernel reports every exec. At either, BPF stops the
+//! process (SIGSTOP) and tells us; we read its maps, attach the probes of
+//! the new executable and of every newly mapped library `--nest-lib` asks
+//! for, and send SIGCONT. That code — constructors included — therefore
+//! never runs untraced. Probes belong to the file, so a library dlclose'd
+//! and loaded again stays traced.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -24,52 +26,53 @@ pub struct Loader {
     selector: Selector,
     exit: ExitMode,
     /// The dynamic loader and `_dl_debug_state`'s file offset in it.
-    ld_so: PathBuf,
-    breakpoint: u64,
-    /// Libraries already probed (or rejected), by canonical path.
-    seen: HashSet<PathBuf>,
+    breakpoint: Option<(PathBuf, u64)>,
+    /// Files probed for every followed process (no pid filter).
+    everywhere: HashSet<PathBuf>,
+    /// Files probed (or rejected) per process, by canonical path.
+    seen: HashSet<(u32, PathBuf)>,
 }
 
 impl Loader {
-    /// A loader watch for `plan`, when `--nest-lib` is given and the program
-    /// has a dynamic loader with the breakpoint.
-    pub fn new(plan: &Plan, opts: &TraceOptions) -> Result<Option<Loader>> {
-        if opts.filter.nest_libs.is_empty() {
+    /// A watch for code `plan`'s process maps later: needed for `--nest-lib`
+    /// (dlopen) and when following forks (exec). `everywhere` is the file
+    /// probed with no pid filter, if any.
+    pub fn new(
+        plan: &Plan,
+        opts: &TraceOptions,
+        pid: u32,
+        everywhere: Option<&Path>,
+    ) -> Result<Option<Loader>> {
+        let follows = everywhere.is_some();
+        if opts.filter.nest_libs.is_empty() && !follows {
             return Ok(None);
         }
-        let Some(interp) = plan
-            .modules
-            .first()
-            .and_then(|m| m.link.interpreter.clone())
-        else {
-            return Ok(None);
-        };
-        let ld_so = match plan.pid {
-            Some(pid) => PathBuf::from(format!("/proc/{pid}/root{interp}")),
-            None => PathBuf::from(&interp),
-        };
-        let Some(breakpoint) = debug_state_offset(&ld_so) else {
-            eprintln!(
-                "utrace: warning: {interp} has no _dl_debug_state: libraries loaded later with dlopen are not traced"
-            );
-            return Ok(None);
+        let breakpoint = if opts.filter.nest_libs.is_empty() {
+            None
+        } else {
+            loader_breakpoint(plan)
         };
         let seen = plan
             .modules
             .iter()
             .filter_map(|m| canonical(&m.path))
+            .map(|p| (pid, p))
             .collect();
         Ok(Some(Loader {
             selector: Selector::new(&opts.filter)?,
             exit: opts.exit,
-            ld_so,
             breakpoint,
+            everywhere: everywhere.and_then(canonical).into_iter().collect(),
             seen,
         }))
     }
 
+    /// Stops `pid` at the dynamic loader's breakpoint, when there is one.
     pub fn attach(&self, probes: &mut Probes, pid: u32) -> Result<()> {
-        probes.attach_loader(&self.ld_so, self.breakpoint, pid)
+        match &self.breakpoint {
+            Some((ld_so, offset)) => probes.attach_loader(ld_so, *offset, pid),
+            None => Ok(()),
+        }
     }
 
     /// Process `pid` is stopped at the breakpoint: probe what it mapped, let it go.
@@ -81,33 +84,52 @@ impl Loader {
     }
 
     fn attach_new(&mut self, pid: u32, probes: &mut Probes, table: &mut FuncTable) -> Result<()> {
-        let maps = match symbols::read_process(pid) {
-            Ok(maps) => maps,
-            Err(_) => return Ok(()), // gone meanwhile
+        let Ok(maps) = symbols::read_process(pid) else {
+            return Ok(()); // gone meanwhile
         };
+        // A program a followed child exec'd: traced with the same filters.
+        self.attach_file(pid, &maps.exe, true, probes, table)?;
         for lib in &maps.libs {
-            let Some(real) = canonical(&lib.path) else {
-                continue;
-            };
-            if !self.seen.insert(real) || !self.selector.nests(&lib.path, None) {
-                continue;
+            if self.selector.nests(&lib.path, None) {
+                self.attach_file(pid, &lib.path, false, probes, table)?;
             }
-            let module = match symbols::read_module(&lib.path) {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("utrace: warning: skipping {}: {e}", lib.path.display());
-                    continue;
-                }
-            };
-            let selection = symbols::select(&module, &[], &self.selector);
-            let mut plan = symbols::build_plan(&selection);
-            rebase(&mut plan, table);
-            probes
-                .attach_plan(&plan, self.exit, |_| Some(pid))
-                .with_context(|| format!("attaching {} after dlopen", lib.path.display()))?;
-            table.modules.extend(plan.table.modules);
-            table.functions.extend(plan.table.functions);
         }
+        Ok(())
+    }
+
+    fn attach_file(
+        &mut self,
+        pid: u32,
+        path: &Path,
+        exe: bool,
+        probes: &mut Probes,
+        table: &mut FuncTable,
+    ) -> Result<()> {
+        let Some(real) = canonical(path) else {
+            return Ok(());
+        };
+        if self.everywhere.contains(&real) || !self.seen.insert((pid, real)) {
+            return Ok(());
+        }
+        let module = match symbols::read_module(path) {
+            Ok(m) => m,
+            Err(e) => {
+                let what = if exe { "the program" } else { "library" };
+                eprintln!(
+                    "utrace: warning: pid {pid}: not tracing {what} {}: {e}",
+                    path.display()
+                );
+                return Ok(());
+            }
+        };
+        let selection = symbols::select(&module, &[], &self.selector);
+        let mut plan = symbols::build_plan(&selection);
+        rebase(&mut plan, table);
+        probes
+            .attach_plan(&plan, self.exit, |_| Some(pid))
+            .with_context(|| format!("attaching {} in pid {pid}", path.display()))?;
+        table.modules.extend(plan.table.modules);
+        table.functions.extend(plan.table.functions);
         Ok(())
     }
 }
@@ -128,13 +150,27 @@ fn rebase(plan: &mut ProbePlan, table: &FuncTable) {
     }
 }
 
-fn debug_state_offset(ld_so: &Path) -> Option<u64> {
-    let module = symbols::read_module(ld_so).ok()?;
-    let sym = module
-        .functions
-        .iter()
-        .find(|s| s.raw_name == "_dl_debug_state")?;
-    Some(sym.file_offset)
+/// The dynamic loader `plan`'s program runs under and `_dl_debug_state`'s
+/// file offset in it.
+fn loader_breakpoint(plan: &Plan) -> Option<(PathBuf, u64)> {
+    let interp = plan.modules.first()?.link.interpreter.clone()?;
+    let ld_so = match plan.pid {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}/root{interp}")),
+        None => PathBuf::from(&interp),
+    };
+    let module = symbols::read_module(&ld_so).ok();
+    let offset = module.and_then(|m| {
+        m.functions
+            .iter()
+            .find(|s| s.raw_name == "_dl_debug_state")
+            .map(|s| s.file_offset)
+    });
+    if offset.is_none() {
+        eprintln!(
+            "utrace: warning: {interp} has no _dl_debug_state: libraries loaded later with dlopen are not traced"
+        );
+    }
+    Some((ld_so, offset?))
 }
 
 fn canonical(path: &Path) -> Option<PathBuf> {

@@ -115,7 +115,8 @@ impl<'obj> Probes<'obj> {
             .procs
             .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
             .context("registering the traced process")?;
-        for prog in [&self.skel.progs.on_fork, &self.skel.progs.on_process_exit] {
+        let progs = &self.skel.progs;
+        for prog in [&progs.on_fork, &progs.on_exec, &progs.on_process_exit] {
             self.links.push(
                 prog.attach()
                     .context("attaching the fork and exit tracepoints")?,

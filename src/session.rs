@@ -80,7 +80,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     probes.attach_plan(&plan.probes, opts.exit, |list| {
         (!(follow && list.path == exe)).then_some(pid)
     })?;
-    let mut loader = Loader::new(&plan, opts)?;
+    let mut loader = Loader::new(&plan, opts, pid, follow.then_some(exe.as_path()))?;
     if let Some(loader) = &loader {
         loader.attach(&mut probes, pid)?;
     }

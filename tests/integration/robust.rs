@@ -330,3 +330,35 @@ fn dlopened_plugins_are_traced_from_their_first_call_and_after_reloading() {
     // plugin_entry nests under load_and_call, after dlsym.
     assert!(t.graph.contains("|     plugin_entry() {"), "{}", t.graph);
 }
+
+#[test]
+fn a_followed_child_that_execs_is_traced_in_its_new_program() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("fork", Build::O2);
+    let program = fixture("exitcode", Build::O2);
+    let args = [program.to_str().unwrap(), "0"];
+    let t = trace(&bin, &args, &[]);
+    assert_eq!(
+        (t.stdout.clone(), t.code),
+        untraced(&bin, &args),
+        "{}",
+        t.stderr
+    );
+    let c = count_calls(&t.graph);
+    // The 4th child runs exitcode's main() and leave() after its execvp().
+    for (name, n) in [
+        ("work", 69),
+        ("fork@plt", 5),
+        ("leave", 1),
+        ("execvp@plt", 1),
+    ] {
+        assert_eq!(c.get(name), Some(&n), "{name}: {c:?}");
+    }
+    assert_eq!(
+        c.get("main"),
+        Some(&2),
+        "the parent's main and the exec'd program's"
+    );
+}
