@@ -152,6 +152,12 @@ struct Args {
     #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
     buffer_size: u32,
 
+    /// Stop tracing a function once it is called more than N times in a
+    /// second (its probes are removed on the fly); the functions dropped are
+    /// listed at the end.
+    #[arg(long, value_name = "N")]
+    max_rate: Option<u64>,
+
     /// Do not trace children the program forks.
     #[arg(long)]
     no_follow: bool,
@@ -211,6 +217,7 @@ pub struct TraceOptions {
     pub follow_forks: bool,
     pub exit: ExitMode,
     pub buffer_bytes: u32,
+    pub max_rate: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -289,6 +296,7 @@ impl Args {
             no_randomize_addr: self.no_randomize_addr,
             follow_forks: !self.no_follow,
             buffer_bytes: self.buffer_size,
+            max_rate: self.max_rate,
             exit: match self.exit {
                 ExitArg::RetSites => ExitMode::RetSites,
                 ExitArg::Uretprobe => ExitMode::Uretprobe,

@@ -12,6 +12,7 @@ pub mod loader;
 pub mod model;
 pub mod plan;
 pub mod probe;
+pub mod ratelimit;
 pub mod record;
 pub mod report;
 pub mod session;

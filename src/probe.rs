@@ -62,8 +62,19 @@ pub enum ProbeKind {
     CallReturn,
 }
 
+/// One uprobe_multi link and what it was made of, so it can be made again
+/// without some functions (`--max-rate`).
+struct MultiLink {
+    list: AttachList,
+    kind: ProbeKind,
+    pid: Option<u32>,
+    link: Link,
+}
+
 pub struct Probes<'obj> {
     skel: UtraceSkel<'obj>,
+    multi: Vec<MultiLink>,
+    /// Tracepoints and the loader's breakpoint.
     links: Vec<Link>,
     probes: usize,
 }
@@ -101,6 +112,7 @@ impl<'obj> Probes<'obj> {
         let skel = open.load().map_err(load_error)?;
         Ok(Probes {
             skel,
+            multi: Vec::new(),
             links: Vec::new(),
             probes: 0,
         })
@@ -132,7 +144,20 @@ impl<'obj> Probes<'obj> {
         if list.offsets.is_empty() {
             return Ok(());
         }
-        let retprobe = kind == ProbeKind::Return;
+        let link = self.link(list, kind, pid)?;
+        self.multi.push(MultiLink {
+            list: list.clone(),
+            kind,
+            pid,
+            link,
+        });
+        if kind == ProbeKind::Entry {
+            self.probes += list.offsets.len();
+        }
+        Ok(())
+    }
+
+    fn link(&self, list: &AttachList, kind: ProbeKind, pid: Option<u32>) -> Result<Link> {
         let prog = match kind {
             ProbeKind::Entry => &self.skel.progs.on_entry,
             ProbeKind::Return | ProbeKind::CallReturn => &self.skel.progs.on_exit,
@@ -141,23 +166,50 @@ impl<'obj> Probes<'obj> {
         let opts = UprobeMultiOpts {
             offsets: list.offsets.iter().map(|&o| o as usize).collect(),
             cookies: list.cookies.clone(),
-            retprobe,
+            retprobe: kind == ProbeKind::Return,
             ..Default::default()
         };
-        let link = prog
-            .attach_uprobe_multi_with_opts(pid.map_or(-1, |p| p as i32), &list.path, "", opts)
+        let (n, path) = (list.offsets.len(), list.path.display());
+        prog.attach_uprobe_multi_with_opts(pid.map_or(-1, |p| p as i32), &list.path, "", opts)
             .map_err(attach_error)
-            .with_context(|| {
-                format!(
-                    "attaching {} probes to {}",
-                    list.offsets.len(),
-                    list.path.display()
-                )
-            })?;
-        self.links.push(link);
-        if kind == ProbeKind::Entry {
-            self.probes += list.offsets.len();
+            .with_context(|| format!("attaching {n} probes to {path}"))
+    }
+
+    /// Stops probing the functions `ids`: every link that holds one is made
+    /// again without it. The caller keeps the process stopped meanwhile, so
+    /// no call falls between the old link and the new one.
+    pub fn exclude(&mut self, ids: &[u32]) -> Result<()> {
+        let drops = |c: &u64| ids.contains(&(*c as u32));
+        for i in 0..self.multi.len() {
+            if !self.multi[i].list.cookies.iter().any(drops) {
+                continue;
+            }
+            let m = &self.multi[i];
+            let (offsets, cookies) = m
+                .list
+                .offsets
+                .iter()
+                .zip(&m.list.cookies)
+                .filter(|&(_, c)| !drops(c))
+                .unzip();
+            let list = AttachList {
+                path: m.list.path.clone(),
+                offsets,
+                cookies,
+            };
+            if m.kind == ProbeKind::Entry {
+                self.probes -= m.list.offsets.len() - list.offsets.len();
+            }
+            if list.offsets.is_empty() {
+                // A link needs a probe: this one goes (in `retain` below).
+                self.multi[i].list = list;
+                continue;
+            }
+            let link = self.link(&list, m.kind, m.pid)?;
+            let m = &mut self.multi[i];
+            (m.list, m.link) = (list, link);
         }
+        self.multi.retain(|m| !m.list.offsets.is_empty());
         Ok(())
     }
 
@@ -278,6 +330,7 @@ impl<'obj> Probes<'obj> {
     /// Removes every probe from the traced process; returns how long it took.
     pub fn detach(&mut self) -> Duration {
         let start = Instant::now();
+        self.multi.clear();
         self.links.clear();
         start.elapsed()
     }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, select};
-use nix::sys::signal::Signal;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::aggregate::Stats;
@@ -18,6 +19,7 @@ use crate::loader::Loader;
 use crate::model::{Event, FuncTable, RunInfo, Sink};
 use crate::plan::Plan;
 use crate::probe::{BpfConfig, ObjectStorage, Probes, RawStats};
+use crate::ratelimit::RateLimit;
 use crate::record::Recorder;
 use crate::report::summary::Summary;
 use crate::target::{self, LaunchOptions, Launched};
@@ -104,6 +106,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         ..RunInfo::default()
     };
     let mut pipe = Pipeline::new(plan.probes.table, output, run)?;
+    pipe.rates = opts.max_rate.map(RateLimit::new);
     let child_exit = match launched.as_mut() {
         Some(l) => {
             l.release()?;
@@ -111,9 +114,10 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         }
         None => None,
     };
-    let mut on_load = |stopped: u32, table: &mut FuncTable| match &mut loader {
-        Some(loader) => loader.resume(stopped, &mut probes, table),
-        None => Ok(()),
+    let mut control = Control {
+        probes: &mut probes,
+        loader: loader.as_mut(),
+        pid,
     };
     let ends = Ends {
         signals: &signals,
@@ -121,7 +125,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         child_exit: child_exit.as_ref(),
         pid,
     };
-    let exit_code = pipe.pump(&streams, &ends, &mut on_load)?;
+    let exit_code = pipe.pump(&streams, &ends, &mut control)?;
     let took = probes.detach();
     eprintln!(
         "utrace: detached {} probes in {} ms",
@@ -137,8 +141,40 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         let counted = probes.stats(pipe.table.functions.len() as u32)?;
         summary.load_counted(counted.iter().map(stats_of).collect());
     }
+    if let Some(line) = pipe.rates.as_ref().and_then(|r| r.report(&pipe.table)) {
+        eprintln!("{line}");
+    }
     pipe.finish()?;
     Ok(Outcome { exit_code })
+}
+
+/// What the consumers' loop may ask of the probes while the run goes on.
+struct Control<'a, 'obj> {
+    probes: &'a mut Probes<'obj>,
+    loader: Option<&'a mut Loader>,
+    pid: u32,
+}
+
+impl Control<'_, '_> {
+    /// Process `pid` stopped at the loader's breakpoint (or an exec).
+    fn loaded(&mut self, pid: u32, table: &mut FuncTable) -> Result<()> {
+        match &mut self.loader {
+            Some(loader) => loader.resume(pid, self.probes, table),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops functions over `--max-rate`, with the process stopped so no
+    /// call falls between the old links and the new ones.
+    fn exclude(&mut self, ids: &[u32]) -> Result<()> {
+        let pid = Pid::from_raw(self.pid as i32);
+        let stopped = kill(pid, Signal::SIGSTOP).is_ok() && target::wait_stopped(self.pid);
+        let result = self.probes.exclude(ids);
+        if stopped {
+            let _ = kill(pid, Signal::SIGCONT);
+        }
+        result
+    }
 }
 
 /// What ends a run: a signal to utrace, the command's exit (-c), or the
@@ -158,6 +194,8 @@ struct Pipeline {
     last_ts: u64,
     /// Events that reached userspace.
     received: u64,
+    /// `--max-rate`.
+    rates: Option<RateLimit>,
     /// Set when stdout went away (`utrace … | head`): stop writing, keep tracing quietly.
     output_closed: bool,
 }
@@ -171,28 +209,31 @@ impl Pipeline {
             run,
             last_ts: 0,
             received: 0,
+            rates: None,
             output_closed: false,
         })
     }
 
     /// Moves batches through the consumers until the target is done;
-    /// processes stopped at the loader's breakpoint go to `on_load`.
-    fn pump(
-        &mut self,
-        streams: &Streams,
-        ends: &Ends,
-        on_load: &mut dyn FnMut(u32, &mut FuncTable) -> Result<()>,
-    ) -> Result<i32> {
+    /// processes stopped at the loader's breakpoint, and functions over
+    /// `--max-rate`, go to `control`.
+    fn pump(&mut self, streams: &Streams, ends: &Ends, control: &mut Control) -> Result<i32> {
         let never = crossbeam_channel::never();
         let exited = ends.child_exit.unwrap_or(&never);
         let (signals, launched, pid) = (ends.signals, ends.launched, ends.pid);
         loop {
             select! {
                 recv(streams.loads) -> stopped => if let Ok(stopped) = stopped {
-                    on_load(stopped, &mut self.table)?;
+                    control.loaded(stopped, &mut self.table)?;
                 },
                 recv(streams.batches) -> batch => match batch {
-                    Ok(batch) => self.batch(&batch)?,
+                    Ok(batch) => {
+                        self.batch(&batch)?;
+                        let over = self.rates.as_mut().map(RateLimit::take_new).unwrap_or_default();
+                        if !over.is_empty() {
+                            control.exclude(&over)?;
+                        }
+                    }
                     Err(_) => anyhow::bail!("the ring buffer reader stopped unexpectedly"),
                 },
                 recv(exited) -> code => return Ok(code.unwrap_or(0)),
@@ -219,6 +260,9 @@ impl Pipeline {
         };
         self.last_ts = self.last_ts.max(last.ts);
         self.received += batch.len() as u64;
+        if let Some(rates) = &mut self.rates {
+            rates.count(batch);
+        }
         match &mut self.output {
             Output::Record(rec) => batch.iter().try_for_each(|ev| rec.event(ev)),
             Output::Count(_) => Ok(()),

@@ -196,6 +196,31 @@ pub fn check_pid(pid: u32) -> Result<PathBuf> {
     Ok(exe)
 }
 
+/// Waits (up to a second) until every thread of `pid` is stopped.
+pub fn wait_stopped(pid: u32) -> bool {
+    let all_stopped = || {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return false;
+        };
+        tasks.flatten().all(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|s| s.split_whitespace().next());
+            matches!(state, Some("T" | "t" | "Z" | "X"))
+        })
+    };
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(1) {
+        if all_stopped() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    }
+    false
+}
+
 /// True while process `pid` exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

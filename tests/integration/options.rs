@@ -130,3 +130,34 @@ fn a_running_call_shows_its_opening_line_and_ctrl_c_reaches_the_command() {
         "utrace ends with the command's status: {stderr}"
     );
 }
+
+#[test]
+fn max_rate_drops_hot_functions_and_lists_them() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("sort", Build::O2);
+    let t = trace(&bin, &["-n", "20000"], &["--max-rate", "2000"]);
+    let untraced = Command::new(&bin).args(["-n", "20000"]).output().unwrap();
+    assert_eq!(t.stdout.as_bytes(), untraced.stdout, "{}", t.stderr);
+    let line = t
+        .stderr
+        .lines()
+        .find(|l| l.contains("over --max-rate 2,000/s"))
+        .expect("the dropped functions are listed");
+    assert!(
+        line.contains("compare (") && line.contains("swap ("),
+        "{line}"
+    );
+    // compare ran 346,273 times: it was traced until it passed the limit, then no more.
+    let compare = count_calls(&t.graph)["compare"];
+    assert!(
+        (2001..346_273 / 10).contains(&compare),
+        "compare traced {compare} times"
+    );
+    assert_eq!(
+        count_calls(&t.graph).get("main"),
+        Some(&1),
+        "the rest is still traced"
+    );
+}
