@@ -330,8 +330,14 @@ impl<'obj> Probes<'obj> {
     /// Removes every probe from the traced process; returns how long it took.
     pub fn detach(&mut self) -> Duration {
         let start = Instant::now();
-        self.multi.clear();
-        self.links.clear();
+        // Each link's release waits out an RCU grace period: closing them
+        // from threads of their own lets those waits overlap.
+        let links: Vec<Link> = self.multi.drain(..).map(|m| m.link).chain(self.links.drain(..)).collect();
+        std::thread::scope(|scope| {
+            for link in links {
+                scope.spawn(move || drop(link));
+            }
+        });
         start.elapsed()
     }
 }
