@@ -9,7 +9,8 @@
 //!
 //! Knobs: UTRACE_BENCH_RUNS (default 5, medians), UTRACE_BENCH_FUNCS
 //! (comma-separated sizes, default 10000,50000), UTRACE_BENCH_BPFTRACE=0 to
-//! skip bpftrace, UTRACE_BIN. Run: `cargo bench --bench attach` (as root).
+//! skip bpftrace, UTRACE_BENCH_BPFTRACE_LIMIT (seconds, default 120),
+//! UTRACE_BIN. Run: `cargo bench --bench attach` (as root).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -22,7 +23,6 @@ use std::time::Duration;
 use common::{find_value, median, thousands};
 
 const UTRACE_LIMIT: Duration = Duration::from_secs(300);
-const BPFTRACE_LIMIT: Duration = Duration::from_secs(120);
 const BPFTRACE_FUNCS: usize = 10_000;
 
 /// Medians for one fixture size; None where it could not be measured.
@@ -217,13 +217,32 @@ fn bpftrace_row(bins: &[(usize, PathBuf)]) -> Option<String> {
     cmd.env("BPFTRACE_MAX_PROBES", "100000")
         .args(["-e", &prog, "-c"])
         .arg(bin);
+    let limit = Duration::from_secs(common::env_usize("UTRACE_BENCH_BPFTRACE_LIMIT", 120) as u64);
     eprintln!(
         "attach: bpftrace on {} functions (limit {} s)…",
         thousands(BPFTRACE_FUNCS as u64),
-        BPFTRACE_LIMIT.as_secs()
+        limit.as_secs()
     );
-    Some(match common::run_with_limit(&mut cmd, BPFTRACE_LIMIT) {
-        Ok(r) if r.status.is_none() => format!("timed out after {} s", BPFTRACE_LIMIT.as_secs()),
+    let attached = |pid: u32| {
+        format!(
+            "{} perf uprobes attached",
+            thousands(common::perf_event_fds(pid) as u64)
+        )
+    };
+    Some(match common::run_until(&mut cmd, limit, &attached) {
+        Ok(r) if r.status.is_none() => {
+            // bpftrace 0.17 has no uprobe_multi: one perf uprobe per function, and
+            // the kernel removes them one at a time, each after an RCU grace period.
+            let exit = r.exit_after_kill.map_or_else(
+                || "still removing its probes in the kernel when we stopped waiting (allow minutes before the next bench)".into(),
+                |d| format!("exited {:.1} s after SIGKILL", d.as_secs_f64()),
+            );
+            format!(
+                "timed out after {} s ({} by then; {exit})",
+                limit.as_secs(),
+                r.at_limit
+            )
+        }
         Ok(r) if r.ok() => {
             let probes = r
                 .stdout

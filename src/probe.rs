@@ -332,7 +332,12 @@ impl<'obj> Probes<'obj> {
         let start = Instant::now();
         // Each link's release waits out an RCU grace period: closing them
         // from threads of their own lets those waits overlap.
-        let links: Vec<Link> = self.multi.drain(..).map(|m| m.link).chain(self.links.drain(..)).collect();
+        let links: Vec<Link> = self
+            .multi
+            .drain(..)
+            .map(|m| m.link)
+            .chain(self.links.drain(..))
+            .collect();
         std::thread::scope(|scope| {
             for link in links {
                 scope.spawn(move || drop(link));

@@ -120,7 +120,13 @@ pub struct Ran {
     pub status: Option<ExitStatus>,
     pub stdout: String,
     pub stderr: String,
+    /// Until it exited, or until the limit when it was killed.
     pub wall: Duration,
+    /// After a kill: how long it took to go away (None: still going when we
+    /// gave up waiting, e.g. a tracer whose kernel probes are being torn down).
+    pub exit_after_kill: Option<Duration>,
+    /// After a kill: what `at_limit` said about the process just before it.
+    pub at_limit: String,
 }
 
 impl Ran {
@@ -135,8 +141,20 @@ impl Ran {
     }
 }
 
+/// How long a killed command may take to exit before we stop waiting for it.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
 /// Runs `cmd` with piped output, killing it (and its process group) after `limit`.
 pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> std::io::Result<Ran> {
+    run_until(cmd, limit, &|_| String::new())
+}
+
+/// Like [`run_with_limit`]; `at_limit(pid)` looks at the process before the kill.
+pub fn run_until(
+    cmd: &mut Command,
+    limit: Duration,
+    at_limit: &dyn Fn(u32) -> String,
+) -> std::io::Result<Ran> {
     use std::os::unix::process::CommandExt;
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -144,39 +162,59 @@ pub fn run_with_limit(cmd: &mut Command, limit: Duration) -> std::io::Result<Ran
         .process_group(0);
     let start = Instant::now();
     let mut child = cmd.spawn()?;
-    // Drain both pipes on threads so a chatty child never blocks on a full pipe.
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let mut buf = Vec::new();
-                let _ = r.read_to_end(&mut buf);
-                s = String::from_utf8_lossy(&buf).into_owned();
-            }
-            s
-        })
-    };
     let out = drain(child.stdout.take().map(|r| Box::new(r) as _));
     let err = drain(child.stderr.take().map(|r| Box::new(r) as _));
-    let status = loop {
-        if let Some(st) = child.try_wait()? {
-            break Some(st);
-        }
-        if start.elapsed() > limit {
-            // SAFETY: kill(2) on the process group we created for this child only.
-            unsafe { libc_kill(-(child.id() as i32), 9) };
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(2));
+    let wait =
+        |child: &mut std::process::Child, until: Duration| -> std::io::Result<Option<ExitStatus>> {
+            while start.elapsed() <= until {
+                if let Some(st) = child.try_wait()? {
+                    return Ok(Some(st));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Ok(None)
+        };
+    let mut ran = Ran {
+        status: wait(&mut child, limit)?,
+        stdout: String::new(),
+        stderr: String::new(),
+        wall: start.elapsed(),
+        exit_after_kill: None,
+        at_limit: String::new(),
     };
-    let wall = start.elapsed();
-    Ok(Ran {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        wall,
+    if ran.status.is_none() {
+        ran.at_limit = at_limit(child.id());
+        // SAFETY: kill(2) on the process group created for this child only.
+        unsafe { libc_kill(-(child.id() as i32), 9) };
+        if wait(&mut child, limit + KILL_GRACE)?.is_none() {
+            return Ok(ran); // still exiting: its pipes may stay open, so don't join the readers
+        }
+        ran.exit_after_kill = Some(start.elapsed() - ran.wall);
+    }
+    ran.stdout = out.join().unwrap_or_default();
+    ran.stderr = err.join().unwrap_or_default();
+    Ok(ran)
+}
+
+/// Reads a pipe to the end on a thread, so a chatty child never blocks on a full pipe.
+fn drain(r: Option<Box<dyn Read + Send>>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut r) = r {
+            let _ = r.read_to_end(&mut buf);
+        }
+        String::from_utf8_lossy(&buf).into_owned()
     })
+}
+
+/// How many perf events (one per classic uprobe) process `pid` holds open.
+pub fn perf_event_fds(pid: u32) -> usize {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    dir.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("perf_event"))
+        .count()
 }
 
 unsafe extern "C" {

@@ -566,3 +566,20 @@ pub fn counts(expected: &[(&str, usize)]) -> BTreeMap<String, usize> {
         .map(|&(name, n)| (name.to_string(), n))
         .collect()
 }
+
+/// Asserts each (function, calls) of `expected` is in `counts` exactly
+/// (functions not named are not checked).
+#[track_caller]
+pub fn assert_calls(counts: &BTreeMap<String, usize>, expected: &[(&str, usize)]) {
+    for &(name, n) in expected {
+        assert_eq!(counts.get(name), Some(&n), "{name}: {counts:?}");
+    }
+}
+
+/// The distinct TIDs a call graph shows.
+pub fn tids(graph: &str) -> std::collections::BTreeSet<&str> {
+    graph
+        .lines()
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect()
+}

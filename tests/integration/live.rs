@@ -2,7 +2,7 @@
 //! fixtures, threads, library calls through the PLT, demangling, filters.
 
 use crate::common::{
-    Build, assert_text_eq, count_calls, counts, fixture, normalise, require_bpf, trace,
+    Build, assert_text_eq, count_calls, counts, fixture, normalise, require_bpf, tids, trace,
 };
 
 /// calls.c: main → a ×3 → b ×2 → c, fib(10) (177 calls), printf once.
@@ -101,12 +101,7 @@ fn every_thread_is_traced() {
         assert_eq!(c.get("pthread_create@plt"), Some(&4));
         assert_eq!(c.get("pthread_join@plt"), Some(&4));
         // Five threads: main and the four workers, each line tagged with its TID.
-        let tids: std::collections::BTreeSet<&str> = t
-            .graph
-            .lines()
-            .filter_map(|l| l.split('[').nth(1)?.split(']').next())
-            .collect();
-        assert_eq!(tids.len(), 5, "{tids:?}");
+        assert_eq!(tids(&t.graph).len(), 5, "{:?}", tids(&t.graph));
     }
 }
 

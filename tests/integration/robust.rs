@@ -3,7 +3,9 @@
 
 use std::process::Command;
 
-use crate::common::{Build, count_calls, counts, fixture, require_bpf, trace};
+use crate::common::{
+    Build, Traced, assert_calls, count_calls, counts, fixture, require_bpf, tids, trace,
+};
 
 /// The program's stdout and exit code when nothing traces it.
 fn untraced(bin: &std::path::Path, args: &[&str]) -> (String, Option<i32>) {
@@ -15,6 +17,19 @@ fn untraced(bin: &std::path::Path, args: &[&str]) -> (String, Option<i32>) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         out.status.code(),
     )
+}
+
+/// Traces `bin` and asserts its stdout and exit code are the untraced run's.
+fn trace_unharmed(bin: &std::path::Path, args: &[&str], opts: &[&str]) -> Traced {
+    let t = trace(bin, args, opts);
+    let expected = untraced(bin, args);
+    assert_eq!(
+        (t.stdout.clone(), t.code),
+        expected,
+        "{opts:?}: {}",
+        t.stderr
+    );
+    t
 }
 
 /// Calls marked as ended by unwinding, per function: a leaf line
@@ -76,13 +91,7 @@ fn deep_recursion_records_every_level() {
         return;
     }
     let bin = fixture("deep", Build::O2);
-    let t = trace(&bin, &[], &[]);
-    assert_eq!(
-        (t.stdout.clone(), t.code),
-        untraced(&bin, &[]),
-        "{}",
-        t.stderr
-    );
+    let t = trace_unharmed(&bin, &[], &[]);
     assert_eq!(
         count_calls(&t.graph),
         counts(&[
@@ -180,23 +189,18 @@ fn signal_handlers_nest_under_the_interrupted_call_and_balance() {
         return;
     }
     let bin = fixture("signal", Build::O2);
-    let t = trace(&bin, &[], &[]);
-    assert_eq!(
-        (t.stdout.clone(), t.code),
-        untraced(&bin, &[]),
-        "{}",
-        t.stderr
-    );
+    let t = trace_unharmed(&bin, &[], &[]);
     let c = count_calls(&t.graph);
-    for (name, n) in [
-        ("sender", 3),
-        ("raise@plt", 3),
-        ("on_signal", 3),
-        ("handled", 3),
-        ("leaf", 6),
-    ] {
-        assert_eq!(c.get(name), Some(&n), "{name}: {c:?}");
-    }
+    assert_calls(
+        &c,
+        &[
+            ("sender", 3),
+            ("raise@plt", 3),
+            ("on_signal", 3),
+            ("handled", 3),
+            ("leaf", 6),
+        ],
+    );
     assert!(
         unwound(&t.graph).is_empty(),
         "everything balances:\n{}",
@@ -264,29 +268,19 @@ fn forked_children_and_grandchildren_are_followed() {
         return;
     }
     let bin = fixture("fork", Build::O2);
-    let t = trace(&bin, &[], &[]);
-    assert_eq!(
-        (t.stdout.clone(), t.code),
-        untraced(&bin, &[]),
-        "{}",
-        t.stderr
-    );
+    let t = trace_unharmed(&bin, &[], &[]);
     let c = count_calls(&t.graph);
-    for (name, n) in [
-        ("work", 69),
-        ("child_main", 3),
-        ("grandchild_main", 1),
-        ("fork@plt", 4),
-    ] {
-        assert_eq!(c.get(name), Some(&n), "{name}: {c:?}");
-    }
+    assert_calls(
+        &c,
+        &[
+            ("work", 69),
+            ("child_main", 3),
+            ("grandchild_main", 1),
+            ("fork@plt", 4),
+        ],
+    );
     // Five processes, each line tagged with its thread (a process's main thread).
-    let tids: std::collections::BTreeSet<&str> = t
-        .graph
-        .lines()
-        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
-        .collect();
-    assert_eq!(tids.len(), 5, "{tids:?}");
+    assert_eq!(tids(&t.graph).len(), 5, "{:?}", tids(&t.graph));
 
     let t = trace(&bin, &[], &["--no-follow"]);
     let c = count_calls(&t.graph);
@@ -306,13 +300,7 @@ fn dlopened_plugins_are_traced_from_their_first_call_and_after_reloading() {
     let bin = fixture("dlopen", Build::O2);
     let plugin = fixture("plugin", Build::O2);
     let plugin = plugin.to_str().unwrap();
-    let t = trace(&bin, &[plugin], &["--nest-lib", "plugin*"]);
-    assert_eq!(
-        (t.stdout.clone(), t.code),
-        untraced(&bin, &[plugin]),
-        "{}",
-        t.stderr
-    );
+    let t = trace_unharmed(&bin, &[plugin], &["--nest-lib", "plugin*"]);
     let c = count_calls(&t.graph);
     let expected = [
         ("main", 1),
@@ -339,23 +327,18 @@ fn a_followed_child_that_execs_is_traced_in_its_new_program() {
     let bin = fixture("fork", Build::O2);
     let program = fixture("exitcode", Build::O2);
     let args = [program.to_str().unwrap(), "0"];
-    let t = trace(&bin, &args, &[]);
-    assert_eq!(
-        (t.stdout.clone(), t.code),
-        untraced(&bin, &args),
-        "{}",
-        t.stderr
-    );
+    let t = trace_unharmed(&bin, &args, &[]);
     let c = count_calls(&t.graph);
     // The 4th child runs exitcode's main() and leave() after its execvp().
-    for (name, n) in [
-        ("work", 69),
-        ("fork@plt", 5),
-        ("leave", 1),
-        ("execvp@plt", 1),
-    ] {
-        assert_eq!(c.get(name), Some(&n), "{name}: {c:?}");
-    }
+    assert_calls(
+        &c,
+        &[
+            ("work", 69),
+            ("fork@plt", 5),
+            ("leave", 1),
+            ("execvp@plt", 1),
+        ],
+    );
     assert_eq!(
         c.get("main"),
         Some(&2),
