@@ -106,6 +106,7 @@ impl Gen {
             func,
             depth,
             ts: self.ts,
+            after_loss: false,
         }
     }
 

@@ -114,6 +114,7 @@ impl Program {
             func,
             depth,
             ts: self.ts,
+            after_loss: false,
         });
     }
 

@@ -30,6 +30,7 @@ const volatile bool follow_forks = false;
 /* Keep the generated skeleton carrying the event layout for Rust. */
 struct event _event = {};
 enum event_kind _event_kind = EV_ENTRY;
+enum event_flags _event_flags = EVF_AFTER_LOSS;
 struct func_stats _func_stats = {};
 
 struct frame {
@@ -43,6 +44,8 @@ struct frame {
 struct thread_state {
 	__u32 depth;   /* traced calls open on this thread */
 	__u32 emitted; /* with a time filter: frames below this have sent their entry */
+	__u32 lost;    /* an event of this thread was dropped since its last one */
+	__u32 pad;
 	struct frame frames[MAX_FRAMES];
 };
 
@@ -96,7 +99,7 @@ static __always_inline void count_drop(__u32 which)
 		*n += 1;
 }
 
-static __always_inline void emit(__u8 kind, __u32 func, __u64 ts, __u32 depth)
+static __always_inline void emit(struct thread_state *s, __u8 kind, __u32 func, __u64 ts, __u32 depth)
 {
 	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	__u64 id = bpf_get_current_pid_tgid();
@@ -104,6 +107,8 @@ static __always_inline void emit(__u8 kind, __u32 func, __u64 ts, __u32 depth)
 
 	if (!e) {
 		count_drop(DROP_RINGBUF);
+		/* The thread's next event says its stack has a hole. */
+		s->lost = 1;
 		return;
 	}
 	e->ts = ts;
@@ -112,7 +117,8 @@ static __always_inline void emit(__u8 kind, __u32 func, __u64 ts, __u32 depth)
 	e->func = func;
 	e->depth = depth;
 	e->kind = kind;
-	e->flags = 0;
+	e->flags = s->lost ? EVF_AFTER_LOSS : 0;
+	s->lost = 0;
 	/* A wakeup per event doubles the cost of a traced call: the reader
 	 * polls on a short timer and is only woken when a backlog builds. */
 	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
@@ -262,7 +268,7 @@ int BPF_UPROBE(on_entry)
 	}
 	if (d > max_depth || min_duration_ns || count_only)
 		return 0;
-	emit(EV_ENTRY, func, now, d);
+	emit(s, EV_ENTRY, func, now, d);
 	return 0;
 }
 
@@ -279,7 +285,7 @@ static __always_inline void emit_held_entries(struct thread_state *s, __u32 d)
 			break;
 		f = frame_at(s, k);
 		if (k <= max_depth)
-			emit(EV_ENTRY, f->func, f->ts, k);
+			emit(s, EV_ENTRY, f->func, f->ts, k);
 		s->emitted = k + 1;
 	}
 }
@@ -369,7 +375,7 @@ static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool s
 			s->emitted = d;
 		}
 	}
-	emit(EV_EXIT, func, now, d);
+	emit(s, EV_EXIT, func, now, d);
 	return 0;
 }
 

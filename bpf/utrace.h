@@ -21,6 +21,11 @@ enum event_kind {
 	EV_LOAD = 3,
 };
 
+enum event_flags {
+	/* The thread lost events (ring buffer full) just before this one. */
+	EVF_AFTER_LOSS = 1,
+};
+
 /* 24 bytes; the ring buffer adds an 8-byte header per record. */
 struct event {
 	__u64 ts;    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC, ns */
@@ -29,7 +34,7 @@ struct event {
 	__u32 func;  /* function id: the attach cookie */
 	__u16 depth; /* 0 for an outermost traced call; an exit carries its entry's depth */
 	__u8 kind;   /* enum event_kind */
-	__u8 flags;  /* reserved */
+	__u8 flags;  /* EVF_* */
 };
 
 /* Counting mode: one per traced function and CPU. */

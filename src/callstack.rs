@@ -6,6 +6,8 @@
 //! closed as `End::Unwound` at that event's time. Exits whose entry was never
 //! seen (lost, or entered before attach) are counted as orphans, not shown.
 
+use std::collections::BTreeSet;
+
 use crate::aggregate::IdMap;
 use crate::model::{Call, End, Event, EventKind};
 
@@ -31,6 +33,8 @@ pub struct CallStacks {
     pub unwound: u64,
     /// Threads seen over the whole trace.
     pub threads_seen: u64,
+    /// Threads that lost events: their stacks have holes there.
+    pub lossy_threads: BTreeSet<u32>,
 }
 
 impl CallStacks {
@@ -48,6 +52,9 @@ impl CallStacks {
             }
         };
         thread.pid = ev.pid;
+        if ev.after_loss {
+            self.lossy_threads.insert(ev.tid);
+        }
         let depth = ev.depth as usize;
         match ev.kind {
             EventKind::Entry => {
@@ -87,6 +94,20 @@ impl CallStacks {
             }
         }
         self.threads.clear();
+    }
+
+    /// The line that names the threads whose call stacks lost events.
+    pub fn loss_note(&self) -> Option<String> {
+        if self.lossy_threads.is_empty() {
+            return None;
+        }
+        let tids: Vec<String> = self.lossy_threads.iter().map(u32::to_string).collect();
+        Some(format!(
+            "utrace: events were lost on thread{} {}: calls around the loss are incomplete \
+             (those closed without their return are marked /* unwound */)",
+            if tids.len() == 1 { "" } else { "s" },
+            tids.join(", ")
+        ))
     }
 
     /// Forgets a thread that exited (its open calls are closed as unwound).
@@ -149,6 +170,7 @@ mod tests {
             func,
             depth,
             ts,
+            after_loss: false,
         }
     }
 

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use libbpf_rs::{MapHandle, RingBufferBuilder};
 
 use crate::model::{Event, EventKind};
-use crate::probe::{RawEvent, RawKind};
+use crate::probe::{RawEvent, RawFlags, RawKind};
 
 /// Events are sent in batches: one channel operation per poll, not per event.
 pub type Batch = Vec<Event>;
@@ -145,5 +145,6 @@ pub fn decode(data: &[u8]) -> Option<Decoded> {
         func: raw.func,
         depth: u32::from(raw.depth),
         ts: raw.ts,
+        after_loss: raw.flags & RawFlags::EVF_AFTER_LOSS.0 as u8 != 0,
     }))
 }

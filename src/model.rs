@@ -73,6 +73,9 @@ pub struct Event {
     pub depth: u32,
     /// CLOCK_MONOTONIC nanoseconds.
     pub ts: u64,
+    /// The thread lost events (ring buffer full) just before this one: its
+    /// call stack around here is incomplete.
+    pub after_loss: bool,
 }
 
 /// How a call ended.

@@ -16,7 +16,9 @@ use crate::symbols::{AttachList, ProbePlan};
 mod bpf {
     include!(concat!(env!("OUT_DIR"), "/utrace.skel.rs"));
 }
-pub use bpf::types::{event as RawEvent, event_kind as RawKind, func_stats as RawStats};
+pub use bpf::types::{
+    event as RawEvent, event_flags as RawFlags, event_kind as RawKind, func_stats as RawStats,
+};
 use bpf::{UtraceSkel, UtraceSkelBuilder};
 
 /// Storage the loaded BPF object lives in; create it before [`Probes::load`].

@@ -94,6 +94,7 @@ mod tests {
             func,
             depth: 0,
             ts,
+            after_loss: false,
         }
     }
 

@@ -150,6 +150,7 @@ mod tests {
             func: 0,
             depth: 0,
             ts,
+            after_loss: false,
         };
         rec.event(&ev(EventKind::Entry, 10)).unwrap();
         rec.idle().unwrap();

@@ -335,6 +335,9 @@ impl Pipeline {
                 }
             }
         }
+        if let Some(note) = self.stacks.loss_note() {
+            eprintln!("{note}");
+        }
         if lost > 0 {
             let total = lost + self.received;
             eprintln!(

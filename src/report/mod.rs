@@ -92,6 +92,9 @@ pub fn replay(reader: &TraceReader, sink: &mut dyn Sink) -> Result<ReadStatus> {
         return Err(e);
     }
     feed.sink.finish(feed.table, &run)?;
+    if let Some(note) = stacks.loss_note() {
+        eprintln!("{note}");
+    }
     Ok(status)
 }
 

@@ -20,6 +20,8 @@ const EXIT: u8 = 1;
 const SWITCH: u8 = 2;
 const DEPTH: u8 = 4;
 const FUNC: u8 = 8;
+/// The event's thread lost events just before it.
+const AFTER_LOSS: u8 = 16;
 
 /// What one thread's next event probably looks like.
 #[derive(Default)]
@@ -122,6 +124,9 @@ impl ChunkEncoder {
         }
         let exit = ev.kind == EventKind::Exit;
         let mut flags = if exit { EXIT } else { 0 };
+        if ev.after_loss {
+            flags |= AFTER_LOSS;
+        }
         let idx = match self.cur {
             Some((tid, pid, idx)) if tid == ev.tid && pid == ev.pid => idx,
             _ => {
@@ -235,6 +240,7 @@ impl ChunkDecoder {
                 func,
                 depth,
                 ts,
+                after_loss: f & AFTER_LOSS != 0,
             });
         }
         let used_all =
@@ -255,6 +261,7 @@ mod tests {
             func,
             depth,
             ts,
+            after_loss: false,
         }
     }
 

@@ -128,6 +128,7 @@ fn sample() -> &'static [u8] {
                         func,
                         depth,
                         ts,
+                        after_loss: false,
                     });
                 }
             }

@@ -83,6 +83,7 @@ pub(crate) fn synthetic_events(n: usize) -> Vec<Event> {
                 func,
                 depth,
                 ts,
+                after_loss: false,
             });
         };
         use EventKind::*;

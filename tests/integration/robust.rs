@@ -260,6 +260,33 @@ fn an_overrun_ring_buffer_reports_exactly_what_it_lost() {
         total, THREADS64_EVENTS,
         "received + lost (the BPF counters) = every event: {line}"
     );
+    // The threads whose stacks have holes are named, live and in a report.
+    let named = |stderr: &str| {
+        let note = stderr
+            .lines()
+            .find(|l| l.starts_with("utrace: events were lost on thread"));
+        let note = note.unwrap_or_else(|| panic!("the affected threads are named: {stderr}"));
+        note.split(':').nth(1).unwrap().split(',').count()
+    };
+    assert!((1..=65).contains(&named(&t.stderr)));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lossy.data");
+    let bin = fixture("threads64", Build::O2);
+    let mut record = crate::common::utrace();
+    record
+        .args(["--record", "--buffer-size", "4K", "-d"])
+        .arg(&data)
+        .arg("--")
+        .arg(&bin);
+    assert!(
+        crate::common::run(&mut record, std::time::Duration::from_secs(120))
+            .status
+            .success()
+    );
+    let mut report = crate::common::utrace();
+    report.args(["--report", "-d"]).arg(&data);
+    let out = crate::common::run(&mut report, std::time::Duration::from_secs(60));
+    assert!((1..=65).contains(&named(&String::from_utf8_lossy(&out.stderr))));
 }
 
 #[test]
