@@ -241,8 +241,8 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp)
 		s->emitted = s->depth;
 }
 
-SEC("uprobe.multi")
-int BPF_UPROBE(on_entry)
+/* A traced function is entered; 1 when the thread is not traced. */
+static __always_inline int enter(struct pt_regs *ctx)
 {
 	__u32 func = bpf_get_attach_cookie(ctx);
 	__u64 now = bpf_ktime_get_ns();
@@ -251,7 +251,7 @@ int BPF_UPROBE(on_entry)
 	__u32 d;
 
 	if (!s)
-		return 0;
+		return 1;
 	/* A live frame at the same sp is the caller of a tail call when
 	 * uretprobes chain their returns; with ret-site exits a tail jump already
 	 * ended it, so anything left at this sp is dead. */
@@ -269,6 +269,13 @@ int BPF_UPROBE(on_entry)
 	if (d > max_depth || min_duration_ns || count_only)
 		return 0;
 	emit(s, EV_ENTRY, func, now, d);
+	return 0;
+}
+
+SEC("uprobe.multi")
+int BPF_UPROBE(on_entry)
+{
+	enter(ctx);
 	return 0;
 }
 
@@ -392,6 +399,19 @@ SEC("uprobe.multi")
 int BPF_UPROBE(on_ret_site)
 {
 	return on_return(ctx, PT_REGS_SP(ctx), false);
+}
+
+extern bool bpf_session_is_return(void) __ksym;
+
+/* Entry and return in one program (--exit=session): the kernel hijacks
+ * the return address as for a uretprobe, but only for calls the entry
+ * accepted (returning 0), and runs one consumer instead of two. */
+SEC("uprobe.session")
+int BPF_UPROBE(on_session)
+{
+	if (bpf_session_is_return())
+		return on_return(ctx, PT_REGS_SP(ctx) - 8, true);
+	return enter(ctx);
 }
 
 /* On the loader's _dl_debug_state(), which glibc calls before and after

@@ -143,7 +143,8 @@ struct Args {
 
     /// How function ends are seen: probes on each function's return
     /// instructions (survives C++ exceptions, longjmp, deep recursion), or
-    /// uretprobes (return-address hijacking, as other tracers do).
+    /// uretprobes / a uprobe session (return-address hijacking, as other
+    /// tracers do: a C++ exception crossing such a frame aborts the program).
     #[arg(long, value_enum, default_value_t = ExitArg::RetSites, value_name = "MODE")]
     exit: ExitArg,
 
@@ -177,6 +178,7 @@ pub enum Format {
 enum ExitArg {
     RetSites,
     Uretprobe,
+    Session,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -300,6 +302,7 @@ impl Args {
             exit: match self.exit {
                 ExitArg::RetSites => ExitMode::RetSites,
                 ExitArg::Uretprobe => ExitMode::Uretprobe,
+                ExitArg::Session => ExitMode::Session,
             },
         };
         Ok(if self.list {

@@ -35,6 +35,9 @@ pub enum ExitMode {
     /// unwinding through such a frame aborts the program, and the kernel keeps
     /// at most 64 pending returns per thread.
     Uretprobe,
+    /// uprobe.session: one program for entry and return, the return still by
+    /// return-address hijacking (same limits as `Uretprobe`).
+    Session,
 }
 
 /// What BPF does with each call, set before load.
@@ -62,6 +65,8 @@ pub enum ProbeKind {
     /// function returns from another module): sp is one slot above the entry's,
     /// as for a uretprobe, so it shares that program.
     CallReturn,
+    /// Entry and return in one session link.
+    Session,
 }
 
 /// One uprobe_multi link and what it was made of, so it can be made again
@@ -153,7 +158,7 @@ impl<'obj> Probes<'obj> {
             pid,
             link,
         });
-        if kind == ProbeKind::Entry {
+        if matches!(kind, ProbeKind::Entry | ProbeKind::Session) {
             self.probes += list.offsets.len();
         }
         Ok(())
@@ -164,11 +169,13 @@ impl<'obj> Probes<'obj> {
             ProbeKind::Entry => &self.skel.progs.on_entry,
             ProbeKind::Return | ProbeKind::CallReturn => &self.skel.progs.on_exit,
             ProbeKind::RetSite => &self.skel.progs.on_ret_site,
+            ProbeKind::Session => &self.skel.progs.on_session,
         };
         let opts = UprobeMultiOpts {
             offsets: list.offsets.iter().map(|&o| o as usize).collect(),
             cookies: list.cookies.clone(),
             retprobe: kind == ProbeKind::Return,
+            session: kind == ProbeKind::Session,
             ..Default::default()
         };
         let (n, path) = (list.offsets.len(), list.path.display());
@@ -199,7 +206,7 @@ impl<'obj> Probes<'obj> {
                 offsets,
                 cookies,
             };
-            if m.kind == ProbeKind::Entry {
+            if matches!(m.kind, ProbeKind::Entry | ProbeKind::Session) {
                 self.probes -= m.list.offsets.len() - list.offsets.len();
             }
             if list.offsets.is_empty() {
@@ -236,6 +243,12 @@ impl<'obj> Probes<'obj> {
                     self.attach(list, ProbeKind::Return, pid_for(list))?;
                 }
                 (Vec::new(), uretprobe_safe(table, &plan.entries))
+            }
+            ExitMode::Session => {
+                for list in &uretprobe_safe(table, &plan.entries) {
+                    self.attach(list, ProbeKind::Session, pid_for(list))?;
+                }
+                return Ok(());
             }
         };
         // Exit probes first: where a function's entry and a ret site share an

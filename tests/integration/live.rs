@@ -24,7 +24,7 @@ fn calls_counts_are_exact_in_every_build() {
     }
     for build in Build::C {
         let bin = fixture("calls", build);
-        for exit in ["--exit=ret-sites", "--exit=uretprobe"] {
+        for exit in ["--exit=ret-sites", "--exit=uretprobe", "--exit=session"] {
             let t = trace(&bin, &[], &[exit]);
             assert_eq!(t.code, Some(0), "{build:?} {exit}: {}", t.stderr);
             let untouched = "the program's own output is untouched";

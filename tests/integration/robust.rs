@@ -132,7 +132,7 @@ fn longjmp_closes_skipped_frames_and_depth_stays_exact() {
     if !require_bpf() {
         return;
     }
-    for exit in ["--exit=ret-sites", "--exit=uretprobe"] {
+    for exit in ["--exit=ret-sites", "--exit=uretprobe", "--exit=session"] {
         let bin = fixture("jmp", Build::O2);
         let t = trace(&bin, &[], &[exit]);
         assert_eq!(
