@@ -90,12 +90,13 @@ impl Recorder {
 /// "Wrote utrace.data: 1,234,567 calls, 0 lost, 48 functions in 3 modules"
 pub fn closing_line(path: &Path, summary: &Summary, functions: usize, modules: usize) -> String {
     format!(
-        "Wrote {}: {} calls, {} lost, {} functions in {} modules",
+        "Wrote {}: {} calls, {} lost, {} functions in {} module{}",
         path.display(),
         thousands(summary.calls),
         thousands(summary.lost),
         thousands(functions as u64),
-        modules
+        modules,
+        if modules == 1 { "" } else { "s" }
     )
 }
 
