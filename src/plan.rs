@@ -144,10 +144,10 @@ fn real_path(path: &str, pid: Option<u32>) -> String {
     let Some(pid) = pid else {
         return path.to_string();
     };
-    if path == format!("/proc/{pid}/exe") {
-        if let Ok(target) = std::fs::read_link(path) {
-            return target.display().to_string();
-        }
+    if path == format!("/proc/{pid}/exe")
+        && let Ok(target) = std::fs::read_link(path)
+    {
+        return target.display().to_string();
     }
     let prefix = format!("/proc/{pid}/root");
     path.strip_prefix(&prefix)

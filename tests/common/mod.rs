@@ -467,6 +467,60 @@ fn line_diff(expected: &str, actual: &str) -> String {
     out
 }
 
+/// What one traced run produced: the call graph (written with `-o`, so it
+/// stays apart from the program's own stdout), the program's stdout, utrace's
+/// stderr and exit code.
+pub struct Traced {
+    pub graph: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub code: Option<i32>,
+}
+
+/// Runs `utrace <opts> -o GRAPH -- <bin> <args>` and collects what it wrote.
+pub fn trace(bin: &Path, args: &[&str], opts: &[&str]) -> Traced {
+    let graph = tempfile::NamedTempFile::new().expect("temp file");
+    let mut cmd = utrace();
+    cmd.args(opts)
+        .arg("-o")
+        .arg(graph.path())
+        .arg("--")
+        .arg(bin)
+        .args(args);
+    let out = run(&mut cmd, Duration::from_secs(120));
+    Traced {
+        graph: std::fs::read_to_string(graph.path()).unwrap_or_default(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code(),
+    }
+}
+
+/// Expected call counts, written as `&[("main", 1), ...]`.
+pub fn counts(expected: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    expected
+        .iter()
+        .map(|&(name, n)| (name.to_string(), n))
+        .collect()
+}
+
+/// Asserts each (function, calls) of `expected` is in `counts` exactly
+/// (functions not named are not checked).
+#[track_caller]
+pub fn assert_calls(counts: &BTreeMap<String, usize>, expected: &[(&str, usize)]) {
+    for &(name, n) in expected {
+        assert_eq!(counts.get(name), Some(&n), "{name}: {counts:?}");
+    }
+}
+
+/// The distinct TIDs a call graph shows.
+pub fn tids(graph: &str) -> std::collections::BTreeSet<&str> {
+    graph
+        .lines()
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -528,58 +582,4 @@ pid=1 tid 2 done in <dur>
         assert_eq!(line_diff("a\nb\nc", "a\nx\nc"), " a\n+x\n-b\n c\n");
         assert_text_eq("\nsame\n", "same");
     }
-}
-
-/// What one traced run produced: the call graph (written with `-o`, so it
-/// stays apart from the program's own stdout), the program's stdout, utrace's
-/// stderr and exit code.
-pub struct Traced {
-    pub graph: String,
-    pub stdout: String,
-    pub stderr: String,
-    pub code: Option<i32>,
-}
-
-/// Runs `utrace <opts> -o GRAPH -- <bin> <args>` and collects what it wrote.
-pub fn trace(bin: &Path, args: &[&str], opts: &[&str]) -> Traced {
-    let graph = tempfile::NamedTempFile::new().expect("temp file");
-    let mut cmd = utrace();
-    cmd.args(opts)
-        .arg("-o")
-        .arg(graph.path())
-        .arg("--")
-        .arg(bin)
-        .args(args);
-    let out = run(&mut cmd, Duration::from_secs(120));
-    Traced {
-        graph: std::fs::read_to_string(graph.path()).unwrap_or_default(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        code: out.status.code(),
-    }
-}
-
-/// Expected call counts, written as `&[("main", 1), ...]`.
-pub fn counts(expected: &[(&str, usize)]) -> BTreeMap<String, usize> {
-    expected
-        .iter()
-        .map(|&(name, n)| (name.to_string(), n))
-        .collect()
-}
-
-/// Asserts each (function, calls) of `expected` is in `counts` exactly
-/// (functions not named are not checked).
-#[track_caller]
-pub fn assert_calls(counts: &BTreeMap<String, usize>, expected: &[(&str, usize)]) {
-    for &(name, n) in expected {
-        assert_eq!(counts.get(name), Some(&n), "{name}: {counts:?}");
-    }
-}
-
-/// The distinct TIDs a call graph shows.
-pub fn tids(graph: &str) -> std::collections::BTreeSet<&str> {
-    graph
-        .lines()
-        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
-        .collect()
 }

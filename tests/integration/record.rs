@@ -66,7 +66,9 @@ fn recorded_counts_are_exact_and_the_file_is_self_contained() {
     let data = dir.path().join("calls.data");
     let stderr = record(&bin, &[], &data);
     assert!(
-        stderr.lines().any(|l| l.ends_with("calls.data: 194 calls, 0 lost, 6 functions in 1 module")),
+        stderr
+            .lines()
+            .any(|l| l.ends_with("calls.data: 194 calls, 0 lost, 6 functions in 1 module")),
         "closing line: {stderr}"
     );
     std::fs::remove_file(&bin).unwrap();
