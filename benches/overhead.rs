@@ -184,6 +184,7 @@ fn modes(utrace: Option<&Path>, dir: &Path) -> Vec<Mode> {
     let s = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let data = dir.join("hot.utrace.data").display().to_string();
     let summary = dir.join("hot.summary.txt").display().to_string();
+    let live = modes.len();
     modes.push(Mode {
         label: "utrace live".into(),
         kind: Kind::Utrace(s(&["-o", "/dev/null"])),
@@ -196,20 +197,41 @@ fn modes(utrace: Option<&Path>, dir: &Path) -> Vec<Mode> {
         label: "--format=summary".into(),
         kind: Kind::Utrace(s(&["--format=summary", "-o", &summary])),
     });
-    let help = common::help_text(bin);
-    if help.contains("--exit") {
-        for v in ["uretprobe", "ret-sites"]
-            .into_iter()
-            .filter(|v| help.contains(v))
-        {
-            let flag = format!("--exit={v}");
-            modes.push(Mode {
-                label: format!("live {flag}"),
-                kind: Kind::Utrace(s(&[&flag, "-o", "/dev/null"])),
-            });
-        }
+    // Every other --exit mode this utrace offers, live (the ones above use its default).
+    let (default, values) = exit_modes(&common::help_text(bin));
+    if let Some(d) = &default {
+        modes[live].label = format!("live (--exit={d})");
+    }
+    for v in values.iter().filter(|v| Some(*v) != default.as_ref()) {
+        let flag = format!("--exit={v}");
+        modes.push(Mode {
+            label: format!("live {flag}"),
+            kind: Kind::Utrace(s(&[&flag, "-o", "/dev/null"])),
+        });
     }
     modes
+}
+
+/// From `--help`: the default and possible values of `--exit`, if it has one.
+fn exit_modes(help: &str) -> (Option<String>, Vec<String>) {
+    let Some(at) = help.find("--exit") else {
+        return (None, Vec::new());
+    };
+    // clap wraps the help text: join the lines of this option's paragraph.
+    let text: String = help[at..]
+        .split("\n      -")
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let field = |key: &str| {
+        let start = text.find(key)? + key.len();
+        Some(text[start..].split(']').next()?.trim().to_string())
+    };
+    let values = field("[possible values:")
+        .map_or_else(Vec::new, |v| v.split(", ").map(String::from).collect());
+    (field("[default:"), values)
 }
 
 fn bpftrace_program(bin: &Path) -> String {
@@ -250,13 +272,14 @@ fn command(utrace: Option<&Path>, bin: &Path, mode: &Mode, calls: &str) -> Comma
 fn print_commands(modes: &[Mode], utrace: Option<&Path>) {
     let bin = Path::new("BIN");
     println!("commands (BIN = target/bench-fixtures/hot-<build>, N = calls per run):");
+    let width = modes.iter().map(|m| m.label.len()).max().unwrap_or(0);
     for m in modes {
         let cmd = command(utrace.map(|_| Path::new("utrace")), bin, m, "N");
         let argv: Vec<String> = std::iter::once(cmd.get_program())
             .chain(cmd.get_args())
             .map(shell_word)
             .collect();
-        println!("  {:<18} {}", m.label, argv.join(" "));
+        println!("  {:<width$}  {}", m.label, argv.join(" "));
     }
     if utrace.is_none() {
         println!("  utrace: not available (build it: cargo build --release)");

@@ -30,6 +30,8 @@ impl Plan {
         RunInfo {
             command: self.command.clone(),
             pid: self.pid.unwrap_or_default(),
+            start_unix_ns: crate::session::unix_now_ns(),
+            start_mono_ns: crate::session::mono_now_ns(),
             ..RunInfo::default()
         }
     }

@@ -45,58 +45,14 @@ pub struct Outcome {
 /// Traces the target described by `opts` with the probes of `plan`.
 pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     let mut storage = ObjectStorage::uninit();
-    let cfg = BpfConfig {
-        max_depth: opts.max_depth,
-        min_duration_ns: opts.min_duration_ns,
-        ringbuf_bytes: opts.buffer_bytes,
-        exit: opts.exit,
-        count_only: matches!(output, Output::Count(_)),
-        stats_slots: plan.probes.table.functions.len() as u32,
-        follow_forks: opts.follow_forks && matches!(opts.target, Target::Command(_)),
-    };
-    let mut probes = Probes::load(&mut storage, cfg)?;
-    let mut launched = match &opts.target {
-        Target::Command(argv) => Some(target::launch(
-            &plan.exe,
-            argv,
-            &LaunchOptions {
-                user: opts.user.as_deref(),
-                no_randomize_addr: opts.no_randomize_addr,
-            },
-        )?),
-        Target::Pid(_) => None,
-    };
+    let mut probes = Probes::load(&mut storage, bpf_config(opts, &plan, &output))?;
+    let mut launched = launch(opts, &plan)?;
     let pid = launched
         .as_ref()
         .map_or(plan.pid.unwrap_or_default(), |l| l.pid);
     // Signals are caught from here on: Ctrl-C never leaves utrace half-attached.
     let signals = signal_channel()?;
-    // Following forks (-c only): the executable's probes drop the kernel's
-    // pid filter and BPF keeps the followed processes. Libraries keep the
-    // filter: tracing libc must never slow other processes.
-    let follow = opts.follow_forks && launched.is_some();
-    if follow {
-        probes.follow(pid)?;
-    }
-    let exe = plan.exe.clone();
-    probes.attach_plan(&plan.probes, opts.exit, |list| {
-        (!(follow && list.path == exe)).then_some(pid)
-    })?;
-    let mut loader = Loader::new(&plan, opts, pid, follow.then_some(exe.as_path()))?;
-    if let Some(loader) = &loader {
-        loader.attach(&mut probes, pid)?;
-    }
-    let modules = plan.probes.table.modules.len();
-    eprintln!(
-        "utrace: attached {} probes in {modules} module{} to pid {pid}{}",
-        probes.probe_count(),
-        if modules == 1 { "" } else { "s" },
-        if launched.is_some() {
-            ""
-        } else {
-            " (Ctrl-C detaches)"
-        }
-    );
+    let mut loader = attach(opts, &plan, &mut probes, pid, launched.is_some())?;
     let (reader, streams) = events::spawn(probes.ring_buffer()?)?;
     let run = RunInfo {
         command: plan.command.clone(),
@@ -105,7 +61,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         start_mono_ns: mono_now_ns(),
         ..RunInfo::default()
     };
-    let mut pipe = Pipeline::new(plan.probes.table, output, run)?;
+    let mut pipe = Pipeline::new(plan.probes.table, output, run);
     pipe.rates = opts.max_rate.map(RateLimit::new);
     let child_exit = match launched.as_mut() {
         Some(l) => {
@@ -141,11 +97,66 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         let counted = probes.stats(pipe.table.functions.len() as u32)?;
         summary.load_counted(counted.iter().map(stats_of).collect());
     }
-    if let Some(line) = pipe.rates.as_ref().and_then(|r| r.report(&pipe.table)) {
-        eprintln!("{line}");
-    }
     pipe.finish()?;
     Ok(Outcome { exit_code })
+}
+
+fn bpf_config(opts: &TraceOptions, plan: &Plan, output: &Output) -> BpfConfig {
+    BpfConfig {
+        max_depth: opts.max_depth,
+        min_duration_ns: opts.min_duration_ns,
+        ringbuf_bytes: opts.buffer_bytes,
+        exit: opts.exit,
+        count_only: matches!(output, Output::Count(_)),
+        stats_slots: plan.probes.table.functions.len() as u32,
+        follow_forks: opts.follow_forks && matches!(opts.target, Target::Command(_)),
+    }
+}
+
+/// `-c`: the command, forked and held before exec.
+fn launch(opts: &TraceOptions, plan: &Plan) -> Result<Option<Launched>> {
+    let Target::Command(argv) = &opts.target else {
+        return Ok(None);
+    };
+    let how = LaunchOptions {
+        user: opts.user.as_deref(),
+        no_randomize_addr: opts.no_randomize_addr,
+    };
+    Ok(Some(target::launch(&plan.exe, argv, &how)?))
+}
+
+/// Attaches every probe of `plan` to `pid`; returns the watch for code
+/// mapped later (dlopen, exec), if one is needed.
+fn attach(
+    opts: &TraceOptions,
+    plan: &Plan,
+    probes: &mut Probes,
+    pid: u32,
+    launched: bool,
+) -> Result<Option<Loader>> {
+    // Following forks (-c only): the executable's probes drop the kernel's
+    // pid filter and BPF keeps the followed processes. Libraries keep the
+    // filter: tracing libc must never slow other processes.
+    let follow = opts.follow_forks && launched;
+    if follow {
+        probes.follow(pid)?;
+    }
+    let exe = plan.exe.as_path();
+    probes.attach_plan(&plan.probes, opts.exit, |list| {
+        (!(follow && list.path == exe)).then_some(pid)
+    })?;
+    let loader = Loader::new(plan, opts, pid, follow.then_some(exe))?;
+    if let Some(loader) = &loader {
+        loader.attach(probes, pid)?;
+    }
+    let modules = plan.probes.table.modules.len();
+    let detach_hint = if launched { "" } else { " (Ctrl-C detaches)" };
+    let s = if modules == 1 { "" } else { "s" };
+    eprintln!(
+        "utrace: attached {} probes in {modules} module{s} to pid {pid}{detach_hint}",
+        probes.probe_count()
+    );
+    Ok(loader)
 }
 
 /// What the consumers' loop may ask of the probes while the run goes on.
@@ -201,8 +212,8 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn new(table: FuncTable, output: Output, run: RunInfo) -> Result<Self> {
-        Ok(Pipeline {
+    fn new(table: FuncTable, output: Output, run: RunInfo) -> Self {
+        Pipeline {
             stacks: CallStacks::new(),
             output,
             table,
@@ -211,7 +222,7 @@ impl Pipeline {
             received: 0,
             rates: None,
             output_closed: false,
-        })
+        }
     }
 
     /// Moves batches through the consumers until the target is done;
@@ -310,6 +321,9 @@ impl Pipeline {
 
     fn finish(mut self) -> Result<()> {
         self.run.end_mono_ns = mono_now_ns();
+        if let Some(line) = self.rates.as_ref().and_then(|r| r.report(&self.table)) {
+            eprintln!("{line}");
+        }
         let lost = self.run.lost_events;
         match self.output {
             Output::Record(rec) => {
@@ -401,7 +415,7 @@ pub fn mono_now_ns() -> u64 {
     })
 }
 
-fn unix_now_ns() -> u64 {
+pub fn unix_now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
