@@ -223,11 +223,18 @@ fn bpftrace_row(bins: &[(usize, PathBuf)]) -> Option<String> {
         thousands(BPFTRACE_FUNCS as u64),
         limit.as_secs()
     );
+    // Where bpftrace is at the limit: still attaching (perf events open and
+    // growing) or already exiting (state D, its probes being torn down).
     let attached = |pid: u32| {
-        format!(
-            "{} perf uprobes attached",
-            thousands(common::perf_event_fds(pid) as u64)
-        )
+        let fds = common::perf_event_fds(pid);
+        match common::proc_state(pid) {
+            Some('D') if fds == 0 => "in exit, the kernel removing its uprobes".to_string(),
+            state => format!(
+                "state {}, {} perf uprobes open",
+                state.unwrap_or('?'),
+                thousands(fds as u64)
+            ),
+        }
     };
     Some(match common::run_until(&mut cmd, limit, &attached) {
         Ok(r) if r.status.is_none() => {
@@ -238,7 +245,7 @@ fn bpftrace_row(bins: &[(usize, PathBuf)]) -> Option<String> {
                 |d| format!("exited {:.1} s after SIGKILL", d.as_secs_f64()),
             );
             format!(
-                "timed out after {} s ({} by then; {exit})",
+                "timed out after {} s ({} at that point; {exit})",
                 limit.as_secs(),
                 r.at_limit
             )

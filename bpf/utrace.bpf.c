@@ -18,9 +18,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 const volatile __u32 max_depth = 0xffff; /* entries deeper than this are not sent */
 const volatile __u64 min_duration_ns = 0; /* 0: no time filter */
 const volatile __u64 wakeup_bytes = 256 * 1024; /* wake the reader past this backlog */
-/* Exits are probed at the functions' `ret` and tail-jump sites instead of
- * by return-address hijacking (which C++ unwinding cannot cross). */
-const volatile bool ret_sites = false;
 /* Aggregate per function in `stats` and send no events at all. */
 const volatile bool count_only = false;
 /* Trace the processes in `procs` (the target and every process it forks)
@@ -38,7 +35,7 @@ struct frame {
 	__u64 sp;    /* stack pointer at entry: where the return address lives */
 	__u64 child; /* time spent in traced callees (counting mode) */
 	__u32 func;
-	__u32 pad;
+	__u32 ret_site; /* its exit is probed at its ret sites, not by hijacking */
 };
 
 struct thread_state {
@@ -225,15 +222,20 @@ int BPF_PROG(on_process_exit, struct task_struct *task)
 /* Frames whose return was never seen (longjmp, exceptions, a lost
  * return probe) sit below the stack pointer of a live call. Drop every frame
  * whose sp is below `sp` so depth stays exact; userspace closes them as
- * unwound when the next event of the thread carries the lower depth. */
-static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp)
+ * unwound when the next event of the thread carries the lower depth.
+ * `at_entry`: a new call enters at `sp`. A frame at that same sp is then the
+ * caller of a tail call if uretprobes chain their returns, but dead if its
+ * exit is probed at its ret sites (the tail jump already ended it). */
+static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, bool at_entry)
 {
 	for (int i = 0; i < MAX_FRAMES; i++) {
 		__u32 d = s->depth;
+		struct frame *f;
 
 		if (d == 0 || d > MAX_FRAMES)
 			break;
-		if (frame_at(s, d - 1)->sp >= sp)
+		f = frame_at(s, d - 1);
+		if (f->sp > sp || (f->sp == sp && !(at_entry && f->ret_site)))
 			break;
 		s->depth = d - 1;
 	}
@@ -241,10 +243,15 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp)
 		s->emitted = s->depth;
 }
 
+/* Entry cookies: the function id, and this bit when the function's exit is
+ * probed at its ret sites (set by userspace per function). */
+#define COOKIE_RET_SITE (1ULL << 63)
+
 /* A traced function is entered; 1 when the thread is not traced. */
 static __always_inline int enter(struct pt_regs *ctx)
 {
-	__u32 func = bpf_get_attach_cookie(ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u32 func = (__u32)cookie;
 	__u64 now = bpf_ktime_get_ns();
 	__u64 sp = PT_REGS_SP(ctx);
 	struct thread_state *s = state();
@@ -252,10 +259,7 @@ static __always_inline int enter(struct pt_regs *ctx)
 
 	if (!s)
 		return 1;
-	/* A live frame at the same sp is the caller of a tail call when
-	 * uretprobes chain their returns; with ret-site exits a tail jump already
-	 * ended it, so anything left at this sp is dead. */
-	drop_dead_frames(s, ret_sites ? sp + 1 : sp);
+	drop_dead_frames(s, sp, true);
 	d = s->depth;
 	s->depth = d + 1;
 	if (d < MAX_FRAMES) {
@@ -265,6 +269,7 @@ static __always_inline int enter(struct pt_regs *ctx)
 		f->sp = sp;
 		f->child = 0;
 		f->func = func;
+		f->ret_site = !!(cookie & COOKIE_RET_SITE);
 	}
 	if (d > max_depth || min_duration_ns || count_only)
 		return 0;
@@ -343,7 +348,7 @@ static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool s
 
 	if (!s)
 		return 0;
-	drop_dead_frames(s, entry_sp);
+	drop_dead_frames(s, entry_sp, false);
 	d = s->depth;
 	if (d == 0)
 		return 0;

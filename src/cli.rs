@@ -141,11 +141,13 @@ struct Args {
     #[arg(long)]
     no_randomize_addr: bool,
 
-    /// How function ends are seen: probes on each function's return
-    /// instructions (survives C++ exceptions, longjmp, deep recursion), or
-    /// uretprobes / a uprobe session (return-address hijacking, as other
-    /// tracers do: a C++ exception crossing such a frame aborts the program).
-    #[arg(long, value_enum, default_value_t = ExitArg::RetSites, value_name = "MODE")]
+    /// How function ends are seen. ret-sites: probes on each function's
+    /// return instructions (survives C++ exceptions, longjmp, deep
+    /// recursion; a second trap per call). uretprobe / session: the kernel
+    /// hijacks the return address, as other tracers do (cheap, but a C++
+    /// exception crossing such a frame aborts the program). auto: uretprobes
+    /// where nothing can unwind through the frame, ret sites elsewhere.
+    #[arg(long, value_enum, default_value_t = ExitArg::Auto, value_name = "MODE")]
     exit: ExitArg,
 
     /// Size of the BPF ring buffer, e.g. 16M (a power of two, at least 4K). A
@@ -176,6 +178,7 @@ pub enum Format {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum ExitArg {
+    Auto,
     RetSites,
     Uretprobe,
     Session,
@@ -300,6 +303,7 @@ impl Args {
             buffer_bytes: self.buffer_size,
             max_rate: self.max_rate,
             exit: match self.exit {
+                ExitArg::Auto => ExitMode::Auto,
                 ExitArg::RetSites => ExitMode::RetSites,
                 ExitArg::Uretprobe => ExitMode::Uretprobe,
                 ExitArg::Session => ExitMode::Session,

@@ -1,6 +1,7 @@
 //! `--list`: what would be traced, one function per line — module, probe
-//! offset, how the kernel runs the probed instruction, and the name — so a
-//! user can pick filters and see why a function is expensive to trace.
+//! offset, how the kernel runs the probed instruction, how its end is seen,
+//! and the name — so a user can pick filters and see why a function is
+//! expensive to trace (a ret-site exit is single-stepped: a second trap).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -8,14 +9,16 @@ use std::io::Write;
 use anyhow::Result;
 
 use crate::plan::Plan;
+use crate::probe::{self, ExitMode};
 use crate::symbols::EntryPath;
 
-pub fn print(plan: &Plan, out: &mut impl Write) -> Result<()> {
+pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
     let table = &plan.probes.table;
+    let head = ("MODULE", "OFFSET", "PROBE", "EXIT");
     writeln!(
         out,
-        "{:<24} {:>10}  {:<11}  FUNCTION",
-        "MODULE", "OFFSET", "PROBE"
+        "{:<24} {:>10}  {:<11}  {:<9}  FUNCTION",
+        head.0, head.1, head.2, head.3
     )?;
     for list in &plan.probes.entries {
         let paths = entry_paths(plan, &list.path);
@@ -23,18 +26,21 @@ pub fn print(plan: &Plan, out: &mut impl Write) -> Result<()> {
             let module = table.module_of(id as u32);
             let base = module.rsplit('/').next().unwrap_or(module);
             let path = paths.get(&offset).map_or("?", |p| describe(*p));
+            let how = match exit {
+                _ if probe::exit_by_ret_site(&plan.probes, exit, id) => "ret-sites",
+                ExitMode::Session => "session",
+                _ => "uretprobe",
+            };
+            let name = table.name(id as u32);
             writeln!(
                 out,
-                "{base:<24} {offset:>#10x}  {path:<11}  {}",
-                table.name(id as u32)
+                "{base:<24} {offset:>#10x}  {path:<11}  {how:<9}  {name}"
             )?;
         }
     }
     let (n, m) = (table.functions.len(), table.modules.len());
-    eprintln!(
-        "utrace: {n} functions in {m} module{}",
-        if m == 1 { "" } else { "s" }
-    );
+    let s = if m == 1 { "" } else { "s" };
+    eprintln!("utrace: {n} functions in {m} module{s}");
     Ok(())
 }
 

@@ -137,6 +137,7 @@ impl Loader {
 /// Renumbers a plan built on its own so its ids follow `table`'s.
 fn rebase(plan: &mut ProbePlan, table: &FuncTable) {
     let (funcs, modules) = (table.functions.len() as u64, table.modules.len() as u32);
+    plan.first_id = funcs;
     for f in &mut plan.table.functions {
         f.module += modules;
     }

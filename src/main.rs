@@ -28,7 +28,7 @@ fn run() -> Result<i32> {
     match cli::parse()? {
         Mode::List(trace) => {
             let plan = plan::build(&trace)?;
-            list::print(&plan, &mut std::io::stdout().lock())?;
+            list::print(&plan, trace.exit, &mut std::io::stdout().lock())?;
             Ok(0)
         }
         Mode::Live(trace, report) => live(&trace, &report),

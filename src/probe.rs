@@ -9,7 +9,6 @@ use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, UprobeMultiOpts};
 
-use crate::model::FuncTable;
 use crate::symbols::{AttachList, ProbePlan};
 
 #[allow(clippy::all, unsafe_op_in_unsafe_fn, dead_code, unused_imports)]
@@ -27,9 +26,14 @@ pub type ObjectStorage = MaybeUninit<OpenObject>;
 /// How a function's end is seen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ExitMode {
-    /// Probes on the function's `ret` and tail-jump instructions: survives C++
-    /// exceptions, longjmp and any recursion depth.
+    /// Per function: a uretprobe where nothing can unwind through its frame
+    /// and it does not recurse (cheap: the kernel returns through a
+    /// trampoline), ret sites elsewhere (safe).
     #[default]
+    Auto,
+    /// Probes on the function's `ret` and tail-jump instructions: survives C++
+    /// exceptions, longjmp and any recursion depth, but the kernel
+    /// single-steps a `ret`, which costs a second trap per call.
     RetSites,
     /// uretprobes: the kernel hijacks the return address. An exception
     /// unwinding through such a frame aborts the program, and the kernel keeps
@@ -109,7 +113,6 @@ impl<'obj> Probes<'obj> {
         rodata.min_duration_ns = cfg.min_duration_ns;
         // Wake the reader once a quarter of the buffer is waiting.
         rodata.wakeup_bytes = u64::from(cfg.ringbuf_bytes / 4);
-        rodata.ret_sites = cfg.exit == ExitMode::RetSites;
         rodata.count_only = cfg.count_only;
         rodata.follow_forks = cfg.follow_forks;
         open.maps
@@ -230,35 +233,53 @@ impl<'obj> Probes<'obj> {
         exit: ExitMode,
         pid_for: impl Fn(&AttachList) -> Option<u32>,
     ) -> Result<()> {
-        let table = &plan.table;
-        let (exits, entries): (Vec<(&AttachList, ProbeKind)>, Vec<AttachList>) = match exit {
-            ExitMode::RetSites => {
-                let ret = plan.ret_sites.iter().map(|l| (l, ProbeKind::RetSite));
-                let calls = plan.call_returns.iter().map(|l| (l, ProbeKind::CallReturn));
-                (ret.chain(calls).collect(), plan.entries.clone())
-            }
-            ExitMode::Uretprobe => {
-                let returns = uretprobe_safe(table, &plan.returns);
-                for list in &returns {
-                    self.attach(list, ProbeKind::Return, pid_for(list))?;
-                }
-                (Vec::new(), uretprobe_safe(table, &plan.entries))
-            }
-            ExitMode::Session => {
-                for list in &uretprobe_safe(table, &plan.entries) {
-                    self.attach(list, ProbeKind::Session, pid_for(list))?;
-                }
-                return Ok(());
-            }
-        };
+        let by_ret_site = |id: u64| exit_by_ret_site(plan, exit, id);
+        // Hijacking the return address of a function that returns twice
+        // kills the program: such functions are not traced that way at all.
+        let traced = |id: u64| by_ret_site(id) || !returns_twice(plan, id);
+        let hijacked = |id: u64| !by_ret_site(id) && traced(id);
         // Exit probes first: where a function's entry and a ret site share an
         // offset (a body that is just `ret`), the kernel runs the link
         // attached last first, and the entry must be seen before the exit.
-        for (list, kind) in exits {
-            self.attach(list, kind, pid_for(list))?;
+        let exits = [
+            (&plan.ret_sites, ProbeKind::RetSite),
+            (&plan.call_returns, ProbeKind::CallReturn),
+        ];
+        for (lists, kind) in exits {
+            for list in lists {
+                let list = keep(list, by_ret_site);
+                self.attach(&list, kind, pid_for(&list))?;
+            }
         }
-        for list in &entries {
-            self.attach(list, ProbeKind::Entry, pid_for(list))?;
+        let (returns, entry_kind) = match exit {
+            ExitMode::Session => (None, ProbeKind::Session),
+            _ => (Some(ProbeKind::Return), ProbeKind::Entry),
+        };
+        for list in &plan.entries {
+            if let Some(kind) = returns {
+                let hijacks = keep(list, hijacked);
+                self.attach(&hijacks, kind, pid_for(list))?;
+            }
+            let mut entries = keep(list, traced);
+            for cookie in entries.cookies.iter_mut().filter(|c| by_ret_site(**c)) {
+                *cookie |= COOKIE_RET_SITE;
+            }
+            // A session link is entry and return at once; ret-site functions
+            // in it would get a return probe too.
+            if entry_kind == ProbeKind::Session {
+                self.attach(
+                    &keep(&entries, |c| c & COOKIE_RET_SITE == 0),
+                    ProbeKind::Session,
+                    pid_for(list),
+                )?;
+                self.attach(
+                    &keep(&entries, |c| c & COOKIE_RET_SITE != 0),
+                    ProbeKind::Entry,
+                    pid_for(list),
+                )?;
+            } else {
+                self.attach(&entries, ProbeKind::Entry, pid_for(list))?;
+            }
         }
         Ok(())
     }
@@ -403,27 +424,42 @@ const RETURNS_TWICE: [&str; 7] = [
 ];
 
 /// `lists` without the functions that cannot carry a uretprobe.
-fn uretprobe_safe(table: &FuncTable, lists: &[AttachList]) -> Vec<AttachList> {
-    let unsafe_return = |cookie: u64| {
-        table.functions.get(cookie as usize).is_some_and(|f| {
-            let name = f.raw_name.strip_suffix("@plt").unwrap_or(&f.raw_name);
-            RETURNS_TWICE.contains(&name)
-        })
-    };
-    lists
-        .iter()
-        .map(|list| {
-            let (offsets, cookies) = list
-                .offsets
-                .iter()
-                .zip(&list.cookies)
-                .filter(|&(_, &c)| !unsafe_return(c))
-                .unzip();
-            AttachList {
-                path: list.path.clone(),
-                offsets,
-                cookies,
-            }
-        })
-        .collect()
+/// Whether function `id`'s exit is probed at its ret sites (else by
+/// hijacking its return address).
+pub fn exit_by_ret_site(plan: &ProbePlan, exit: ExitMode, id: u64) -> bool {
+    match exit {
+        ExitMode::RetSites => true,
+        ExitMode::Auto => !plan.hijack_safe(id),
+        ExitMode::Uretprobe | ExitMode::Session => false,
+    }
 }
+
+fn returns_twice(plan: &ProbePlan, id: u64) -> bool {
+    let function = plan
+        .table
+        .functions
+        .get(id.wrapping_sub(plan.first_id) as usize);
+    function.is_some_and(|f| {
+        let name = f.raw_name.strip_suffix("@plt").unwrap_or(&f.raw_name);
+        RETURNS_TWICE.contains(&name)
+    })
+}
+
+/// The probes of `list` whose cookie passes `wanted`.
+fn keep(list: &AttachList, wanted: impl Fn(u64) -> bool) -> AttachList {
+    let (offsets, cookies) = list
+        .offsets
+        .iter()
+        .zip(&list.cookies)
+        .filter(|&(_, &c)| wanted(c))
+        .unzip();
+    AttachList {
+        path: list.path.clone(),
+        offsets,
+        cookies,
+    }
+}
+
+/// Entry cookie bit: the function's exit is probed at its ret sites
+/// (COOKIE_RET_SITE in bpf/utrace.bpf.c).
+const COOKIE_RET_SITE: u64 = 1 << 63;

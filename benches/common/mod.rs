@@ -207,6 +207,13 @@ fn drain(r: Option<Box<dyn Read + Send>>) -> std::thread::JoinHandle<String> {
     })
 }
 
+/// The state letter of process `pid` (R, S, D, Z…) from /proc/PID/stat.
+pub fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the state follows the last ')'.
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
 /// How many perf events (one per classic uprobe) process `pid` holds open.
 pub fn perf_event_fds(pid: u32) -> usize {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
@@ -251,7 +258,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -48,6 +48,12 @@ pub struct Symbol {
     /// entry value. Empty for a function that never returns, or leaves only
     /// through an indirect jump.
     pub ret_sites: Vec<u64>,
+    /// Calls nothing and jumps to no other function: nothing can unwind
+    /// through it (exits.rs).
+    pub leaf: bool,
+    /// Calls itself directly: its recursion may go deeper than the kernel's
+    /// 64 pending return probes (exits.rs).
+    pub recursive: bool,
 }
 
 /// Everything utrace needs from one ELF file.
@@ -65,7 +71,41 @@ pub struct ModuleSymbols {
     pub warning: Option<String>,
 }
 
+/// Imports through which an unwinder may walk the caller's frames: C++
+/// exceptions, Rust panics, forced unwinding (pthread_exit, cancellation),
+/// and longjmp, which leaves frames behind.
+const UNWINDING_IMPORTS: [&str; 13] = [
+    "__cxa_throw",
+    "__cxa_rethrow",
+    "__cxa_begin_catch",
+    "_Unwind_RaiseException",
+    "_Unwind_Resume",
+    "_Unwind_ForcedUnwind",
+    "pthread_exit",
+    "pthread_cancel",
+    "longjmp",
+    "_longjmp",
+    "siglongjmp",
+    "__longjmp_chk",
+    "__sigsetjmp",
+];
+
 impl ModuleSymbols {
+    /// Whether an unwinder (or a longjmp) may pass through this module's
+    /// frames: then a hijacked return address there would abort the program.
+    pub fn can_unwind(&self) -> bool {
+        let stubs = self.plt.stubs.iter().map(|s| s.import.as_str());
+        let got = self.plt.got_only_imports.iter().map(String::as_str);
+        let mut imports = stubs.chain(got);
+        imports.any(|i| {
+            UNWINDING_IMPORTS.contains(&i) || i.starts_with("_ZSt") || i.starts_with("_Unwind_")
+        }) || self
+            .link
+            .needed
+            .iter()
+            .any(|n| n.starts_with("libstdc++") || n.starts_with("libgcc_s"))
+    }
+
     /// The name libraries are matched by: the soname, else the file name.
     pub fn library_name(&self) -> String {
         self.link
@@ -360,6 +400,8 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         ifunc: group.iter().any(|c| c.ifunc),
         placement: placement::place(code, first.vaddr, file_offset),
         ret_sites: Vec::new(),
+        leaf: false,
+        recursive: false,
     })
 }
 

@@ -120,6 +120,10 @@ pub(crate) fn scan(
         }
         let range = (function.vaddr, function.vaddr + bytes.len() as u64);
         function.ret_sites = found.sites(|t| !in_range(t, range) && !parts.belongs(t, index));
+        function.recursive = found.calls.contains(&function.vaddr);
+        function.leaf = found.calls.is_empty()
+            && !found.indirect_call
+            && function.ret_sites.iter().all(|s| found.rets.contains(s));
     }
     for (part, parent) in parts.parts.iter().zip(&parts.parent) {
         let Some((bytes, offset)) = code.piece(part.vaddr, part.size) else {
@@ -133,6 +137,8 @@ pub(crate) fn scan(
         let range = (f.vaddr, f.vaddr + f.size);
         f.ret_sites
             .extend(found.sites(|t| !in_range(t, range) && !parts.belongs(t, index)));
+        // What its `.cold` part calls (abort, __cxa_throw...) the function calls.
+        f.leaf &= found.calls.is_empty() && !found.indirect_call;
         f.ret_sites.sort_unstable();
         f.ret_sites.dedup();
     }
@@ -156,6 +162,10 @@ struct Found {
     rets: Vec<u64>,
     /// Direct `jmp`/`jcc` whose target is outside the piece: (site, target).
     jumps_out: Vec<(u64, u64)>,
+    /// Targets of direct calls.
+    calls: Vec<u64>,
+    /// Some call goes through a register or memory.
+    indirect_call: bool,
 }
 
 impl Found {
@@ -223,6 +233,7 @@ impl<'a> Scanner<'a> {
                 self.call_returns.push((stub, site));
             }
             if insn.code() == Code::Call_rel32_64 {
+                found.calls.push(insn.near_branch_target());
                 // A call that ends the piece never returns (noreturn): what
                 // follows is another function or padding, so it has no site.
                 after_call = self.stub_at.get(&insn.near_branch_target()).copied();
@@ -239,7 +250,10 @@ impl<'a> Scanner<'a> {
                     found.rets.push(site);
                 }
             } else if let Some(slot) = rip_indirect(insn, Code::Call_rm64) {
+                found.indirect_call = true;
                 self.got_slots.insert(slot);
+            } else if insn.mnemonic() == Mnemonic::Call {
+                found.indirect_call = true;
             }
         }
         found
@@ -587,6 +601,8 @@ mod tests {
             ifunc: false,
             placement: crate::symbols::placement::place(&[], vaddr, vaddr),
             ret_sites: Vec::new(),
+            leaf: false,
+            recursive: false,
         };
         let functions = [
             code(0x10, 0x10),

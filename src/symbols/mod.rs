@@ -96,6 +96,14 @@ pub struct AttachList {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProbePlan {
     pub table: FuncTable,
+    /// Per function id: whether a return probe that hijacks the return
+    /// address (uretprobe, session) is safe for it: nothing can unwind
+    /// through its frame and it does not recurse past the kernel's 64
+    /// pending returns. `--exit=auto` gives the others ret-site exits.
+    pub hijack_safe: Vec<bool>,
+    /// The id of `table.functions[0]`: a plan built later (dlopen) is
+    /// numbered after the functions already traced.
+    pub first_id: u64,
     pub entries: Vec<AttachList>,
     /// Return probes go at the entry placement too: a uretprobe hijacks the
     /// return address when the function is entered, and at the placement
@@ -193,6 +201,14 @@ impl ModulePlan {
     }
 }
 
+impl ProbePlan {
+    /// Whether function `id` may carry a return-address-hijacking probe.
+    pub fn hijack_safe(&self, id: u64) -> bool {
+        let index = id.wrapping_sub(self.first_id) as usize;
+        self.hijack_safe.get(index).copied().unwrap_or(false)
+    }
+}
+
 /// Numbers the selected functions: ids follow module order, then each
 /// module's functions, then its PLT stubs. Two selections that share a probe
 /// offset in one module (which uprobe_multi would reject) keep the first.
@@ -209,10 +225,13 @@ pub fn build_plan(selection: &Selection<'_>) -> ProbePlan {
             build_id: module.build_id.clone(),
         });
         let mut lists = ModulePlan::new(&module.path);
+        let unwinds = module.can_unwind();
         for sym in &selected.functions {
             let Some(id) = lists.number(&mut plan.table, function_of(sym, module_id)) else {
                 continue;
             };
+            plan.hijack_safe
+                .push((!unwinds || sym.leaf) && !sym.recursive);
             // The same `ret` can end two functions whose bodies overlap:
             // hand-written assembly with several entry points sharing a tail,
             // or a symbol whose size spans its neighbour (aliases at one
@@ -228,6 +247,7 @@ pub fn build_plan(selection: &Selection<'_>) -> ProbePlan {
             let Some(id) = lists.number(&mut plan.table, stub_of(stub, module_id)) else {
                 continue;
             };
+            plan.hijack_safe.push(!unwinds);
             for &site in &stub.call_returns {
                 lists.call_returns.add(site, id);
             }

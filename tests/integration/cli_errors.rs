@@ -120,42 +120,54 @@ fn nothing_to_trace() {
 }
 
 #[test]
-fn list_shows_module_offset_probe_path_and_name() {
-    let out = run(
-        utrace()
-            .args(["--list", "--"])
-            .arg(fixture("calls", Build::Nop5)),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut rows: Vec<(String, String)> = text
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f[3].to_string(), f[2].to_string())
-        })
-        .collect();
-    rows.sort();
-    let expected: Vec<(String, String)> = [
-        ("a", "optimized"),
-        ("b", "optimized"),
-        ("c", "optimized"),
-        ("fib", "optimized"),
-        ("main", "optimized"),
-        ("printf@plt", "single-step"),
-    ]
-    .iter()
-    .map(|(n, p)| (n.to_string(), p.to_string()))
-    .collect();
+fn list_shows_module_offset_probe_path_exit_and_name() {
+    /// (function, probe path, exit) rows of `utrace --list` for `bin`.
+    fn listed(bin: &std::path::Path) -> (Vec<(String, String, String)>, String) {
+        let out = run(
+            utrace().args(["--list", "--"]).arg(bin),
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut rows: Vec<_> = text
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[4].to_string(), f[2].to_string(), f[3].to_string())
+            })
+            .collect();
+        rows.sort();
+        (rows, text)
+    }
+    let own = |v: &[(&str, &str, &str)]| -> Vec<(String, String, String)> {
+        v.iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect()
+    };
+    let (rows, text) = listed(&fixture("calls", Build::Nop5));
+    // Every function starts with a nop5; fib recurses, so its exit is
+    // probed at its ret sites, the others by a uretprobe (C: nothing unwinds).
+    let expected = own(&[
+        ("a", "optimized", "uretprobe"),
+        ("b", "optimized", "uretprobe"),
+        ("c", "optimized", "uretprobe"),
+        ("fib", "optimized", "ret-sites"),
+        ("main", "optimized", "uretprobe"),
+        ("printf@plt", "single-step", "uretprobe"),
+    ]);
     assert_eq!(rows, expected, "{text}");
     assert!(
         text.lines().nth(1).unwrap().starts_with("calls-nop5"),
         "{text}"
     );
+    // C++: exceptions may cross any frame that calls out; leaves are safe.
+    let (rows, text) = listed(&fixture("throw", Build::O2));
+    let exit_of = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2.as_str());
+    assert_eq!(exit_of("f3(int)"), Some("ret-sites"), "{text}");
+    assert_eq!(exit_of("on_rethrow(int)"), Some("uretprobe"), "{text}");
 }

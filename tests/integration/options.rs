@@ -62,19 +62,25 @@ fn libname_flat_and_timestamp_change_the_layout() {
     }
     let bin = fixture("exitcode", Build::O2);
     let t = trace(&bin, &[], &["--libname", "--no-function", "strtol*"]);
-    // At -O2 main tail-calls leave (`jmp leave`): main ends where leave begins.
-    assert!(t.graph.contains("| main@exitcode-O2();"), "{}", t.graph);
-    let t = trace(&bin, &[], &["--flat", "--no-function", "strtol*"]);
-    let bodies: Vec<&str> = t
-        .graph
-        .lines()
-        .filter_map(|l| l.split_once("| ").map(|(_, b)| b))
-        .collect();
+    // At -O2 main tail-calls leave (`jmp leave`). With uretprobes (auto, for
+    // C code) both returns fire at leave's `ret`: leave nests in main.
+    assert!(t.graph.contains("| main@exitcode-O2() {"), "{}", t.graph);
+    let flat = |exit: &str| {
+        let t = trace(&bin, &[], &["--flat", exit, "--no-function", "strtol*"]);
+        let bodies = t
+            .graph
+            .lines()
+            .filter_map(|l| l.split_once("| ").map(|(_, b)| b.to_string()));
+        bodies.collect::<Vec<String>>()
+    };
     assert_eq!(
-        bodies,
-        ["main() {", "} /* main */", "leave() {", "} /* leave */"],
-        "{}",
-        t.graph
+        flat("--exit=auto"),
+        ["main() {", "leave() {", "} /* leave */", "} /* main */"]
+    );
+    // With ret-site exits the tail jump ends main before leave starts.
+    assert_eq!(
+        flat("--exit=ret-sites"),
+        ["main() {", "} /* main */", "leave() {", "} /* leave */"]
     );
     let t = trace(
         &bin,
