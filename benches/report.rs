@@ -2,7 +2,7 @@
 //! and as folded stacks, printing bytes/event, events/s and peak memory.
 //!
 //!     cargo bench --bench report              # 50M events
-//!     UTRACE_BENCH_EVENTS=5000000 cargo bench --bench report
+//!     UTRACE_BENCH_REPORT_EVENTS=5000000 cargo bench --bench report
 //!     UTRACE_BENCH_DATA=/tmp/bench.data cargo bench --bench report   # keep the file
 //!
 //! The trace imitates a traced program: 48 functions in a fixed call graph
@@ -23,7 +23,7 @@ const FUNCTIONS: u32 = 48;
 const THREADS: u32 = 4;
 
 fn main() -> Result<()> {
-    let events: u64 = std::env::var("UTRACE_BENCH_EVENTS")
+    let events: u64 = std::env::var("UTRACE_BENCH_REPORT_EVENTS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(50_000_000);
