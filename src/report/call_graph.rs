@@ -7,11 +7,12 @@
 //! thread moves on, or for at most `HOLD_NS`, after which it is printed as
 //! `f() {` so a call still running is always visible.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io::Write;
 
 use anyhow::Result;
 
+use crate::aggregate::IdMap;
 use crate::cli::Layout;
 use crate::model::{Call, End, FuncTable, RunInfo, Sink};
 
@@ -44,9 +45,11 @@ pub struct CallGraph {
     /// Sequence number of the queue's front line.
     front_seq: u64,
     /// Per thread: sequence number of its pending entry line.
-    pending: HashMap<u32, u64>,
+    pending: IdMap<u32, u64>,
     first_ts: Option<u64>,
     header_done: bool,
+    /// The line being built, kept to reuse its allocation.
+    text: String,
 }
 
 impl CallGraph {
@@ -56,9 +59,10 @@ impl CallGraph {
             layout,
             queue: VecDeque::new(),
             front_seq: 0,
-            pending: HashMap::new(),
+            pending: IdMap::default(),
             first_ts: None,
             header_done: false,
+            text: String::with_capacity(128),
         }
     }
 
@@ -109,54 +113,75 @@ impl CallGraph {
         Ok(())
     }
 
+    /// One line, built in a buffer kept across lines: this runs once per
+    /// event, and allocating per line was a third of the printer's time.
     fn write_line(&mut self, line: &Line, table: &FuncTable) -> Result<()> {
+        use std::fmt::Write as _;
         self.write_header()?;
-        let mut text = String::with_capacity(96);
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
         if self.layout.timestamp {
             let rel = line.ts.saturating_sub(self.first_ts.unwrap_or(line.ts));
-            text.push_str(&format!("{:>14.9} ", rel as f64 / 1e9));
+            let _ = write!(
+                text,
+                "{:>4}.{:09} ",
+                rel / 1_000_000_000,
+                rel % 1_000_000_000
+            );
         }
         match line.shape {
             Shape::Leaf { ns, .. } | Shape::Close { ns, .. } => {
-                text.push_str(&format!(" {} ", duration(ns)))
+                text.push(' ');
+                push_duration(&mut text, ns);
+                text.push(' ');
             }
-            _ => text.push_str(&" ".repeat(12)),
+            _ => text.push_str("            "),
         }
         if self.layout.tid {
-            text.push_str(&format!("[{:>6}] ", line.tid));
+            let _ = write!(text, "[{:>6}] ", line.tid);
         }
         text.push_str("| ");
         if !self.layout.flat {
-            text.push_str(&"  ".repeat(line.depth as usize));
+            (0..line.depth).for_each(|_| text.push_str("  "));
         }
-        let name = self.display_name(line.func, table);
+        let name = table.name(line.func);
+        let module = self.layout.libname.then(|| {
+            let path = table.module_of(line.func);
+            path.rsplit('/').next().unwrap_or(path)
+        });
+        let push_name = |text: &mut String| {
+            text.push_str(name);
+            if let Some(module) = module {
+                text.push('@');
+                text.push_str(module);
+            }
+        };
         match line.shape {
-            Shape::Pending | Shape::Open => text.push_str(&format!("{} {{", call(&name))),
-            Shape::Leaf { end, .. } => text.push_str(&format!("{};{}", call(&name), marker(end))),
-            Shape::Close { end, .. } => text.push_str(&format!("}} /* {name} */{}", marker(end))),
+            Shape::Pending | Shape::Open | Shape::Leaf { .. } => {
+                push_name(&mut text);
+                // A C++ name keeps its parameter list, so overloads stay distinct.
+                if !name.contains('(') {
+                    text.push_str("()");
+                }
+                match line.shape {
+                    Shape::Leaf { end, .. } => {
+                        text.push(';');
+                        text.push_str(marker(end));
+                    }
+                    _ => text.push_str(" {"),
+                }
+            }
+            Shape::Close { end, .. } => {
+                text.push_str("} /* ");
+                push_name(&mut text);
+                text.push_str(" */");
+                text.push_str(marker(end));
+            }
         }
-        writeln!(self.out, "{text}")?;
-        Ok(())
-    }
-
-    fn display_name(&self, func: u32, table: &FuncTable) -> String {
-        let name = table.name(func);
-        if !self.layout.libname {
-            return name.to_string();
-        }
-        let module = table.module_of(func);
-        let base = module.rsplit('/').next().unwrap_or(module);
-        format!("{name}@{base}")
-    }
-}
-
-/// A call as shown: `f()`, or a C++ name with its parameter list as
-/// demangled (`add(int, int)`), so overloads stay distinct.
-fn call(name: &str) -> std::borrow::Cow<'_, str> {
-    if name.contains('(') {
-        name.into()
-    } else {
-        format!("{name}()").into()
+        text.push('\n');
+        let written = self.out.write_all(text.as_bytes());
+        self.text = text;
+        Ok(written?)
     }
 }
 
@@ -168,14 +193,23 @@ fn marker(end: End) -> &'static str {
     }
 }
 
-/// uftrace's duration column: 3 decimals, auto-scaled from µs upward.
+/// uftrace's duration column: 3 decimals, truncated as uftrace does,
+/// scaled from µs upward: `  0.731 us`, ` 12.345 ms`, `  2.500  s`.
 pub fn duration(ns: u64) -> String {
-    let (value, unit) = match ns {
-        n if n < 1_000_000 => (n as f64 / 1e3, "us"),
-        n if n < 1_000_000_000 => (n as f64 / 1e6, "ms"),
-        n => (n as f64 / 1e9, " s"),
+    let mut s = String::with_capacity(10);
+    push_duration(&mut s, ns);
+    s
+}
+
+fn push_duration(out: &mut String, ns: u64) {
+    use std::fmt::Write as _;
+    let (scale, unit) = match ns {
+        n if n < 1_000_000 => (1_000, "us"),
+        n if n < 1_000_000_000 => (1_000_000, "ms"),
+        _ => (1_000_000_000, " s"),
     };
-    format!("{value:>7.3} {unit}")
+    let milli = ns / (scale / 1_000);
+    let _ = write!(out, "{:>3}.{:03} {unit}", milli / 1_000, milli % 1_000);
 }
 
 impl Sink for CallGraph {
@@ -375,7 +409,11 @@ mod tests {
     #[test]
     fn durations_scale() {
         assert_eq!(duration(731), "  0.731 us");
-        assert_eq!(duration(12_345_678), " 12.346 ms");
+        assert_eq!(
+            duration(12_345_678),
+            " 12.345 ms",
+            "truncated, as uftrace does"
+        );
         assert_eq!(duration(2_500_000_000), "  2.500  s");
     }
 }
