@@ -496,6 +496,18 @@ pub fn trace(bin: &Path, args: &[&str], opts: &[&str]) -> Traced {
     }
 }
 
+/// calls.c's calls: main → a ×3 → b ×2 → c, fib(10) (177 calls), printf once.
+pub fn calls_counts() -> BTreeMap<String, usize> {
+    counts(&[
+        ("main", 1),
+        ("a", 3),
+        ("b", 6),
+        ("c", 6),
+        ("fib", 177),
+        ("printf@plt", 1),
+    ])
+}
+
 /// Expected call counts, written as `&[("main", 1), ...]`.
 pub fn counts(expected: &[(&str, usize)]) -> BTreeMap<String, usize> {
     expected

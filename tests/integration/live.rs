@@ -2,20 +2,9 @@
 //! fixtures, threads, library calls through the PLT, demangling, filters.
 
 use crate::common::{
-    Build, assert_text_eq, count_calls, counts, fixture, normalise, require_bpf, tids, trace,
+    Build, assert_text_eq, calls_counts, count_calls, counts, fixture, normalise, require_bpf,
+    tids, trace,
 };
-
-/// calls.c: main → a ×3 → b ×2 → c, fib(10) (177 calls), printf once.
-fn calls_counts() -> std::collections::BTreeMap<String, usize> {
-    counts(&[
-        ("main", 1),
-        ("a", 3),
-        ("b", 6),
-        ("c", 6),
-        ("fib", 177),
-        ("printf@plt", 1),
-    ])
-}
 
 #[test]
 fn calls_counts_are_exact_in_every_build() {

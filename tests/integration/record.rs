@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::{
-    Build, assert_text_eq, counts, fixture, normalise, require_bpf, run, trace, utrace,
+    Build, assert_text_eq, calls_counts, fixture, normalise, require_bpf, run, trace, utrace,
 };
 
 /// Records `bin` into `data`; returns utrace's stderr.
@@ -73,14 +73,7 @@ fn recorded_counts_are_exact_and_the_file_is_self_contained() {
     );
     std::fs::remove_file(&bin).unwrap();
     let json = report(&data, &["--format=json"]);
-    let expected = counts(&[
-        ("main", 1),
-        ("a", 3),
-        ("b", 6),
-        ("c", 6),
-        ("fib", 177),
-        ("printf@plt", 1),
-    ]);
+    let expected = calls_counts();
     assert_eq!(json_calls(&json), expected);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["lost_events"], 0);
@@ -219,14 +212,7 @@ fn live_summary_is_counted_in_bpf_with_exact_counts() {
     let text = String::from_utf8_lossy(&out.stdout);
     let table = text.split_once("# DURATION").map_or(&*text, |(t, _)| t);
     let table = &table[table.find("      Calls").expect("summary header")..];
-    let expected = counts(&[
-        ("main", 1),
-        ("a", 3),
-        ("b", 6),
-        ("c", 6),
-        ("fib", 177),
-        ("printf@plt", 1),
-    ]);
+    let expected = calls_counts();
     assert_eq!(summary_calls(table), expected, "{text}");
     assert!(
         text.contains("194 calls counted in BPF (no events streamed), 0 lost"),
