@@ -42,7 +42,7 @@ struct thread_state {
 	__u32 depth;   /* traced calls open on this thread */
 	__u32 emitted; /* with a time filter: frames below this have sent their entry */
 	__u32 lost;    /* an event of this thread was dropped since its last one */
-	__u32 pad;
+	__u32 sent;    /* events sent, to pace the backlog check */
 	struct frame frames[MAX_FRAMES];
 };
 
@@ -117,8 +117,9 @@ static __always_inline void emit(struct thread_state *s, __u8 kind, __u32 func, 
 	e->flags = s->lost ? EVF_AFTER_LOSS : 0;
 	s->lost = 0;
 	/* A wakeup per event doubles the cost of a traced call: the reader
-	 * polls on a short timer and is only woken when a backlog builds. */
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+	 * polls on a short timer and is only woken when a backlog builds
+	 * (checked once every 64 events of a thread: the query costs too). */
+	if ((++s->sent & 63) == 0 && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
 		flags = BPF_RB_FORCE_WAKEUP;
 	bpf_ringbuf_submit(e, flags);
 }
@@ -133,8 +134,14 @@ static __always_inline struct frame *frame_at(struct thread_state *s, __u64 i)
 
 static __always_inline struct thread_state *state(void)
 {
+	struct task_struct *task = bpf_get_current_task_btf();
 	struct thread_state *s;
 
+	/* Only threads of traced processes ever get state, so having it is
+	 * proof enough: the hot path is this one lookup. */
+	s = bpf_task_storage_get(&threads, task, 0, 0);
+	if (s)
+		return s;
 	if (follow_forks) {
 		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 
@@ -143,9 +150,7 @@ static __always_inline struct thread_state *state(void)
 		if (!bpf_map_lookup_elem(&procs, &tgid))
 			return NULL;
 	}
-
-	s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0,
-				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	s = bpf_task_storage_get(&threads, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!s)
 		count_drop(DROP_NOSTATE);
 	return s;
