@@ -89,6 +89,11 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         took.as_millis()
     );
     let undecodable = reader.stop()?;
+    // A process that hit the loader's breakpoint as we detached waits for
+    // a SIGCONT nobody else will send.
+    for stopped in streams.loads.try_iter() {
+        let _ = kill(Pid::from_raw(stopped as i32), Signal::SIGCONT);
+    }
     for batch in streams.batches.iter() {
         pipe.batch(&batch)?;
     }
