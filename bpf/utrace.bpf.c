@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * utrace's BPF side: one entry and one return program, attached through
- * uprobe_multi links to every traced function with the function id as the
- * attach cookie. They keep a per-thread shadow stack, apply the depth and
- * time filters, and stream events through a ring buffer. Names never reach
+ * utrace's BPF side: entry and exit programs (a uretprobe, a probe on the
+ * function's ret sites or after a call to a PLT stub, or one session
+ * program), attached through uprobe_multi links to every traced function
+ * with the function id as the attach cookie. They keep a per-thread shadow
+ * stack matched by stack pointer, apply the depth and time filters, count
+ * (counting mode) or stream events through a ring buffer. Tracepoints
+ * follow forks and execs; a loader probe catches dlopen. Names never reach
  * BPF; drops are counted, never silent.
  */
 #include "vmlinux.h"
