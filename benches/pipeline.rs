@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use utrace::callstack::CallStacks;
-use utrace::cli::{Format, Layout, ReportOptions, SortKey};
+use utrace::cli::{Format, Layout, ReportOptions};
 use utrace::model::{Call, Event, EventKind, FuncKind, FuncTable, Function, Module, RunInfo, Sink};
 use utrace::record::Recorder;
 use utrace::report::{self, call_graph::CallGraph};
@@ -231,19 +231,8 @@ type Make<'a> = Box<dyn Fn() -> Result<Box<dyn Consumer>> + 'a>;
 fn main() -> Result<()> {
     let events = common::env_usize("UTRACE_BENCH_EVENTS", 10_000_000);
     let runs = common::env_usize("UTRACE_BENCH_RUNS", 5).max(1);
-    let layout = Layout {
-        tid: true,
-        timestamp: false,
-        flat: false,
-        libname: false,
-    };
-    let opts = ReportOptions {
-        format: Format::Summary,
-        sort: SortKey::Total,
-        per_thread: false,
-        layout,
-        output: None,
-    };
+    let layout = Layout::default();
+    let opts = ReportOptions::new(Format::Summary);
     let data = common::fixture_dir().join("pipeline.utrace.data");
     let paired = |sink: Box<dyn Sink>| {
         Box::new(Paired {

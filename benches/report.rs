@@ -14,7 +14,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use utrace::cli::{Format, Layout, ReportOptions, SortKey};
+use utrace::cli::{Format, ReportOptions};
 use utrace::model::{Event, EventKind, FuncKind, FuncTable, Function, Module, RunInfo};
 use utrace::report::{replay, sink_for};
 use utrace::tracefile::{TraceReader, TraceWriter};
@@ -170,18 +170,7 @@ fn record(path: &Path, events: u64) -> Result<u64> {
 }
 
 fn report(path: &Path, format: Format) -> Result<u64> {
-    let opts = ReportOptions {
-        format,
-        sort: SortKey::Total,
-        per_thread: false,
-        layout: Layout {
-            tid: true,
-            timestamp: false,
-            flat: false,
-            libname: false,
-        },
-        output: None,
-    };
+    let opts = ReportOptions::new(format);
     let reader = TraceReader::open(path).context("opening the bench trace")?;
     let mut sink = sink_for(format, &opts, Box::new(io::sink()));
     let status = replay(&reader, sink.as_mut())?;

@@ -31,8 +31,6 @@ pub struct CallStacks {
     pub orphan_exits: u64,
     /// Calls closed without their own return.
     pub unwound: u64,
-    /// Threads seen over the whole trace.
-    pub threads_seen: u64,
     /// Threads that lost events: their stacks have holes there.
     pub lossy_threads: BTreeSet<u32>,
 }
@@ -44,13 +42,7 @@ impl CallStacks {
 
     /// Feeds one raw event; paired calls go to `out` in order.
     pub fn push(&mut self, ev: &Event, out: &mut impl FnMut(&Call)) {
-        let thread = match self.threads.get_mut(&ev.tid) {
-            Some(t) => t,
-            None => {
-                self.threads_seen += 1;
-                self.threads.entry(ev.tid).or_default()
-            }
-        };
+        let thread = self.threads.entry(ev.tid).or_default();
         thread.pid = ev.pid;
         if ev.after_loss {
             self.lossy_threads.insert(ev.tid);
@@ -108,13 +100,6 @@ impl CallStacks {
             if tids.len() == 1 { "" } else { "s" },
             tids.join(", ")
         ))
-    }
-
-    /// Forgets a thread that exited (its open calls are closed as unwound).
-    pub fn thread_exited(&mut self, tid: u32, ts: u64, out: &mut impl FnMut(&Call)) {
-        if let Some(mut thread) = self.threads.remove(&tid) {
-            self.unwound += close_above(&mut thread, tid, 0, ts, End::Unwound, out);
-        }
     }
 }
 

@@ -234,6 +234,32 @@ pub struct ReportOptions {
     pub output: Option<PathBuf>,
 }
 
+impl Default for Layout {
+    /// uftrace's replay layout: durations and the TID column.
+    fn default() -> Self {
+        Layout {
+            tid: true,
+            timestamp: false,
+            flat: false,
+            libname: false,
+        }
+    }
+}
+
+impl ReportOptions {
+    /// `format` with the command line's defaults: sorted by total time, the
+    /// default layout, to stdout.
+    pub fn new(format: Format) -> Self {
+        ReportOptions {
+            format,
+            sort: SortKey::Total,
+            per_thread: false,
+            layout: Layout::default(),
+            output: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Trace and print the call graph (or an aggregate `format`) as it happens.

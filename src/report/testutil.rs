@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::callstack::CallStacks;
-use crate::cli::{Format, Layout, ReportOptions, SortKey};
+use crate::cli::{Format, ReportOptions};
 use crate::model::{Call, Event, EventKind, RunInfo};
 use crate::tracefile::TraceWriter;
 use crate::tracefile::tests::{run_info, table};
@@ -53,18 +53,7 @@ pub fn calls_of(events: &[Event]) -> Vec<Call> {
 }
 
 pub fn options(format: Format) -> ReportOptions {
-    ReportOptions {
-        format,
-        sort: SortKey::Total,
-        per_thread: false,
-        layout: Layout {
-            tid: true,
-            timestamp: false,
-            flat: false,
-            libname: false,
-        },
-        output: None,
-    }
+    ReportOptions::new(format)
 }
 
 /// A writer the test keeps a handle on after giving it to a sink.
