@@ -11,7 +11,7 @@ fn main() {
         PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("utrace.skel.rs");
     if let Err(err) = SkeletonBuilder::new()
         .source(SRC)
-        .clang_args(["-Ibpf", "-D__TARGET_ARCH_x86", "-O2", "-g"])
+        .clang_args(["-Ibpf", "-D__TARGET_ARCH_x86", "-mcpu=v3", "-O2", "-g"])
         .build_and_generate(&out)
     {
         panic!(

@@ -5,9 +5,10 @@
  * program), attached through uprobe_multi links to every traced function
  * with the function id as the attach cookie. They keep a per-thread shadow
  * stack matched by stack pointer, apply the depth and time filters, count
- * (counting mode) or stream events through a ring buffer. Tracepoints
- * follow forks and execs; a loader probe catches dlopen. Names never reach
- * BPF; drops are counted, never silent.
+ * (counting mode) or queue events per thread and send them through a ring
+ * buffer in batches. Tracepoints send what a thread queued when it is
+ * switched out or exits, and follow forks and execs; a loader probe catches
+ * dlopen. Names never reach BPF; drops are counted, never silent.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -27,8 +28,14 @@ const volatile bool count_only = false;
  * instead of relying on the links' pid filter. */
 const volatile bool follow_forks = false;
 
+/* A batch waiting longer than this goes out with the thread's next event
+ * (a thread that blocks or exits sends it at once). */
+#define FLUSH_AFTER_NS (10 * 1000 * 1000ULL)
+
+#define barrier() asm volatile("" ::: "memory")
+
 /* Keep the generated skeleton carrying the event layout for Rust. */
-struct event _event = {};
+struct batch _batch = {};
 enum event_kind _event_kind = EV_ENTRY;
 enum event_flags _event_flags = EVF_AFTER_LOSS;
 struct func_stats _func_stats = {};
@@ -45,7 +52,11 @@ struct thread_state {
 	__u32 depth;   /* traced calls open on this thread */
 	__u32 emitted; /* with a time filter: frames below this have sent their entry */
 	__u32 lost;    /* an event of this thread was dropped since its last one */
-	__u32 sent;    /* events sent, to pace the backlog check */
+	__u32 queued;  /* events waiting in `out` */
+	/* A uprobe program is writing this state. They are preemptible, and
+	 * sched_switch must then leave the queue alone. */
+	__u32 busy;
+	struct batch out;
 	struct frame frames[MAX_FRAMES];
 };
 
@@ -91,40 +102,69 @@ struct {
 	__type(value, struct func_stats);
 } stats SEC(".maps");
 
-static __always_inline void count_drop(__u32 which)
+static __always_inline void count_drops(__u32 which, __u64 events)
 {
 	__u64 *n = bpf_map_lookup_elem(&drops, &which);
 
 	if (n)
-		*n += 1;
+		*n += events;
+}
+
+/* Sends the thread's queued events as one record. Only the thread's own CPU
+ * touches its state while it is traced; the exchange keeps the detach-time
+ * iterator and a sched_switch still running on another CPU from sending a
+ * batch twice. */
+static __always_inline void flush(struct thread_state *s)
+{
+	__u32 n = __sync_lock_test_and_set(&s->queued, 0);
+	/* A wakeup per record would cost the traced thread: the reader polls
+	 * on a short timer and is only woken when a backlog builds. */
+	__u64 flags = BPF_RB_NO_WAKEUP;
+
+	if (n == 0 || n > BATCH_EVENTS)
+		return;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		flags = BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_output(&events, &s->out, sizeof(s->out.head) + n * sizeof(struct event), flags)) {
+		count_drops(DROP_RINGBUF, n);
+		/* The thread's next event says its stack has a hole. */
+		s->lost = 1;
+	}
 }
 
 static __always_inline void emit(struct thread_state *s, __u8 kind, __u32 func, __u64 ts, __u32 depth)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	__u64 id = bpf_get_current_pid_tgid();
-	__u64 flags = BPF_RB_NO_WAKEUP;
+	__u32 n = s->queued;
+	struct event *e;
 
-	if (!e) {
-		count_drop(DROP_RINGBUF);
-		/* The thread's next event says its stack has a hole. */
-		s->lost = 1;
+	if (n >= BATCH_EVENTS) /* not reached: a full batch is sent at once */
 		return;
-	}
+	e = &s->out.events[n];
 	e->ts = ts;
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
 	e->func = func;
 	e->depth = depth;
 	e->kind = kind;
 	e->flags = s->lost ? EVF_AFTER_LOSS : 0;
 	s->lost = 0;
-	/* A wakeup per event doubles the cost of a traced call: the reader
-	 * polls on a short timer and is only woken when a backlog builds
-	 * (checked once every 64 events of a thread: the query costs too). */
-	if ((++s->sent & 63) == 0 && bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
-		flags = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(e, flags);
+	s->queued = n + 1;
+	/* Held entries (time filter) are older than the first queued event:
+	 * the difference wraps and they go out at once, which is harmless. */
+	if (n + 1 == BATCH_EVENTS || ts - s->out.events[0].ts >= FLUSH_AFTER_NS)
+		flush(s);
+}
+
+/* Brackets a uprobe program's work on `s`: see thread_state.busy. The
+ * barriers keep the compiler from moving the state's stores out. */
+static __always_inline void claim(struct thread_state *s)
+{
+	s->busy = 1;
+	barrier();
+}
+
+static __always_inline void release(struct thread_state *s)
+{
+	barrier();
+	s->busy = 0;
 }
 
 /* The mask is in asm because clang drops a C mask after the caller's own
@@ -154,32 +194,55 @@ static __always_inline struct thread_state *state(void)
 			return NULL;
 	}
 	s = bpf_task_storage_get(&threads, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!s)
-		count_drop(DROP_NOSTATE);
+	if (!s) {
+		count_drops(DROP_NOSTATE, 1);
+		return NULL;
+	}
+	if (!s->out.head.tid) { /* new: storage starts zeroed */
+		__u64 id = bpf_get_current_pid_tgid();
+
+		s->out.head.pid = id >> 32;
+		s->out.head.tid = (__u32)id;
+	}
 	return s;
 }
 
 /* Tells userspace the process's mappings changed and stops the process
  * (the signal is delivered before it runs another user instruction) until
- * userspace has attached what was mapped and sends SIGCONT. */
-static __always_inline void stop_for_userspace(void)
+ * userspace has attached what was mapped and sends SIGCONT. What the thread
+ * queued goes first, so its events stay in order. */
+static __always_inline void stop_for_userspace(struct thread_state *s)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	struct {
+		struct batch_head head;
+		struct event ev;
+	} *r;
 	__u64 id = bpf_get_current_pid_tgid();
 
+	if (s)
+		flush(s);
+	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
 	/* Without the event nobody would resume the process: then run on,
 	 * and what was mapped is attached late. */
-	if (!e) {
-		count_drop(DROP_RINGBUF);
+	if (!r) {
+		count_drops(DROP_RINGBUF, 1);
 		return;
 	}
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts = bpf_ktime_get_ns();
-	e->pid = id >> 32;
-	e->tid = (__u32)id;
-	e->kind = EV_LOAD;
-	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	__builtin_memset(r, 0, sizeof(*r));
+	r->head.pid = id >> 32;
+	r->head.tid = (__u32)id;
+	r->ev.ts = bpf_ktime_get_ns();
+	r->ev.kind = EV_LOAD;
+	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
 	bpf_send_signal(19 /* SIGSTOP */);
+}
+
+/* The current thread's state if it has one; it is not in a uprobe program. */
+static __always_inline struct thread_state *own_state(struct task_struct *task)
+{
+	struct thread_state *s = bpf_task_storage_get(&threads, task, 0, 0);
+
+	return s && !s->busy ? s : NULL;
 }
 
 SEC("tp_btf/sched_process_fork")
@@ -206,24 +269,60 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 
 	if (!follow_forks || !bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
-	/* The old program's frames (execve's caller) are gone with it. */
-	s = bpf_task_storage_get(&threads, task, 0, 0);
+	s = own_state(task);
+	stop_for_userspace(s);
 	if (s) {
+		/* The old program's frames (execve's caller) are gone with it,
+		 * and a thread that was not the leader now has its tid. */
 		s->depth = 0;
 		s->emitted = 0;
+		s->out.head.pid = task->tgid;
+		s->out.head.tid = task->pid;
 	}
-	stop_for_userspace();
 	return 0;
 }
 
+/* Every thread's exit, before its parent can reap it: what it queued is
+ * in the ring buffer by the time utrace learns the command ended. */
 SEC("tp_btf/sched_process_exit")
-int BPF_PROG(on_process_exit, struct task_struct *task)
+int BPF_PROG(on_thread_exit, struct task_struct *task)
 {
+	struct thread_state *s = own_state(task);
 	__u32 tgid = task->tgid;
 
+	if (s)
+		flush(s);
 	/* The group leader leaving ends the process. */
 	if (follow_forks && task->pid == tgid)
 		bpf_map_delete_elem(&procs, &tgid);
+	return 0;
+}
+
+/* A thread that blocks sends what it queued: a call it is waiting in shows
+ * at once. Not when it was preempted inside a uprobe program (busy). */
+SEC("tp_btf/sched_switch")
+int BPF_PROG(on_switch, bool preempt, struct task_struct *prev)
+{
+	struct thread_state *s = bpf_task_storage_get(&threads, prev, 0, 0);
+
+	if (s && s->queued && !s->busy)
+		flush(s);
+	return 0;
+}
+
+/* Run once after detach: sends whatever threads still queue (after -p, the
+ * process runs on). */
+SEC("iter/task")
+int flush_all(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct thread_state *s;
+
+	if (!task)
+		return 0;
+	s = bpf_task_storage_get(&threads, task, 0, 0);
+	if (s)
+		flush(s);
 	return 0;
 }
 
@@ -255,18 +354,11 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
  * probed at its ret sites (set by userspace per function). */
 #define COOKIE_RET_SITE (1ULL << 63)
 
-/* A traced function is entered; 1 when the thread is not traced. */
-static __always_inline int enter(struct pt_regs *ctx)
+static __always_inline void push_frame(struct thread_state *s, __u64 cookie, __u64 now, __u64 sp)
 {
-	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u32 func = (__u32)cookie;
-	__u64 now = bpf_ktime_get_ns();
-	__u64 sp = PT_REGS_SP(ctx);
-	struct thread_state *s = state();
 	__u32 d;
 
-	if (!s)
-		return 1;
 	drop_dead_frames(s, sp, true);
 	d = s->depth;
 	s->depth = d + 1;
@@ -280,8 +372,22 @@ static __always_inline int enter(struct pt_regs *ctx)
 		f->ret_site = !!(cookie & COOKIE_RET_SITE);
 	}
 	if (d > max_depth || min_duration_ns || count_only)
-		return 0;
+		return;
 	emit(s, EV_ENTRY, func, now, d);
+}
+
+/* A traced function is entered; 1 when the thread is not traced. */
+static __always_inline int enter(struct pt_regs *ctx)
+{
+	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u64 now = bpf_ktime_get_ns();
+	struct thread_state *s = state();
+
+	if (!s)
+		return 1;
+	claim(s);
+	push_frame(s, cookie, now, PT_REGS_SP(ctx));
+	release(s);
 	return 0;
 }
 
@@ -347,32 +453,28 @@ static __always_inline void count_call(struct thread_state *s, __u32 func, __u32
  * `same_func`, the frame must also be the cookie's function: a call-return
  * site is reached again when a longjmp lands after a setjmp call, where a
  * sibling call (the frame the jump abandoned) sat at the same sp. */
-static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool same_func)
+static __always_inline void pop_frame(struct thread_state *s, __u32 func, __u64 now, __u64 entry_sp,
+				      bool same_func)
 {
-	__u32 func = bpf_get_attach_cookie(ctx);
-	__u64 now = bpf_ktime_get_ns();
-	struct thread_state *s = state();
 	__u32 d;
 
-	if (!s)
-		return 0;
 	drop_dead_frames(s, entry_sp, false);
 	d = s->depth;
 	if (d == 0)
-		return 0;
+		return;
 	if (d <= MAX_FRAMES) {
 		struct frame *top = frame_at(s, d - 1);
 
 		/* A return whose entry we never saw: entered before attach, or a
 		 * ret site of an untraced frame deeper than ours. */
 		if (top->sp != entry_sp)
-			return 0;
+			return;
 		if (same_func && top->func != func) {
 			/* The sibling is dead; userspace closes it as unwound. */
 			s->depth = d - 1;
 			if (s->emitted > s->depth)
 				s->emitted = s->depth;
-			return 0;
+			return;
 		}
 	}
 	d -= 1;
@@ -380,22 +482,35 @@ static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool s
 	if (count_only) {
 		if (d < MAX_FRAMES)
 			count_call(s, frame_at(s, d)->func, d, now);
-		return 0;
+		return;
 	}
 	if (d > max_depth)
-		return 0;
+		return;
 	if (d < MAX_FRAMES) {
 		/* The frame's own id: a ret site two functions share (identical
 		 * code folding) carries only the first one's cookie. */
 		func = frame_at(s, d)->func;
 		if (min_duration_ns) {
 			if (d >= s->emitted && now - frame_at(s, d)->ts < min_duration_ns)
-				return 0;
+				return;
 			emit_held_entries(s, d);
 			s->emitted = d;
 		}
 	}
 	emit(s, EV_EXIT, func, now, d);
+}
+
+static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool same_func)
+{
+	__u32 func = bpf_get_attach_cookie(ctx);
+	__u64 now = bpf_ktime_get_ns();
+	struct thread_state *s = state();
+
+	if (s) {
+		claim(s);
+		pop_frame(s, func, now, entry_sp, same_func);
+		release(s);
+	}
 	return 0;
 }
 
@@ -433,6 +548,12 @@ int BPF_UPROBE(on_session)
 SEC("uprobe")
 int BPF_UPROBE(on_loader)
 {
-	stop_for_userspace();
+	struct thread_state *s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+
+	if (s)
+		claim(s);
+	stop_for_userspace(s);
+	if (s)
+		release(s);
 	return 0;
 }

@@ -26,15 +26,30 @@ enum event_flags {
 	EVF_AFTER_LOSS = 1,
 };
 
-/* 24 bytes; the ring buffer adds an 8-byte header per record. */
+/* 16 bytes. The thread is in the batch's head: events travel in batches. */
 struct event {
 	__u64 ts;    /* bpf_ktime_get_ns(): CLOCK_MONOTONIC, ns */
-	__u32 pid;   /* thread group id, as userspace sees it */
-	__u32 tid;
 	__u32 func;  /* function id: the attach cookie */
 	__u16 depth; /* 0 for an outermost traced call; an exit carries its entry's depth */
 	__u8 kind;   /* enum event_kind */
 	__u8 flags;  /* EVF_* */
+};
+
+/* Events wait in their thread's state and go out as one ring-buffer record
+ * of up to BATCH_EVENTS: a reservation per event cost more than the rest of
+ * the BPF side of a traced call. */
+#define BATCH_EVENTS 32
+
+struct batch_head {
+	__u32 pid; /* thread group id, as userspace sees it */
+	__u32 tid;
+};
+
+/* One ring-buffer record: a head, then (record size - head) / event size
+ * events of that thread, oldest first. */
+struct batch {
+	struct batch_head head;
+	struct event events[BATCH_EVENTS];
 };
 
 /* Counting mode: one per traced function and CPU. */

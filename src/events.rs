@@ -1,9 +1,10 @@
 //! The reader thread: drains the BPF ring buffer in batches and hands them
 //! to the consumers through a crossbeam channel.
 //!
-//! BPF submits without a wakeup per event (that would double the cost of a
-//! traced call); it forces one only when a backlog builds. So the reader
-//! polls with a short timeout and then consumes whatever is there.
+//! BPF sends each thread's events in records of up to 32 (`struct batch`)
+//! and without a wakeup per record (that would cost the traced thread); it
+//! forces one only when a backlog builds. So the reader polls with a short
+//! timeout and then consumes whatever is there.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,7 +18,7 @@ use crossbeam_channel::{Receiver, Sender};
 use libbpf_rs::{MapHandle, RingBufferBuilder};
 
 use crate::model::{Event, EventKind};
-use crate::probe::{RawEvent, RawFlags, RawKind};
+use crate::probe::{RawEvent, RawFlags, RawHead, RawKind};
 
 /// Events are sent in batches: one channel operation per poll, not per event.
 pub type Batch = Vec<Event>;
@@ -82,15 +83,15 @@ fn read_loop(
         let (batch, bad) = (Rc::clone(&batch), Rc::clone(&bad));
         builder
             .add(&ring, move |data: &[u8]| {
-                match decode(data) {
-                    Some(Decoded::Event(ev)) => batch.borrow_mut().push(ev),
-                    Some(Decoded::Load(pid)) => {
+                let mut batch = batch.borrow_mut();
+                *bad.borrow_mut() += decode(data, |item| match item {
+                    Decoded::Event(ev) => batch.push(ev),
+                    Decoded::Load(pid) => {
                         let _ = loads.send(pid);
                     }
-                    None => *bad.borrow_mut() += 1,
-                }
+                });
                 // A positive return stops this consume() early so a batch stays bounded.
-                i32::from(batch.borrow().len() >= BATCH_LIMIT)
+                i32::from(batch.len() >= BATCH_LIMIT)
             })
             .context("registering the ring buffer")?;
     }
@@ -124,27 +125,108 @@ pub enum Decoded {
     Load(u32),
 }
 
-/// Decodes one ring-buffer record laid out as `struct event` in bpf/utrace.h.
-pub fn decode(data: &[u8]) -> Option<Decoded> {
-    if data.len() < std::mem::size_of::<RawEvent>() {
-        return None;
+/// Decodes one ring-buffer record laid out as `struct batch` in
+/// bpf/utrace.h: a head naming the thread, then its events. Returns how
+/// many events it could not decode (a record of the wrong size counts one).
+pub fn decode(data: &[u8], mut each: impl FnMut(Decoded)) -> u64 {
+    const HEAD: usize = std::mem::size_of::<RawHead>();
+    const EVENT: usize = std::mem::size_of::<RawEvent>();
+    if data.len() < HEAD + EVENT || !(data.len() - HEAD).is_multiple_of(EVENT) {
+        return 1;
     }
-    // SAFETY: the length was checked; RawEvent is a plain repr(C) struct of
-    // integers (valid for any bit pattern), and read_unaligned needs no alignment.
-    let raw: RawEvent = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
-    let kind = match RawKind(u32::from(raw.kind)) {
-        RawKind::EV_ENTRY => EventKind::Entry,
-        RawKind::EV_EXIT => EventKind::Exit,
-        RawKind::EV_LOAD => return Some(Decoded::Load(raw.pid)),
-        _ => return None,
-    };
-    Some(Decoded::Event(Event {
-        kind,
-        pid: raw.pid,
-        tid: raw.tid,
-        func: raw.func,
-        depth: u32::from(raw.depth),
-        ts: raw.ts,
-        after_loss: raw.flags & RawFlags::EVF_AFTER_LOSS.0 as u8 != 0,
-    }))
+    // SAFETY: the length was checked; RawHead and RawEvent are plain repr(C)
+    // structs of integers (valid for any bit pattern), and read_unaligned
+    // needs no alignment.
+    let head: RawHead = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+    let mut bad = 0;
+    for bytes in data[HEAD..].chunks_exact(EVENT) {
+        // SAFETY: as above; chunks_exact gives EVENT bytes.
+        let raw: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let kind = match RawKind(u32::from(raw.kind)) {
+            RawKind::EV_ENTRY => EventKind::Entry,
+            RawKind::EV_EXIT => EventKind::Exit,
+            RawKind::EV_LOAD => {
+                each(Decoded::Load(head.pid));
+                continue;
+            }
+            _ => {
+                bad += 1;
+                continue;
+            }
+        };
+        each(Decoded::Event(Event {
+            kind,
+            pid: head.pid,
+            tid: head.tid,
+            func: raw.func,
+            depth: u32::from(raw.depth),
+            ts: raw.ts,
+            after_loss: raw.flags & RawFlags::EVF_AFTER_LOSS.0 as u8 != 0,
+        }));
+    }
+    bad
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(pid: u32, tid: u32, events: &[(u8, u32, u64)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&pid.to_ne_bytes());
+        out.extend_from_slice(&tid.to_ne_bytes());
+        for &(kind, func, ts) in events {
+            out.extend_from_slice(&ts.to_ne_bytes());
+            out.extend_from_slice(&func.to_ne_bytes());
+            out.extend_from_slice(&3u16.to_ne_bytes()); // depth
+            out.push(kind);
+            out.push(0); // flags
+        }
+        out
+    }
+
+    fn decoded(data: &[u8]) -> (Vec<String>, u64) {
+        let mut seen = Vec::new();
+        let bad = decode(data, |d| {
+            seen.push(match d {
+                Decoded::Event(e) => format!(
+                    "{:?} {}/{} f{} d{} t{}",
+                    e.kind, e.pid, e.tid, e.func, e.depth, e.ts
+                ),
+                Decoded::Load(pid) => format!("load {pid}"),
+            })
+        });
+        (seen, bad)
+    }
+
+    #[test]
+    fn a_batch_is_its_threads_events_in_order() {
+        let entry = RawKind::EV_ENTRY.0 as u8;
+        let exit = RawKind::EV_EXIT.0 as u8;
+        let data = record(7, 9, &[(entry, 1, 100), (exit, 1, 150)]);
+        assert_eq!(
+            decoded(&data),
+            (
+                vec![
+                    "Entry 7/9 f1 d3 t100".to_string(),
+                    "Exit 7/9 f1 d3 t150".to_string()
+                ],
+                0
+            )
+        );
+        let load = record(7, 9, &[(RawKind::EV_LOAD.0 as u8, 0, 5)]);
+        assert_eq!(decoded(&load), (vec!["load 7".to_string()], 0));
+    }
+
+    #[test]
+    fn what_is_not_a_batch_is_counted_not_guessed() {
+        let data = record(7, 9, &[(1, 1, 100)]);
+        assert_eq!(decoded(&data[..data.len() - 1]), (vec![], 1));
+        assert_eq!(decoded(&data[..8]), (vec![], 1));
+        let unknown = record(7, 9, &[(99, 1, 100), (1, 2, 200)]);
+        assert_eq!(
+            decoded(&unknown),
+            (vec!["Entry 7/9 f2 d3 t200".to_string()], 1)
+        );
+    }
 }

@@ -16,7 +16,8 @@ mod bpf {
     include!(concat!(env!("OUT_DIR"), "/utrace.skel.rs"));
 }
 pub use bpf::types::{
-    event as RawEvent, event_flags as RawFlags, event_kind as RawKind, func_stats as RawStats,
+    batch_head as RawHead, event as RawEvent, event_flags as RawFlags, event_kind as RawKind,
+    func_stats as RawStats,
 };
 use bpf::{UtraceSkel, UtraceSkelBuilder};
 
@@ -88,6 +89,8 @@ pub struct Probes<'obj> {
     /// Tracepoints and the loader's breakpoint.
     links: Vec<Link>,
     probes: usize,
+    /// Events go through the ring buffer (not counting mode).
+    streams: bool,
 }
 
 impl<'obj> Probes<'obj> {
@@ -120,12 +123,27 @@ impl<'obj> Probes<'obj> {
             .set_max_entries(cfg.stats_slots.max(1))
             .context("sizing the counting map")?;
         let skel = open.load().map_err(load_error)?;
-        Ok(Probes {
+        let mut probes = Probes {
             skel,
             multi: Vec::new(),
             links: Vec::new(),
             probes: 0,
-        })
+            streams: !cfg.count_only,
+        };
+        // Threads queue their events (bpf/utrace.h: struct batch): these
+        // send the queue when a thread blocks or exits.
+        let progs = &probes.skel.progs;
+        let mut flushers = vec![&progs.on_thread_exit];
+        if probes.streams {
+            flushers.push(&progs.on_switch);
+        }
+        for prog in flushers {
+            let link = prog
+                .attach()
+                .context("attaching the scheduler tracepoints")?;
+            probes.links.push(link);
+        }
+        Ok(probes)
     }
 
     /// Starts following process `pid` and, through the fork and exit
@@ -138,7 +156,7 @@ impl<'obj> Probes<'obj> {
             .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
             .context("registering the traced process")?;
         let progs = &self.skel.progs;
-        for prog in [&progs.on_fork, &progs.on_exec, &progs.on_process_exit] {
+        for prog in [&progs.on_fork, &progs.on_exec] {
             self.links.push(
                 prog.attach()
                     .context("attaching the fork and exit tracepoints")?,
@@ -380,6 +398,24 @@ impl<'obj> Probes<'obj> {
             }
         });
         start.elapsed()
+    }
+
+    /// After [`Probes::detach`]: sends the events threads still hold in
+    /// their queues (after -p the process runs on, and its threads may never
+    /// block or exit while we wait) by walking every task once.
+    pub fn flush_queues(&self) -> Result<()> {
+        if !self.streams {
+            return Ok(());
+        }
+        let link = self
+            .skel
+            .progs
+            .flush_all
+            .attach()
+            .context("attaching the queue flush iterator")?;
+        let mut iter = libbpf_rs::Iter::new(&link).context("starting the queue flush")?;
+        std::io::copy(&mut iter, &mut std::io::sink()).context("flushing the thread queues")?;
+        Ok(())
     }
 }
 

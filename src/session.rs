@@ -83,6 +83,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     };
     let exit_code = pipe.pump(&streams, &ends, &mut control)?;
     let took = probes.detach();
+    probes.flush_queues()?;
     eprintln!(
         "utrace: detached {} probes in {} ms",
         probes.probe_count(),

@@ -127,6 +127,43 @@ fn attach_counts_exactly_and_ends_with_the_process() {
     );
 }
 
+/// Threads queue their events in BPF and send them when they block or exit;
+/// this one does neither after its last call, so its queue is sent at detach.
+#[test]
+fn detach_sends_what_a_running_thread_queued() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut spin = Spin::start(
+        &private_copy(&fixture("spin", Build::O2), dir.path()),
+        &["-n", "5", "-hold"],
+    );
+    let graph = tempfile::NamedTempFile::new().unwrap();
+    let mut tracer = attach(spin.pid, &[], graph.path());
+    signal(spin.pid, libc::SIGUSR1);
+    let mut line = String::new();
+    BufReader::new(spin.child.stdout.as_mut().expect("piped"))
+        .read_line(&mut line)
+        .expect("reading the fixture's output");
+    assert_eq!(line.trim(), "ticks=5");
+    signal(tracer.id(), libc::SIGINT);
+    let status = wait(&mut tracer, Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+    assert!(spin.alive(), "the traced process keeps running");
+    let text = std::fs::read_to_string(graph.path()).unwrap();
+    assert_eq!(
+        count_calls(&text),
+        counts(&[
+            ("tick", 5),
+            ("finish", 1),
+            ("printf@plt", 1),
+            ("fflush@plt", 1)
+        ]),
+        "{text}"
+    );
+}
+
 /// File offset of `name`'s probe in `bin`, from `utrace --list`.
 fn probe_offset(bin: &Path, name: &str) -> u64 {
     let out = utrace()
