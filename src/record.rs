@@ -39,6 +39,13 @@ impl Recorder {
         })
     }
 
+    /// The table grew (code loaded during the run): stores it again.
+    pub fn table_grew(&mut self, table: &FuncTable) -> Result<()> {
+        self.functions = table.functions.len();
+        self.modules = table.modules.len();
+        self.writer.write_table(table)
+    }
+
     #[inline]
     pub fn event(&mut self, ev: &Event) -> Result<()> {
         self.writer.write(ev)?;

@@ -241,7 +241,13 @@ impl Pipeline {
         loop {
             select! {
                 recv(streams.loads) -> stopped => if let Ok(stopped) = stopped {
+                    let known = self.table.functions.len();
                     control.loaded(stopped, &mut self.table)?;
+                    if let Output::Record(rec) = &mut self.output
+                        && self.table.functions.len() > known
+                    {
+                        rec.table_grew(&self.table)?;
+                    }
                 },
                 recv(streams.batches) -> batch => match batch {
                     Ok(batch) => {

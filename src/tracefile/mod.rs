@@ -6,7 +6,9 @@
 //! preamble   magic "\x89utrace\n", format version u16, 2 reserved bytes
 //! frame H    header: utrace version, clock, command, pid, start times
 //! frame T    module and function table (zstd)
-//! frame C…   chunks of up to 65,536 events each (zstd), see chunk.rs
+//! frame C…   chunks of up to 65,536 events each (zstd), see chunk.rs,
+//!            and a frame T again whenever the table grew (dlopen, exec):
+//!            whole, ids unchanged; the last intact one is the table
 //! frame E    trailer: end time, lost events, counts (fixed size, last)
 //! ```
 //!
@@ -36,8 +38,9 @@ pub use meta::{CLOCK, Header, Trailer};
 pub use reader::{Events, ReadStatus, TraceReader};
 pub use writer::{Summary, TraceWriter};
 
-/// The format this build writes, and the newest it reads.
-pub const FORMAT_VERSION: u16 = 1;
+/// The format this build writes, and the newest it reads. 2: frames T may
+/// follow events (version 1 readers would drop those functions' names).
+pub const FORMAT_VERSION: u16 = 2;
 
 /// Why a trace file cannot be read at all. Damage after the function table is
 /// not an error: the reader skips it and says so in its [`ReadStatus`].

@@ -73,6 +73,9 @@ impl TraceReader {
         } else {
             len
         };
+        let table = latest_table(&file, data_start, data_end)
+            .map_err(io_err)?
+            .unwrap_or(table);
         let mut run = header.run.clone();
         if let Some(t) = &trailer {
             run.end_mono_ns = t.end_mono_ns;
@@ -222,6 +225,36 @@ fn read_meta_frame(input: &mut Input, kind: Kind) -> io::Result<Option<Vec<u8>>>
     Ok(raw)
 }
 
+/// The last intact function table among the events, if any: a program that
+/// loaded code while it was recorded (dlopen, exec) gets the grown table
+/// appended, with the ids it had. Only frame headers are read on the way.
+fn latest_table(file: &File, start: u64, end: u64) -> io::Result<Option<FuncTable>> {
+    let mut latest = None;
+    let mut pos = start;
+    let mut head = [0u8; HEADER_LEN];
+    while pos + HEADER_LEN as u64 <= end {
+        file.read_exact_at(&mut head, pos)?;
+        let Some(header) = FrameHeader::parse(&head) else {
+            // Damage: go on from the next frame, as the event reader does.
+            let mut input = Input::new(file, pos, end);
+            input.resync()?;
+            pos = input.pos;
+            continue;
+        };
+        if header.kind == Kind::Table {
+            let mut input = Input::new(file, pos, end);
+            if let Some(table) = read_meta_frame(&mut input, Kind::Table)?
+                .as_deref()
+                .and_then(decode_table)
+            {
+                latest = Some(table);
+            }
+        }
+        pos += HEADER_LEN as u64 + u64::from(header.payload_len);
+    }
+    Ok(latest)
+}
+
 fn read_trailer(file: &File, data_start: u64, len: u64) -> io::Result<Option<Trailer>> {
     if len < data_start + TRAILER_FRAME_LEN {
         return Ok(None);
@@ -362,6 +395,11 @@ impl Events<'_> {
             self.done = true;
             return Ok(false);
         };
+        if header.kind == Kind::Table {
+            // A grown table: read at open (latest_table).
+            self.input.consume(header.payload_len as usize);
+            return Ok(false);
+        }
         if header.kind != Kind::Chunk {
             self.input.consume(header.payload_len as usize);
             self.status.skipped_bytes += HEADER_LEN as u64 + u64::from(header.payload_len);
@@ -519,6 +557,7 @@ impl<'a> Input<'a> {
     /// bytes skipped.
     fn resync(&mut self) -> io::Result<u64> {
         let start = self.pos;
+        self.fill(1)?; // consume() only moves over buffered bytes
         self.consume(1);
         loop {
             let window = self.fill(1 << 16)?;

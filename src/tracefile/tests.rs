@@ -160,6 +160,53 @@ fn round_trip_is_exact() {
     assert!(status.chunks > 1);
 }
 
+/// A table that grew mid-recording (dlopen) is stored again after the events
+/// so far; the reader names every function from the last one, even when a
+/// damaged frame header lies between.
+#[test]
+fn a_grown_table_names_the_functions_loaded_later() {
+    let (_d, path) = temp();
+    let events = synthetic_events(5_000);
+    let mut grown = table();
+    grown.modules.push(Module {
+        path: "/opt/plugin.so".into(),
+        build_id: None,
+    });
+    grown.functions.push(Function {
+        module: 2,
+        name: "plugin_entry".into(),
+        raw_name: "plugin_entry".into(),
+        addr: 0x3000,
+        size: 0x10,
+        kind: FuncKind::Function,
+    });
+    let mut w = TraceWriter::create(&path, &run_info(), &table()).unwrap();
+    w.set_chunk_events(1_000);
+    let (before, after) = events.split_at(2_500);
+    before.iter().for_each(|e| w.write(e).unwrap());
+    w.write_table(&grown).unwrap();
+    after.iter().for_each(|e| w.write(e).unwrap());
+    w.finish(&run_info()).unwrap();
+
+    let r = TraceReader::open(&path).unwrap();
+    assert_eq!(r.table(), &grown);
+    let (read, status) = read_all(&path).unwrap();
+    assert_eq!(read, events);
+    assert!(status.is_clean(), "{:?}", status.warnings());
+
+    let mut bytes = std::fs::read(&path).unwrap();
+    let first_chunk = bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == frame::SYNC)
+        .map(|(i, _)| i)
+        .nth(2)
+        .unwrap();
+    bytes[first_chunk + 10] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(TraceReader::open(&path).unwrap().table(), &grown);
+}
+
 #[test]
 fn empty_recording_reads_as_no_events() {
     let (_d, path) = temp();
@@ -368,7 +415,9 @@ fn errors_are_one_clear_line() {
     std::fs::write(&path, b"\x89utrace\n\x07\x00\x00\x00").unwrap();
     let msg = TraceReader::open(&path).err().unwrap().to_string();
     assert!(
-        msg.contains("format version 7, newer than this utrace reads (up to 1)"),
+        msg.contains(&format!(
+            "format version 7, newer than this utrace reads (up to {FORMAT_VERSION})"
+        )),
         "{msg}"
     );
     assert!(!msg.contains('\n'));

@@ -63,6 +63,14 @@ impl TraceWriter {
         preamble.extend_from_slice(&[0, 0]);
         w.put(&preamble)?;
         w.frame(Kind::Header, &encode_header(run), false, 0)?;
+        w.write_table(table)?;
+        Ok(w)
+    }
+
+    /// Writes `table` whole and hands it to the OS: at the start, and again
+    /// whenever it grew (code loaded later). The reader uses the last one.
+    pub fn write_table(&mut self, table: &FuncTable) -> Result<()> {
+        self.flush_chunk()?;
         let table = encode_table(table);
         if table.len() > MAX_PAYLOAD as usize {
             bail!(
@@ -70,9 +78,8 @@ impl TraceWriter {
                 table.len()
             );
         }
-        w.frame(Kind::Table, &table, true, 0)?;
-        w.flush()?;
-        Ok(w)
+        self.frame(Kind::Table, &table, true, 0)?;
+        self.flush()
     }
 
     /// Buffers one event; a full chunk is compressed and written out.

@@ -5,14 +5,16 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::{
-    Build, assert_text_eq, calls_counts, fixture, normalise, require_bpf, run, trace, utrace,
+    Build, assert_text_eq, calls_counts, counts, fixture, normalise, require_bpf, run, trace,
+    utrace,
 };
 
-/// Records `bin` into `data`; returns utrace's stderr.
-fn record(bin: &Path, args: &[&str], data: &Path) -> String {
+/// Records `bin` into `data` with utrace options `opts`; returns utrace's stderr.
+fn record(opts: &[&str], bin: &Path, args: &[&str], data: &Path) -> String {
     let out = run(
         utrace()
             .arg("--record")
+            .args(opts)
             .arg("-d")
             .arg(data)
             .arg("--")
@@ -64,7 +66,7 @@ fn recorded_counts_are_exact_and_the_file_is_self_contained() {
     let bin = dir.path().join("calls");
     std::fs::copy(fixture("calls", Build::O2), &bin).unwrap();
     let data = dir.path().join("calls.data");
-    let stderr = record(&bin, &[], &data);
+    let stderr = record(&[], &bin, &[], &data);
     assert!(
         stderr
             .lines()
@@ -81,6 +83,51 @@ fn recorded_counts_are_exact_and_the_file_is_self_contained() {
     assert_eq!(v["events"], 2 * 194);
 }
 
+/// Code loaded during the recording (dlopen, under --nest-lib) keeps its
+/// names: the file gets the grown function table.
+#[test]
+fn functions_loaded_while_recording_keep_their_names() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dlopen.data");
+    let plugin = fixture("plugin", Build::O2);
+    let stderr = record(
+        &["--nest-lib", "plugin*"],
+        &fixture("dlopen", Build::O2),
+        &[plugin.to_str().unwrap()],
+        &data,
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.ends_with("dlopen.data: 22 calls, 0 lost, 12 functions in 2 modules")),
+        "closing line: {stderr}"
+    );
+    let out = run(
+        utrace()
+            .args(["--report", "--format=json", "-d"])
+            .arg(&data),
+        Duration::from_secs(60),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "no warning");
+    assert_eq!(
+        json_calls(&String::from_utf8_lossy(&out.stdout)),
+        counts(&[
+            ("main", 1),
+            ("load_and_call", 2),
+            ("dlopen@plt", 2),
+            ("dlsym@plt", 2),
+            ("dlclose@plt", 2),
+            ("printf@plt", 1),
+            ("plugin_entry", 2),
+            ("plugin_work", 5),
+            ("plugin_helper", 5),
+        ])
+    );
+}
+
 #[test]
 fn call_graph_report_equals_the_live_output() {
     if !require_bpf() {
@@ -89,7 +136,7 @@ fn call_graph_report_equals_the_live_output() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("calls.data");
     let bin = fixture("calls", Build::O2);
-    record(&bin, &[], &data);
+    record(&[], &bin, &[], &data);
     let replayed = report(&data, &["--format=call-graph"]);
     let live = trace(&bin, &[], &[]).graph;
     assert_text_eq(&normalise(&live), &normalise(&replayed));
@@ -102,7 +149,7 @@ fn threads_are_recorded_exactly() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("threads.data");
-    record(&fixture("threads", Build::O2), &["100"], &data);
+    record(&[], &fixture("threads", Build::O2), &["100"], &data);
     let c = json_calls(&report(&data, &["--format=json"]));
     assert_eq!(c.get("work"), Some(&400));
     assert_eq!(c.get("thread_main"), Some(&4));
@@ -117,7 +164,7 @@ fn every_format_reads_a_real_recording() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sort.data");
-    record(&fixture("sort", Build::O2), &["-n", "100"], &data);
+    record(&[], &fixture("sort", Build::O2), &["-n", "100"], &data);
     let summary = report(&data, &[]);
     let row = summary
         .lines()
