@@ -157,7 +157,7 @@ struct Args {
 
     /// Stop tracing a function once it is called more than N times in a
     /// second (its probes are removed on the fly); the functions dropped are
-    /// listed at the end.
+    /// listed at the end. A live --format=summary checks once a second.
     #[arg(long, value_name = "N")]
     max_rate: Option<u64>,
 

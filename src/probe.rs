@@ -352,33 +352,34 @@ impl<'obj> Probes<'obj> {
 
     /// Counting mode: (count, total, self, min, max) per function id, summed over CPUs.
     pub fn stats(&self, funcs: u32) -> Result<Vec<RawStats>> {
-        let mut out = Vec::with_capacity(funcs as usize);
-        for id in 0..funcs {
-            let per_cpu = self
-                .skel
-                .maps
-                .stats
-                .lookup_percpu(&id.to_ne_bytes(), MapFlags::ANY)
-                .context("reading the counting map")?
-                .unwrap_or_default();
-            let mut sum = RawStats::default();
-            for bytes in per_cpu {
-                if bytes.len() < std::mem::size_of::<RawStats>() {
-                    continue;
-                }
-                // SAFETY: the length was checked and RawStats is plain repr(C) integers.
-                let cpu: RawStats = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-                sum.count += cpu.count;
-                sum.total_ns += cpu.total_ns;
-                sum.self_ns += cpu.self_ns;
-                sum.max_ns = sum.max_ns.max(cpu.max_ns);
-                if cpu.count > 0 && (sum.min_ns == 0 || cpu.min_ns < sum.min_ns) {
-                    sum.min_ns = cpu.min_ns;
-                }
+        (0..funcs).map(|id| self.stat(id)).collect()
+    }
+
+    /// Counting mode: one function's figures, summed over CPUs.
+    pub fn stat(&self, id: u32) -> Result<RawStats> {
+        let per_cpu = self
+            .skel
+            .maps
+            .stats
+            .lookup_percpu(&id.to_ne_bytes(), MapFlags::ANY)
+            .context("reading the counting map")?
+            .unwrap_or_default();
+        let mut sum = RawStats::default();
+        for bytes in per_cpu {
+            if bytes.len() < std::mem::size_of::<RawStats>() {
+                continue;
             }
-            out.push(sum);
+            // SAFETY: the length was checked and RawStats is plain repr(C) integers.
+            let cpu: RawStats = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+            sum.count += cpu.count;
+            sum.total_ns += cpu.total_ns;
+            sum.self_ns += cpu.self_ns;
+            sum.max_ns = sum.max_ns.max(cpu.max_ns);
+            if cpu.count > 0 && (sum.min_ns == 0 || cpu.min_ns < sum.min_ns) {
+                sum.min_ns = cpu.min_ns;
+            }
         }
-        Ok(out)
+        Ok(sum)
     }
 
     /// Removes every probe from the traced process; returns how long it took.

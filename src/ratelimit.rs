@@ -1,6 +1,8 @@
 //! `--max-rate`: a function called more often than N times per second is
 //! dropped from the probes while the run goes on, so a first trace of a big
-//! program stays usable; the functions dropped are listed at the end.
+//! program stays usable; the functions dropped are listed at the end. Rates
+//! come from the events, or in counting mode (no events) from BPF's call
+//! counts, read once a second.
 
 use crate::model::{Event, EventKind, FuncTable};
 
@@ -11,6 +13,8 @@ pub struct RateLimit {
     window_start: Option<u64>,
     /// Entries per function id in the current window.
     counts: Vec<u64>,
+    /// Counting mode: each function's calls at the last reading.
+    totals: Vec<u64>,
     /// Over the limit, not yet handed out by [`RateLimit::take_new`].
     new: Vec<u32>,
     /// Every function dropped, with the rate it reached.
@@ -23,6 +27,7 @@ impl RateLimit {
             max_per_s,
             window_start: None,
             counts: Vec::new(),
+            totals: Vec::new(),
             new: Vec::new(),
             excluded: Vec::new(),
         }
@@ -47,6 +52,40 @@ impl RateLimit {
                 let elapsed = ev.ts.saturating_sub(start).max(1);
                 self.excluded
                     .push((ev.func, self.counts[i] * WINDOW_NS / elapsed));
+            }
+        }
+    }
+
+    /// Counting mode: whether BPF's counts are due to be read at `now`.
+    pub fn due(&self, now: u64) -> bool {
+        self.window_start
+            .is_none_or(|start| now >= start + WINDOW_NS)
+    }
+
+    /// Counting mode: the functions still traced, whose counts to read.
+    pub fn watched(&self, functions: u32) -> Vec<u32> {
+        let gone: std::collections::HashSet<u32> =
+            self.excluded.iter().map(|&(id, _)| id).collect();
+        (0..functions).filter(|id| !gone.contains(id)).collect()
+    }
+
+    /// Counting mode: `totals` are (function, calls so far) read at `now`;
+    /// the rate is the growth since the previous reading.
+    pub fn sample(&mut self, now: u64, totals: &[(u32, u64)]) {
+        let start = self.window_start.replace(now);
+        let elapsed = start.map_or(0, |s| now.saturating_sub(s)).max(1);
+        for &(id, total) in totals {
+            let i = id as usize;
+            if i >= self.totals.len() {
+                self.totals.resize(i + 1, 0);
+            }
+            let calls = total.saturating_sub(std::mem::replace(&mut self.totals[i], total));
+            let rate =
+                u64::try_from(u128::from(calls) * u128::from(WINDOW_NS) / u128::from(elapsed))
+                    .unwrap_or(u64::MAX);
+            if start.is_some() && rate > self.max_per_s {
+                self.new.push(id);
+                self.excluded.push((id, rate));
             }
         }
     }
@@ -109,6 +148,21 @@ mod tests {
         assert_eq!(r.take_new(), vec![7]);
         assert!(r.take_new().is_empty());
         assert_eq!(r.excluded.len(), 1);
+    }
+
+    #[test]
+    fn counted_rates_are_growth_over_the_time_between_readings() {
+        let mut r = RateLimit::new(100);
+        assert!(r.due(5));
+        r.sample(0, &[(0, 500), (1, 10)]); // the first reading is the baseline
+        assert!(r.take_new().is_empty());
+        assert!(!r.due(WINDOW_NS - 1));
+        assert!(r.due(WINDOW_NS));
+        r.sample(2 * WINDOW_NS, &[(0, 700), (1, 311)]);
+        // 200 calls in 2 s is 100/s: at the limit, not over; 301 in 2 s is over.
+        assert_eq!(r.take_new(), vec![1]);
+        assert_eq!(r.excluded, vec![(1, 150)]);
+        assert_eq!(r.watched(3), vec![0, 2]);
     }
 
     #[test]

@@ -268,6 +268,7 @@ impl Pipeline {
                 },
                 default(TICK) => {
                     self.idle()?;
+                    self.limit_counted(control)?;
                     if launched.is_none() && !target::alive(pid) {
                         eprintln!("utrace: process {pid} exited");
                         return Ok(0);
@@ -304,6 +305,30 @@ impl Pipeline {
                 }
                 self.check_output(result)
             }
+        }
+    }
+
+    /// Counting mode streams no events to rate: `--max-rate` reads BPF's
+    /// call counts instead, once a second.
+    fn limit_counted(&mut self, control: &mut Control) -> Result<()> {
+        let (Output::Count(_), Some(rates)) = (&self.output, &mut self.rates) else {
+            return Ok(());
+        };
+        let now = mono_now_ns();
+        if !rates.due(now) {
+            return Ok(());
+        }
+        let totals = rates
+            .watched(self.table.functions.len() as u32)
+            .into_iter()
+            .map(|id| Ok((id, control.probes.stat(id)?.count)))
+            .collect::<Result<Vec<_>>>()?;
+        rates.sample(now, &totals);
+        let over = rates.take_new();
+        if over.is_empty() {
+            Ok(())
+        } else {
+            control.exclude(&over)
         }
     }
 

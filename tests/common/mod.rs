@@ -508,6 +508,21 @@ pub fn calls_counts() -> BTreeMap<String, usize> {
     ])
 }
 
+/// (function, calls) rows of a summary table.
+pub fn summary_calls(text: &str) -> BTreeMap<String, usize> {
+    text.lines()
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (
+                f[f.len() - 2].to_string(),
+                f[0].replace(',', "").parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
 /// Expected call counts, written as `&[("main", 1), ...]`.
 pub fn counts(expected: &[(&str, usize)]) -> BTreeMap<String, usize> {
     expected

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Build, count_calls, counts, fixture, require_bpf, trace, utrace};
+use crate::common::{
+    Build, count_calls, counts, fixture, require_bpf, summary_calls, trace, utrace,
+};
 
 /// Builds tests/fixtures/uselib.c against the plugin library into `dir`.
 fn uselib(dir: &Path) -> std::path::PathBuf {
@@ -166,4 +168,35 @@ fn max_rate_drops_hot_functions_and_lists_them() {
         Some(&1),
         "the rest is still traced"
     );
+}
+
+/// Counting mode streams no events: the rates come from BPF's counts, read
+/// once a second, and the summary keeps the calls made before the drop.
+#[test]
+fn max_rate_applies_to_counting_in_bpf() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("sort", Build::O2);
+    let args = ["-n", "100000"];
+    let t = trace(&bin, &args, &["--format=summary", "--max-rate", "2000"]);
+    let untraced = Command::new(&bin).args(args).output().unwrap();
+    assert_eq!(t.stdout.as_bytes(), untraced.stdout, "{}", t.stderr);
+    let line = t
+        .stderr
+        .lines()
+        .find(|l| l.contains("over --max-rate 2,000/s"))
+        .expect("the dropped functions are listed");
+    assert!(line.contains("compare ("), "{line}");
+    let made: usize = t
+        .stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("compare=")?.parse().ok())
+        .expect("compare=N in the output");
+    let counted = summary_calls(&t.graph)["compare"];
+    assert!(
+        (2001..made / 2).contains(&counted),
+        "compare counted {counted} of {made} times"
+    );
+    assert_eq!(summary_calls(&t.graph).get("main"), Some(&1));
 }

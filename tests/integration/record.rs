@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::{
-    Build, assert_text_eq, calls_counts, counts, fixture, normalise, require_bpf, run, trace,
-    utrace,
+    Build, assert_text_eq, calls_counts, counts, fixture, normalise, require_bpf, run,
+    summary_calls, trace, utrace,
 };
 
 /// Records `bin` into `data` with utrace options `opts`; returns utrace's stderr.
@@ -227,21 +227,6 @@ fn bad_trace_files_get_one_clear_line() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.to_lowercase().contains(says), "{path:?}: {stderr}");
     }
-}
-
-/// (function, calls) rows of a summary table.
-fn summary_calls(text: &str) -> std::collections::BTreeMap<String, usize> {
-    text.lines()
-        .skip(2)
-        .take_while(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (
-                f[f.len() - 2].to_string(),
-                f[0].replace(',', "").parse().unwrap(),
-            )
-        })
-        .collect()
 }
 
 #[test]
