@@ -83,7 +83,11 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     };
     let exit_code = pipe.pump(&streams, &ends, &mut control)?;
     let took = probes.detach();
-    probes.flush_queues()?;
+    if let Err(e) = probes.flush_queues() {
+        eprintln!(
+            "utrace: warning: {e:#}: calls threads made just before the detach may be missing"
+        );
+    }
     eprintln!(
         "utrace: detached {} probes in {} ms",
         probes.probe_count(),
