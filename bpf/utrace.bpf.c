@@ -237,7 +237,8 @@ static __always_inline void stop_for_userspace(struct thread_state *s)
 	bpf_send_signal(19 /* SIGSTOP */);
 }
 
-/* The current thread's state if it has one; it is not in a uprobe program. */
+/* The state of `task`, the current thread, if it has one and is not in the
+ * middle of a uprobe program (see thread_state.busy). */
 static __always_inline struct thread_state *own_state(struct task_struct *task)
 {
 	struct thread_state *s = bpf_task_storage_get(&threads, task, 0, 0);
@@ -303,9 +304,10 @@ int BPF_PROG(on_thread_exit, struct task_struct *task)
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev)
 {
-	struct thread_state *s = bpf_task_storage_get(&threads, prev, 0, 0);
+	/* prev is still current here: the switch happens after this. */
+	struct thread_state *s = own_state(prev);
 
-	if (s && s->queued && !s->busy)
+	if (s && s->queued)
 		flush(s);
 	return 0;
 }

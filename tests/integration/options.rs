@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Build, count_calls, counts, fixture, require_bpf, summary_calls, trace, utrace,
+    Build, Traced, count_calls, counts, fixture, require_bpf, summary_calls, trace, utrace,
 };
 
 /// Builds tests/fixtures/uselib.c against the plugin library into `dir`.
@@ -139,20 +139,29 @@ fn a_running_call_shows_its_opening_line_and_ctrl_c_reaches_the_command() {
     );
 }
 
-#[test]
-fn max_rate_drops_hot_functions_and_lists_them() {
-    if !require_bpf() {
-        return;
-    }
+/// Traces sort with `--max-rate 2000` and `opts`: its output must be the
+/// untraced run's; returns the trace and utrace's line listing what it dropped.
+fn sort_over_max_rate(args: &[&str], opts: &[&str]) -> (Traced, String) {
     let bin = fixture("sort", Build::O2);
-    let t = trace(&bin, &["-n", "20000"], &["--max-rate", "2000"]);
-    let untraced = Command::new(&bin).args(["-n", "20000"]).output().unwrap();
+    let opts: Vec<&str> = opts.iter().copied().chain(["--max-rate", "2000"]).collect();
+    let t = trace(&bin, args, &opts);
+    let untraced = Command::new(&bin).args(args).output().unwrap();
     assert_eq!(t.stdout.as_bytes(), untraced.stdout, "{}", t.stderr);
     let line = t
         .stderr
         .lines()
         .find(|l| l.contains("over --max-rate 2,000/s"))
-        .expect("the dropped functions are listed");
+        .expect("the dropped functions are listed")
+        .to_string();
+    (t, line)
+}
+
+#[test]
+fn max_rate_drops_hot_functions_and_lists_them() {
+    if !require_bpf() {
+        return;
+    }
+    let (t, line) = sort_over_max_rate(&["-n", "20000"], &[]);
     assert!(
         line.contains("compare (") && line.contains("swap ("),
         "{line}"
@@ -177,16 +186,7 @@ fn max_rate_applies_to_counting_in_bpf() {
     if !require_bpf() {
         return;
     }
-    let bin = fixture("sort", Build::O2);
-    let args = ["-n", "100000"];
-    let t = trace(&bin, &args, &["--format=summary", "--max-rate", "2000"]);
-    let untraced = Command::new(&bin).args(args).output().unwrap();
-    assert_eq!(t.stdout.as_bytes(), untraced.stdout, "{}", t.stderr);
-    let line = t
-        .stderr
-        .lines()
-        .find(|l| l.contains("over --max-rate 2,000/s"))
-        .expect("the dropped functions are listed");
+    let (t, line) = sort_over_max_rate(&["-n", "100000"], &["--format=summary"]);
     assert!(line.contains("compare ("), "{line}");
     let made: usize = t
         .stdout
