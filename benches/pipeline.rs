@@ -18,10 +18,12 @@ use std::io::{self, BufWriter};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use utrace::callstack::CallStacks;
-use utrace::cli::{Format, Layout, ReportOptions};
-use utrace::model::{Call, Event, EventKind, FuncKind, FuncTable, Function, Module, RunInfo, Sink};
+use utrace::model::{
+    Call, Event, EventKind, FuncId, FuncKind, FuncTable, Function, Module, RunInfo, Sink,
+};
+use utrace::options::{Format, Layout, ReportOptions};
 use utrace::record::Recorder;
+use utrace::replay::Replay;
 use utrace::report::{self, call_graph::CallGraph};
 
 const BATCH: usize = 64 * 1024;
@@ -103,7 +105,7 @@ impl Gen {
             kind,
             pid: 1000,
             tid: 1000 + t as u32,
-            func,
+            func: FuncId(func),
             depth,
             ts: self.ts,
             after_loss: false,
@@ -147,36 +149,23 @@ trait Consumer {
     fn finish(self: Box<Self>, end_ts: u64) -> Result<()>;
 }
 
-/// The live path: CallStacks pairing into a sink, as session.rs drives it.
+/// The live path: the replay engine pairing into a sink, as a session drives it.
 struct Paired {
-    stacks: CallStacks,
-    sink: Box<dyn Sink>,
+    replay: Replay,
     table: FuncTable,
 }
 
 impl Consumer for Paired {
     fn feed(&mut self, batch: &[Event]) -> Result<()> {
-        let (sink, table) = (&mut self.sink, &self.table);
-        let mut result = Ok(());
-        for ev in batch {
-            self.stacks.push(ev, &mut |call| {
-                if result.is_ok() {
-                    result = sink.call(call, table);
-                }
-            });
-        }
-        result
+        self.replay.feed(batch, &self.table)
     }
 
-    fn finish(mut self: Box<Self>, end_ts: u64) -> Result<()> {
-        let (sink, table) = (&mut self.sink, &self.table);
-        let mut result = Ok(());
-        self.stacks.finish(end_ts, &mut |call| {
-            if result.is_ok() {
-                result = sink.call(call, table);
-            }
-        });
-        result.and_then(|()| self.sink.finish(&self.table, &RunInfo::default()))
+    fn finish(self: Box<Self>, end_ts: u64) -> Result<()> {
+        let run = RunInfo {
+            end_mono_ns: end_ts,
+            ..RunInfo::default()
+        };
+        self.replay.finish(&self.table, &run)
     }
 }
 
@@ -236,8 +225,7 @@ fn main() -> Result<()> {
     let data = common::fixture_dir().join("pipeline.utrace.data");
     let paired = |sink: Box<dyn Sink>| {
         Box::new(Paired {
-            stacks: CallStacks::new(),
-            sink,
+            replay: Replay::new(sink),
             table: table(),
         })
     };

@@ -14,9 +14,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use utrace::cli::{Format, ReportOptions};
-use utrace::model::{Event, EventKind, FuncKind, FuncTable, Function, Module, RunInfo};
-use utrace::report::{replay, sink_for};
+use utrace::model::{Event, EventKind, FuncId, FuncKind, FuncTable, Function, Module, RunInfo};
+use utrace::options::{Format, ReportOptions};
+use utrace::report::{replay_file, sink_for};
 use utrace::tracefile::{TraceReader, TraceWriter};
 
 const FUNCTIONS: u32 = 48;
@@ -111,7 +111,7 @@ impl Program {
             kind,
             pid: 1000,
             tid,
-            func,
+            func: FuncId(func),
             depth,
             ts: self.ts,
             after_loss: false,
@@ -172,8 +172,8 @@ fn record(path: &Path, events: u64) -> Result<u64> {
 fn report(path: &Path, format: Format) -> Result<u64> {
     let opts = ReportOptions::new(format);
     let reader = TraceReader::open(path).context("opening the bench trace")?;
-    let mut sink = sink_for(format, &opts, Box::new(io::sink()));
-    let status = replay(&reader, sink.as_mut())?;
+    let sink = sink_for(format, &opts, Box::new(io::sink()));
+    let status = replay_file(&reader, sink)?;
     Ok(status.events)
 }
 

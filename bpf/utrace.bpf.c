@@ -19,10 +19,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set by userspace between open and load; the verifier then prunes the
  * branches they disable. */
-const volatile __u32 max_depth = 0xffff; /* entries deeper than this are not sent */
+const volatile __u32 max_depth = MAX_SENT_DEPTH; /* entries deeper than this are not sent */
 const volatile __u64 min_duration_ns = 0; /* 0: no time filter */
 const volatile __u64 wakeup_bytes = 256 * 1024; /* wake the reader past this backlog */
-/* Aggregate per function in `stats` and send no events at all. */
+/* Aggregate per function in `counts` and send no events at all. */
 const volatile bool count_only = false;
 /* Trace the processes in `procs` (the target and every process it forks)
  * instead of relying on the links' pid filter. */
@@ -34,11 +34,15 @@ const volatile bool follow_forks = false;
 
 #define barrier() asm volatile("" ::: "memory")
 
-/* Keep the generated skeleton carrying the event layout for Rust. */
+/* Keep the generated skeleton carrying utrace.h's types for Rust. */
 struct batch _batch = {};
 enum event_kind _event_kind = EV_ENTRY;
 enum event_flags _event_flags = EVF_AFTER_LOSS;
-struct func_stats _func_stats = {};
+struct func_counts _func_counts = {};
+enum utrace_limits _utrace_limits = MAX_FRAMES;
+enum cookie_bits _cookie_bits = COOKIE_RET_SITE_BIT;
+enum drop_kind _drop_kind = DROP_RINGBUF;
+enum utrace_signal _utrace_signal = UTRACE_SIGSTOP;
 
 struct frame {
 	__u64 ts;
@@ -74,15 +78,13 @@ struct {
 	__uint(max_entries, 8 * 1024 * 1024); /* resized by userspace before load */
 } events SEC(".maps");
 
-/* Failed ring-buffer reservations and lost thread state, per CPU. */
+/* Events BPF could not deliver, per enum drop_kind and CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, DROP_KINDS);
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps");
-
-enum { DROP_RINGBUF = 0, DROP_NOSTATE = 1 };
 
 /* Processes being traced when following forks: the target, then every
  * process forked by a traced one, until it exits. */
@@ -99,8 +101,8 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct func_stats);
-} stats SEC(".maps");
+	__type(value, struct func_counts);
+} counts SEC(".maps");
 
 static __always_inline void count_drops(__u32 which, __u64 events)
 {
@@ -175,7 +177,7 @@ static __always_inline struct frame *frame_at(struct thread_state *s, __u64 i)
 	return &s->frames[i];
 }
 
-static __always_inline struct thread_state *state(void)
+static __always_inline struct thread_state *state_or_create(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct thread_state *s;
@@ -234,12 +236,13 @@ static __always_inline void stop_for_userspace(struct thread_state *s)
 	r->ev.ts = bpf_ktime_get_ns();
 	r->ev.kind = EV_LOAD;
 	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
-	bpf_send_signal(19 /* SIGSTOP */);
+	bpf_send_signal(UTRACE_SIGSTOP);
 }
 
-/* The state of `task`, the current thread, if it has one and is not in the
- * middle of a uprobe program (see thread_state.busy). */
-static __always_inline struct thread_state *own_state(struct task_struct *task)
+/* The state of `task`, the current thread, if it has one and no uprobe
+ * program is in the middle of writing it (see thread_state.busy). Never
+ * creates one: only a traced call does. */
+static __always_inline struct thread_state *idle_state(struct task_struct *task)
 {
 	struct thread_state *s = bpf_task_storage_get(&threads, task, 0, 0);
 
@@ -270,7 +273,7 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 
 	if (!follow_forks || !bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
-	s = own_state(task);
+	s = idle_state(task);
 	stop_for_userspace(s);
 	if (s) {
 		/* The old program's frames (execve's caller) are gone with it,
@@ -288,7 +291,7 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_thread_exit, struct task_struct *task)
 {
-	struct thread_state *s = own_state(task);
+	struct thread_state *s = idle_state(task);
 	__u32 tgid = task->tgid;
 
 	if (s)
@@ -305,7 +308,7 @@ SEC("tp_btf/sched_switch")
 int BPF_PROG(on_switch, bool preempt, struct task_struct *prev)
 {
 	/* prev is still current here: the switch happens after this. */
-	struct thread_state *s = own_state(prev);
+	struct thread_state *s = idle_state(prev);
 
 	if (s && s->queued)
 		flush(s);
@@ -352,9 +355,7 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 		s->emitted = s->depth;
 }
 
-/* Entry cookies: the function id, and this bit when the function's exit is
- * probed at its ret sites (set by userspace per function). */
-#define COOKIE_RET_SITE (1ULL << 63)
+#define COOKIE_RET_SITE (1ULL << COOKIE_RET_SITE_BIT)
 
 static __always_inline void push_frame(struct thread_state *s, __u64 cookie, __u64 now, __u64 sp)
 {
@@ -383,7 +384,7 @@ static __always_inline int enter(struct pt_regs *ctx)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u64 now = bpf_ktime_get_ns();
-	struct thread_state *s = state();
+	struct thread_state *s = state_or_create();
 
 	if (!s)
 		return 1;
@@ -433,7 +434,7 @@ static __always_inline bool open_below(struct thread_state *s, __u32 func, __u32
 
 static __always_inline void count_call(struct thread_state *s, __u32 func, __u32 d, __u64 now)
 {
-	struct func_stats *st = bpf_map_lookup_elem(&stats, &func);
+	struct func_counts *st = bpf_map_lookup_elem(&counts, &func);
 	struct frame *f = frame_at(s, d);
 	__u64 dur = now - f->ts;
 
@@ -506,7 +507,7 @@ static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool s
 {
 	__u32 func = bpf_get_attach_cookie(ctx);
 	__u64 now = bpf_ktime_get_ns();
-	struct thread_state *s = state();
+	struct thread_state *s = state_or_create();
 
 	if (s) {
 		claim(s);

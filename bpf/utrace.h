@@ -2,16 +2,50 @@
 /*
  * The one interface between the BPF programs and userspace. Rust never
  * re-declares these: it uses the types libbpf-cargo generates from the
- * skeleton (`types::event`, `types::event_kind`), so a change here is a
- * compile error on the Rust side rather than a silent layout mismatch.
+ * skeleton (`types::event`, `types::event_kind`, `types::drop_kind`, …), so
+ * a change here is a compile error on the Rust side rather than a silent
+ * layout mismatch. Constants are enums, not #defines, because only what is
+ * in the object's BTF reaches the skeleton (utrace.bpf.c keeps one global
+ * of each type for that).
  */
 #ifndef UTRACE_H
 #define UTRACE_H
 
-/* Frames kept per thread with timestamp and stack pointer. Deeper calls are
- * still counted (depth stays exact) but cannot be time-filtered or checked
- * against the stack pointer. */
-#define MAX_FRAMES 128
+enum utrace_limits {
+	/* Frames kept per thread with timestamp and stack pointer. Deeper
+	 * calls are still counted (depth stays exact) but cannot be
+	 * time-filtered or checked against the stack pointer. */
+	MAX_FRAMES = 128,
+	/* Events a thread queues before they go out as one record. */
+	BATCH_EVENTS = 32,
+	/* struct event's depth is 16 bits: --max-depth is capped here. */
+	MAX_SENT_DEPTH = 0xffff,
+};
+
+/* Entry cookies carry the function id in their low 32 bits and these flags
+ * above it (bit numbers: an enum cannot hold a 64-bit mask portably). */
+enum cookie_bits {
+	/* The function's exit is probed at its ret sites, not by hijacking
+	 * its return address. */
+	COOKIE_RET_SITE_BIT = 63,
+};
+
+/* What BPF could not deliver, counted per CPU in the `drops` map (indexed
+ * by this): each kind has its own cause, so userspace names its own remedy. */
+enum drop_kind {
+	/* The ring buffer was full: the events were dropped. */
+	DROP_RINGBUF = 0,
+	/* A thread's state (task storage) could not be created: its calls
+	 * were not traced at all. */
+	DROP_NOSTATE = 1,
+	DROP_KINDS = 2,
+};
+
+/* Signals BPF sends with bpf_send_signal(), which takes a bare number.
+ * Rust checks these against libc's at compile time. */
+enum utrace_signal {
+	UTRACE_SIGSTOP = 19,
+};
 
 enum event_kind {
 	EV_ENTRY = 1,
@@ -38,7 +72,6 @@ struct event {
 /* Events wait in their thread's state and go out as one ring-buffer record
  * of up to BATCH_EVENTS: a reservation per event cost more than the rest of
  * the BPF side of a traced call. */
-#define BATCH_EVENTS 32
 
 struct batch_head {
 	__u32 pid; /* thread group id, as userspace sees it */
@@ -53,7 +86,7 @@ struct batch {
 };
 
 /* Counting mode: one per traced function and CPU. */
-struct func_stats {
+struct func_counts {
 	__u64 count;
 	__u64 total_ns;
 	__u64 self_ns; /* less traced callees */

@@ -3,90 +3,9 @@
 //! paired calls, live or from a file, and keep only what they aggregate:
 //! memory grows with functions × threads × depth, never with events.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-
-use crate::cli::SortKey;
-use crate::model::{Call, End, FuncTable};
-
-/// A fast hasher for the small integer keys used here (function ids, tids):
-/// one multiply, enough spread for hashbrown's top-bit tags.
-#[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.write_u64(u64::from(i));
-    }
-
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.0 = (self.0.rotate_left(26) ^ i).wrapping_mul(0x517c_c1b7_2722_0a95);
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
-
-/// Per-thread state, looked up once per call with a one-entry cache in front.
-pub struct PerThread<T> {
-    index: IdMap<u32, usize>,
-    items: Vec<(u32, T)>,
-    last: Option<(u32, usize)>,
-}
-
-impl<T: Default> Default for PerThread<T> {
-    fn default() -> Self {
-        PerThread {
-            index: IdMap::default(),
-            items: Vec::new(),
-            last: None,
-        }
-    }
-}
-
-impl<T: Default> PerThread<T> {
-    #[inline]
-    pub fn get(&mut self, tid: u32) -> &mut T {
-        let i = match self.last {
-            Some((t, i)) if t == tid => i,
-            _ => {
-                let next = self.items.len();
-                let i = *self.index.entry(tid).or_insert(next);
-                if i == next {
-                    self.items.push((tid, T::default()));
-                }
-                self.last = Some((tid, i));
-                i
-            }
-        };
-        &mut self.items[i].1
-    }
-
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
-
-    /// (tid, state) in order of first appearance.
-    pub fn iter(&self) -> impl Iterator<Item = &(u32, T)> {
-        self.items.iter()
-    }
-}
+use crate::model::{Call, End, FuncId, FuncTable};
+use crate::options::SortKey;
+use crate::util::idmap::{IdMap, PerThread};
 
 /// One function's numbers. Total counts only outermost activations of a
 /// recursive function (as uftrace does), so totals never count time twice;
@@ -124,23 +43,23 @@ impl Counts {
     }
 }
 
-/// Per-function statistics.
+/// Per-function statistics, aggregated from calls (or taken from BPF).
 #[derive(Default)]
-pub struct FuncStats {
+pub struct StatsByFunction {
     stats: Vec<Stats>,
     /// Per thread: how many activations of each function are open.
-    active: PerThread<IdMap<u32, u32>>,
+    active: PerThread<IdMap<FuncId, u32>>,
     counts: Counts,
 }
 
-impl FuncStats {
+impl StatsByFunction {
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Statistics BPF aggregated itself (counting mode), indexed by function id.
     pub fn from_counted(stats: Vec<Stats>) -> Self {
-        FuncStats {
+        StatsByFunction {
             stats,
             ..Self::default()
         }
@@ -192,8 +111,8 @@ impl FuncStats {
         }
     }
 
-    fn add(&mut self, func: u32, total: u64, child_ns: u64, outermost: bool) {
-        let i = func as usize;
+    fn add(&mut self, func: FuncId, total: u64, child_ns: u64, outermost: bool) {
+        let i = func.index();
         if i >= self.stats.len() {
             self.stats.resize(i + 1, Stats::default());
         }
@@ -212,15 +131,15 @@ impl FuncStats {
     }
 
     /// (function id, stats) of every function called, in `sort` order.
-    pub fn rows(&self, sort: SortKey, table: &FuncTable) -> Vec<(u32, Stats)> {
-        let mut rows: Vec<(u32, Stats)> = self
+    pub fn rows(&self, sort: SortKey, table: &FuncTable) -> Vec<(FuncId, Stats)> {
+        let mut rows: Vec<(FuncId, Stats)> = self
             .stats
             .iter()
             .enumerate()
             .filter(|(_, s)| s.calls > 0)
-            .map(|(i, s)| (i as u32, *s))
+            .map(|(i, s)| (FuncId(i as u32), *s))
             .collect();
-        let by_name = |a: &(u32, Stats), b: &(u32, Stats)| {
+        let by_name = |a: &(FuncId, Stats), b: &(FuncId, Stats)| {
             table.name(a.0).cmp(table.name(b.0)).then(a.0.cmp(&b.0))
         };
         match sort {
@@ -247,7 +166,7 @@ fn sort_value(sort: SortKey, s: &Stats) -> u64 {
 
 /// A node of the call tree: one distinct stack.
 struct Node {
-    /// Function id, or the tid for a per-thread root.
+    /// Function id (its number), or the tid for a per-thread root.
     func: u32,
     parent: u32,
     self_ns: u64,
@@ -288,7 +207,7 @@ impl CallTree {
                     None if self.per_thread => self.child(ROOT, tid),
                     None => ROOT,
                 };
-                let node = self.child(at, func);
+                let node = self.child(at, func.0);
                 *self.cursor.get(tid) = Some(node);
             }
             Call::Leave {
@@ -334,7 +253,7 @@ impl CallTree {
             // Parents come before their children, so a parent's path is known.
             let name = match self.per_thread && node.parent == ROOT {
                 true => format!("tid {}", node.func),
-                false => frame_name(table.name(node.func)),
+                false => frame_name(table.name(FuncId(node.func))),
             };
             let path = match &names[node.parent as usize] {
                 p if p.is_empty() => name,
@@ -364,12 +283,12 @@ mod tests {
     #[test]
     fn recursion_counts_only_outermost_activations_in_total() {
         let calls = calls_of(&recursive_events());
-        let mut agg = FuncStats::new();
+        let mut agg = StatsByFunction::new();
         calls.iter().for_each(|c| agg.call(c));
         let table = crate::tracefile::tests::table();
         let rows = agg.rows(SortKey::Total, &table);
         // fib (4) recursion: 10..90 around 20..70 around 30..50.
-        let fib = rows.iter().find(|r| r.0 == 4).unwrap().1;
+        let fib = rows.iter().find(|r| r.0 == FuncId(4)).unwrap().1;
         assert_eq!(
             fib,
             Stats {
@@ -380,7 +299,7 @@ mod tests {
                 max_ns: 80
             }
         );
-        let main = rows.iter().find(|r| r.0 == 0).unwrap().1;
+        let main = rows.iter().find(|r| r.0 == FuncId(0)).unwrap().1;
         assert_eq!(
             main,
             Stats {
@@ -391,7 +310,7 @@ mod tests {
                 max_ns: 100
             }
         );
-        assert_eq!(rows[0].0, 0);
+        assert_eq!(rows[0].0, FuncId(0));
         assert_eq!(agg.counts().events, 8);
         assert_eq!(agg.counts().threads, 1);
     }

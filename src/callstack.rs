@@ -8,11 +8,11 @@
 
 use std::collections::BTreeSet;
 
-use crate::aggregate::IdMap;
-use crate::model::{Call, End, Event, EventKind};
+use crate::model::{Call, End, Event, EventKind, FuncId};
+use crate::util::idmap::IdMap;
 
 struct Open {
-    func: u32,
+    func: FuncId,
     entry_ts: u64,
     child_ns: u64,
 }
@@ -152,7 +152,7 @@ mod tests {
             kind,
             pid: 1,
             tid: 1,
-            func,
+            func: FuncId(func),
             depth,
             ts,
             after_loss: false,
@@ -184,7 +184,7 @@ mod tests {
             Call::Leave {
                 pid: 1,
                 tid: 1,
-                func: 0,
+                func: FuncId(0),
                 depth: 0,
                 entry_ts: 10,
                 ts: 40,
@@ -212,7 +212,7 @@ mod tests {
             .iter()
             .filter_map(|c| match c {
                 Call::Leave {
-                    func,
+                    func: FuncId(func),
                     end: End::Unwound,
                     ..
                 } => Some(*func),
@@ -224,7 +224,7 @@ mod tests {
         assert!(matches!(
             calls.last(),
             Some(Call::Leave {
-                func: 0,
+                func: FuncId(0),
                 end: End::Returned,
                 ..
             })

@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, ValueEnum};
 
-use crate::probe::ExitMode;
-use crate::symbols::Filter;
+use crate::options::{
+    ExitMode, Filter, Format, Layout, Mode, ReportOptions, SortKey, Target, TraceOptions,
+};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -91,11 +92,11 @@ struct Args {
 
     /// Report format (with --report, or live to aggregate without streaming events).
     #[arg(long, value_enum, value_name = "FORMAT")]
-    format: Option<Format>,
+    format: Option<FormatArg>,
 
     /// Sort order of the summary.
-    #[arg(long, value_enum, default_value_t = SortKey::Total)]
-    sort: SortKey,
+    #[arg(long, value_enum, default_value_t = SortArg::Total)]
+    sort: SortArg,
 
     /// Folded stacks: prefix every stack with its thread.
     #[arg(long)]
@@ -166,8 +167,9 @@ struct Args {
     no_follow: bool,
 }
 
+/// The command line's spelling of [`Format`].
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+enum FormatArg {
     Summary,
     CallGraph,
     Json,
@@ -176,6 +178,20 @@ pub enum Format {
     Chrome,
 }
 
+impl From<FormatArg> for Format {
+    fn from(arg: FormatArg) -> Self {
+        match arg {
+            FormatArg::Summary => Format::Summary,
+            FormatArg::CallGraph => Format::CallGraph,
+            FormatArg::Json => Format::Json,
+            FormatArg::Folded => Format::Folded,
+            FormatArg::FlameGraph => Format::FlameGraph,
+            FormatArg::Chrome => Format::Chrome,
+        }
+    }
+}
+
+/// The command line's spelling of [`ExitMode`].
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum ExitArg {
     Auto,
@@ -184,8 +200,20 @@ enum ExitArg {
     Session,
 }
 
+impl From<ExitArg> for ExitMode {
+    fn from(arg: ExitArg) -> Self {
+        match arg {
+            ExitArg::Auto => ExitMode::Auto,
+            ExitArg::RetSites => ExitMode::RetSites,
+            ExitArg::Uretprobe => ExitMode::Uretprobe,
+            ExitArg::Session => ExitMode::Session,
+        }
+    }
+}
+
+/// The command line's spelling of [`SortKey`].
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortKey {
+enum SortArg {
     Calls,
     Total,
     #[value(name = "self")]
@@ -195,78 +223,17 @@ pub enum SortKey {
     Name,
 }
 
-/// Where the traced program comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Command(Vec<String>),
-    Pid(u32),
-}
-
-/// How the call graph is laid out (live and `--report --format=call-graph`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layout {
-    pub tid: bool,
-    pub timestamp: bool,
-    pub flat: bool,
-    pub libname: bool,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TraceOptions {
-    pub target: Target,
-    pub filter: Filter,
-    pub max_depth: Option<u32>,
-    pub min_duration_ns: u64,
-    pub user: Option<String>,
-    pub no_randomize_addr: bool,
-    pub follow_forks: bool,
-    pub exit: ExitMode,
-    pub buffer_bytes: u32,
-    pub max_rate: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportOptions {
-    pub format: Format,
-    pub sort: SortKey,
-    pub per_thread: bool,
-    pub layout: Layout,
-    pub output: Option<PathBuf>,
-}
-
-impl Default for Layout {
-    /// uftrace's replay layout: durations and the TID column.
-    fn default() -> Self {
-        Layout {
-            tid: true,
-            timestamp: false,
-            flat: false,
-            libname: false,
+impl From<SortArg> for SortKey {
+    fn from(arg: SortArg) -> Self {
+        match arg {
+            SortArg::Calls => SortKey::Calls,
+            SortArg::Total => SortKey::Total,
+            SortArg::SelfTime => SortKey::SelfTime,
+            SortArg::Avg => SortKey::Avg,
+            SortArg::Max => SortKey::Max,
+            SortArg::Name => SortKey::Name,
         }
     }
-}
-
-impl ReportOptions {
-    /// `format` with the command line's defaults: sorted by total time, the
-    /// default layout, to stdout.
-    pub fn new(format: Format) -> Self {
-        ReportOptions {
-            format,
-            sort: SortKey::Total,
-            per_thread: false,
-            layout: Layout::default(),
-            output: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    /// Trace and print the call graph (or an aggregate `format`) as it happens.
-    Live(TraceOptions, ReportOptions),
-    Record(TraceOptions, PathBuf),
-    Report(PathBuf, ReportOptions),
-    List(TraceOptions),
 }
 
 /// Parses the process arguments (exits with clap's message on bad usage).
@@ -275,7 +242,8 @@ pub fn parse() -> Result<Mode> {
 }
 
 /// Parses an explicit argv; for tests.
-pub fn parse_from<I, T>(argv: I) -> Result<Mode>
+#[cfg(test)]
+fn parse_from<I, T>(argv: I) -> Result<Mode>
 where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
@@ -286,12 +254,15 @@ where
 impl Args {
     fn into_mode(self) -> Result<Mode> {
         let report = ReportOptions {
-            format: self.format.unwrap_or(if self.report {
-                Format::Summary
-            } else {
-                Format::CallGraph
-            }),
-            sort: self.sort,
+            format: self.format.map_or(
+                if self.report {
+                    Format::Summary
+                } else {
+                    Format::CallGraph
+                },
+                Format::from,
+            ),
+            sort: self.sort.into(),
             per_thread: self.per_thread,
             layout: Layout {
                 tid: !self.no_tid,
@@ -328,12 +299,7 @@ impl Args {
             follow_forks: !self.no_follow,
             buffer_bytes: self.buffer_size,
             max_rate: self.max_rate,
-            exit: match self.exit {
-                ExitArg::Auto => ExitMode::Auto,
-                ExitArg::RetSites => ExitMode::RetSites,
-                ExitArg::Uretprobe => ExitMode::Uretprobe,
-                ExitArg::Session => ExitMode::Session,
-            },
+            exit: self.exit.into(),
         };
         Ok(if self.list {
             Mode::List(trace)
@@ -365,10 +331,9 @@ fn parse_size(s: &str) -> Result<u32, String> {
         t if t.ends_with('G') => (t[..t.len() - 1].to_string(), 1 << 30),
         t => (t, 1),
     };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size like 64K or 16M"))?;
-    let bytes = n * scale;
+    let not_a_size = || format!("{s:?} is not a size like 64K or 16M");
+    let n: u64 = num.parse().map_err(|_| not_a_size())?;
+    let bytes = n.saturating_mul(scale);
     if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
         return Err(format!(
             "{s:?}: the ring buffer size must be a power of two from 4K to 1G"
@@ -458,6 +423,19 @@ mod tests {
         assert_eq!(parse_duration("1.5ms"), Ok(1_500_000));
         assert_eq!(parse_duration("7"), Ok(7));
         assert!(parse_duration("3 parsecs").is_err());
+    }
+
+    #[test]
+    fn sizes_parse_and_huge_ones_are_refused_not_wrapped() {
+        assert_eq!(parse_size("16M"), Ok(16 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        let too_big = "the ring buffer size must be a power of two from 4K to 1G";
+        // 2^34 G overflows u64: refused, never wrapped into a valid size.
+        for s in ["17179869184G", "18446744073709551615K", "2G", "3K"] {
+            let err = parse_size(s).unwrap_err();
+            assert!(err.ends_with(too_big), "{s}: {err}");
+        }
+        assert!(parse_size("lots").unwrap_err().contains("is not a size"));
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The reader thread: drains the BPF ring buffer in batches and hands them
-//! to the consumers through a crossbeam channel.
+//! The reader thread: drains the BPF ring buffer and hands what it read to
+//! the session through crossbeam channels: events, and the processes BPF
+//! stopped for a late attach.
 //!
 //! BPF sends each thread's events in records of up to 32 (`struct batch`)
 //! and without a wakeup per record (that would cost the traced thread); it
@@ -17,11 +18,14 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use libbpf_rs::{MapHandle, RingBufferBuilder};
 
-use crate::model::{Event, EventKind};
-use crate::probe::{RawEvent, RawFlags, RawHead, RawKind};
+use crate::bpf::abi::{RawEvent, RawFlags, RawHead, RawKind};
+use crate::model::{Event, EventKind, FuncId};
+use crate::target::Stopped;
 
-/// Events are sent in batches: one channel operation per poll, not per event.
-pub type Batch = Vec<Event>;
+/// What one drain of the ring buffer delivered: the events of every thread
+/// that sent a record (BPF's `struct batch` holds one thread's), in order
+/// per thread. One channel operation per drain, not per event.
+pub type Drained = Vec<Event>;
 
 const POLL: Duration = Duration::from_millis(20);
 const BATCH_LIMIT: usize = 64 * 1024;
@@ -33,16 +37,17 @@ pub struct Reader {
 
 /// The channels the reader feeds.
 pub struct Streams {
-    /// Batches of events; closes after [`Reader::stop`] once everything
+    /// Drained events; closes after [`Reader::stop`] once everything
     /// pending was drained.
-    pub batches: Receiver<Batch>,
-    /// Pids stopped at the loader's breakpoint, waiting to be resumed.
-    pub loads: Receiver<u32>,
+    pub events: Receiver<Drained>,
+    /// Processes BPF stopped at the loader's breakpoint or an exec, waiting
+    /// to be resumed (dropping one resumes it).
+    pub loads: Receiver<Stopped>,
 }
 
 /// Starts the reader thread on `ring`.
 pub fn spawn(ring: MapHandle) -> Result<(Reader, Streams)> {
-    let (tx, batches) = crossbeam_channel::bounded(256);
+    let (tx, events) = crossbeam_channel::bounded(256);
     let (load_tx, loads) = crossbeam_channel::unbounded();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
@@ -54,7 +59,7 @@ pub fn spawn(ring: MapHandle) -> Result<(Reader, Streams)> {
         stop,
         handle: Some(handle),
     };
-    Ok((reader, Streams { batches, loads }))
+    Ok((reader, Streams { events, loads }))
 }
 
 impl Reader {
@@ -70,13 +75,24 @@ impl Reader {
     }
 }
 
+impl Drop for Reader {
+    /// A reader never outlives its session: left running, it would keep
+    /// adopting processes BPF stops that nobody resumes.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
 fn read_loop(
     ring: MapHandle,
-    tx: Sender<Batch>,
-    loads: Sender<u32>,
+    tx: Sender<Drained>,
+    loads: Sender<Stopped>,
     stop: &AtomicBool,
 ) -> Result<u64> {
-    let batch: Rc<RefCell<Batch>> = Rc::default();
+    let batch: Rc<RefCell<Drained>> = Rc::default();
     let bad = Rc::new(RefCell::new(0u64));
     let mut builder = RingBufferBuilder::new();
     {
@@ -87,7 +103,8 @@ fn read_loop(
                 *bad.borrow_mut() += decode(data, |item| match item {
                     Decoded::Event(ev) => batch.push(ev),
                     Decoded::Load(pid) => {
-                        let _ = loads.send(pid);
+                        // Unsent (no session to take it), it resumes at once.
+                        let _ = loads.send(Stopped::adopt(pid));
                     }
                 });
                 // A positive return stops this consume() early so a batch stays bounded.
@@ -158,7 +175,7 @@ pub fn decode(data: &[u8], mut each: impl FnMut(Decoded)) -> u64 {
             kind,
             pid: head.pid,
             tid: head.tid,
-            func: raw.func,
+            func: FuncId(raw.func),
             depth: u32::from(raw.depth),
             ts: raw.ts,
             after_loss: raw.flags & RawFlags::EVF_AFTER_LOSS.0 as u8 != 0,

@@ -8,9 +8,11 @@ use std::io::Write;
 
 use anyhow::Result;
 
+use crate::options::ExitMode;
 use crate::plan::Plan;
-use crate::probe::{self, ExitMode};
+use crate::plan::exit_policy::{ExitProbe, exit_probe};
 use crate::symbols::EntryPath;
+use crate::util::fmt::{module_name, plural};
 
 pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
     let table = &plan.probes.table;
@@ -22,16 +24,16 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
     )?;
     for list in &plan.probes.entries {
         let paths = entry_paths(plan, &list.path);
-        for (&offset, &id) in list.offsets.iter().zip(&list.cookies) {
-            let module = table.module_of(id as u32);
-            let base = module.rsplit('/').next().unwrap_or(module);
+        for (&offset, &id) in list.offsets.iter().zip(&list.ids) {
+            let base = module_name(table.module_of(id));
             let path = paths.get(&offset).map_or("?", |p| describe(*p));
-            let how = match exit {
-                _ if probe::exit_by_ret_site(&plan.probes, exit, id) => "ret-sites",
-                ExitMode::Session => "session",
-                _ => "uretprobe",
+            let how = match exit_probe(plan.probes.exit_facts(id), exit) {
+                ExitProbe::RetSites => "ret-sites",
+                ExitProbe::Untraced => "untraced",
+                ExitProbe::Hijack if exit == ExitMode::Session => "session",
+                ExitProbe::Hijack => "uretprobe",
             };
-            let name = table.name(id as u32);
+            let name = table.name(id);
             writeln!(
                 out,
                 "{base:<24} {offset:>#10x}  {path:<11}  {how:<9}  {name}"
@@ -39,8 +41,7 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
         }
     }
     let (n, m) = (table.functions.len(), table.modules.len());
-    let s = if m == 1 { "" } else { "s" };
-    eprintln!("utrace: {n} functions in {m} module{s}");
+    eprintln!("utrace: {n} functions in {m} module{}", plural(m as u64));
     Ok(())
 }
 

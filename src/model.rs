@@ -2,6 +2,23 @@
 //! is its index, which is also its BPF attach cookie) and the events that flow
 //! from BPF or a trace file through call-stack pairing into the consumers.
 
+/// A traced function: its index in the [`FuncTable`] of the run, and the
+/// attach cookie BPF reports it by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FuncId(pub u32);
+
+impl FuncId {
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl std::fmt::Display for FuncId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// One ELF file that holds traced functions.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Module {
@@ -40,19 +57,30 @@ pub struct FuncTable {
 }
 
 impl FuncTable {
+    pub fn function(&self, id: FuncId) -> Option<&Function> {
+        self.functions.get(id.index())
+    }
+
     /// Name of function `id`, or a placeholder for an id the table lacks.
-    pub fn name(&self, id: u32) -> &str {
-        self.functions
-            .get(id as usize)
-            .map_or("<unknown>", |f| f.name.as_str())
+    pub fn name(&self, id: FuncId) -> &str {
+        self.function(id).map_or("<unknown>", |f| f.name.as_str())
     }
 
     /// Module path of function `id` ("" when unknown).
-    pub fn module_of(&self, id: u32) -> &str {
-        self.functions
-            .get(id as usize)
+    pub fn module_of(&self, id: FuncId) -> &str {
+        self.function(id)
             .and_then(|f| self.modules.get(f.module as usize))
             .map_or("", |m| m.path.as_str())
+    }
+
+    /// The id the next function added gets.
+    pub fn next_id(&self) -> FuncId {
+        FuncId(self.functions.len() as u32)
+    }
+
+    /// Every id in the table, in order.
+    pub fn ids(&self) -> impl Iterator<Item = FuncId> + use<> {
+        (0..self.functions.len() as u32).map(FuncId)
     }
 }
 
@@ -68,7 +96,7 @@ pub struct Event {
     pub kind: EventKind,
     pub pid: u32,
     pub tid: u32,
-    pub func: u32,
+    pub func: FuncId,
     /// Calls open on the thread below this one: 0 for an outermost call.
     pub depth: u32,
     /// CLOCK_MONOTONIC nanoseconds.
@@ -96,14 +124,14 @@ pub enum Call {
     Enter {
         pid: u32,
         tid: u32,
-        func: u32,
+        func: FuncId,
         depth: u32,
         ts: u64,
     },
     Leave {
         pid: u32,
         tid: u32,
-        func: u32,
+        func: FuncId,
         depth: u32,
         entry_ts: u64,
         ts: u64,

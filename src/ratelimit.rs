@@ -4,7 +4,8 @@
 //! come from the events, or in counting mode (no events) from BPF's call
 //! counts, read once a second.
 
-use crate::model::{Event, EventKind, FuncTable};
+use crate::model::{Event, EventKind, FuncId, FuncTable};
+use crate::util::fmt::{plural, thousands};
 
 const WINDOW_NS: u64 = 1_000_000_000;
 
@@ -16,9 +17,9 @@ pub struct RateLimit {
     /// Counting mode: each function's calls at the last reading.
     totals: Vec<u64>,
     /// Over the limit, not yet handed out by [`RateLimit::take_new`].
-    new: Vec<u32>,
+    new: Vec<FuncId>,
     /// Every function dropped, with the rate it reached.
-    pub excluded: Vec<(u32, u64)>,
+    pub excluded: Vec<(FuncId, u64)>,
 }
 
 impl RateLimit {
@@ -41,7 +42,7 @@ impl RateLimit {
                 self.window_start = Some(ev.ts);
                 self.counts.iter_mut().for_each(|c| *c = 0);
             }
-            let i = ev.func as usize;
+            let i = ev.func.index();
             if i >= self.counts.len() {
                 self.counts.resize(i + 1, 0);
             }
@@ -62,20 +63,20 @@ impl RateLimit {
             .is_none_or(|start| now >= start + WINDOW_NS)
     }
 
-    /// Counting mode: the functions still traced, whose counts to read.
-    pub fn watched(&self, functions: u32) -> Vec<u32> {
-        let gone: std::collections::HashSet<u32> =
+    /// Counting mode: the functions of `table` still traced, whose counts to read.
+    pub fn watched(&self, table: &FuncTable) -> Vec<FuncId> {
+        let gone: std::collections::HashSet<FuncId> =
             self.excluded.iter().map(|&(id, _)| id).collect();
-        (0..functions).filter(|id| !gone.contains(id)).collect()
+        table.ids().filter(|id| !gone.contains(id)).collect()
     }
 
     /// Counting mode: `totals` are (function, calls so far) read at `now`;
     /// the rate is the growth since the previous reading.
-    pub fn sample(&mut self, now: u64, totals: &[(u32, u64)]) {
+    pub fn sample(&mut self, now: u64, totals: &[(FuncId, u64)]) {
         let start = self.window_start.replace(now);
         let elapsed = start.map_or(0, |s| now.saturating_sub(s)).max(1);
         for &(id, total) in totals {
-            let i = id as usize;
+            let i = id.index();
             if i >= self.totals.len() {
                 self.totals.resize(i + 1, 0);
             }
@@ -91,7 +92,7 @@ impl RateLimit {
     }
 
     /// Functions that went over the limit since the last call.
-    pub fn take_new(&mut self) -> Vec<u32> {
+    pub fn take_new(&mut self) -> Vec<FuncId> {
         std::mem::take(&mut self.new)
     }
 
@@ -103,19 +104,13 @@ impl RateLimit {
         let list: Vec<String> = self
             .excluded
             .iter()
-            .map(|&(id, rate)| {
-                format!(
-                    "{} ({} calls/s)",
-                    table.name(id),
-                    crate::report::thousands(rate)
-                )
-            })
+            .map(|&(id, rate)| format!("{} ({} calls/s)", table.name(id), thousands(rate)))
             .collect();
         Some(format!(
             "utrace: stopped tracing {} function{} over --max-rate {}/s: {}",
             list.len(),
-            if list.len() == 1 { "" } else { "s" },
-            crate::report::thousands(self.max_per_s),
+            plural(list.len() as u64),
+            thousands(self.max_per_s),
             list.join(", ")
         ))
     }
@@ -130,7 +125,7 @@ mod tests {
             kind: EventKind::Entry,
             pid: 1,
             tid: 1,
-            func,
+            func: FuncId(func),
             depth: 0,
             ts,
             after_loss: false,
@@ -145,7 +140,7 @@ mod tests {
             .chain([entry(8, 20_000)])
             .collect();
         r.count(&batch);
-        assert_eq!(r.take_new(), vec![7]);
+        assert_eq!(r.take_new(), vec![FuncId(7)]);
         assert!(r.take_new().is_empty());
         assert_eq!(r.excluded.len(), 1);
     }
@@ -154,15 +149,27 @@ mod tests {
     fn counted_rates_are_growth_over_the_time_between_readings() {
         let mut r = RateLimit::new(100);
         assert!(r.due(5));
-        r.sample(0, &[(0, 500), (1, 10)]); // the first reading is the baseline
+        r.sample(0, &[(FuncId(0), 500), (FuncId(1), 10)]); // the first reading is the baseline
         assert!(r.take_new().is_empty());
         assert!(!r.due(WINDOW_NS - 1));
         assert!(r.due(WINDOW_NS));
-        r.sample(2 * WINDOW_NS, &[(0, 700), (1, 311)]);
+        r.sample(2 * WINDOW_NS, &[(FuncId(0), 700), (FuncId(1), 311)]);
         // 200 calls in 2 s is 100/s: at the limit, not over; 301 in 2 s is over.
-        assert_eq!(r.take_new(), vec![1]);
-        assert_eq!(r.excluded, vec![(1, 150)]);
-        assert_eq!(r.watched(3), vec![0, 2]);
+        assert_eq!(r.take_new(), vec![FuncId(1)]);
+        assert_eq!(r.excluded, vec![(FuncId(1), 150)]);
+        let function = crate::model::Function {
+            module: 0,
+            name: "f".into(),
+            raw_name: "f".into(),
+            addr: 0,
+            size: 1,
+            kind: crate::model::FuncKind::Function,
+        };
+        let table = FuncTable {
+            functions: vec![function; 3],
+            ..FuncTable::default()
+        };
+        assert_eq!(r.watched(&table), vec![FuncId(0), FuncId(2)]);
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::model::{Event, FuncTable, RunInfo};
-use crate::report::thousands;
-use crate::tracefile::{Summary, TraceWriter};
+use crate::tracefile::{TraceWriter, Written};
+use crate::util::fmt::thousands;
 
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
@@ -65,7 +65,7 @@ impl Recorder {
 
     /// Writes the trailer (`run` carries the end time and lost events) and
     /// prints the closing line.
-    pub fn finish(self, run: &RunInfo) -> Result<Summary> {
+    pub fn finish(self, run: &RunInfo) -> Result<Written> {
         let summary = self.writer.finish(run)?;
         let mut err = std::io::stderr().lock();
         if self.progress.is_some() {
@@ -95,7 +95,7 @@ impl Recorder {
 }
 
 /// "Wrote utrace.data: 1,234,567 calls, 0 lost, 48 functions in 3 modules"
-pub fn closing_line(path: &Path, summary: &Summary, functions: usize, modules: usize) -> String {
+pub fn closing_line(path: &Path, summary: &Written, functions: usize, modules: usize) -> String {
     format!(
         "Wrote {}: {} calls, {} lost, {} functions in {} module{}",
         path.display(),
@@ -121,12 +121,12 @@ fn view_hint(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::EventKind;
+    use crate::model::{EventKind, FuncId};
     use crate::tracefile::TraceReader;
 
     #[test]
     fn closing_line_reads_like_the_issue() {
-        let summary = Summary {
+        let summary = Written {
             events: 2_469_134,
             calls: 1_234_567,
             lost: 0,
@@ -155,7 +155,7 @@ mod tests {
             kind,
             pid: 9,
             tid: 9,
-            func: 0,
+            func: FuncId(0),
             depth: 0,
             ts,
             after_loss: false,

@@ -196,8 +196,42 @@ pub fn check_pid(pid: u32) -> Result<PathBuf> {
     Ok(exe)
 }
 
+/// A process stopped for utrace (SIGSTOP: by BPF at the loader's breakpoint
+/// or an exec, or by us while links are remade). It runs again when this is
+/// dropped, on every path, errors and early returns included: no run leaves
+/// a traced process stopped.
+#[derive(Debug)]
+pub struct Stopped {
+    pid: u32,
+}
+
+impl Stopped {
+    /// Takes charge of `pid`, which BPF has stopped.
+    pub fn adopt(pid: u32) -> Self {
+        Stopped { pid }
+    }
+
+    /// Stops `pid` and waits (up to a second) until all its threads are;
+    /// `None` when it could not be stopped (it is gone, or does not stop).
+    pub fn stop(pid: u32) -> Option<Self> {
+        kill(Pid::from_raw(pid as i32), Signal::SIGSTOP).ok()?;
+        let stopped = Stopped { pid };
+        wait_stopped(pid).then_some(stopped)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.pid as i32), Signal::SIGCONT);
+    }
+}
+
 /// Waits (up to a second) until every thread of `pid` is stopped.
-pub fn wait_stopped(pid: u32) -> bool {
+fn wait_stopped(pid: u32) -> bool {
     let all_stopped = || {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return false;

@@ -12,9 +12,9 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::aggregate::IdMap;
-use crate::cli::Layout;
-use crate::model::{Call, End, FuncTable, RunInfo, Sink};
+use crate::model::{Call, End, FuncId, FuncTable, RunInfo, Sink};
+use crate::options::Layout;
+use crate::util::idmap::IdMap;
 
 const HOLD_NS: u64 = 100_000_000;
 
@@ -32,7 +32,7 @@ enum Shape {
 
 struct Line {
     tid: u32,
-    func: u32,
+    func: FuncId,
     depth: u32,
     ts: u64,
     shape: Shape,
@@ -353,7 +353,7 @@ mod tests {
         Call::Enter {
             pid: 1,
             tid: 7,
-            func,
+            func: FuncId(func),
             depth,
             ts,
         }
@@ -363,7 +363,7 @@ mod tests {
         Call::Leave {
             pid: 1,
             tid: 7,
-            func,
+            func: FuncId(func),
             depth,
             entry_ts,
             ts,

@@ -8,9 +8,9 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use super::module_name;
-use crate::aggregate::PerThread;
-use crate::model::{Call, End, FuncTable, RunInfo, Sink};
+use crate::model::{Call, End, FuncId, FuncTable, RunInfo, Sink};
+use crate::util::fmt::module_name;
+use crate::util::idmap::PerThread;
 
 pub struct Chrome {
     out: Box<dyn Write>,
@@ -137,10 +137,10 @@ impl Sink for Chrome {
 
 fn cached_names<'a>(
     names: &'a mut Vec<Option<(String, String)>>,
-    func: u32,
+    func: FuncId,
     table: &FuncTable,
 ) -> &'a (String, String) {
-    let i = func as usize;
+    let i = func.index();
     if i >= names.len() {
         names.resize(i + 1, None);
     }
@@ -163,8 +163,8 @@ mod tests {
     use serde_json::Value;
 
     use super::micros;
-    use crate::cli::Format;
     use crate::model::EventKind::*;
+    use crate::options::Format;
     use crate::report::testutil::{ev, options, recursive_events, report, synthetic_events};
 
     fn x_events(v: &Value) -> Vec<&Value> {

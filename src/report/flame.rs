@@ -59,7 +59,7 @@ mod tests {
     use quick_xml::Reader;
     use quick_xml::events::Event as Xml;
 
-    use crate::cli::Format;
+    use crate::options::Format;
     use crate::report::testutil::{options, recursive_events, report, synthetic_events};
 
     /// Parses the whole document; panics where it is not well-formed XML.

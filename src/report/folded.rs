@@ -42,8 +42,8 @@ impl Sink for Folded {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::{Format, ReportOptions};
     use crate::model::Call;
+    use crate::options::{Format, ReportOptions};
     use crate::report::testutil::{calls_of, options, recursive_events, report, synthetic_events};
 
     fn parse(text: &str) -> Vec<(String, u64)> {

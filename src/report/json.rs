@@ -9,9 +9,9 @@ use std::io::Write;
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::aggregate::FuncStats;
-use crate::cli::SortKey;
+use crate::aggregate::StatsByFunction;
 use crate::model::{Call, FuncTable, RunInfo, Sink};
+use crate::options::SortKey;
 
 #[derive(Serialize)]
 struct Report<'a> {
@@ -36,7 +36,7 @@ struct Function<'a> {
 pub struct Json {
     out: Box<dyn Write>,
     sort: SortKey,
-    stats: FuncStats,
+    stats: StatsByFunction,
 }
 
 impl Json {
@@ -44,7 +44,7 @@ impl Json {
         Json {
             out,
             sort,
-            stats: FuncStats::new(),
+            stats: StatsByFunction::new(),
         }
     }
 }
@@ -88,7 +88,7 @@ impl Sink for Json {
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::Format;
+    use crate::options::Format;
     use crate::report::testutil::{options, recursive_events, report};
 
     #[test]

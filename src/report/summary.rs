@@ -6,10 +6,10 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use super::{human_duration, module_name, thousands};
-use crate::aggregate::{Counts, FuncStats};
-use crate::cli::SortKey;
+use crate::aggregate::{Counts, StatsByFunction};
 use crate::model::{Call, FuncTable, RunInfo, Sink};
+use crate::options::SortKey;
+use crate::util::fmt::{human_duration, module_name, thousands};
 
 const NUMBERS: [&str; 6] = ["Calls", "Total", "Self", "Avg", "Min", "Max"];
 const WIDTH: usize = 11;
@@ -19,7 +19,7 @@ const MAX_NAME_WIDTH: usize = 60;
 pub struct Summary {
     out: Box<dyn Write>,
     sort: SortKey,
-    stats: FuncStats,
+    stats: StatsByFunction,
     /// Counted in BPF: no events were streamed, so there are none to count.
     counted: bool,
 }
@@ -29,14 +29,14 @@ impl Summary {
         Summary {
             out,
             sort,
-            stats: FuncStats::new(),
+            stats: StatsByFunction::new(),
             counted: false,
         }
     }
 
     /// Takes the statistics BPF aggregated (counting mode) instead of calls.
     pub fn load_counted(&mut self, stats: Vec<crate::aggregate::Stats>) {
-        self.stats = FuncStats::from_counted(stats);
+        self.stats = StatsByFunction::from_counted(stats);
         self.counted = true;
     }
 
@@ -101,7 +101,7 @@ pub fn footer(counts: &Counts, run: &RunInfo) -> String {
 }
 
 /// "1,234,567 calls counted in BPF (no events streamed), 0 lost, 1.234 s traced"
-fn counted_footer(stats: &FuncStats, run: &RunInfo) -> String {
+fn counted_footer(stats: &StatsByFunction, run: &RunInfo) -> String {
     let calls = stats.total_calls();
     let wall = run.end_mono_ns.saturating_sub(run.start_mono_ns);
     format!(
@@ -135,7 +135,7 @@ impl Sink for Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Format;
+    use crate::options::Format;
     use crate::report::testutil::{options, recursive_events, report, synthetic_events};
 
     #[test]
@@ -161,7 +161,7 @@ mod tests {
         let order = |sort| {
             let text = report(
                 &events,
-                &crate::cli::ReportOptions {
+                &crate::options::ReportOptions {
                     sort,
                     ..options(Format::Summary)
                 },
@@ -185,7 +185,7 @@ mod tests {
         let events = synthetic_events(300);
         let calls = crate::report::testutil::calls_of(&events);
         for tid in [4242, 4243, 4244] {
-            let mut stats = FuncStats::new();
+            let mut stats = StatsByFunction::new();
             let mut roots = 0;
             for c in calls.iter().filter(|c| c.tid() == tid) {
                 stats.call(c);

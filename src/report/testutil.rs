@@ -6,8 +6,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::callstack::CallStacks;
-use crate::cli::{Format, ReportOptions};
-use crate::model::{Call, Event, EventKind, RunInfo};
+use crate::model::{Call, Event, EventKind, FuncId, RunInfo};
+use crate::options::{Format, ReportOptions};
 use crate::tracefile::TraceWriter;
 use crate::tracefile::tests::{run_info, table};
 
@@ -18,7 +18,7 @@ pub fn ev(kind: EventKind, tid: u32, func: u32, depth: u32, ts: u64) -> Event {
         kind,
         pid: 4242,
         tid,
-        func,
+        func: FuncId(func),
         depth,
         ts,
         after_loss: false,
@@ -104,8 +104,8 @@ pub fn report(events: &[Event], opts: &ReportOptions) -> String {
     let path = trace_file(dir.path(), events);
     let reader = crate::tracefile::TraceReader::open(&path).unwrap();
     let buf = SharedBuf::default();
-    let mut sink = super::sink_for(opts.format, opts, Box::new(buf.clone()));
-    let status = super::replay(&reader, sink.as_mut()).unwrap();
+    let sink = super::sink_for(opts.format, opts, Box::new(buf.clone()));
+    let status = super::replay_file(&reader, sink).unwrap();
     assert!(status.is_clean(), "{:?}", status.warnings());
     buf.text()
 }

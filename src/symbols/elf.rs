@@ -8,53 +8,21 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use object::elf::{self, FileHeader64};
-use object::read::elf::{ElfFile64, FileHeader, ProgramHeader, SectionHeader, Sym, SymbolTable};
+use object::read::elf::{SectionHeader, Sym, SymbolTable};
 use object::{LittleEndian as LE, Object};
 
 use super::SymbolError;
 use super::demangle::demangle;
-use super::exits::{self, ColdPart, ModuleCode, cold_parent};
+use super::exit_sites::{self, ColdPart, ModuleCode, cold_parent};
+use super::image::{Elf, Segments, check_ident, check_machine};
+use super::libc;
 use super::link::{LinkInfo, link_info};
-use super::placement::{self, Placement};
+use super::placement;
 use super::plt::{self, PltInfo};
-
-pub(crate) type Elf<'d> = ElfFile64<'d, LE>;
+use super::symbol::Symbol;
 
 /// Bytes read to place a probe: endbr64 plus the longest x86 instruction.
 const PLACEMENT_WINDOW: u64 = 4 + 15;
-
-/// A function with code in a module.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Symbol {
-    /// Demangled name, as users see and filter it.
-    pub name: String,
-    /// Name in the symbol table.
-    pub raw_name: String,
-    /// Raw names of other symbols at the same address (traced once, as `name`).
-    pub aliases: Vec<String>,
-    /// Link-time virtual address.
-    pub vaddr: u64,
-    pub size: u64,
-    /// File offset of the first byte.
-    pub file_offset: u64,
-    /// Global or weak binding.
-    pub global: bool,
-    /// An STT_GNU_IFUNC symbol: its address is the resolver, which runs once
-    /// when the symbol is bound, not the implementation callers reach.
-    pub ifunc: bool,
-    pub placement: Placement,
-    /// File offsets of its `ret`s and direct tail jumps, its `.cold` part's
-    /// included (exits.rs), sorted: where the stack pointer is back at its
-    /// entry value. Empty for a function that never returns, or leaves only
-    /// through an indirect jump.
-    pub ret_sites: Vec<u64>,
-    /// Calls nothing and jumps to no other function: nothing can unwind
-    /// through it (exits.rs).
-    pub leaf: bool,
-    /// Calls itself directly: its recursion may go deeper than the kernel's
-    /// 64 pending return probes (exits.rs).
-    pub recursive: bool,
-}
 
 /// Everything utrace needs from one ELF file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,25 +39,6 @@ pub struct ModuleSymbols {
     pub warning: Option<String>,
 }
 
-/// Imports through which an unwinder may walk the caller's frames: C++
-/// exceptions, Rust panics, forced unwinding (pthread_exit, cancellation),
-/// and longjmp, which leaves frames behind.
-const UNWINDING_IMPORTS: [&str; 13] = [
-    "__cxa_throw",
-    "__cxa_rethrow",
-    "__cxa_begin_catch",
-    "_Unwind_RaiseException",
-    "_Unwind_Resume",
-    "_Unwind_ForcedUnwind",
-    "pthread_exit",
-    "pthread_cancel",
-    "longjmp",
-    "_longjmp",
-    "siglongjmp",
-    "__longjmp_chk",
-    "__sigsetjmp",
-];
-
 impl ModuleSymbols {
     /// Whether an unwinder (or a longjmp) may pass through this module's
     /// frames: then a hijacked return address there would abort the program.
@@ -97,29 +46,8 @@ impl ModuleSymbols {
         let stubs = self.plt.stubs.iter().map(|s| s.import.as_str());
         let got = self.plt.got_only_imports.iter().map(String::as_str);
         let mut imports = stubs.chain(got);
-        imports.any(|i| {
-            UNWINDING_IMPORTS.contains(&i) || i.starts_with("_ZSt") || i.starts_with("_Unwind_")
-        }) || self
-            .link
-            .needed
-            .iter()
-            .any(|n| n.starts_with("libstdc++") || n.starts_with("libgcc_s"))
+        imports.any(libc::may_unwind) || self.link.needed.iter().any(|n| libc::unwinds_frames(n))
     }
-
-    /// The name libraries are matched by: the soname, else the file name.
-    pub fn library_name(&self) -> String {
-        self.link
-            .soname
-            .clone()
-            .unwrap_or_else(|| file_name(&self.path))
-    }
-}
-
-pub(crate) fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
 }
 
 /// Reads the functions, PLT stubs and link facts of the ELF file at `path`.
@@ -143,9 +71,8 @@ pub fn parse_module(path: &Path, data: &[u8]) -> Result<ModuleSymbols, SymbolErr
         segs: &segments,
         sections: code_sections(&elf),
     };
-    let called = exits::scan(&code, &mut functions, &cold, &mut plt.stubs, &imports);
+    let called = exit_sites::scan(&code, &mut functions, &cold, &mut plt.stubs, &imports);
     plt.got_only_imports = plt::got_only_imports(&imports, &called);
-    plt.no_plt_imports = !plt.got_only_imports.is_empty();
     let build_id = elf.build_id().ok().flatten().map(hex);
     Ok(ModuleSymbols {
         path: path.to_path_buf(),
@@ -154,41 +81,6 @@ pub fn parse_module(path: &Path, data: &[u8]) -> Result<ModuleSymbols, SymbolErr
         functions,
         plt,
         warning,
-    })
-}
-
-pub(crate) fn check_ident(path: &Path, head: &[u8]) -> Result<(), SymbolError> {
-    if !head.starts_with(&elf::ELFMAG) {
-        return Err(SymbolError::NotElf(path.to_path_buf()));
-    }
-    let what = match (head.get(4), head.get(5)) {
-        (Some(&c), Some(&d)) if c == elf::ELFCLASS64.0 && d == elf::ELFDATA2LSB.0 => return Ok(()),
-        (Some(&c), _) if c == elf::ELFCLASS32.0 => "a 32-bit ELF file",
-        (Some(&c), _) if c == elf::ELFCLASS64.0 => "a big-endian ELF file",
-        _ => return Err(SymbolError::NotElf(path.to_path_buf())),
-    };
-    Err(SymbolError::UnsupportedArch {
-        path: path.to_path_buf(),
-        what: what.to_string(),
-    })
-}
-
-pub(crate) fn check_machine(path: &Path, header: &FileHeader64<LE>) -> Result<(), SymbolError> {
-    let machine = header.e_machine(LE);
-    let name = match machine {
-        elf::EM_X86_64 => return Ok(()),
-        elf::EM_386 => "i386".to_string(),
-        elf::EM_AARCH64 => "aarch64".to_string(),
-        elf::EM_ARM => "arm".to_string(),
-        elf::EM_RISCV => "riscv".to_string(),
-        elf::EM_PPC64 => "ppc64".to_string(),
-        elf::EM_S390 => "s390".to_string(),
-        elf::EM_LOONGARCH => "loongarch".to_string(),
-        other => format!("machine {}", other.0),
-    };
-    Err(SymbolError::UnsupportedArch {
-        path: path.to_path_buf(),
-        what: format!("an ELF file for {name}"),
     })
 }
 
@@ -207,51 +99,6 @@ fn code_sections(elf: &Elf<'_>) -> Vec<(u64, u64)> {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The PT_LOAD segments: how link-time addresses map to file offsets.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Segments(Vec<LoadSegment>);
-
-#[derive(Clone, Copy, Debug)]
-struct LoadSegment {
-    vaddr: u64,
-    offset: u64,
-    filesz: u64,
-}
-
-impl Segments {
-    pub(crate) fn new(headers: &[elf::ProgramHeader64<LE>]) -> Self {
-        let loads = headers.iter().filter(|p| p.p_type(LE) == elf::PT_LOAD);
-        Segments(
-            loads
-                .map(|p| LoadSegment {
-                    vaddr: p.p_vaddr(LE),
-                    offset: p.p_offset(LE),
-                    filesz: p.p_filesz(LE),
-                })
-                .collect(),
-        )
-    }
-
-    fn containing(&self, vaddr: u64) -> Option<&LoadSegment> {
-        self.0
-            .iter()
-            .find(|s| vaddr >= s.vaddr && vaddr - s.vaddr < s.filesz)
-    }
-
-    /// offset = vaddr - p_vaddr + p_offset, in the segment backed by the file.
-    pub(crate) fn file_offset(&self, vaddr: u64) -> Option<u64> {
-        self.containing(vaddr).map(|s| vaddr - s.vaddr + s.offset)
-    }
-
-    /// Up to `len` bytes of the file at `vaddr`, cut at the end of its segment.
-    pub(crate) fn bytes<'d>(&self, data: &'d [u8], vaddr: u64, len: u64) -> Option<&'d [u8]> {
-        let seg = self.containing(vaddr)?;
-        let start = vaddr - seg.vaddr + seg.offset;
-        let len = len.min(seg.offset + seg.filesz - start);
-        data.get(usize::try_from(start).ok()?..usize::try_from(start + len).ok()?)
-    }
 }
 
 type Functions = (Vec<Symbol>, Vec<ColdPart>, Option<String>);
@@ -588,7 +435,7 @@ mod tests {
         let missing = fx.path("missing");
         assert!(matches!(read_module(&missing), Err(SymbolError::Io { .. })));
         assert!(matches!(
-            crate::symbols::read_link_info(&missing),
+            crate::symbols::link::read_link_info(&missing),
             Err(SymbolError::Io { .. })
         ));
     }

@@ -256,7 +256,7 @@ mod tests {
     fn file_names(libs: &ResolvedLibs) -> Vec<String> {
         libs.paths
             .iter()
-            .map(|p| crate::symbols::elf::file_name(p))
+            .map(|p| crate::symbols::image::file_name(p))
             .collect()
     }
 

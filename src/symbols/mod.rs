@@ -4,34 +4,38 @@
 //! The stages: `elf` reads one module's functions (with `plt` for its PLT
 //! stubs and `placement` for where each probe goes); `maps` (for `-p`) and
 //! `libs` (for `-c`) find the modules; `select` applies the user's globs;
-//! [`build_plan`] numbers what was selected. A function's id is its index in
+//! [`probe_set`] numbers what was selected. A function's id is its index in
 //! the [`FuncTable`](crate::model::FuncTable) and also its BPF attach cookie,
-//! so BPF never sees a name.
+//! so BPF never sees a name. `libc` holds what utrace knows about the C
+//! runtime; `image` the ELF facts every reader shares.
 
-pub mod demangle;
-pub mod elf;
-mod exits;
-pub mod libs;
-pub mod link;
-pub mod maps;
-pub mod placement;
-pub mod plt;
-pub mod select;
+pub(crate) mod demangle;
+pub(crate) mod elf;
+mod exit_sites;
+mod image;
+pub(crate) mod libc;
+pub(crate) mod libs;
+pub(crate) mod link;
+pub(crate) mod maps;
+pub(crate) mod placement;
+pub(crate) mod plt;
+pub(crate) mod select;
+mod symbol;
 #[cfg(test)]
 mod testutil;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::model::{FuncKind, FuncTable, Function, Module};
+use crate::model::{FuncId, FuncKind, FuncTable, Function, Module};
 
-pub use elf::{ModuleSymbols, Symbol, read_module};
-pub use libs::{MissingLib, ResolvedLibs, SearchConfig, resolve_needed};
-pub use link::{LinkInfo, read_link_info};
-pub use maps::{MappedFile, ProcessMaps, read_process};
-pub use placement::{EntryPath, Placement};
-pub use plt::{PltInfo, PltStub};
-pub use select::{Filter, SelectedModule, Selection, Selector, Unmatched, select};
+pub use elf::{ModuleSymbols, read_module};
+pub use libs::{SearchConfig, resolve_needed};
+pub use maps::read_process;
+pub use placement::EntryPath;
+pub use plt::PltStub;
+pub use select::{Selection, Selector, select};
+pub use symbol::Symbol;
 
 /// Errors a caller may branch on; "nothing found / nothing matched" is a
 /// value, never one of these.
@@ -85,48 +89,66 @@ pub struct AttachList {
     pub path: PathBuf,
     /// File offsets of the probed instructions.
     pub offsets: Vec<u64>,
-    /// The function id for each offset: BPF reads it with bpf_get_attach_cookie.
-    pub cookies: Vec<u64>,
+    /// The function each offset belongs to (its cookie in BPF).
+    pub ids: Vec<FuncId>,
 }
 
-/// What the probe stage needs: the table reports name functions by, and the
-/// probe lists per module. Each list holds only modules with something to
-/// probe in it, so lists of different kinds do not line up by index: match
-/// them by `path`.
+/// What a function's exit probe may be, as far as its code tells.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExitFacts {
+    /// A return probe that hijacks the return address (uretprobe, session)
+    /// is safe: nothing can unwind through its frame and it does not recurse
+    /// past the kernel's 64 pending returns.
+    pub hijack_safe: bool,
+    /// It returns twice (setjmp and kin): its return address must never be
+    /// hijacked at all.
+    pub returns_twice: bool,
+}
+
+/// What the probe stage needs: the functions (numbered from `first`), what
+/// their exits allow, and the probe lists per module. Each list holds only
+/// modules with something to probe in it, so lists of different kinds do not
+/// line up by index: match them by `path`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProbePlan {
+pub struct ProbeSet {
+    /// The functions of this set: `table.functions[i]` has id `first + i`,
+    /// and its `module` indexes the run's whole table.
     pub table: FuncTable,
-    /// Per function id: whether a return probe that hijacks the return
-    /// address (uretprobe, session) is safe for it: nothing can unwind
-    /// through its frame and it does not recurse past the kernel's 64
-    /// pending returns. `--exit=auto` gives the others ret-site exits.
-    pub hijack_safe: Vec<bool>,
-    /// The id of `table.functions[0]`: a plan built later (dlopen) is
-    /// numbered after the functions already traced.
-    pub first_id: u64,
+    pub first: FuncId,
+    /// Per function, in `table` order.
+    pub exits: Vec<ExitFacts>,
+    /// Entry probes. Return probes go at the entry placement too: a
+    /// uretprobe hijacks the return address when the function is entered,
+    /// and at the placement (the first instruction, or the one after
+    /// endbr64) the return address is still on top of the stack.
     pub entries: Vec<AttachList>,
-    /// Return probes go at the entry placement too: a uretprobe hijacks the
-    /// return address when the function is entered, and at the placement
-    /// (the first instruction, or the one after endbr64) the return address
-    /// is still on top of the stack.
-    pub returns: Vec<AttachList>,
     /// For exits without return-address hijacking: every `ret` and direct
     /// tail jump of each selected function, where the stack pointer equals
-    /// its entry value (BPF `on_ret_site`). Cookie: the function's id.
+    /// its entry value (BPF `on_ret_site`).
     pub ret_sites: Vec<AttachList>,
     /// The same for selected PLT stubs: the instruction after every direct
     /// `call` to the stub anywhere in its module, where the stack pointer is
-    /// its entry value + 8 (BPF `on_exit` as a plain uprobe). Cookie: the
-    /// stub's id. A direct `jmp` to a stub (a tail call into the library)
-    /// gets no site: the library returns straight to the jumping function's
-    /// caller, and calls to that function are not all known (some are
-    /// indirect); the stub's frame is closed as unwound when the thread is
-    /// next seen higher up the stack.
+    /// its entry value + 8 (BPF `on_exit` as a plain uprobe). A direct `jmp`
+    /// to a stub (a tail call into the library) gets no site: the library
+    /// returns straight to the jumping function's caller, and calls to that
+    /// function are not all known (some are indirect); the stub's frame is
+    /// closed as unwound when the thread is next seen higher up the stack.
     pub call_returns: Vec<AttachList>,
 }
 
+impl ProbeSet {
+    /// What function `id`'s exit allows (nothing, for an id not in this set).
+    pub fn exit_facts(&self, id: FuncId) -> ExitFacts {
+        let index = id.0.checked_sub(self.first.0).map(|i| i as usize);
+        index
+            .and_then(|i| self.exits.get(i))
+            .copied()
+            .unwrap_or_default()
+    }
+}
+
 /// One module's list for one uprobe_multi link. The kernel rejects a link
-/// that names an offset twice, so an offset is kept for its first cookie.
+/// that names an offset twice, so an offset is kept for its first function.
 struct ListBuilder {
     list: AttachList,
     seen: HashSet<u64>,
@@ -145,11 +167,11 @@ impl ListBuilder {
     }
 
     /// Adds `offset` unless the list has it already; says whether it did.
-    fn add(&mut self, offset: u64, cookie: u64) -> bool {
+    fn add(&mut self, offset: u64, id: FuncId) -> bool {
         let new = self.seen.insert(offset);
         if new {
             self.list.offsets.push(offset);
-            self.list.cookies.push(cookie);
+            self.list.ids.push(id);
         }
         new
     }
@@ -163,15 +185,15 @@ impl ListBuilder {
 }
 
 /// The lists of one module, filled as ids are handed out.
-struct ModulePlan {
+struct ModuleLists {
     entries: ListBuilder,
     ret_sites: ListBuilder,
     call_returns: ListBuilder,
 }
 
-impl ModulePlan {
+impl ModuleLists {
     fn new(path: &Path) -> Self {
-        ModulePlan {
+        ModuleLists {
             entries: ListBuilder::new(path),
             ret_sites: ListBuilder::new(path),
             call_returns: ListBuilder::new(path),
@@ -181,80 +203,93 @@ impl ModulePlan {
     /// Gives `function` the next id unless its entry offset is taken.
     fn number(
         &mut self,
-        table: &mut FuncTable,
+        set: &mut ProbeSet,
         (function, offset): (Function, u64),
-    ) -> Option<u64> {
-        let id = table.functions.len() as u64;
+        hijack_safe: bool,
+    ) -> Option<FuncId> {
+        let id = FuncId(set.first.0 + set.table.functions.len() as u32);
         self.entries.add(offset, id).then(|| {
-            table.functions.push(function);
+            set.exits.push(ExitFacts {
+                hijack_safe,
+                returns_twice: libc::returns_twice(&function.raw_name),
+            });
+            set.table.functions.push(function);
             id
         })
     }
 
-    fn finish(self, plan: &mut ProbePlan) {
-        if !self.entries.list.offsets.is_empty() {
-            plan.returns.push(self.entries.list.clone());
-        }
-        self.entries.finish(&mut plan.entries);
-        self.ret_sites.finish(&mut plan.ret_sites);
-        self.call_returns.finish(&mut plan.call_returns);
+    fn finish(self, set: &mut ProbeSet) {
+        self.entries.finish(&mut set.entries);
+        self.ret_sites.finish(&mut set.ret_sites);
+        self.call_returns.finish(&mut set.call_returns);
     }
 }
 
-impl ProbePlan {
-    /// Whether function `id` may carry a return-address-hijacking probe.
-    pub fn hijack_safe(&self, id: u64) -> bool {
-        let index = id.wrapping_sub(self.first_id) as usize;
-        self.hijack_safe.get(index).copied().unwrap_or(false)
+/// Where a probe set's numbering starts: after the functions and modules a
+/// run already traces (code loaded later), or at zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Numbering {
+    pub first_function: FuncId,
+    pub first_module: u32,
+}
+
+impl Numbering {
+    /// The numbering that follows everything in `table`.
+    pub fn after(table: &FuncTable) -> Self {
+        Numbering {
+            first_function: FuncId(table.functions.len() as u32),
+            first_module: table.modules.len() as u32,
+        }
     }
 }
 
 /// Numbers the selected functions: ids follow module order, then each
 /// module's functions, then its PLT stubs. Two selections that share a probe
 /// offset in one module (which uprobe_multi would reject) keep the first.
-pub fn build_plan(selection: &Selection<'_>) -> ProbePlan {
-    let mut plan = ProbePlan::default();
+pub fn probe_set(selection: &Selection<'_>, numbering: Numbering) -> ProbeSet {
+    let mut set = ProbeSet {
+        first: numbering.first_function,
+        ..ProbeSet::default()
+    };
     for selected in &selection.modules {
         if selected.functions.is_empty() && selected.plt.is_empty() {
             continue;
         }
         let module = selected.module;
-        let module_id = plan.table.modules.len() as u32;
-        plan.table.modules.push(Module {
+        let module_id = numbering.first_module + set.table.modules.len() as u32;
+        set.table.modules.push(Module {
             path: module.path.display().to_string(),
             build_id: module.build_id.clone(),
         });
-        let mut lists = ModulePlan::new(&module.path);
+        let mut lists = ModuleLists::new(&module.path);
         let unwinds = module.can_unwind();
         for sym in &selected.functions {
-            let Some(id) = lists.number(&mut plan.table, function_of(sym, module_id)) else {
+            let hijack_safe = (!unwinds || sym.leaf) && !sym.recursive;
+            let Some(id) = lists.number(&mut set, function_of(sym, module_id), hijack_safe) else {
                 continue;
             };
-            plan.hijack_safe
-                .push((!unwinds || sym.leaf) && !sym.recursive);
             // The same `ret` can end two functions whose bodies overlap:
             // hand-written assembly with several entry points sharing a tail,
             // or a symbol whose size spans its neighbour (aliases at one
             // address are merged before this, and so is code that identical
             // code folding gave one address). BPF matches an exit to its
-            // frame by stack pointer, so the kept cookie still ends the right
+            // frame by stack pointer, so the kept id still ends the right
             // frame; the exit event should name the frame's function.
             for &site in &sym.ret_sites {
                 lists.ret_sites.add(site, id);
             }
         }
         for stub in &selected.plt {
-            let Some(id) = lists.number(&mut plan.table, stub_of(stub, module_id)) else {
+            let Some(id) = lists.number(&mut set, stub_of(stub, module_id), !unwinds) else {
                 continue;
             };
-            plan.hijack_safe.push(!unwinds);
             for &site in &stub.call_returns {
                 lists.call_returns.add(site, id);
             }
         }
-        lists.finish(&mut plan);
+        lists.finish(&mut set);
     }
-    plan
+    set
 }
 
 fn function_of(sym: &Symbol, module: u32) -> (Function, u64) {
@@ -284,7 +319,12 @@ fn stub_of(stub: &PltStub, module: u32) -> (Function, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::Filter;
     use crate::symbols::testutil::{ASM_EXITS, CALLS_LIBC, EXITS, Fixture};
+
+    fn ids(ids: &[u32]) -> Vec<FuncId> {
+        ids.iter().copied().map(FuncId).collect()
+    }
 
     #[test]
     fn plan_numbers_functions_as_cookies() {
@@ -313,7 +353,7 @@ mod tests {
             ..Filter::default()
         };
         let selection = select(&exe, &libs, &Selector::new(&filter).expect("globs"));
-        let plan = build_plan(&selection);
+        let plan = probe_set(&selection, Numbering::default());
 
         let names: Vec<(&str, FuncKind, u32)> = plan
             .table
@@ -338,10 +378,9 @@ mod tests {
         );
         assert_eq!(plan.table.modules[0].build_id, exe.build_id);
 
-        assert_eq!(plan.entries, plan.returns);
         assert_eq!(plan.entries[0].path, exe.path);
-        assert_eq!(plan.entries[0].cookies, [0, 1, 2]);
-        assert_eq!(plan.entries[1].cookies, [3]);
+        assert_eq!(plan.entries[0].ids, ids(&[0, 1, 2]));
+        assert_eq!(plan.entries[1].ids, ids(&[3]));
         let add = exe.functions.iter().find(|s| s.name == "add").expect("add");
         // -fcf-protection: probed past endbr64.
         assert_eq!(plan.entries[0].offsets[0], add.file_offset + 4);
@@ -355,17 +394,20 @@ mod tests {
             plan.entries[0].offsets[1],
             malloc.placement.probe_file_offset
         );
-        assert_eq!(plan.table.name(3), "lib_fn");
-        assert_eq!(plan.table.module_of(3), libs[0].path.to_str().unwrap_or(""));
+        assert_eq!(plan.table.name(FuncId(3)), "lib_fn");
+        assert_eq!(
+            plan.table.module_of(FuncId(3)),
+            libs[0].path.to_str().unwrap_or("")
+        );
     }
 
-    fn plan_for(module: &ModuleSymbols, functions: &[&str]) -> ProbePlan {
+    fn plan_for(module: &ModuleSymbols, functions: &[&str]) -> ProbeSet {
         let filter = Filter {
             functions: functions.iter().map(|f| f.to_string()).collect(),
             ..Filter::default()
         };
         let selection = select(module, &[], &Selector::new(&filter).expect("globs"));
-        build_plan(&selection)
+        probe_set(&selection, Numbering::default())
     }
 
     #[test]
@@ -387,7 +429,7 @@ mod tests {
         let expected = AttachList {
             path: exe.path.clone(),
             offsets: sites,
-            cookies: vec![0, 0, 1],
+            ids: ids(&[0, 0, 1]),
         };
         assert_eq!(plan.ret_sites, [expected]);
         let strlen = exe
@@ -399,7 +441,7 @@ mod tests {
         let expected = AttachList {
             path: exe.path.clone(),
             offsets: strlen.call_returns.clone(),
-            cookies: vec![2; 3],
+            ids: ids(&[2; 3]),
         };
         assert_eq!(plan.call_returns, [expected]);
     }
@@ -411,10 +453,10 @@ mod tests {
         let exe = read_module(&exe).expect("reading");
         let plan = plan_for(&exe, &["f", "g"]);
         let f = exe.functions.iter().find(|s| s.name == "f").expect("f");
-        assert_eq!(plan.entries[0].cookies, [0, 1]);
+        assert_eq!(plan.entries[0].ids, ids(&[0, 1]));
         // g's ret is f's: kept once, for f.
         assert_eq!(plan.ret_sites[0].offsets, [f.file_offset + 4]);
-        assert_eq!(plan.ret_sites[0].cookies, [0]);
+        assert_eq!(plan.ret_sites[0].ids, ids(&[0]));
         assert!(plan.call_returns.is_empty());
     }
 
@@ -453,7 +495,7 @@ mod tests {
         );
         let selected = t.elapsed();
         let t = Instant::now();
-        let plan = build_plan(&selection);
+        let plan = probe_set(&selection, Numbering::default());
         let built = t.elapsed();
         let count = |lists: &[AttachList]| lists.iter().map(|l| l.offsets.len()).sum::<usize>();
         eprintln!(
@@ -469,6 +511,9 @@ mod tests {
 
     #[test]
     fn empty_selection_gives_empty_plan() {
-        assert_eq!(build_plan(&Selection::default()), ProbePlan::default());
+        assert_eq!(
+            probe_set(&Selection::default(), Numbering::default()),
+            ProbeSet::default()
+        );
     }
 }

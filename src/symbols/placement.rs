@@ -287,8 +287,8 @@ mod tests {
 
     mod binaries {
         use super::super::*;
-        use crate::symbols::elf::{ModuleSymbols, Symbol, read_module};
         use crate::symbols::testutil::{self, CALLS_LIBC, Fixture};
+        use crate::symbols::{ModuleSymbols, Symbol, read_module};
 
         fn add_of(module: &ModuleSymbols) -> &Symbol {
             module

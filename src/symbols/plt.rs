@@ -18,7 +18,8 @@ use object::read::elf::{Rela, SectionHeader};
 use object::{LittleEndian as LE, SymbolIndex};
 
 use super::demangle::demangle;
-use super::elf::{Elf, Segments};
+use super::image::{Elf, Segments};
+use super::libc;
 use super::placement::{self, Placement};
 
 /// Sections that hold stubs.
@@ -27,10 +28,6 @@ pub(crate) const STUB_SECTIONS: [&str; 4] = [".plt", ".plt.sec", ".plt.bnd", ".p
 /// x86-64 PLT entries are at most 16 bytes; the last stub of a section and
 /// a stub followed by something else are cut there.
 const MAX_STUB_SIZE: u64 = 16;
-
-/// Called through the GOT by the C start-up code (Scrt1.o) of every PIE:
-/// not a call the program makes.
-const STARTUP_IMPORTS: [&str; 1] = ["__libc_start_main"];
 
 /// One PLT stub of a module.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,11 +59,16 @@ pub struct PltStub {
 pub struct PltInfo {
     /// Sorted by address.
     pub stubs: Vec<PltStub>,
-    /// Some library functions are called straight through the GOT (-fno-plt):
+    /// Imported functions called straight through the GOT (-fno-plt), sorted:
     /// those calls have no stub, so tracing this module cannot show them.
-    pub no_plt_imports: bool,
-    /// The imported functions called that way, sorted.
     pub got_only_imports: Vec<String>,
+}
+
+impl PltInfo {
+    /// Whether some library calls bypass the PLT (see `got_only_imports`).
+    pub fn bypassed(&self) -> bool {
+        !self.got_only_imports.is_empty()
+    }
 }
 
 /// What a dynamic relocation of a GOT slot says about the slot.
@@ -220,7 +222,7 @@ pub(crate) fn got_only_imports(imports: &Imports, called_slots: &BTreeSet<u64>) 
     let names: BTreeSet<&str> = called_slots
         .iter()
         .filter_map(|slot| imports.get(slot))
-        .filter(|i| i.got_function && !STARTUP_IMPORTS.contains(&i.name.as_str()))
+        .filter(|i| i.got_function && !libc::is_startup_import(&i.name))
         .map(|i| i.name.as_str())
         .collect();
     names.into_iter().map(str::to_string).collect()
@@ -289,11 +291,7 @@ mod tests {
                 testutil::file_bytes(path, s.file_offset, 16)
             );
         }
-        assert!(
-            !module.plt.no_plt_imports,
-            "{:?}",
-            module.plt.got_only_imports
-        );
+        assert!(!module.plt.bypassed(), "{:?}", module.plt.got_only_imports);
     }
 
     #[test]
@@ -345,7 +343,7 @@ mod tests {
         let fx = Fixture::new();
         let exe = fx.cc("noplt", CALLS_LIBC, &["-O0", "-fno-plt"]);
         let module = read_module(&exe).expect("reading");
-        assert!(module.plt.no_plt_imports);
+        assert!(module.plt.bypassed());
         for import in ["free", "malloc", "printf", "strcpy", "strlen"] {
             assert!(
                 module.plt.got_only_imports.iter().any(|n| n == import),
@@ -376,11 +374,7 @@ int main(int argc, char **argv) {
 "#;
         let exe = fx.cc("addr", src, &["-O0", "-pie", "-fPIE"]);
         let module = read_module(&exe).expect("reading");
-        assert!(
-            !module.plt.no_plt_imports,
-            "{:?}",
-            module.plt.got_only_imports
-        );
+        assert!(!module.plt.bypassed(), "{:?}", module.plt.got_only_imports);
         stub(&module, "qsort");
     }
 

@@ -14,18 +14,12 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use super::SymbolError;
 use super::demangle::base_name;
-use super::elf::{ModuleSymbols, Symbol, file_name};
+use super::elf::ModuleSymbols;
+use super::image::file_name;
+use super::libc;
 use super::plt::PltStub;
-
-/// The selection options as the user gave them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Filter {
-    pub functions: Vec<String>,
-    pub no_functions: Vec<String>,
-    pub libs: Vec<String>,
-    pub no_libs: Vec<String>,
-    pub nest_libs: Vec<String>,
-}
+use super::symbol::Symbol;
+use crate::options::Filter;
 
 /// A [`Filter`] with its globs compiled.
 #[derive(Clone, Debug)]
@@ -254,27 +248,8 @@ pub fn select<'a>(
 /// a jump from the kernel with argc where a return address would be, so a
 /// return probe there would overwrite argc.
 fn traceable(sym: &Symbol) -> bool {
-    !sym.ifunc
-        && sym.placement.probeable
-        && !CRT_FUNCTIONS.contains(&sym.raw_name.as_str())
-        && !sym.raw_name.starts_with("__x86.get_pc_thunk")
+    !sym.ifunc && sym.placement.probeable && !libc::is_runtime_function(&sym.raw_name)
 }
-
-/// Imports only the C runtime's own code calls (the program never does).
-const CRT_IMPORTS: [&str; 3] = ["__cxa_finalize", "__libc_start_main", "__gmon_start__"];
-
-const CRT_FUNCTIONS: [&str; 10] = [
-    "_start",
-    "_init",
-    "_fini",
-    "frame_dummy",
-    "register_tm_clones",
-    "deregister_tm_clones",
-    "__do_global_dtors_aux",
-    "_dl_relocate_static_pie",
-    "__libc_csu_init",
-    "__libc_csu_fini",
-];
 
 fn select_in<'a>(module: &'a ModuleSymbols, selector: &Selector) -> SelectedModule<'a> {
     let functions = module
@@ -286,7 +261,7 @@ fn select_in<'a>(module: &'a ModuleSymbols, selector: &Selector) -> SelectedModu
         .plt
         .stubs
         .iter()
-        .filter(|stub| stub.placement.probeable && !CRT_IMPORTS.contains(&stub.import.as_str()))
+        .filter(|stub| stub.placement.probeable && !libc::is_runtime_import(&stub.import))
         .filter(|stub| selector.wants_function(&stub_names(stub)))
         .filter(|stub| selector.wants_library(stub_library(module, stub)))
         .collect();

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 
 use super::varint::{Cursor, put, unzigzag, zigzag};
-use crate::model::{Event, EventKind};
+use crate::model::{Event, EventKind, FuncId};
 
 /// Events per chunk: about 150 KB raw, a few hundred KB of memory for the
 /// writer, and at most this many events lost to one damaged chunk.
@@ -142,11 +142,11 @@ impl ChunkEncoder {
             flags |= DEPTH;
             put(&mut self.depths, ev.depth.into());
         }
-        if !exit || model.func_at(ev.depth) != Some(ev.func) {
+        if !exit || model.func_at(ev.depth) != Some(ev.func.0) {
             flags |= FUNC;
-            put(&mut self.funcs, ev.func.into());
+            put(&mut self.funcs, ev.func.0.into());
         }
-        model.update(exit, ev.depth, ev.func);
+        model.update(exit, ev.depth, ev.func.0);
         put(
             &mut self.deltas,
             zigzag(ev.ts.wrapping_sub(self.prev_ts) as i64),
@@ -237,7 +237,7 @@ impl ChunkDecoder {
                 kind,
                 pid,
                 tid,
-                func,
+                func: FuncId(func),
                 depth,
                 ts,
                 after_loss: f & AFTER_LOSS != 0,
@@ -258,7 +258,7 @@ mod tests {
             kind,
             pid: 7,
             tid,
-            func,
+            func: FuncId(func),
             depth,
             ts,
             after_loss: false,

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use super::chunk::ChunkDecoder;
 use super::varint::Cursor;
 use super::{TraceReader, TraceWriter};
-use crate::model::{Event, EventKind, FuncKind, FuncTable, Function, Module, RunInfo};
+use crate::model::{Event, EventKind, FuncId, FuncKind, FuncTable, Function, Module, RunInfo};
 
 /// Reads whatever `data` makes of a trace file; must never panic or hang.
 #[doc(hidden)]
@@ -125,7 +125,7 @@ fn sample() -> &'static [u8] {
                         kind,
                         pid: 1,
                         tid: 1 + i % 2,
-                        func,
+                        func: FuncId(func),
                         depth,
                         ts,
                         after_loss: false,

@@ -36,7 +36,7 @@ use std::path::PathBuf;
 pub use fuzz::fuzz_one;
 pub use meta::{CLOCK, Header, Trailer};
 pub use reader::{Events, ReadStatus, TraceReader};
-pub use writer::{Summary, TraceWriter};
+pub use writer::{TraceWriter, Written};
 
 /// The format this build writes, and the newest it reads. 2: frames T may
 /// follow events (version 1 readers would drop those functions' names).

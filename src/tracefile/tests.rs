@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::*;
-use crate::model::{Event, EventKind, FuncKind, FuncTable, Function, Module, RunInfo};
+use crate::model::{Event, EventKind, FuncId, FuncKind, FuncTable, Function, Module, RunInfo};
 
 pub(crate) fn table() -> FuncTable {
     let f = |module, name: &str, raw: &str, addr, kind| Function {
@@ -80,7 +80,7 @@ pub(crate) fn synthetic_events(n: usize) -> Vec<Event> {
                 kind,
                 pid: 4242,
                 tid,
-                func,
+                func: FuncId(func),
                 depth,
                 ts,
                 after_loss: false,
@@ -101,7 +101,7 @@ pub(crate) fn synthetic_events(n: usize) -> Vec<Event> {
     out
 }
 
-pub(crate) fn write_trace(path: &Path, events: &[Event], finish: bool) -> Summary {
+pub(crate) fn write_trace(path: &Path, events: &[Event], finish: bool) -> Written {
     let mut w = TraceWriter::create(path, &run_info(), &table()).unwrap();
     w.set_chunk_events(2_048);
     for e in events {
@@ -117,7 +117,7 @@ pub(crate) fn write_trace(path: &Path, events: &[Event], finish: bool) -> Summar
     } else {
         w.flush_chunk().unwrap();
         std::mem::forget(w);
-        Summary::default()
+        Written::default()
     }
 }
 

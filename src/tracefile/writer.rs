@@ -19,7 +19,7 @@ const ZSTD_LEVEL: i32 = 3;
 
 /// What a finished recording holds.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Summary {
+pub struct Written {
     pub events: u64,
     /// Entry events, i.e. calls made.
     pub calls: u64,
@@ -36,7 +36,7 @@ pub struct TraceWriter {
     raw: Vec<u8>,
     packed: Vec<u8>,
     zstd: zstd::bulk::Compressor<'static>,
-    summary: Summary,
+    summary: Written,
     chunk_events: usize,
     finished: bool,
 }
@@ -54,7 +54,7 @@ impl TraceWriter {
             raw: Vec::new(),
             packed: Vec::new(),
             zstd,
-            summary: Summary::default(),
+            summary: Written::default(),
             chunk_events: CHUNK_EVENTS,
             finished: false,
         };
@@ -119,7 +119,7 @@ impl TraceWriter {
 
     /// Writes the last chunk and the trailer (end time and lost events from
     /// `run`) and syncs the file to disk.
-    pub fn finish(mut self, run: &RunInfo) -> Result<Summary> {
+    pub fn finish(mut self, run: &RunInfo) -> Result<Written> {
         self.flush_chunk()?;
         self.summary.lost = run.lost_events;
         let trailer = Trailer {

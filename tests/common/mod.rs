@@ -183,7 +183,7 @@ fn build_commands(name: &str, src: &Path, build: Build, out: &Path) -> Vec<Comma
     };
     let libs: &[&str] = match name {
         "threads" | "threads64" | "throw" => &["-pthread"],
-        "dlopen" => &["-ldl"],
+        "dlopen" | "dlloop" => &["-ldl"],
         _ => &[],
     };
     let flags = build.c_flags(shared);

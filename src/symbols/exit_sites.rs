@@ -21,45 +21,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic};
 
-use super::elf::{Segments, Symbol};
+use super::image::Segments;
+use super::libc;
 use super::placement::{is_direct_jmp, is_jcc, kernel_accepts};
 use super::plt::{Imports, PltStub, rip_indirect};
-
-/// Imports that never return: the instruction after a call to one is
-/// usually an exception landing pad or another path's code, which the
-/// unwinder or a jump reaches with the stack pointer a stub return would
-/// have; a site there would end whichever call happens to sit one slot
-/// below (one the exception unwound) as returned.
-const NORETURN_IMPORTS: [&str; 22] = [
-    "__cxa_throw",
-    "__cxa_rethrow",
-    "_Unwind_Resume",
-    "__cxa_bad_cast",
-    "__cxa_bad_typeid",
-    "__cxa_throw_bad_array_new_length",
-    "__cxa_call_terminate",
-    "_ZSt9terminatev",
-    "abort",
-    "exit",
-    "_exit",
-    "_Exit",
-    "quick_exit",
-    "__stack_chk_fail",
-    "__assert_fail",
-    "__assert_perror_fail",
-    "__fortify_fail",
-    "__chk_fail",
-    "longjmp",
-    "siglongjmp",
-    "__longjmp_chk",
-    "pthread_exit",
-];
-
-fn never_returns(import: &str) -> bool {
-    // libstdc++'s std::__throw_bad_alloc() and friends.
-    NORETURN_IMPORTS.contains(&import)
-        || (import.starts_with("_ZSt") && import.contains("__throw_"))
-}
+use super::symbol::Symbol;
 
 /// A `.cold` fragment: the unlikely blocks (and C++ landing pads) that GCC
 /// moves out of a function. It runs in its parent's frame, so its `ret`s end
@@ -202,7 +168,7 @@ impl<'a> Scanner<'a> {
         let stub_at = stubs
             .iter()
             .enumerate()
-            .filter(|(_, s)| !never_returns(&s.import))
+            .filter(|(_, s)| !libc::never_returns(&s.import))
             .map(|(i, s)| (s.vaddr, i))
             .collect();
         Scanner {

@@ -5,24 +5,27 @@
 //! the link map, and the kernel reports every exec. At either, BPF stops the
 //! process (SIGSTOP) and tells us; we read its maps, attach the probes of
 //! the new executable and of every newly mapped library `--nest-lib` asks
-//! for, and send SIGCONT. That code — constructors included — therefore
-//! never runs untraced. Probes belong to the file, so a library dlclose'd
-//! and loaded again stays traced.
+//! for, and the process resumes (its `Stopped` guard is dropped). That code
+//! — constructors included — therefore never runs untraced. Probes belong
+//! to the file, so a library dlclose'd and loaded again stays traced.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
 
-use crate::cli::TraceOptions;
+use crate::bpf::Probes;
 use crate::model::FuncTable;
+use crate::options::{ExitMode, TraceOptions};
 use crate::plan::Plan;
-use crate::probe::{ExitMode, Probes};
-use crate::symbols::{self, ProbePlan, Selector};
+use crate::plan::exit_policy;
+use crate::symbols::{self, Numbering, Selector};
+use crate::target::Stopped;
+use crate::util::diag::warning;
 
-pub struct Loader {
+/// The watch for code mapped after attach: what to probe there, and what
+/// is probed already.
+pub struct CodeWatch {
     selector: Selector,
     exit: ExitMode,
     /// The dynamic loader and `_dl_debug_state`'s file offset in it.
@@ -33,7 +36,7 @@ pub struct Loader {
     seen: HashSet<(u32, PathBuf)>,
 }
 
-impl Loader {
+impl CodeWatch {
     /// A watch for code `plan`'s process maps later: needed for `--nest-lib`
     /// (dlopen) and when following forks (exec). `everywhere` is the file
     /// probed with no pid filter, if any.
@@ -42,7 +45,7 @@ impl Loader {
         opts: &TraceOptions,
         pid: u32,
         everywhere: Option<&Path>,
-    ) -> Result<Option<Loader>> {
+    ) -> Result<Option<CodeWatch>> {
         let follows = everywhere.is_some();
         if opts.filter.nest_libs.is_empty() && !follows {
             return Ok(None);
@@ -58,7 +61,7 @@ impl Loader {
             .filter_map(|m| canonical(&m.path))
             .map(|p| (pid, p))
             .collect();
-        Ok(Some(Loader {
+        Ok(Some(CodeWatch {
             selector: Selector::new(&opts.filter)?,
             exit: opts.exit,
             breakpoint,
@@ -75,15 +78,15 @@ impl Loader {
         }
     }
 
-    /// Process `pid` is stopped at the breakpoint: probe what it mapped, let it go.
-    pub fn resume(&mut self, pid: u32, probes: &mut Probes, table: &mut FuncTable) -> Result<()> {
-        let attached = self.attach_new(pid, probes, table);
-        // Resume even when attaching failed: never leave the program stopped.
-        let _ = kill(Pid::from_raw(pid as i32), Signal::SIGCONT);
-        attached
-    }
-
-    fn attach_new(&mut self, pid: u32, probes: &mut Probes, table: &mut FuncTable) -> Result<()> {
+    /// `stopped` is held at the breakpoint (or an exec): probes what it
+    /// mapped. The caller drops `stopped` afterwards, attached or not.
+    pub fn attach_new(
+        &mut self,
+        stopped: &Stopped,
+        probes: &mut Probes,
+        table: &mut FuncTable,
+    ) -> Result<()> {
+        let pid = stopped.pid();
         let Ok(maps) = symbols::read_process(pid) else {
             return Ok(()); // gone meanwhile
         };
@@ -115,39 +118,19 @@ impl Loader {
             Ok(m) => m,
             Err(e) => {
                 let what = if exe { "the program" } else { "library" };
-                eprintln!(
-                    "utrace: warning: pid {pid}: not tracing {what} {}: {e}",
-                    path.display()
-                );
+                warning!("pid {pid}: not tracing {what} {}: {e}", path.display());
                 return Ok(());
             }
         };
         let selection = symbols::select(&module, &[], &self.selector);
-        let mut plan = symbols::build_plan(&selection);
-        rebase(&mut plan, table);
+        // Numbered after what is traced already: ids stay unique in the run.
+        let set = symbols::probe_set(&selection, Numbering::after(table));
         probes
-            .attach_plan(&plan, self.exit, |_| Some(pid))
+            .attach_all(exit_policy::links(&set, self.exit), |_| Some(pid))
             .with_context(|| format!("attaching {} in pid {pid}", path.display()))?;
-        table.modules.extend(plan.table.modules);
-        table.functions.extend(plan.table.functions);
+        table.modules.extend(set.table.modules);
+        table.functions.extend(set.table.functions);
         Ok(())
-    }
-}
-
-/// Renumbers a plan built on its own so its ids follow `table`'s.
-fn rebase(plan: &mut ProbePlan, table: &FuncTable) {
-    let (funcs, modules) = (table.functions.len() as u64, table.modules.len() as u32);
-    plan.first_id = funcs;
-    for f in &mut plan.table.functions {
-        f.module += modules;
-    }
-    let lists = plan
-        .entries
-        .iter_mut()
-        .chain(&mut plan.returns)
-        .chain(&mut plan.ret_sites);
-    for list in lists.chain(&mut plan.call_returns) {
-        list.cookies.iter_mut().for_each(|c| *c += funcs);
     }
 }
 
@@ -167,8 +150,8 @@ fn loader_breakpoint(plan: &Plan) -> Option<(PathBuf, u64)> {
             .map(|s| s.file_offset)
     });
     if offset.is_none() {
-        eprintln!(
-            "utrace: warning: {interp} has no _dl_debug_state: libraries loaded later with dlopen are not traced"
+        warning!(
+            "{interp} has no _dl_debug_state: libraries loaded later with dlopen are not traced"
         );
     }
     Some((ld_so, offset?))

@@ -1,15 +1,20 @@
 //! From a target to what gets probed: which ELF files (the executable, and
 //! with `--nest-lib` its libraries), which of their functions the filters
 //! select, and the function table whose ids are the BPF attach cookies.
+//! `exit_policy` decides how each function's end is seen.
+
+pub(crate) mod exit_policy;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::cli::{Target, TraceOptions};
 use crate::model::RunInfo;
-use crate::symbols::{self, ModuleSymbols, ProbePlan, SearchConfig, Selector};
+use crate::options::{Target, TraceOptions};
+use crate::symbols::{self, ModuleSymbols, Numbering, ProbeSet, SearchConfig, Selector};
 use crate::target;
+use crate::util::clock::{mono_now_ns, unix_now_ns};
+use crate::util::diag::warning;
 
 /// Everything the probe stage and the consumers need about one run.
 pub struct Plan {
@@ -21,7 +26,7 @@ pub struct Plan {
     pub pid: Option<u32>,
     /// Every module read, the executable first.
     pub modules: Vec<ModuleSymbols>,
-    pub probes: ProbePlan,
+    pub probes: ProbeSet,
 }
 
 impl Plan {
@@ -30,8 +35,8 @@ impl Plan {
         RunInfo {
             command: self.command.clone(),
             pid: self.pid.unwrap_or_default(),
-            start_unix_ns: crate::session::unix_now_ns(),
-            start_mono_ns: crate::session::mono_now_ns(),
+            start_unix_ns: unix_now_ns(),
+            start_mono_ns: mono_now_ns(),
             ..RunInfo::default()
         }
     }
@@ -63,13 +68,13 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
     let selector = Selector::new(&opts.filter)?;
     let main = symbols::read_module(&exe).map_err(|e| explain_symbol_error(e, &exe))?;
     if let Some(warning) = &main.warning {
-        eprintln!("utrace: warning: {warning}");
+        warning!("{warning}");
     }
     let mut modules = vec![main];
     for path in lib_paths.iter().filter(|p| selector.nests(p, None)) {
         match symbols::read_module(path) {
             Ok(m) => modules.push(m),
-            Err(e) => eprintln!("utrace: warning: skipping {}: {e}", path.display()),
+            Err(e) => warning!("skipping {}: {e}", path.display()),
         }
     }
     let (main, libs) = modules.split_first().context("no modules")?;
@@ -97,12 +102,9 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         } else {
             ""
         };
-        eprintln!(
-            "utrace: warning: {} '{}' matches nothing{later}",
-            u.option, u.pattern
-        );
+        warning!("{} '{}' matches nothing{later}", u.option, u.pattern);
     }
-    let mut probes = symbols::build_plan(&selection);
+    let mut probes = symbols::probe_set(&selection, Numbering::default());
     warn_no_plt(main, &selection);
     for module in &mut probes.table.modules {
         module.path = real_path(&module.path, pid);
@@ -120,8 +122,8 @@ fn needed_libraries(exe: &Path) -> Result<Vec<PathBuf>> {
     let resolved = symbols::resolve_needed(exe, &SearchConfig::from_system())
         .with_context(|| format!("finding the libraries {} loads", exe.display()))?;
     for missing in &resolved.missing {
-        eprintln!(
-            "utrace: warning: {} needs {}, which was not found: its functions cannot be traced",
+        warning!(
+            "{} needs {}, which was not found: its functions cannot be traced",
             missing.needed_by.display(),
             missing.name
         );
@@ -132,9 +134,9 @@ fn needed_libraries(exe: &Path) -> Result<Vec<PathBuf>> {
 /// Library calls made through the GOT (`-fno-plt`) have no stub to probe.
 fn warn_no_plt(main: &ModuleSymbols, selection: &symbols::Selection) {
     let traced_plt = selection.modules.first().is_some_and(|m| !m.plt.is_empty());
-    if main.plt.no_plt_imports && (traced_plt || main.plt.stubs.is_empty()) {
-        eprintln!(
-            "utrace: warning: {} calls library functions through the GOT (-fno-plt): those calls are not visible; \
+    if main.plt.bypassed() && (traced_plt || main.plt.stubs.is_empty()) {
+        warning!(
+            "{} calls library functions through the GOT (-fno-plt): those calls are not visible; \
              trace inside the libraries with --nest-lib",
             main.path.display()
         );

@@ -1,0 +1,61 @@
+//! utrace's entry point: parse the command line, then run one mode —
+//! live tracing, recording, `--list`, or a report — and exit with the traced
+//! command's status. Errors print as one line, `utrace: …`, with the way out.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+use crate::options::{Format, Mode, ReportOptions, TraceOptions};
+use crate::record::Recorder;
+use crate::replay::Replay;
+use crate::report::summary::Summary;
+use crate::session::{self, Output};
+use crate::util::diag::is_broken_pipe;
+use crate::util::output;
+use crate::{cli, list, plan, report};
+
+/// Runs utrace with the process's arguments.
+pub fn main() -> ExitCode {
+    match run() {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("utrace: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<i32> {
+    match cli::parse()? {
+        Mode::List(trace) => {
+            let plan = plan::build(&trace)?;
+            list::print(&plan, trace.exit, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        Mode::Live(trace, report) => live(&trace, &report),
+        Mode::Record(trace, data) => {
+            let plan = plan::build(&trace)?;
+            let recorder = Recorder::new(&data, &plan.run_info(), &plan.probes.table)?;
+            Ok(session::run(&trace, plan, Output::Record(recorder))?.exit_code)
+        }
+        Mode::Report(data, opts) => {
+            report::run(&data, &opts)?;
+            Ok(0)
+        }
+    }
+}
+
+fn live(trace: &TraceOptions, opts: &ReportOptions) -> Result<i32> {
+    let plan = plan::build(trace)?;
+    let output = match opts.format {
+        // A live summary is counted in BPF: no event leaves the kernel.
+        Format::Summary => {
+            let out = output::open(opts.output.as_deref(), None)?;
+            Output::Count(Box::new(Summary::new(out.writer, opts.sort)))
+        }
+        _ => Output::Calls(Replay::new(report::open_sink(opts)?.0)),
+    };
+    Ok(session::run(trace, plan, output)?.exit_code)
+}

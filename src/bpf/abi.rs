@@ -1,0 +1,53 @@
+//! The BPF↔Rust interface as Rust sees it: the skeleton libbpf-cargo
+//! generates from bpf/utrace.bpf.c, and the types and constants of
+//! bpf/utrace.h it carries. Nothing here is typed twice: a change in the
+//! header is a compile error here, never a silent mismatch.
+
+#[allow(clippy::all, unsafe_op_in_unsafe_fn, dead_code, unused_imports)]
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/utrace.skel.rs"));
+}
+
+pub(crate) use skel::types::{
+    batch_head as RawHead, cookie_bits, drop_kind, event as RawEvent, event_flags as RawFlags,
+    event_kind as RawKind, func_counts as BpfCounts, utrace_limits, utrace_signal,
+};
+pub(crate) use skel::{UtraceSkel, UtraceSkelBuilder};
+
+/// `--max-depth` is capped here: an event's depth field is 16 bits.
+pub const MAX_SENT_DEPTH: u32 = utrace_limits::MAX_SENT_DEPTH.0;
+
+/// Entry cookie flag: the function's exit is probed at its ret sites.
+pub const COOKIE_RET_SITE: u64 = 1 << cookie_bits::COOKIE_RET_SITE_BIT.0;
+
+// bpf_send_signal() takes a bare number; it must be the one libc means.
+const _: () = assert!(utrace_signal::UTRACE_SIGSTOP.0 as i32 == libc::SIGSTOP);
+
+/// What BPF could not deliver in a run, by cause (`enum drop_kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Drops {
+    /// Events dropped because the ring buffer was full.
+    pub ring_full: u64,
+    /// Calls of threads whose BPF state could not be created.
+    pub no_state: u64,
+}
+
+impl Drops {
+    pub fn total(&self) -> u64 {
+        self.ring_full + self.no_state
+    }
+
+    /// Adds one CPU's counter of kind `kind`.
+    pub(crate) fn add(&mut self, kind: u32, n: u64) {
+        match drop_kind(kind) {
+            drop_kind::DROP_RINGBUF => self.ring_full += n,
+            drop_kind::DROP_NOSTATE => self.no_state += n,
+            _ => {}
+        }
+    }
+
+    /// The kinds, for reading the per-CPU counters.
+    pub(crate) fn kinds() -> std::ops::Range<u32> {
+        0..drop_kind::DROP_KINDS.0
+    }
+}

@@ -1,0 +1,344 @@
+//! The BPF side from userspace, mechanism only: open the skeleton, set its
+//! read-only configuration, load, attach the uprobe_multi links the exit
+//! policy (plan::exit_policy) asks for, read the maps, detach (timed). What
+//! to attach is decided elsewhere; `abi` holds the interface with the BPF C.
+
+pub(crate) mod abi;
+
+use std::mem::MaybeUninit;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, UprobeMultiOpts};
+
+use crate::model::FuncId;
+use crate::plan::exit_policy::{LinkSpec, ProbeKind};
+use abi::{BpfCounts, COOKIE_RET_SITE, Drops, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder};
+
+/// Storage the loaded BPF object lives in; create it before [`Probes::load`].
+pub type ObjectStorage = MaybeUninit<OpenObject>;
+
+/// What BPF does with each call, set before load.
+#[derive(Debug, Clone, Copy)]
+pub struct BpfConfig {
+    pub max_depth: Option<u32>,
+    pub min_duration_ns: u64,
+    pub ringbuf_bytes: u32,
+    /// Aggregate per function in BPF and send no events (`count_slots` ids).
+    pub count_only: bool,
+    pub count_slots: u32,
+    /// Trace the processes the target forks (see [`Probes::follow`]).
+    pub follow_forks: bool,
+}
+
+/// One uprobe_multi link and what it was made of, so it can be made again
+/// without some functions (`--max-rate`).
+struct MultiLink {
+    spec: LinkSpec,
+    pid: Option<u32>,
+    link: Link,
+}
+
+pub struct Probes<'obj> {
+    skel: UtraceSkel<'obj>,
+    multi: Vec<MultiLink>,
+    /// Tracepoints and the loader's breakpoint.
+    links: Vec<Link>,
+    probes: usize,
+    /// Events go through the ring buffer (not counting mode).
+    streams: bool,
+}
+
+impl<'obj> Probes<'obj> {
+    /// Opens, configures and loads the BPF programs.
+    pub fn load(storage: &'obj mut ObjectStorage, cfg: BpfConfig) -> Result<Self> {
+        // libbpf's own messages would duplicate our one-line errors; keep them for debugging.
+        if std::env::var_os("UTRACE_DEBUG").is_none() {
+            libbpf_rs::set_print(None);
+        }
+        let mut open = UtraceSkelBuilder::default()
+            .open(storage)
+            .map_err(load_error)?;
+        open.maps
+            .events
+            .set_max_entries(cfg.ringbuf_bytes)
+            .context("sizing the ring buffer")?;
+        let rodata = open
+            .maps
+            .rodata_data
+            .as_deref_mut()
+            .context("BPF object has no .rodata")?;
+        rodata.max_depth = cfg.max_depth.unwrap_or(u32::MAX).min(MAX_SENT_DEPTH);
+        rodata.min_duration_ns = cfg.min_duration_ns;
+        // Wake the reader once a quarter of the buffer is waiting.
+        rodata.wakeup_bytes = u64::from(cfg.ringbuf_bytes / 4);
+        rodata.count_only = cfg.count_only;
+        rodata.follow_forks = cfg.follow_forks;
+        open.maps
+            .counts
+            .set_max_entries(cfg.count_slots.max(1))
+            .context("sizing the counting map")?;
+        let skel = open.load().map_err(load_error)?;
+        let mut probes = Probes {
+            skel,
+            multi: Vec::new(),
+            links: Vec::new(),
+            probes: 0,
+            streams: !cfg.count_only,
+        };
+        // Threads queue their events (bpf/utrace.h: struct batch): these
+        // send the queue when a thread blocks or exits.
+        let progs = &probes.skel.progs;
+        let mut flushers = vec![&progs.on_thread_exit];
+        if probes.streams {
+            flushers.push(&progs.on_switch);
+        }
+        for prog in flushers {
+            let link = prog
+                .attach()
+                .context("attaching the scheduler tracepoints")?;
+            probes.links.push(link);
+        }
+        Ok(probes)
+    }
+
+    /// Starts following process `pid` and, through the fork and exit
+    /// tracepoints, every process it forks. Links attached with no pid
+    /// filter then fire for exactly these processes.
+    pub fn follow(&mut self, pid: u32) -> Result<()> {
+        self.skel
+            .maps
+            .procs
+            .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
+            .context("registering the traced process")?;
+        let progs = &self.skel.progs;
+        for prog in [&progs.on_fork, &progs.on_exec] {
+            self.links.push(
+                prog.attach()
+                    .context("attaching the fork and exit tracepoints")?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Attaches the links `specs`, in order; `pid_for` gives each file's
+    /// pid filter (`None`: every process running the file traps, and BPF
+    /// keeps the followed ones).
+    pub fn attach_all(
+        &mut self,
+        specs: Vec<LinkSpec>,
+        pid_for: impl Fn(&Path) -> Option<u32>,
+    ) -> Result<()> {
+        for spec in specs {
+            let pid = pid_for(&spec.list.path);
+            self.attach(spec, pid)?;
+        }
+        Ok(())
+    }
+
+    /// Attaches one uprobe_multi link, filtered to `pid` so no other
+    /// process pays for the probes.
+    fn attach(&mut self, spec: LinkSpec, pid: Option<u32>) -> Result<()> {
+        if spec.list.offsets.is_empty() {
+            return Ok(());
+        }
+        let link = self.link(&spec, pid)?;
+        if spec.kind.counts_functions() {
+            self.probes += spec.list.offsets.len();
+        }
+        self.multi.push(MultiLink { spec, pid, link });
+        Ok(())
+    }
+
+    fn link(&self, spec: &LinkSpec, pid: Option<u32>) -> Result<Link> {
+        let prog = match spec.kind {
+            ProbeKind::Entry => &self.skel.progs.on_entry,
+            ProbeKind::Return | ProbeKind::CallReturn => &self.skel.progs.on_exit,
+            ProbeKind::RetSite => &self.skel.progs.on_ret_site,
+            ProbeKind::Session => &self.skel.progs.on_session,
+        };
+        let flags = if spec.ret_site_exits {
+            COOKIE_RET_SITE
+        } else {
+            0
+        };
+        let list = &spec.list;
+        let opts = UprobeMultiOpts {
+            offsets: list.offsets.iter().map(|&o| o as usize).collect(),
+            cookies: list.ids.iter().map(|id| u64::from(id.0) | flags).collect(),
+            retprobe: spec.kind == ProbeKind::Return,
+            session: spec.kind == ProbeKind::Session,
+            ..Default::default()
+        };
+        let (n, path) = (list.offsets.len(), list.path.display());
+        prog.attach_uprobe_multi_with_opts(pid.map_or(-1, |p| p as i32), &list.path, "", opts)
+            .map_err(attach_error)
+            .with_context(|| format!("attaching {n} probes to {path}"))
+    }
+
+    /// Stops probing the functions `ids`: every link that holds one is made
+    /// again without it. The caller keeps the process stopped meanwhile, so
+    /// no call falls between the old link and the new one.
+    pub fn exclude(&mut self, ids: &[FuncId]) -> Result<()> {
+        for i in 0..self.multi.len() {
+            let m = &self.multi[i];
+            if !m.spec.list.ids.iter().any(|id| ids.contains(id)) {
+                continue;
+            }
+            let spec = m.spec.without(|id| ids.contains(&id));
+            if m.spec.kind.counts_functions() {
+                self.probes -= m.spec.list.offsets.len() - spec.list.offsets.len();
+            }
+            if spec.list.offsets.is_empty() {
+                // A link needs a probe: this one goes (in `retain` below).
+                self.multi[i].spec = spec;
+                continue;
+            }
+            let link = self.link(&spec, m.pid)?;
+            let m = &mut self.multi[i];
+            (m.spec, m.link) = (spec, link);
+        }
+        self.multi.retain(|m| !m.spec.list.offsets.is_empty());
+        Ok(())
+    }
+
+    /// Stops the process at the dynamic loader's breakpoint (`_dl_debug_state`
+    /// at `offset` in `loader`) so libraries it maps can be attached first.
+    pub fn attach_loader(&mut self, loader: &Path, offset: u64, pid: u32) -> Result<()> {
+        let opts = libbpf_rs::UprobeOpts {
+            retprobe: false,
+            ..Default::default()
+        };
+        let link = self
+            .skel
+            .progs
+            .on_loader
+            .attach_uprobe_with_opts(pid as i32, loader, offset as usize, opts)
+            .map_err(attach_error)
+            .with_context(|| format!("attaching to the dynamic loader {}", loader.display()))?;
+        self.links.push(link);
+        Ok(())
+    }
+
+    /// Number of functions probed (each has an entry and a return probe).
+    pub fn probe_count(&self) -> usize {
+        self.probes
+    }
+
+    /// An owned handle on the ring buffer for the reader thread.
+    pub fn ring_buffer(&self) -> Result<MapHandle> {
+        MapHandle::try_from(&self.skel.maps.events).context("duplicating the ring buffer handle")
+    }
+
+    /// What BPF could not deliver so far, by cause, summed over CPUs.
+    pub fn drops(&self) -> Result<Drops> {
+        let mut drops = Drops::default();
+        for kind in Drops::kinds() {
+            let per_cpu = self
+                .skel
+                .maps
+                .drops
+                .lookup_percpu(&kind.to_ne_bytes(), MapFlags::ANY)
+                .context("reading the drop counters")?
+                .unwrap_or_default();
+            let n = per_cpu
+                .iter()
+                .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+                .map(u64::from_ne_bytes)
+                .sum::<u64>();
+            drops.add(kind, n);
+        }
+        Ok(drops)
+    }
+
+    /// Counting mode: one function's figures, summed over CPUs.
+    pub fn counts(&self, id: FuncId) -> Result<BpfCounts> {
+        let per_cpu = self
+            .skel
+            .maps
+            .counts
+            .lookup_percpu(&id.0.to_ne_bytes(), MapFlags::ANY)
+            .context("reading the counting map")?
+            .unwrap_or_default();
+        let mut sum = BpfCounts::default();
+        for bytes in per_cpu {
+            if bytes.len() < std::mem::size_of::<BpfCounts>() {
+                continue;
+            }
+            // SAFETY: the length was checked and BpfCounts is plain repr(C) integers.
+            let cpu: BpfCounts = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+            sum.count += cpu.count;
+            sum.total_ns += cpu.total_ns;
+            sum.self_ns += cpu.self_ns;
+            sum.max_ns = sum.max_ns.max(cpu.max_ns);
+            if cpu.count > 0 && (sum.min_ns == 0 || cpu.min_ns < sum.min_ns) {
+                sum.min_ns = cpu.min_ns;
+            }
+        }
+        Ok(sum)
+    }
+
+    /// Removes every probe from the traced process; returns how long it took.
+    pub fn detach(&mut self) -> Duration {
+        let start = Instant::now();
+        // Each link's release waits out an RCU grace period: closing them
+        // from threads of their own lets those waits overlap.
+        let links: Vec<Link> = self
+            .multi
+            .drain(..)
+            .map(|m| m.link)
+            .chain(self.links.drain(..))
+            .collect();
+        std::thread::scope(|scope| {
+            for link in links {
+                scope.spawn(move || drop(link));
+            }
+        });
+        start.elapsed()
+    }
+
+    /// After [`Probes::detach`]: sends the events threads still hold in
+    /// their queues (after -p the process runs on, and its threads may never
+    /// block or exit while we wait) by walking every task once.
+    pub fn flush_queues(&self) -> Result<()> {
+        if !self.streams {
+            return Ok(());
+        }
+        let link = self
+            .skel
+            .progs
+            .flush_all
+            .attach()
+            .context("attaching the queue flush iterator")?;
+        let mut iter = libbpf_rs::Iter::new(&link).context("starting the queue flush")?;
+        std::io::copy(&mut iter, &mut std::io::sink()).context("flushing the thread queues")?;
+        Ok(())
+    }
+}
+
+fn load_error(err: libbpf_rs::Error) -> anyhow::Error {
+    if err.kind() == ErrorKind::PermissionDenied {
+        anyhow::anyhow!(
+            "no permission to load BPF programs: run as root, or give utrace CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE \
+             (sudo setcap cap_bpf,cap_perfmon,cap_sys_resource+ep utrace)"
+        )
+    } else {
+        anyhow::Error::new(err)
+            .context("loading the BPF programs (kernel 6.6 or later with BTF is needed)")
+    }
+}
+
+fn attach_error(err: libbpf_rs::Error) -> anyhow::Error {
+    match err.kind() {
+        ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "no permission to attach uprobes: run as root, or give utrace CAP_BPF and CAP_PERFMON"
+        ),
+        // EOPNOTSUPP / ENOSYS from the link create: no BPF_LINK_TYPE_UPROBE_MULTI.
+        ErrorKind::Unsupported => anyhow::anyhow!(
+            "this kernel has no uprobe_multi links (Linux 6.6 or later with CONFIG_UPROBES is needed)"
+        ),
+        _ => anyhow::Error::new(err),
+    }
+}

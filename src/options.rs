@@ -1,0 +1,136 @@
+//! What the user asked for, as plain types: `cli` converts the command line
+//! into these, and every stage below reads them. Nothing here knows clap.
+
+use std::path::PathBuf;
+
+/// The mode utrace runs in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Trace and print the call graph (or an aggregate `format`) as it happens.
+    Live(TraceOptions, ReportOptions),
+    Record(TraceOptions, PathBuf),
+    Report(PathBuf, ReportOptions),
+    List(TraceOptions),
+}
+
+/// Where the traced program comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Command(Vec<String>),
+    Pid(u32),
+}
+
+/// The selection options as the user gave them (globs, not yet compiled).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub functions: Vec<String>,
+    pub no_functions: Vec<String>,
+    pub libs: Vec<String>,
+    pub no_libs: Vec<String>,
+    pub nest_libs: Vec<String>,
+}
+
+/// How a function's end is seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExitMode {
+    /// Per function: a uretprobe where nothing can unwind through its frame
+    /// and it does not recurse (cheap: the kernel returns through a
+    /// trampoline), ret sites elsewhere (safe).
+    #[default]
+    Auto,
+    /// Probes on the function's `ret` and tail-jump instructions: survives C++
+    /// exceptions, longjmp and any recursion depth, but the kernel
+    /// single-steps a `ret`, which costs a second trap per call.
+    RetSites,
+    /// uretprobes: the kernel hijacks the return address. An exception
+    /// unwinding through such a frame aborts the program, and the kernel keeps
+    /// at most 64 pending returns per thread.
+    Uretprobe,
+    /// uprobe.session: one program for entry and return, the return still by
+    /// return-address hijacking (same limits as `Uretprobe`).
+    Session,
+}
+
+/// What tracing a target takes: the target, the selection, what BPF
+/// filters, and how the run behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TraceOptions {
+    pub target: Target,
+    pub filter: Filter,
+    pub max_depth: Option<u32>,
+    pub min_duration_ns: u64,
+    pub user: Option<String>,
+    pub no_randomize_addr: bool,
+    pub follow_forks: bool,
+    pub exit: ExitMode,
+    pub buffer_bytes: u32,
+    pub max_rate: Option<u64>,
+}
+
+/// The output formats, live and `--report`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Summary,
+    CallGraph,
+    Json,
+    Folded,
+    FlameGraph,
+    Chrome,
+}
+
+/// Sort order of the summary and the JSON function list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortKey {
+    Calls,
+    Total,
+    SelfTime,
+    Avg,
+    Max,
+    Name,
+}
+
+/// How the call graph is laid out (live and `--report --format=call-graph`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub tid: bool,
+    pub timestamp: bool,
+    pub flat: bool,
+    pub libname: bool,
+}
+
+impl Default for Layout {
+    /// uftrace's replay layout: durations and the TID column.
+    fn default() -> Self {
+        Layout {
+            tid: true,
+            timestamp: false,
+            flat: false,
+            libname: false,
+        }
+    }
+}
+
+/// How events become output: the format and its knobs, and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportOptions {
+    pub format: Format,
+    pub sort: SortKey,
+    pub per_thread: bool,
+    pub layout: Layout,
+    /// `-o`: a file, `-` for stdout (see util::output).
+    pub output: Option<PathBuf>,
+}
+
+impl ReportOptions {
+    /// `format` with the command line's defaults: sorted by total time, the
+    /// default layout, to stdout.
+    pub fn new(format: Format) -> Self {
+        ReportOptions {
+            format,
+            sort: SortKey::Total,
+            per_thread: false,
+            layout: Layout::default(),
+            output: None,
+        }
+    }
+}

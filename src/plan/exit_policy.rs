@@ -1,0 +1,194 @@
+//! How each traced function's end is seen, decided in one place: from the
+//! user's `--exit` and what the function's code allows (symbols'
+//! [`ExitFacts`]), the uprobe_multi links to make, in the order the kernel
+//! needs them. The probe stage only attaches what this asks for.
+
+use crate::model::FuncId;
+use crate::options::ExitMode;
+use crate::symbols::{AttachList, ExitFacts, ProbeSet};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    Entry,
+    /// A uretprobe, placed at the function's entry.
+    Return,
+    /// A plain probe on a `ret` or tail-jump instruction.
+    RetSite,
+    /// A plain probe on the instruction after a call (for PLT stubs, whose
+    /// function returns from another module): sp is one slot above the entry's,
+    /// as for a uretprobe, so it shares that program.
+    CallReturn,
+    /// Entry and return in one session link.
+    Session,
+}
+
+impl ProbeKind {
+    /// Whether a link of this kind has one probe per traced function.
+    pub fn counts_functions(self) -> bool {
+        matches!(self, ProbeKind::Entry | ProbeKind::Session)
+    }
+}
+
+/// One uprobe_multi link to make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    pub kind: ProbeKind,
+    pub list: AttachList,
+    /// Entry probes of functions whose exits are probed at their ret sites:
+    /// BPF then expects no hijacked return for them.
+    pub ret_site_exits: bool,
+}
+
+impl LinkSpec {
+    /// The same link without the probes of the functions `drop` names.
+    pub fn without(&self, drop: impl Fn(FuncId) -> bool) -> LinkSpec {
+        LinkSpec {
+            list: keep(&self.list, |id| !drop(id)),
+            ..self.clone()
+        }
+    }
+}
+
+/// How function `facts`' exit is seen under `exit`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitProbe {
+    /// Probes on its ret sites: the return address is left alone.
+    RetSites,
+    /// Its return address is hijacked (a uretprobe or a session return).
+    Hijack,
+    /// Not traced at all: it returns twice, and hijacking its return
+    /// address would kill the program, while ret sites were not asked for.
+    Untraced,
+}
+
+pub fn exit_probe(facts: ExitFacts, exit: ExitMode) -> ExitProbe {
+    let by_ret_site = match exit {
+        ExitMode::RetSites => true,
+        ExitMode::Auto => !facts.hijack_safe,
+        ExitMode::Uretprobe | ExitMode::Session => false,
+    };
+    match by_ret_site {
+        true => ExitProbe::RetSites,
+        // Hijacking the return address of a function that returns twice
+        // kills the program: such functions are not traced that way at all.
+        false if facts.returns_twice => ExitProbe::Untraced,
+        false => ExitProbe::Hijack,
+    }
+}
+
+/// The links that trace `set` under `exit`. Exit probes come first: where a
+/// function's entry and a ret site share an offset (a body that is just
+/// `ret`), the kernel runs the link attached last first, and the entry must
+/// be seen before the exit.
+pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
+    let how = |id| exit_probe(set.exit_facts(id), exit);
+    let by_ret_site = |id| how(id) == ExitProbe::RetSites;
+    let hijacked = |id| how(id) == ExitProbe::Hijack;
+    let mut specs = Vec::new();
+    let mut push = |kind, list: AttachList, ret_site_exits| {
+        if !list.offsets.is_empty() {
+            specs.push(LinkSpec {
+                kind,
+                list,
+                ret_site_exits,
+            });
+        }
+    };
+    for list in &set.ret_sites {
+        push(ProbeKind::RetSite, keep(list, by_ret_site), false);
+    }
+    for list in &set.call_returns {
+        push(ProbeKind::CallReturn, keep(list, by_ret_site), false);
+    }
+    for list in &set.entries {
+        // A session link is entry and return at once: functions with
+        // ret-site exits get a plain entry link instead.
+        if exit == ExitMode::Session {
+            push(ProbeKind::Session, keep(list, hijacked), false);
+        } else {
+            push(ProbeKind::Return, keep(list, hijacked), false);
+            push(ProbeKind::Entry, keep(list, hijacked), false);
+        }
+        push(ProbeKind::Entry, keep(list, by_ret_site), true);
+    }
+    specs
+}
+
+/// The probes of `list` whose function passes `wanted`.
+fn keep(list: &AttachList, wanted: impl Fn(FuncId) -> bool) -> AttachList {
+    let (offsets, ids) = list
+        .offsets
+        .iter()
+        .zip(&list.ids)
+        .filter(|&(_, &id)| wanted(id))
+        .unzip();
+    AttachList {
+        path: list.path.clone(),
+        offsets,
+        ids,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn set() -> ProbeSet {
+        let facts = |hijack_safe, returns_twice| ExitFacts {
+            hijack_safe,
+            returns_twice,
+        };
+        let list = |offsets: &[u64], ids: &[u32]| AttachList {
+            path: PathBuf::from("/bin/x"),
+            offsets: offsets.to_vec(),
+            ids: ids.iter().copied().map(FuncId).collect(),
+        };
+        // 10: safe to hijack; 11: not (unwinds); 12: setjmp.
+        ProbeSet {
+            first: FuncId(10),
+            exits: vec![facts(true, false), facts(false, false), facts(true, true)],
+            entries: vec![list(&[0x100, 0x200, 0x300], &[10, 11, 12])],
+            ret_sites: vec![list(&[0x110, 0x210, 0x310], &[10, 11, 12])],
+            ..ProbeSet::default()
+        }
+    }
+
+    fn shape(specs: &[LinkSpec]) -> Vec<(ProbeKind, Vec<u32>, bool)> {
+        let ids = |s: &LinkSpec| s.list.ids.iter().map(|id| id.0).collect();
+        specs
+            .iter()
+            .map(|s| (s.kind, ids(s), s.ret_site_exits))
+            .collect()
+    }
+
+    #[test]
+    fn auto_hijacks_only_what_is_safe_and_never_a_setjmp() {
+        use ProbeKind::*;
+        assert_eq!(
+            shape(&links(&set(), ExitMode::Auto)),
+            [
+                (RetSite, vec![11], false),
+                (Return, vec![10], false),
+                (Entry, vec![10], false),
+                (Entry, vec![11], true),
+            ]
+        );
+    }
+
+    #[test]
+    fn ret_sites_trace_everything_and_session_keeps_setjmp_out() {
+        use ProbeKind::*;
+        assert_eq!(
+            shape(&links(&set(), ExitMode::RetSites)),
+            [
+                (RetSite, vec![10, 11, 12], false),
+                (Entry, vec![10, 11, 12], true)
+            ]
+        );
+        assert_eq!(
+            shape(&links(&set(), ExitMode::Session)),
+            [(Session, vec![10, 11], false)]
+        );
+    }
+}

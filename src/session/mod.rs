@@ -1,0 +1,306 @@
+//! One traced run, from attach to the last event: load and attach the
+//! probes, start (or hold) the target, move what the reader thread delivers
+//! through the consumers until the target ends or the user stops it, then
+//! detach (timed), resume every process stopped for us, and drain
+//! everything still pending. Whatever fails on the way, the detach and the
+//! resume happen first.
+
+mod pipeline;
+mod watch;
+
+use anyhow::{Context, Result};
+use crossbeam_channel::Receiver;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use crate::bpf::abi::Drops;
+use crate::bpf::{BpfConfig, ObjectStorage, Probes};
+use crate::events::{self, Streams};
+use crate::model::RunInfo;
+use crate::options::{Target, TraceOptions};
+use crate::plan::Plan;
+use crate::plan::exit_policy;
+use crate::target::{self, LaunchOptions, Launched};
+use crate::util::clock::{mono_now_ns, unix_now_ns};
+use crate::util::diag::warning;
+use crate::util::fmt::plural;
+use pipeline::{Control, Ends, Pipeline};
+use watch::CodeWatch;
+
+pub use pipeline::Output;
+
+/// How a run ended.
+pub struct Outcome {
+    /// The exit code utrace should end with: the command's, or 0 after -p.
+    pub exit_code: i32,
+}
+
+/// Traces the target described by `opts` with the probes of `plan`.
+pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
+    let mut storage = ObjectStorage::uninit();
+    let mut probes = Probes::load(&mut storage, bpf_config(opts, &plan, &output))?;
+    // Forked before any thread of ours exists (see target::launch).
+    let mut launched = launch(opts, &plan)?;
+    let pid = launched
+        .as_ref()
+        .map_or(plan.pid.unwrap_or_default(), |l| l.pid);
+    // Signals are caught from here on: Ctrl-C never leaves utrace half-attached.
+    let signals = signal_channel()?;
+    let (reader, streams) = events::spawn(probes.ring_buffer()?)?;
+    let mut pipe = Pipeline::new(plan.probes.table.clone(), output, run_info(&plan, pid));
+    pipe.rates = opts.max_rate.map(crate::ratelimit::RateLimit::new);
+    let traced = trace(
+        opts,
+        &plan,
+        &mut probes,
+        &mut pipe,
+        &streams,
+        &signals,
+        launched.as_mut(),
+    );
+    pipe.run.end_mono_ns = mono_now_ns();
+    detach(&mut probes);
+    let undecodable = reader.stop()?;
+    // A process stopped at the loader's breakpoint as we detached (or while
+    // the run failed) waits for a SIGCONT: dropping its guard sends it.
+    streams.loads.try_iter().for_each(drop);
+    let exit_code = traced?;
+    for events in streams.events.iter() {
+        pipe.events(&events)?;
+    }
+    let drops = probes.drops()?;
+    pipe.run.lost_events = drops.total() + undecodable;
+    if let Output::Count(summary) = &mut pipe.output {
+        let counted = pipe
+            .table
+            .ids()
+            .map(|id| probes.counts(id).map(|c| pipeline::stats_of(&c)))
+            .collect::<Result<Vec<_>>>()?;
+        summary.load_counted(counted);
+    }
+    let received = pipe.received;
+    pipe.finish()?;
+    for line in loss_lines(drops, undecodable, received) {
+        eprintln!("{line}");
+    }
+    Ok(Outcome { exit_code })
+}
+
+/// Attaches, lets the target go, and runs the consumers until it is done;
+/// returns the exit code.
+fn trace(
+    opts: &TraceOptions,
+    plan: &Plan,
+    probes: &mut Probes,
+    pipe: &mut Pipeline,
+    streams: &Streams,
+    signals: &Receiver<i32>,
+    mut launched: Option<&mut Launched>,
+) -> Result<i32> {
+    let pid = launched
+        .as_ref()
+        .map_or(plan.pid.unwrap_or_default(), |l| l.pid);
+    let mut watch = attach(opts, plan, probes, pid, launched.is_some())?;
+    let child_exit = match launched.as_mut() {
+        Some(l) => {
+            l.release()?;
+            Some(wait_in_thread(l.pid)?)
+        }
+        None => None,
+    };
+    let mut control = Control {
+        probes,
+        watch: watch.as_mut(),
+        pid,
+    };
+    let ends = Ends {
+        signals,
+        launched: launched.as_deref(),
+        child_exit: child_exit.as_ref(),
+        pid,
+    };
+    pipe.pump(streams, &ends, &mut control)
+}
+
+fn run_info(plan: &Plan, pid: u32) -> RunInfo {
+    RunInfo {
+        command: plan.command.clone(),
+        pid,
+        start_unix_ns: unix_now_ns(),
+        start_mono_ns: mono_now_ns(),
+        ..RunInfo::default()
+    }
+}
+
+fn bpf_config(opts: &TraceOptions, plan: &Plan, output: &Output) -> BpfConfig {
+    BpfConfig {
+        max_depth: opts.max_depth,
+        min_duration_ns: opts.min_duration_ns,
+        ringbuf_bytes: opts.buffer_bytes,
+        count_only: matches!(output, Output::Count(_)),
+        count_slots: plan.probes.table.functions.len() as u32,
+        follow_forks: opts.follow_forks && matches!(opts.target, Target::Command(_)),
+    }
+}
+
+/// `-c`: the command, forked and held before exec.
+fn launch(opts: &TraceOptions, plan: &Plan) -> Result<Option<Launched>> {
+    let Target::Command(argv) = &opts.target else {
+        return Ok(None);
+    };
+    let how = LaunchOptions {
+        user: opts.user.as_deref(),
+        no_randomize_addr: opts.no_randomize_addr,
+    };
+    Ok(Some(target::launch(&plan.exe, argv, &how)?))
+}
+
+/// Attaches every probe of `plan` to `pid`; returns the watch for code
+/// mapped later (dlopen, exec), if one is needed.
+fn attach(
+    opts: &TraceOptions,
+    plan: &Plan,
+    probes: &mut Probes,
+    pid: u32,
+    launched: bool,
+) -> Result<Option<CodeWatch>> {
+    // Following forks (-c only): the executable's probes drop the kernel's
+    // pid filter and BPF keeps the followed processes. Libraries keep the
+    // filter: tracing libc must never slow other processes.
+    let follow = opts.follow_forks && launched;
+    if follow {
+        probes.follow(pid)?;
+    }
+    let exe = plan.exe.as_path();
+    let links = exit_policy::links(&plan.probes, opts.exit);
+    probes.attach_all(links, |path| (!(follow && path == exe)).then_some(pid))?;
+    let watch = CodeWatch::new(plan, opts, pid, follow.then_some(exe))?;
+    if let Some(watch) = &watch {
+        watch.attach(probes, pid)?;
+    }
+    let modules = plan.probes.table.modules.len();
+    let detach_hint = if launched { "" } else { " (Ctrl-C detaches)" };
+    eprintln!(
+        "utrace: attached {} probes in {modules} module{} to pid {pid}{detach_hint}",
+        probes.probe_count(),
+        plural(modules as u64)
+    );
+    Ok(watch)
+}
+
+/// Removes every probe, then sends what threads still queue; timed, on stderr.
+fn detach(probes: &mut Probes) {
+    let took = probes.detach();
+    if let Err(e) = probes.flush_queues() {
+        warning!("{e:#}: calls threads made just before the detach may be missing");
+    }
+    eprintln!(
+        "utrace: detached {} probes in {} ms",
+        probes.probe_count(),
+        took.as_millis()
+    );
+}
+
+/// The closing lines for what BPF or the reader could not deliver, each
+/// with its own cause and way out.
+fn loss_lines(drops: Drops, undecodable: u64, received: u64) -> Vec<String> {
+    let mut lines = Vec::new();
+    if drops.ring_full > 0 {
+        let (lost, total) = (drops.ring_full, drops.ring_full + received);
+        lines.push(format!(
+            "utrace: lost {lost} of {total} events (the ring buffer was full: raise --buffer-size, \
+             narrow the selection with -f, or use --time-filter)"
+        ));
+    }
+    if drops.no_state > 0 {
+        lines.push(format!(
+            "utrace: {} call{} not traced: BPF could not create their thread's state (the kernel \
+             was short of memory, or another BPF program held the task storage): free memory or \
+             stop other BPF tracers and run again",
+            drops.no_state,
+            if drops.no_state == 1 {
+                " was"
+            } else {
+                "s were"
+            }
+        ));
+    }
+    if undecodable > 0 {
+        lines.push(format!(
+            "utrace: {undecodable} events could not be decoded (the BPF object and utrace disagree \
+             on the event layout: rebuild utrace)"
+        ));
+    }
+    lines
+}
+
+/// SIGINT and SIGTERM arrive on a channel instead of killing utrace.
+fn signal_channel() -> Result<Receiver<i32>> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing signal handlers")?;
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::Builder::new()
+        .name("utrace-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if tx.send(sig).is_err() {
+                    break;
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(rx)
+}
+
+/// Reaps the command on a thread of its own; its exit code arrives on the channel.
+fn wait_in_thread(pid: u32) -> Result<Receiver<i32>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("utrace-wait".into())
+        .spawn(move || {
+            let _ = tx.send(target::wait_pid(pid).unwrap_or(1));
+        })
+        .context("starting the wait thread")?;
+    Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_of_loss_names_its_own_remedy() {
+        let ring = Drops {
+            ring_full: 5,
+            no_state: 0,
+        };
+        assert_eq!(
+            loss_lines(ring, 0, 95),
+            [
+                "utrace: lost 5 of 100 events (the ring buffer was full: raise --buffer-size, \
+              narrow the selection with -f, or use --time-filter)"
+            ]
+        );
+        let state = Drops {
+            ring_full: 0,
+            no_state: 3,
+        };
+        let lines = loss_lines(state, 0, 95);
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].starts_with(
+                "utrace: 3 calls were not traced: BPF could not create their thread's state"
+            ),
+            "{lines:?}"
+        );
+        assert!(!lines[0].contains("--buffer-size"), "{lines:?}");
+        assert!(lines[0].ends_with("stop other BPF tracers and run again"));
+        assert_eq!(
+            loss_lines(Drops::default(), 2, 10),
+            [
+                "utrace: 2 events could not be decoded (the BPF object and utrace disagree on the \
+              event layout: rebuild utrace)"
+            ]
+        );
+        assert!(loss_lines(Drops::default(), 0, 10).is_empty());
+    }
+}

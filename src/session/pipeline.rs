@@ -1,0 +1,210 @@
+//! The consumers' side of a run: what the reader delivers goes to the
+//! output (the replay engine's sink, the recorder, or nothing in counting
+//! mode), processes stopped for a late attach go to the code watch, and
+//! functions over `--max-rate` are dropped from the probes.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use crossbeam_channel::{Receiver, select};
+use nix::sys::signal::Signal;
+use signal_hook::consts::SIGTERM;
+
+use super::watch::CodeWatch;
+use crate::aggregate::Stats;
+use crate::bpf::Probes;
+use crate::bpf::abi::BpfCounts;
+use crate::events::Streams;
+use crate::model::{Event, FuncId, FuncTable, RunInfo};
+use crate::ratelimit::RateLimit;
+use crate::record::Recorder;
+use crate::replay::Replay;
+use crate::report::summary::Summary;
+use crate::target::{self, Launched, Stopped};
+use crate::util::clock::mono_now_ns;
+
+const TICK: Duration = Duration::from_millis(50);
+
+/// Where the events of a run go.
+pub enum Output {
+    /// Paired into calls and shown (live call graph, or a live aggregate).
+    Calls(Replay),
+    /// Stored raw in a trace file.
+    Record(Recorder),
+    /// Counted per function in BPF, no events streamed: the summary at exit.
+    Count(Box<Summary>),
+}
+
+/// What the consumers' loop may ask of the probes while the run goes on.
+pub(super) struct Control<'a, 'obj> {
+    pub probes: &'a mut Probes<'obj>,
+    pub watch: Option<&'a mut CodeWatch>,
+    pub pid: u32,
+}
+
+impl Control<'_, '_> {
+    /// A process stopped at the loader's breakpoint (or an exec): attach
+    /// what it mapped; it resumes when `stopped` is dropped, attached or not.
+    fn loaded(&mut self, stopped: Stopped, table: &mut FuncTable) -> Result<()> {
+        match &mut self.watch {
+            Some(watch) => watch.attach_new(&stopped, self.probes, table),
+            None => Ok(()),
+        }
+    }
+
+    /// Drops functions over `--max-rate`, with the process stopped so no
+    /// call falls between the old links and the new ones.
+    fn exclude(&mut self, ids: &[FuncId]) -> Result<()> {
+        let _stopped = Stopped::stop(self.pid);
+        self.probes.exclude(ids)
+    }
+}
+
+/// What ends a run: a signal to utrace, the command's exit (-c), or the
+/// process's end (-p).
+pub(super) struct Ends<'a> {
+    pub signals: &'a Receiver<i32>,
+    pub launched: Option<&'a Launched>,
+    pub child_exit: Option<&'a Receiver<i32>>,
+    pub pid: u32,
+}
+
+pub(super) struct Pipeline {
+    pub output: Output,
+    pub table: FuncTable,
+    pub run: RunInfo,
+    /// Events that reached userspace.
+    pub received: u64,
+    /// `--max-rate`.
+    pub rates: Option<RateLimit>,
+}
+
+impl Pipeline {
+    pub fn new(table: FuncTable, output: Output, run: RunInfo) -> Self {
+        Pipeline {
+            output,
+            table,
+            run,
+            received: 0,
+            rates: None,
+        }
+    }
+
+    /// Moves events through the consumers until the target is done;
+    /// processes stopped at the loader's breakpoint, and functions over
+    /// `--max-rate`, go to `control`.
+    pub fn pump(&mut self, streams: &Streams, ends: &Ends, control: &mut Control) -> Result<i32> {
+        let never = crossbeam_channel::never();
+        let exited = ends.child_exit.unwrap_or(&never);
+        let (signals, launched, pid) = (ends.signals, ends.launched, ends.pid);
+        loop {
+            select! {
+                recv(streams.loads) -> stopped => if let Ok(stopped) = stopped {
+                    let known = self.table.functions.len();
+                    control.loaded(stopped, &mut self.table)?;
+                    if let Output::Record(rec) = &mut self.output
+                        && self.table.functions.len() > known
+                    {
+                        rec.table_grew(&self.table)?;
+                    }
+                },
+                recv(streams.events) -> events => match events {
+                    Ok(events) => {
+                        self.events(&events)?;
+                        let over = self.rates.as_mut().map(RateLimit::take_new).unwrap_or_default();
+                        if !over.is_empty() {
+                            control.exclude(&over)?;
+                        }
+                    }
+                    Err(_) => anyhow::bail!("the ring buffer reader stopped unexpectedly"),
+                },
+                recv(exited) -> code => return Ok(code.unwrap_or(0)),
+                recv(signals) -> sig => match launched {
+                    // -c: the command decides how to react; we follow it out.
+                    Some(l) => l.signal(Signal::try_from(sig.unwrap_or(SIGTERM)).unwrap_or(Signal::SIGTERM)),
+                    // -p: detach and leave the process running.
+                    None => return Ok(0),
+                },
+                default(TICK) => {
+                    self.idle()?;
+                    self.limit_counted(control)?;
+                    if launched.is_none() && !target::alive(pid) {
+                        eprintln!("utrace: process {pid} exited");
+                        return Ok(0);
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn events(&mut self, events: &[Event]) -> Result<()> {
+        self.received += events.len() as u64;
+        if let Some(rates) = &mut self.rates {
+            rates.count(events);
+        }
+        match &mut self.output {
+            Output::Record(rec) => events.iter().try_for_each(|ev| rec.event(ev)),
+            Output::Count(_) => Ok(()),
+            Output::Calls(replay) => replay.feed(events, &self.table),
+        }
+    }
+
+    /// Counting mode streams no events to rate: `--max-rate` reads BPF's
+    /// call counts instead, once a second.
+    fn limit_counted(&mut self, control: &mut Control) -> Result<()> {
+        let (Output::Count(_), Some(rates)) = (&self.output, &mut self.rates) else {
+            return Ok(());
+        };
+        let now = mono_now_ns();
+        if !rates.due(now) {
+            return Ok(());
+        }
+        let totals = rates
+            .watched(&self.table)
+            .into_iter()
+            .map(|id| Ok((id, control.probes.counts(id)?.count)))
+            .collect::<Result<Vec<_>>>()?;
+        rates.sample(now, &totals);
+        let over = rates.take_new();
+        if over.is_empty() {
+            Ok(())
+        } else {
+            control.exclude(&over)
+        }
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        match &mut self.output {
+            // Flushing the open chunk keeps a crash from losing what came before.
+            Output::Record(rec) => rec.idle(),
+            Output::Count(_) => Ok(()),
+            Output::Calls(replay) => replay.idle(mono_now_ns(), &self.table),
+        }
+    }
+
+    /// Ends every output: the recorder's trailer, the counted summary, or
+    /// the replay's open calls and its sink.
+    pub fn finish(self) -> Result<()> {
+        if let Some(line) = self.rates.as_ref().and_then(|r| r.report(&self.table)) {
+            eprintln!("{line}");
+        }
+        match self.output {
+            Output::Record(rec) => rec.finish(&self.run).map(drop),
+            Output::Count(mut summary) => {
+                use crate::model::Sink;
+                summary.finish(&self.table, &self.run)
+            }
+            Output::Calls(replay) => replay.finish(&self.table, &self.run),
+        }
+    }
+}
+
+pub(super) fn stats_of(raw: &BpfCounts) -> Stats {
+    Stats {
+        calls: raw.count,
+        total_ns: raw.total_ns,
+        self_ns: raw.self_ns,
+        min_ns: raw.min_ns,
+        max_ns: raw.max_ns,
+    }
+}

@@ -1,0 +1,126 @@
+//! What utrace knows about the C runtime, libc and the unwinder, in one
+//! place: which imports unwind frames, never return or return twice, and
+//! which functions are the runtime's own start-up code rather than the
+//! program's. The symbol readers and the exit policy ask here.
+
+/// Imports through which an unwinder may walk the caller's frames: C++
+/// exceptions, Rust panics, forced unwinding (pthread_exit, cancellation),
+/// and longjmp, which leaves frames behind.
+const UNWINDING_IMPORTS: [&str; 13] = [
+    "__cxa_throw",
+    "__cxa_rethrow",
+    "__cxa_begin_catch",
+    "_Unwind_RaiseException",
+    "_Unwind_Resume",
+    "_Unwind_ForcedUnwind",
+    "pthread_exit",
+    "pthread_cancel",
+    "longjmp",
+    "_longjmp",
+    "siglongjmp",
+    "__longjmp_chk",
+    "__sigsetjmp",
+];
+
+/// Whether calling `import` may unwind (or longjmp) through the caller.
+pub fn may_unwind(import: &str) -> bool {
+    UNWINDING_IMPORTS.contains(&import)
+        || import.starts_with("_ZSt")
+        || import.starts_with("_Unwind_")
+}
+
+/// Whether a module that needs library `needed` can be unwound through:
+/// the C++ runtime and the unwinder itself.
+pub fn unwinds_frames(needed: &str) -> bool {
+    needed.starts_with("libstdc++") || needed.starts_with("libgcc_s")
+}
+
+/// Imports that never return: the instruction after a call to one is
+/// usually an exception landing pad or another path's code, which the
+/// unwinder or a jump reaches with the stack pointer a stub return would
+/// have; a site there would end whichever call happens to sit one slot
+/// below (one the exception unwound) as returned.
+const NORETURN_IMPORTS: [&str; 22] = [
+    "__cxa_throw",
+    "__cxa_rethrow",
+    "_Unwind_Resume",
+    "__cxa_bad_cast",
+    "__cxa_bad_typeid",
+    "__cxa_throw_bad_array_new_length",
+    "__cxa_call_terminate",
+    "_ZSt9terminatev",
+    "abort",
+    "exit",
+    "_exit",
+    "_Exit",
+    "quick_exit",
+    "__stack_chk_fail",
+    "__assert_fail",
+    "__assert_perror_fail",
+    "__fortify_fail",
+    "__chk_fail",
+    "longjmp",
+    "siglongjmp",
+    "__longjmp_chk",
+    "pthread_exit",
+];
+
+/// Whether a call to `import` never comes back.
+pub fn never_returns(import: &str) -> bool {
+    // libstdc++'s std::__throw_bad_alloc() and friends.
+    NORETURN_IMPORTS.contains(&import)
+        || (import.starts_with("_ZSt") && import.contains("__throw_"))
+}
+
+/// Functions that return twice (or into a copied stack) save the return
+/// address a uretprobe has replaced: a longjmp back then lands in the
+/// trampoline and the kernel kills the program (SIGILL).
+const RETURNS_TWICE: [&str; 7] = [
+    "setjmp",
+    "_setjmp",
+    "__sigsetjmp",
+    "sigsetjmp",
+    "savectx",
+    "vfork",
+    "getcontext",
+];
+
+/// Whether the function (or PLT stub, `name@plt`) with raw name `raw` returns twice.
+pub fn returns_twice(raw: &str) -> bool {
+    RETURNS_TWICE.contains(&raw.strip_suffix("@plt").unwrap_or(raw))
+}
+
+/// The C runtime's start-up and tear-down code: not the program's, and
+/// `_start` is entered by a jump from the kernel with argc where a return
+/// address would be.
+const RUNTIME_FUNCTIONS: [&str; 10] = [
+    "_start",
+    "_init",
+    "_fini",
+    "frame_dummy",
+    "register_tm_clones",
+    "deregister_tm_clones",
+    "__do_global_dtors_aux",
+    "_dl_relocate_static_pie",
+    "__libc_csu_init",
+    "__libc_csu_fini",
+];
+
+/// Whether `raw` names the runtime's own code (never selected).
+pub fn is_runtime_function(raw: &str) -> bool {
+    RUNTIME_FUNCTIONS.contains(&raw) || raw.starts_with("__x86.get_pc_thunk")
+}
+
+/// Imports only the C runtime's own code calls (the program never does).
+const RUNTIME_IMPORTS: [&str; 3] = ["__cxa_finalize", "__libc_start_main", "__gmon_start__"];
+
+/// Whether `import` is called only by the runtime (its stub is never selected).
+pub fn is_runtime_import(import: &str) -> bool {
+    RUNTIME_IMPORTS.contains(&import)
+}
+
+/// Whether `import` is called through the GOT by the C start-up code
+/// (Scrt1.o) of every PIE: not a call the program makes, so no sign of -fno-plt.
+pub fn is_startup_import(import: &str) -> bool {
+    import == "__libc_start_main"
+}

@@ -1,0 +1,37 @@
+//! One function with code in a module, as the readers fill it in: where it
+//! is, where its probe goes, and where it ends (exit_sites.rs).
+
+use super::placement::Placement;
+
+/// A function with code in a module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    /// Demangled name, as users see and filter it.
+    pub name: String,
+    /// Name in the symbol table.
+    pub raw_name: String,
+    /// Raw names of other symbols at the same address (traced once, as `name`).
+    pub aliases: Vec<String>,
+    /// Link-time virtual address.
+    pub vaddr: u64,
+    pub size: u64,
+    /// File offset of the first byte.
+    pub file_offset: u64,
+    /// Global or weak binding.
+    pub global: bool,
+    /// An STT_GNU_IFUNC symbol: its address is the resolver, which runs once
+    /// when the symbol is bound, not the implementation callers reach.
+    pub ifunc: bool,
+    pub placement: Placement,
+    /// File offsets of its `ret`s and direct tail jumps, its `.cold` part's
+    /// included (exits.rs), sorted: where the stack pointer is back at its
+    /// entry value. Empty for a function that never returns, or leaves only
+    /// through an indirect jump.
+    pub ret_sites: Vec<u64>,
+    /// Calls nothing and jumps to no other function: nothing can unwind
+    /// through it (exits.rs).
+    pub leaf: bool,
+    /// Calls itself directly: its recursion may go deeper than the kernel's
+    /// 64 pending return probes (exits.rs).
+    pub recursive: bool,
+}
