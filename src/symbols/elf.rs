@@ -369,7 +369,7 @@ mod tests {
             "ns::Shape::~Shape()",
             "add(int, int)",
             "add(double, double)",
-            "ns::maxof<int>(int, int)",
+            "int ns::maxof<int>(int, int)",
             "main",
         ] {
             assert!(all.contains(&expected), "{expected} missing from {all:?}");
