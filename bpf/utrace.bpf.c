@@ -27,6 +27,9 @@ const volatile bool count_only = false;
 /* Trace the processes in `procs` (the target and every process it forks)
  * instead of relying on the links' pid filter. */
 const volatile bool follow_forks = false;
+/* --exit=auto: session returns within HIJACK_BUDGET, ret sites on demand
+ * beyond it. */
+const volatile bool repair_exits = false;
 
 /* A batch waiting longer than this goes out with the thread's next event
  * (a thread that blocks or exits sends it at once). */
@@ -43,13 +46,16 @@ enum utrace_limits _utrace_limits = MAX_FRAMES;
 enum cookie_bits _cookie_bits = COOKIE_RET_SITE_BIT;
 enum drop_kind _drop_kind = DROP_RINGBUF;
 enum utrace_signal _utrace_signal = UTRACE_SIGSTOP;
+enum frame_exit _frame_exit = EXIT_HIJACKED;
+enum helper_kind _helper_kind = HELPER_UNWIND_START;
 
 struct frame {
 	__u64 ts;
 	__u64 sp;    /* stack pointer at entry: where the return address lives */
 	__u64 child; /* time spent in traced callees (counting mode) */
 	__u32 func;
-	__u32 ret_site; /* its exit is probed at its ret sites, not by hijacking */
+	__u8 exit; /* enum frame_exit */
+	__u8 pad[3];
 };
 
 struct thread_state {
@@ -60,6 +66,13 @@ struct thread_state {
 	/* A uprobe program is writing this state. They are preemptible, and
 	 * sched_switch must then leave the queue alone. */
 	__u32 busy;
+	__u32 hijacked; /* open frames with EXIT_HIJACKED */
+	/* An exception or a longjmp abandons frames from this time on: the
+	 * next frames found dead ended then, not at the next event. Frames
+	 * entered before it are dead where a new call reuses their slot. */
+	__u64 abandoned_ts;
+	__u32 unwinding; /* an exception is on its way to a catch */
+	__u32 pad2;
 	struct batch out;
 	struct frame frames[MAX_FRAMES];
 };
@@ -94,6 +107,25 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } procs SEC(".maps");
+
+/* Stops BPF asked for, per process (tgid): a process stopped for two
+ * reasons at once must stay stopped until userspace has handled both, and
+ * a SIGCONT for the first would discard the second SIGSTOP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u64);
+} stop_requests SEC(".maps");
+
+/* --exit=auto: functions whose ret sites were asked for (1) or attached
+ * (2) because their calls went deeper than HIJACK_BUDGET. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, __u8);
+} exit_sites SEC(".maps");
 
 /* Counting mode: per function, per CPU; userspace sums the CPUs. Sized to
  * the number of traced functions before load. */
@@ -209,11 +241,27 @@ static __always_inline struct thread_state *state_or_create(void)
 	return s;
 }
 
-/* Tells userspace the process's mappings changed and stops the process
+/* Counts the stop, then stops the process (all its threads). */
+static __always_inline void request_stop(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u64 zero = 0, *n = bpf_map_lookup_elem(&stop_requests, &tgid);
+
+	if (!n) {
+		bpf_map_update_elem(&stop_requests, &tgid, &zero, BPF_NOEXIST);
+		n = bpf_map_lookup_elem(&stop_requests, &tgid);
+	}
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	bpf_send_signal(UTRACE_SIGSTOP);
+}
+
+/* Tells userspace what it must attach (`kind`: EV_LOAD, the mappings
+ * changed; EV_NEED_EXITS, `func` needs its ret sites) and stops the process
  * (the signal is delivered before it runs another user instruction) until
- * userspace has attached what was mapped and sends SIGCONT. What the thread
- * queued goes first, so its events stay in order. */
-static __always_inline void stop_for_userspace(struct thread_state *s)
+ * userspace has attached it and sends SIGCONT. What the thread queued goes
+ * first, so its events stay in order. */
+static __always_inline void stop_for_userspace(struct thread_state *s, __u8 kind, __u32 func)
 {
 	struct {
 		struct batch_head head;
@@ -234,9 +282,10 @@ static __always_inline void stop_for_userspace(struct thread_state *s)
 	r->head.pid = id >> 32;
 	r->head.tid = (__u32)id;
 	r->ev.ts = bpf_ktime_get_ns();
-	r->ev.kind = EV_LOAD;
+	r->ev.kind = kind;
+	r->ev.func = func;
 	bpf_ringbuf_submit(r, BPF_RB_FORCE_WAKEUP);
-	bpf_send_signal(UTRACE_SIGSTOP);
+	request_stop();
 }
 
 /* The state of `task`, the current thread, if it has one and no uprobe
@@ -274,12 +323,17 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	if (!follow_forks || !bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
 	s = idle_state(task);
-	stop_for_userspace(s);
+	/* The old program's frames (execve's caller) are gone with it. */
+	if (s && s->depth && !count_only)
+		emit(s, EV_GONE, 0, bpf_ktime_get_ns(), 0);
+	stop_for_userspace(s, EV_LOAD, 0);
 	if (s) {
-		/* The old program's frames (execve's caller) are gone with it,
-		 * and a thread that was not the leader now has its tid. */
+		/* A thread that was not the leader now has its tid. */
 		s->depth = 0;
 		s->emitted = 0;
+		s->hijacked = 0;
+		s->abandoned_ts = 0;
+		s->unwinding = 0;
 		s->out.head.pid = task->tgid;
 		s->out.head.tid = task->pid;
 	}
@@ -294,8 +348,12 @@ int BPF_PROG(on_thread_exit, struct task_struct *task)
 	struct thread_state *s = idle_state(task);
 	__u32 tgid = task->tgid;
 
-	if (s)
+	if (s) {
+		/* Calls still open never return: exit(), pthread_exit(). */
+		if (s->depth && !count_only)
+			emit(s, EV_GONE, 0, bpf_ktime_get_ns(), 0);
 		flush(s);
+	}
 	/* The group leader leaving ends the process. */
 	if (follow_forks && task->pid == tgid)
 		bpf_map_delete_elem(&procs, &tgid);
@@ -334,37 +392,58 @@ int flush_all(struct bpf_iter__task *ctx)
 /* Frames whose return was never seen (longjmp, exceptions, a lost
  * return probe) sit below the stack pointer of a live call. Drop every frame
  * whose sp is below `sp` so depth stays exact; userspace closes them as
- * unwound when the next event of the thread carries the lower depth.
+ * unwound when the next event of the thread carries the lower depth, or at
+ * once (EV_UNWIND) when an exception or a longjmp is known to have left them.
  * `at_entry`: a new call enters at `sp`. A frame at that same sp is then the
- * caller of a tail call if uretprobes chain their returns, but dead if its
- * exit is probed at its ret sites (the tail jump already ended it). */
-static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, bool at_entry)
+ * caller of a tail call if its return is hijacked (the returns chain), but
+ * dead if its exit is probed at its ret sites (the tail jump already ended
+ * it), or if frames were abandoned since (no tail call crosses a longjmp). */
+static __always_inline void drop_dead_frames_at(struct thread_state *s, __u64 sp, bool at_entry,
+						__u64 end_ts)
 {
+	__u64 abandoned = s->abandoned_ts;
+	__u32 before = s->depth;
+
 	for (int i = 0; i < MAX_FRAMES; i++) {
 		__u32 d = s->depth;
 		struct frame *f;
+		bool keep_same_sp;
 
 		if (d == 0 || d > MAX_FRAMES)
 			break;
 		f = frame_at(s, d - 1);
-		if (f->sp > sp || (f->sp == sp && !(at_entry && f->ret_site)))
+		keep_same_sp = !at_entry || (f->exit == EXIT_HIJACKED && f->ts >= abandoned);
+		if (f->sp > sp || (f->sp == sp && keep_same_sp))
 			break;
+		if (f->exit == EXIT_HIJACKED && s->hijacked)
+			s->hijacked -= 1;
 		s->depth = d - 1;
 	}
 	if (s->emitted > s->depth)
 		s->emitted = s->depth;
+	/* A longjmp is over once its frames are found; an exception at its catch. */
+	if (!s->unwinding)
+		s->abandoned_ts = 0;
+	if (abandoned && s->depth < before && !count_only)
+		emit(s, EV_UNWIND, 0, end_ts ? end_ts : abandoned, s->depth);
+}
+
+static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, bool at_entry)
+{
+	drop_dead_frames_at(s, sp, at_entry, 0);
 }
 
 #define COOKIE_RET_SITE (1ULL << COOKIE_RET_SITE_BIT)
 
-static __always_inline void push_frame(struct thread_state *s, __u64 cookie, __u64 now, __u64 sp)
+static __always_inline void push_frame(struct thread_state *s, __u32 func, __u8 exit, __u64 now, __u64 sp)
 {
-	__u32 func = (__u32)cookie;
 	__u32 d;
 
 	drop_dead_frames(s, sp, true);
 	d = s->depth;
 	s->depth = d + 1;
+	if (exit == EXIT_HIJACKED)
+		s->hijacked += 1;
 	if (d < MAX_FRAMES) {
 		struct frame *f = frame_at(s, d);
 
@@ -372,32 +451,52 @@ static __always_inline void push_frame(struct thread_state *s, __u64 cookie, __u
 		f->sp = sp;
 		f->child = 0;
 		f->func = func;
-		f->ret_site = !!(cookie & COOKIE_RET_SITE);
+		f->exit = exit;
 	}
 	if (d > max_depth || min_duration_ns || count_only)
 		return;
 	emit(s, EV_ENTRY, func, now, d);
 }
 
-/* A traced function is entered; 1 when the thread is not traced. */
-static __always_inline int enter(struct pt_regs *ctx)
+/* --exit=auto: a call the kernel cannot hijack the return of (the thread
+ * holds HIJACK_BUDGET already) is seen at its ret sites instead. The first
+ * time a function needs them, the process stops until they are attached. */
+static __always_inline __u8 over_budget(struct thread_state *s, __u32 func)
+{
+	__u8 asked = 1;
+
+	if (s->hijacked < HIJACK_BUDGET)
+		return EXIT_HIJACKED;
+	if (!bpf_map_lookup_elem(&exit_sites, &func) &&
+	    !bpf_map_update_elem(&exit_sites, &func, &asked, BPF_NOEXIST))
+		stop_for_userspace(s, EV_NEED_EXITS, func);
+	return EXIT_RET_SITES;
+}
+
+/* A traced function is entered. `hijacks`: the program's return is a
+ * session return, which the entry may decline. Returns 1 to decline it
+ * (the thread is not traced, or the frame's exit is seen at ret sites). */
+static __always_inline int enter(struct pt_regs *ctx, bool hijacks)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u64 now = bpf_ktime_get_ns();
 	struct thread_state *s = state_or_create();
+	__u8 exit = cookie & COOKIE_RET_SITE ? EXIT_RET_SITES : EXIT_HIJACKED;
 
 	if (!s)
 		return 1;
 	claim(s);
-	push_frame(s, cookie, now, PT_REGS_SP(ctx));
+	if (hijacks && repair_exits && exit == EXIT_HIJACKED)
+		exit = over_budget(s, (__u32)cookie);
+	push_frame(s, (__u32)cookie, exit, now, PT_REGS_SP(ctx));
 	release(s);
-	return 0;
+	return exit == EXIT_HIJACKED ? 0 : 1;
 }
 
 SEC("uprobe.multi")
 int BPF_UPROBE(on_entry)
 {
-	enter(ctx);
+	enter(ctx, false);
 	return 0;
 }
 
@@ -452,12 +551,14 @@ static __always_inline void count_call(struct thread_state *s, __u32 func, __u32
 		st->max_ns = dur;
 }
 
-/* A traced function returns; `entry_sp` is the sp its entry saw. With
- * `same_func`, the frame must also be the cookie's function: a call-return
- * site is reached again when a longjmp lands after a setjmp call, where a
- * sibling call (the frame the jump abandoned) sat at the same sp. */
+/* A traced function returns; `entry_sp` is the sp its entry saw, `exit`
+ * how this probe sees returns (a hijacked return, or a ret site): a frame
+ * whose exit is seen the other way ignores it. With `same_func`, the frame
+ * must also be the cookie's function: a call-return site is reached again
+ * when a longjmp lands after a setjmp call, where a sibling call (the frame
+ * the jump abandoned) sat at the same sp. */
 static __always_inline void pop_frame(struct thread_state *s, __u32 func, __u64 now, __u64 entry_sp,
-				      bool same_func)
+				      bool same_func, __u8 exit)
 {
 	__u32 d;
 
@@ -475,11 +576,17 @@ static __always_inline void pop_frame(struct thread_state *s, __u32 func, __u64 
 		if (same_func && top->func != func) {
 			/* The sibling is dead; userspace closes it as unwound. */
 			s->depth = d - 1;
+			if (top->exit == EXIT_HIJACKED && s->hijacked)
+				s->hijacked -= 1;
 			if (s->emitted > s->depth)
 				s->emitted = s->depth;
 			return;
 		}
+		if (top->exit != exit)
+			return;
 	}
+	if (exit == EXIT_HIJACKED && s->hijacked)
+		s->hijacked -= 1;
 	d -= 1;
 	s->depth = d;
 	if (count_only) {
@@ -503,25 +610,29 @@ static __always_inline void pop_frame(struct thread_state *s, __u32 func, __u64 
 	emit(s, EV_EXIT, func, now, d);
 }
 
-static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool same_func)
+static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool same_func, __u8 exit)
 {
-	__u32 func = bpf_get_attach_cookie(ctx);
+	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u64 now = bpf_ktime_get_ns();
 	struct thread_state *s = state_or_create();
 
 	if (s) {
 		claim(s);
-		pop_frame(s, func, now, entry_sp, same_func);
+		pop_frame(s, (__u32)cookie, now, entry_sp, same_func, exit);
 		release(s);
 	}
 	return 0;
 }
 
+/* A uretprobe's return, or (cookie flag) a plain probe after a call to a
+ * PLT stub whose frame's exit is seen there. */
 SEC("uretprobe.multi")
 int BPF_URETPROBE(on_exit)
 {
+	__u8 exit = bpf_get_attach_cookie(ctx) & COOKIE_RET_SITE ? EXIT_RET_SITES : EXIT_HIJACKED;
+
 	/* After `ret` the stack pointer is one slot above the entry's. */
-	return on_return(ctx, PT_REGS_SP(ctx) - 8, true);
+	return on_return(ctx, PT_REGS_SP(ctx) - 8, true, exit);
 }
 
 /* Attached at `ret` and tail-jump instructions: the return address is
@@ -529,7 +640,7 @@ int BPF_URETPROBE(on_exit)
 SEC("uprobe.multi")
 int BPF_UPROBE(on_ret_site)
 {
-	return on_return(ctx, PT_REGS_SP(ctx), false);
+	return on_return(ctx, PT_REGS_SP(ctx), false, EXIT_RET_SITES);
 }
 
 extern bool bpf_session_is_return(void) __ksym;
@@ -541,8 +652,42 @@ SEC("uprobe.session")
 int BPF_UPROBE(on_session)
 {
 	if (bpf_session_is_return())
-		return on_return(ctx, PT_REGS_SP(ctx) - 8, true);
-	return enter(ctx);
+		return on_return(ctx, PT_REGS_SP(ctx) - 8, true, EXIT_HIJACKED);
+	return enter(ctx, true);
+}
+
+/* --exit=auto: the unwinder and longjmp, by cookie (enum helper_kind). */
+SEC("uprobe.multi")
+int BPF_UPROBE(on_helper)
+{
+	struct thread_state *s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+	__u64 kind = bpf_get_attach_cookie(ctx);
+	__u64 now = bpf_ktime_get_ns();
+
+	if (!s)
+		return 0;
+	claim(s);
+	switch (kind) {
+	case HELPER_UNWIND_START:
+		if (!s->unwinding)
+			s->abandoned_ts = now;
+		s->unwinding = 1;
+		break;
+	case HELPER_CATCH:
+		/* The catch runs in the catching frame: what the exception left
+		 * below it is gone (a frame entered since, at the same slot, is
+		 * the catch's own: the PLT stub that jumped here). */
+		if (!s->abandoned_ts)
+			s->abandoned_ts = now;
+		s->unwinding = 0;
+		drop_dead_frames_at(s, PT_REGS_SP(ctx), true, now);
+		break;
+	case HELPER_LONGJMP:
+		s->abandoned_ts = now;
+		break;
+	}
+	release(s);
+	return 0;
 }
 
 /* On the loader's _dl_debug_state(), which glibc calls before and after
@@ -555,7 +700,7 @@ int BPF_UPROBE(on_loader)
 
 	if (s)
 		claim(s);
-	stop_for_userspace(s);
+	stop_for_userspace(s, EV_LOAD, 0);
 	if (s)
 		release(s);
 	return 0;

@@ -20,13 +20,17 @@ enum utrace_limits {
 	BATCH_EVENTS = 32,
 	/* struct event's depth is 16 bits: --max-depth is capped here. */
 	MAX_SENT_DEPTH = 0xffff,
+	/* Returns hijacked at once per thread (--exit=auto), below the
+	 * kernel's 64 (MAX_URETPROBE_DEPTH): deeper calls get ret sites. */
+	HIJACK_BUDGET = 60,
 };
 
 /* Entry cookies carry the function id in their low 32 bits and these flags
  * above it (bit numbers: an enum cannot hold a 64-bit mask portably). */
 enum cookie_bits {
-	/* The function's exit is probed at its ret sites, not by hijacking
-	 * its return address. */
+	/* Entry: the function's exit is probed at its ret sites, not by
+	 * hijacking its return address. On a call-return site (on_exit as a
+	 * plain uprobe): it ends such a frame. */
 	COOKIE_RET_SITE_BIT = 63,
 };
 
@@ -53,6 +57,36 @@ enum event_kind {
 	/* The process's mappings changed (dlopen, dlclose, exec): it is
 	 * stopped until userspace has attached what was mapped. */
 	EV_LOAD = 3,
+	/* The thread's frames at `depth` and deeper ended at `ts` without a
+	 * return: an exception was caught above them, or a longjmp left them. */
+	EV_UNWIND = 4,
+	/* The thread's open frames end here without a return: it exited, or
+	 * exec'd another program (`depth` 0). */
+	EV_GONE = 5,
+	/* A call of `func` went deeper than the kernel can hijack returns: the
+	 * process is stopped until userspace has attached `func`'s ret sites. */
+	EV_NEED_EXITS = 6,
+};
+
+/* Where an entry probe's frame ends (struct frame.exit). */
+enum frame_exit {
+	/* Its return address is hijacked (uretprobe or session return). */
+	EXIT_HIJACKED = 0,
+	/* Probes on its ret sites (or after the calls to a PLT stub) see it. */
+	EXIT_RET_SITES = 1,
+};
+
+/* Probes on the unwinder and longjmp, by attach cookie: they tell BPF when
+ * frames are left without a return, so those end where and when they were
+ * left, not at the thread's next event. */
+enum helper_kind {
+	/* _Unwind_RaiseException and kin: an exception is on its way. */
+	HELPER_UNWIND_START = 1,
+	/* __cxa_begin_catch, _Unwind_DeleteException: it was caught, and the
+	 * frames below the catch are gone. */
+	HELPER_CATCH = 2,
+	/* longjmp and kin: the frames it leaves end now. */
+	HELPER_LONGJMP = 3,
 };
 
 enum event_flags {

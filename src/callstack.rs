@@ -73,6 +73,12 @@ impl CallStacks {
                     self.orphan_exits += 1;
                 }
             }
+            EventKind::Unwind => {
+                self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::Unwound, out);
+            }
+            EventKind::Gone => {
+                close_above(thread, ev.tid, 0, ev.ts, End::ThreadEnded, out);
+            }
         }
     }
 

@@ -40,26 +40,26 @@ pub struct Streams {
     /// Drained events; closes after [`Reader::stop`] once everything
     /// pending was drained.
     pub events: Receiver<Drained>,
-    /// Processes BPF stopped at the loader's breakpoint or an exec, waiting
-    /// to be resumed (dropping one resumes it).
-    pub loads: Receiver<Stopped>,
+    /// Processes BPF stopped until something is attached, waiting to be
+    /// resumed (dropping one resumes it).
+    pub stops: Receiver<Stop>,
 }
 
 /// Starts the reader thread on `ring`.
 pub fn spawn(ring: MapHandle) -> Result<(Reader, Streams)> {
     let (tx, events) = crossbeam_channel::bounded(256);
-    let (load_tx, loads) = crossbeam_channel::unbounded();
+    let (stop_tx, stops) = crossbeam_channel::unbounded();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
     let handle = std::thread::Builder::new()
         .name("utrace-reader".into())
-        .spawn(move || read_loop(ring, tx, load_tx, &flag))
+        .spawn(move || read_loop(ring, tx, stop_tx, &flag))
         .context("starting the reader thread")?;
     let reader = Reader {
         stop,
         handle: Some(handle),
     };
-    Ok((reader, Streams { events, loads }))
+    Ok((reader, Streams { events, stops }))
 }
 
 impl Reader {
@@ -89,7 +89,7 @@ impl Drop for Reader {
 fn read_loop(
     ring: MapHandle,
     tx: Sender<Drained>,
-    loads: Sender<Stopped>,
+    stops: Sender<Stop>,
     stop: &AtomicBool,
 ) -> Result<u64> {
     let batch: Rc<RefCell<Drained>> = Rc::default();
@@ -102,9 +102,10 @@ fn read_loop(
                 let mut batch = batch.borrow_mut();
                 *bad.borrow_mut() += decode(data, |item| match item {
                     Decoded::Event(ev) => batch.push(ev),
-                    Decoded::Load(pid) => {
+                    Decoded::Stop(pid, why) => {
                         // Unsent (no session to take it), it resumes at once.
-                        let _ = loads.send(Stopped::adopt(pid));
+                        let stopped = Stopped::adopt(pid);
+                        let _ = stops.send(Stop { why, stopped });
                     }
                 });
                 // A positive return stops this consume() early so a batch stays bounded.
@@ -136,10 +137,26 @@ fn read_loop(
     }
 }
 
+/// Why BPF stopped a process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Its mappings changed (dlopen, dlclose, exec): attach what was mapped.
+    Mapped,
+    /// A call of this function went deeper than returns can be hijacked:
+    /// attach its ret sites.
+    NeedExits(FuncId),
+}
+
+/// A process BPF stopped, and why.
+pub struct Stop {
+    pub why: StopReason,
+    pub stopped: Stopped,
+}
+
 pub enum Decoded {
     Event(Event),
-    /// Process `pid` stopped at the loader's breakpoint.
-    Load(u32),
+    /// Process `pid` stopped until what `why` names is attached.
+    Stop(u32, StopReason),
 }
 
 /// Decodes one ring-buffer record laid out as `struct batch` in
@@ -162,8 +179,15 @@ pub fn decode(data: &[u8], mut each: impl FnMut(Decoded)) -> u64 {
         let kind = match RawKind(u32::from(raw.kind)) {
             RawKind::EV_ENTRY => EventKind::Entry,
             RawKind::EV_EXIT => EventKind::Exit,
+            RawKind::EV_UNWIND => EventKind::Unwind,
+            RawKind::EV_GONE => EventKind::Gone,
             RawKind::EV_LOAD => {
-                each(Decoded::Load(head.pid));
+                each(Decoded::Stop(head.pid, StopReason::Mapped));
+                continue;
+            }
+            RawKind::EV_NEED_EXITS => {
+                let why = StopReason::NeedExits(FuncId(raw.func));
+                each(Decoded::Stop(head.pid, why));
                 continue;
             }
             _ => {
@@ -210,7 +234,8 @@ mod tests {
                     "{:?} {}/{} f{} d{} t{}",
                     e.kind, e.pid, e.tid, e.func, e.depth, e.ts
                 ),
-                Decoded::Load(pid) => format!("load {pid}"),
+                Decoded::Stop(pid, StopReason::Mapped) => format!("load {pid}"),
+                Decoded::Stop(pid, StopReason::NeedExits(f)) => format!("exits {pid} f{f}"),
             })
         });
         (seen, bad)

@@ -30,8 +30,8 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
             let how = match exit_probe(plan.probes.exit_facts(id), exit) {
                 ExitProbe::RetSites => "ret-sites",
                 ExitProbe::Untraced => "untraced",
-                ExitProbe::Hijack if exit == ExitMode::Session => "session",
-                ExitProbe::Hijack => "uretprobe",
+                ExitProbe::Hijack if exit == ExitMode::Uretprobe => "uretprobe",
+                ExitProbe::Hijack => "session",
             };
             let name = table.name(id);
             writeln!(

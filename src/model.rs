@@ -88,6 +88,12 @@ impl FuncTable {
 pub enum EventKind {
     Entry,
     Exit,
+    /// The thread's calls at `depth` and deeper ended here without a return:
+    /// an exception was caught above them, or a longjmp left them.
+    Unwind,
+    /// The thread's open calls end here without a return: it exited (exit,
+    /// pthread_exit) or exec'd another program.
+    Gone,
 }
 
 /// One raw event as BPF sends it (and as a trace file stores it).
@@ -112,8 +118,11 @@ pub enum End {
     /// Its return was seen.
     Returned,
     /// Its return was never seen (longjmp, exception, lost event): closed when
-    /// the thread was next seen at a lower depth.
+    /// an exception was caught or a longjmp landed above it, or else when the
+    /// thread was next seen at a lower depth.
     Unwound,
+    /// It never returned because its thread ended (exit, pthread_exit, exec).
+    ThreadEnded,
     /// Still running when the trace ended.
     Open,
 }

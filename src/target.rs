@@ -231,7 +231,7 @@ impl Drop for Stopped {
 }
 
 /// Waits (up to a second) until every thread of `pid` is stopped.
-fn wait_stopped(pid: u32) -> bool {
+pub fn wait_stopped(pid: u32) -> bool {
     let all_stopped = || {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return false;

@@ -10,8 +10,10 @@ mod skel {
 
 pub(crate) use skel::types::{
     batch_head as RawHead, cookie_bits, drop_kind, event as RawEvent, event_flags as RawFlags,
-    event_kind as RawKind, func_counts as BpfCounts, utrace_limits, utrace_signal,
+    event_kind as RawKind, func_counts as BpfCounts, helper_kind, utrace_limits, utrace_signal,
 };
+
+use crate::symbols::libc::Helper;
 pub(crate) use skel::{UtraceSkel, UtraceSkelBuilder};
 
 /// `--max-depth` is capped here: an event's depth field is 16 bits.
@@ -19,6 +21,16 @@ pub const MAX_SENT_DEPTH: u32 = utrace_limits::MAX_SENT_DEPTH.0;
 
 /// Entry cookie flag: the function's exit is probed at its ret sites.
 pub const COOKIE_RET_SITE: u64 = 1 << cookie_bits::COOKIE_RET_SITE_BIT.0;
+
+/// The attach cookie of a helper probe (`enum helper_kind`).
+pub fn helper_cookie(helper: Helper) -> u64 {
+    let kind = match helper {
+        Helper::UnwindStart => helper_kind::HELPER_UNWIND_START,
+        Helper::Catch => helper_kind::HELPER_CATCH,
+        Helper::Longjmp => helper_kind::HELPER_LONGJMP,
+    };
+    u64::from(kind.0)
+}
 
 // bpf_send_signal() takes a bare number; it must be the one libc means.
 const _: () = assert!(utrace_signal::UTRACE_SIGSTOP.0 as i32 == libc::SIGSTOP);

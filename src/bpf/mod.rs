@@ -15,7 +15,9 @@ use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, Uprob
 
 use crate::model::FuncId;
 use crate::plan::exit_policy::{LinkSpec, ProbeKind};
-use abi::{BpfCounts, COOKIE_RET_SITE, Drops, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder};
+use abi::{
+    BpfCounts, COOKIE_RET_SITE, Drops, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder, helper_cookie,
+};
 
 /// Storage the loaded BPF object lives in; create it before [`Probes::load`].
 pub type ObjectStorage = MaybeUninit<OpenObject>;
@@ -31,6 +33,9 @@ pub struct BpfConfig {
     pub count_slots: u32,
     /// Trace the processes the target forks (see [`Probes::follow`]).
     pub follow_forks: bool,
+    /// --exit=auto: hijack within a budget, ret sites beyond it, and keep
+    /// the unwinder working (plan::exit_policy).
+    pub repair_exits: bool,
 }
 
 /// One uprobe_multi link and what it was made of, so it can be made again
@@ -76,6 +81,7 @@ impl<'obj> Probes<'obj> {
         rodata.wakeup_bytes = u64::from(cfg.ringbuf_bytes / 4);
         rodata.count_only = cfg.count_only;
         rodata.follow_forks = cfg.follow_forks;
+        rodata.repair_exits = cfg.repair_exits;
         open.maps
             .counts
             .set_max_entries(cfg.count_slots.max(1))
@@ -158,6 +164,7 @@ impl<'obj> Probes<'obj> {
             ProbeKind::Return | ProbeKind::CallReturn => &self.skel.progs.on_exit,
             ProbeKind::RetSite => &self.skel.progs.on_ret_site,
             ProbeKind::Session => &self.skel.progs.on_session,
+            ProbeKind::Helper(_) => &self.skel.progs.on_helper,
         };
         let flags = if spec.ret_site_exits {
             COOKIE_RET_SITE
@@ -165,9 +172,13 @@ impl<'obj> Probes<'obj> {
             0
         };
         let list = &spec.list;
+        let cookies = match spec.kind {
+            ProbeKind::Helper(h) => vec![helper_cookie(h); list.offsets.len()],
+            _ => list.ids.iter().map(|id| u64::from(id.0) | flags).collect(),
+        };
         let opts = UprobeMultiOpts {
             offsets: list.offsets.iter().map(|&o| o as usize).collect(),
-            cookies: list.ids.iter().map(|id| u64::from(id.0) | flags).collect(),
+            cookies,
             retprobe: spec.kind == ProbeKind::Return,
             session: spec.kind == ProbeKind::Session,
             ..Default::default()
@@ -182,6 +193,7 @@ impl<'obj> Probes<'obj> {
     /// again without it. The caller keeps the process stopped meanwhile, so
     /// no call falls between the old link and the new one.
     pub fn exclude(&mut self, ids: &[FuncId]) -> Result<()> {
+        let mut remade = Vec::new();
         for i in 0..self.multi.len() {
             let m = &self.multi[i];
             if !m.spec.list.ids.iter().any(|id| ids.contains(id)) {
@@ -191,16 +203,32 @@ impl<'obj> Probes<'obj> {
             if m.spec.kind.counts_functions() {
                 self.probes -= m.spec.list.offsets.len() - spec.list.offsets.len();
             }
-            if spec.list.offsets.is_empty() {
-                // A link needs a probe: this one goes (in `retain` below).
-                self.multi[i].spec = spec;
-                continue;
+            let pid = m.pid;
+            // The calls still open keep their returns only for consumers of
+            // the kind the kernel calls for any pending return: a new session
+            // link would miss them, a uretprobe link sees them.
+            let specs = match spec.kind {
+                ProbeKind::Session => vec![
+                    LinkSpec {
+                        kind: ProbeKind::Return,
+                        ..spec.clone()
+                    },
+                    LinkSpec {
+                        kind: ProbeKind::Entry,
+                        ..spec
+                    },
+                ],
+                _ => vec![spec],
+            };
+            // A link needs a probe: an emptied one just goes.
+            self.multi[i].spec.list.offsets.clear();
+            for spec in specs.into_iter().filter(|s| !s.list.offsets.is_empty()) {
+                let link = self.link(&spec, pid)?;
+                remade.push(MultiLink { spec, pid, link });
             }
-            let link = self.link(&spec, m.pid)?;
-            let m = &mut self.multi[i];
-            (m.spec, m.link) = (spec, link);
         }
         self.multi.retain(|m| !m.spec.list.offsets.is_empty());
+        self.multi.append(&mut remade);
         Ok(())
     }
 
@@ -230,6 +258,29 @@ impl<'obj> Probes<'obj> {
     /// An owned handle on the ring buffer for the reader thread.
     pub fn ring_buffer(&self) -> Result<MapHandle> {
         MapHandle::try_from(&self.skel.maps.events).context("duplicating the ring buffer handle")
+    }
+
+    /// `--exit=auto`: function `id`'s ret sites are attached (or it has
+    /// none): BPF stops asking for them.
+    pub fn exits_attached(&self, id: FuncId) -> Result<()> {
+        self.skel
+            .maps
+            .exit_sites
+            .update(&id.0.to_ne_bytes(), &[2], MapFlags::ANY)
+            .context("marking the ret sites attached")
+    }
+
+    /// How many times BPF has stopped process `pid` so far.
+    pub fn stop_requests(&self, pid: u32) -> Result<u64> {
+        let value = self
+            .skel
+            .maps
+            .stop_requests
+            .lookup(&pid.to_ne_bytes(), MapFlags::ANY)
+            .context("reading the stop requests")?;
+        Ok(value
+            .and_then(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+            .map_or(0, u64::from_ne_bytes))
     }
 
     /// What BPF could not deliver so far, by cause, summed over CPUs.

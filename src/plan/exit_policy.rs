@@ -2,10 +2,20 @@
 //! user's `--exit` and what the function's code allows (symbols'
 //! [`ExitFacts`]), the uprobe_multi links to make, in the order the kernel
 //! needs them. The probe stage only attaches what this asks for.
+//!
+//! `--exit=auto` hijacks every return through a session link, as cheap as
+//! the kernel allows, and repairs what hijacking breaks: BPF declines the
+//! returns of calls nested deeper than the kernel's 64 pending returns,
+//! whose ret sites are then attached on demand ([`on_demand_links`]); probes
+//! on the unwinder and longjmp ([`helper_links`]) put real return addresses
+//! back while an unwinder walks the stack and end the frames an exception or
+//! a longjmp leaves, where and when they leave them. Only functions that
+//! return twice get ret sites from the start.
 
 use crate::model::FuncId;
 use crate::options::ExitMode;
-use crate::symbols::{AttachList, ExitFacts, ProbeSet};
+use crate::symbols::libc::Helper;
+use crate::symbols::{AttachList, ExitFacts, HelperList, ProbeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeKind {
@@ -20,6 +30,8 @@ pub enum ProbeKind {
     CallReturn,
     /// Entry and return in one session link.
     Session,
+    /// A probe on the unwinder or longjmp (--exit=auto).
+    Helper(Helper),
 }
 
 impl ProbeKind {
@@ -64,7 +76,9 @@ pub enum ExitProbe {
 pub fn exit_probe(facts: ExitFacts, exit: ExitMode) -> ExitProbe {
     let by_ret_site = match exit {
         ExitMode::RetSites => true,
-        ExitMode::Auto => !facts.hijack_safe,
+        // What returns twice saves the return address it was called with;
+        // an unwinder that meets a hijacked return address aborts.
+        ExitMode::Auto => facts.returns_twice || !facts.hijack_safe,
         ExitMode::Uretprobe | ExitMode::Session => false,
     };
     match by_ret_site {
@@ -95,21 +109,79 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
         }
     };
     for list in &set.ret_sites {
-        push(ProbeKind::RetSite, keep(list, by_ret_site), false);
+        push(ProbeKind::RetSite, keep(list, by_ret_site), true);
     }
     for list in &set.call_returns {
-        push(ProbeKind::CallReturn, keep(list, by_ret_site), false);
+        push(ProbeKind::CallReturn, keep(list, by_ret_site), true);
     }
     for list in &set.entries {
         // A session link is entry and return at once: functions with
         // ret-site exits get a plain entry link instead.
-        if exit == ExitMode::Session {
+        if matches!(exit, ExitMode::Session | ExitMode::Auto) {
             push(ProbeKind::Session, keep(list, hijacked), false);
         } else {
             push(ProbeKind::Return, keep(list, hijacked), false);
             push(ProbeKind::Entry, keep(list, hijacked), false);
         }
         push(ProbeKind::Entry, keep(list, by_ret_site), true);
+    }
+    specs
+}
+
+/// `--exit=auto`: the links that tell BPF about the unwinder and longjmp,
+/// one per file and kind (the cookie is the kind).
+pub fn helper_links(helpers: &[HelperList]) -> Vec<LinkSpec> {
+    let kinds = [Helper::UnwindStart, Helper::Catch, Helper::Longjmp];
+    let mut specs = Vec::new();
+    for list in helpers {
+        for kind in kinds {
+            let offsets: Vec<u64> = list
+                .offsets
+                .iter()
+                .zip(&list.kinds)
+                .filter(|&(_, &k)| k == kind)
+                .map(|(&o, _)| o)
+                .collect();
+            if offsets.is_empty() {
+                continue;
+            }
+            specs.push(LinkSpec {
+                kind: ProbeKind::Helper(kind),
+                list: AttachList {
+                    path: list.path.clone(),
+                    offsets,
+                    ids: Vec::new(),
+                },
+                ret_site_exits: false,
+            });
+        }
+    }
+    specs
+}
+
+/// `--exit=auto`: the links that see function `id`'s exits at its ret sites
+/// (or, for a PLT stub, after the calls to it), for calls BPF could not
+/// hijack the return of. Empty when it has none (it never returns, or only
+/// through an indirect jump): those calls end as unwound.
+pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
+    let mut specs = Vec::new();
+    for set in sets {
+        let lists = [
+            (&set.ret_sites, ProbeKind::RetSite),
+            (&set.call_returns, ProbeKind::CallReturn),
+        ];
+        for (lists, kind) in lists {
+            for list in lists {
+                let list = keep(list, |f| f == id);
+                if !list.offsets.is_empty() {
+                    specs.push(LinkSpec {
+                        kind,
+                        list,
+                        ret_site_exits: true,
+                    });
+                }
+            }
+        }
     }
     specs
 }
@@ -144,7 +216,7 @@ mod tests {
             offsets: offsets.to_vec(),
             ids: ids.iter().copied().map(FuncId).collect(),
         };
-        // 10: safe to hijack; 11: not (unwinds); 12: setjmp.
+        // 10: safe to hijack; 11: not (an unwinder may meet it); 12: setjmp.
         ProbeSet {
             first: FuncId(10),
             exits: vec![facts(true, false), facts(false, false), facts(true, true)],
@@ -163,17 +235,26 @@ mod tests {
     }
 
     #[test]
-    fn auto_hijacks_only_what_is_safe_and_never_a_setjmp() {
+    fn auto_hijacks_what_nothing_unwinds_through_and_never_a_setjmp() {
         use ProbeKind::*;
         assert_eq!(
             shape(&links(&set(), ExitMode::Auto)),
             [
-                (RetSite, vec![11], false),
-                (Return, vec![10], false),
-                (Entry, vec![10], false),
-                (Entry, vec![11], true),
+                (RetSite, vec![11, 12], true),
+                (Session, vec![10], false),
+                (Entry, vec![11, 12], true),
             ]
         );
+    }
+
+    #[test]
+    fn ret_sites_on_demand_are_the_functions_own() {
+        use ProbeKind::*;
+        assert_eq!(
+            shape(&on_demand_links(&[set()], FuncId(11))),
+            [(RetSite, vec![11], true)]
+        );
+        assert!(on_demand_links(&[set()], FuncId(99)).is_empty());
     }
 
     #[test]
@@ -182,7 +263,7 @@ mod tests {
         assert_eq!(
             shape(&links(&set(), ExitMode::RetSites)),
             [
-                (RetSite, vec![10, 11, 12], false),
+                (RetSite, vec![10, 11, 12], true),
                 (Entry, vec![10, 11, 12], true)
             ]
         );

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::model::RunInfo;
-use crate::options::{Target, TraceOptions};
-use crate::symbols::{self, ModuleSymbols, Numbering, ProbeSet, SearchConfig, Selector};
+use crate::options::{ExitMode, Target, TraceOptions};
+use crate::symbols::{
+    self, HelperList, ModuleSymbols, Numbering, ProbeSet, SearchConfig, Selector, libc,
+};
 use crate::target;
 use crate::util::clock::{mono_now_ns, unix_now_ns};
 use crate::util::diag::warning;
@@ -27,6 +29,9 @@ pub struct Plan {
     /// Every module read, the executable first.
     pub modules: Vec<ModuleSymbols>,
     pub probes: ProbeSet,
+    /// `--exit=auto`: the unwinder and longjmp, in the executable and the
+    /// libraries that hold them.
+    pub helpers: Vec<HelperList>,
 }
 
 impl Plan {
@@ -46,10 +51,13 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
     let (exe, command, pid, lib_paths) = match &opts.target {
         Target::Command(argv) => {
             let exe = target::resolve_command(&argv[0])?;
-            let libs = if opts.filter.nest_libs.is_empty() {
-                Vec::new()
-            } else {
+            // --exit=auto probes the unwinder and longjmp in the libraries;
+            // what is not an ELF file is said by reading it below.
+            let wants_libs = !opts.filter.nest_libs.is_empty() || opts.exit == ExitMode::Auto;
+            let libs = if wants_libs && symbols::is_elf(&exe) {
                 needed_libraries(&exe)?
+            } else {
+                Vec::new()
             };
             (
                 exe,
@@ -106,6 +114,10 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
     }
     let mut probes = symbols::probe_set(&selection, Numbering::default());
     warn_no_plt(main, &selection);
+    let helpers = match opts.exit {
+        ExitMode::Auto => helper_lists(&modules, &lib_paths),
+        _ => Vec::new(),
+    };
     for module in &mut probes.table.modules {
         module.path = real_path(&module.path, pid);
     }
@@ -113,9 +125,36 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         exe,
         command,
         pid,
+        helpers,
         modules,
         probes,
     })
+}
+
+/// The helper probes of the executable and of the libraries that can hold
+/// helpers (the unwinder, the C++ runtime, libc), each read once.
+fn helper_lists(modules: &[ModuleSymbols], libs: &[PathBuf]) -> Vec<HelperList> {
+    let holds = |p: &Path| {
+        p.file_name()
+            .is_some_and(|n| libc::may_hold_helpers(&n.to_string_lossy()))
+    };
+    let mut lists: Vec<HelperList> = modules
+        .iter()
+        .enumerate()
+        .filter(|(i, m)| *i == 0 || holds(&m.path))
+        .map(|(_, m)| symbols::helper_list(m))
+        .collect();
+    let unread = libs
+        .iter()
+        .filter(|p| holds(p) && !modules.iter().any(|m| &m.path == *p));
+    for path in unread {
+        match symbols::read_module(path) {
+            Ok(m) => lists.push(symbols::helper_list(&m)),
+            Err(e) => warning!("{e}: exceptions and longjmp there are not followed"),
+        }
+    }
+    lists.retain(|h| !h.offsets.is_empty());
+    lists
 }
 
 fn needed_libraries(exe: &Path) -> Result<Vec<PathBuf>> {

@@ -190,6 +190,7 @@ fn marker(end: End) -> &'static str {
         End::Returned => "",
         End::Unwound => " /* unwound */",
         End::Open => " /* still running */",
+        End::ThreadEnded => " /* no return: thread ended */",
     }
 }
 

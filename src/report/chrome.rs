@@ -100,6 +100,7 @@ impl Sink for Chrome {
             End::Returned => String::new(),
             End::Unwound => ",\"end\":\"unwound (no return seen)\"".to_owned(),
             End::Open => ",\"end\":\"still running at trace end\"".to_owned(),
+            End::ThreadEnded => ",\"end\":\"no return: its thread ended\"".to_owned(),
         };
         writeln!(
             self.out,

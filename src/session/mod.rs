@@ -8,6 +8,8 @@
 mod pipeline;
 mod watch;
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result};
 use crossbeam_channel::Receiver;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -16,7 +18,7 @@ use crate::bpf::abi::Drops;
 use crate::bpf::{BpfConfig, ObjectStorage, Probes};
 use crate::events::{self, Streams};
 use crate::model::RunInfo;
-use crate::options::{Target, TraceOptions};
+use crate::options::{ExitMode, Target, TraceOptions};
 use crate::plan::Plan;
 use crate::plan::exit_policy;
 use crate::target::{self, LaunchOptions, Launched};
@@ -62,7 +64,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     let undecodable = reader.stop()?;
     // A process stopped at the loader's breakpoint as we detached (or while
     // the run failed) waits for a SIGCONT: dropping its guard sends it.
-    streams.loads.try_iter().for_each(drop);
+    streams.stops.try_iter().for_each(drop);
     let exit_code = traced?;
     for events in streams.events.iter() {
         pipe.events(&events)?;
@@ -111,6 +113,9 @@ fn trace(
         probes,
         watch: watch.as_mut(),
         pid,
+        exit_sites: vec![plan.probes.clone()],
+        handled: HashMap::new(),
+        held: Vec::new(),
     };
     let ends = Ends {
         signals,
@@ -139,6 +144,7 @@ fn bpf_config(opts: &TraceOptions, plan: &Plan, output: &Output) -> BpfConfig {
         count_only: matches!(output, Output::Count(_)),
         count_slots: plan.probes.table.functions.len() as u32,
         follow_forks: opts.follow_forks && matches!(opts.target, Target::Command(_)),
+        repair_exits: opts.exit == ExitMode::Auto,
     }
 }
 
@@ -173,6 +179,7 @@ fn attach(
     let exe = plan.exe.as_path();
     let links = exit_policy::links(&plan.probes, opts.exit);
     probes.attach_all(links, |path| (!(follow && path == exe)).then_some(pid))?;
+    probes.attach_all(exit_policy::helper_links(&plan.helpers), |_| Some(pid))?;
     let watch = CodeWatch::new(plan, opts, pid, follow.then_some(exe))?;
     if let Some(watch) = &watch {
         watch.attach(probes, pid)?;

@@ -3,6 +3,7 @@
 //! mode), processes stopped for a late attach go to the code watch, and
 //! functions over `--max-rate` are dropped from the probes.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -14,12 +15,14 @@ use super::watch::CodeWatch;
 use crate::aggregate::Stats;
 use crate::bpf::Probes;
 use crate::bpf::abi::BpfCounts;
-use crate::events::Streams;
+use crate::events::{Stop, StopReason, Streams};
 use crate::model::{Event, FuncId, FuncTable, RunInfo};
+use crate::plan::exit_policy;
 use crate::ratelimit::RateLimit;
 use crate::record::Recorder;
 use crate::replay::Replay;
 use crate::report::summary::Summary;
+use crate::symbols::ProbeSet;
 use crate::target::{self, Launched, Stopped};
 use crate::util::clock::mono_now_ns;
 
@@ -40,23 +43,66 @@ pub(super) struct Control<'a, 'obj> {
     pub probes: &'a mut Probes<'obj>,
     pub watch: Option<&'a mut CodeWatch>,
     pub pid: u32,
+    /// Every probe set attached, for the ret sites `--exit=auto` attaches
+    /// on demand.
+    pub exit_sites: Vec<ProbeSet>,
+    /// Stops BPF asked for and this loop handled, per process.
+    pub handled: HashMap<u32, u64>,
+    /// Processes handled but held stopped: BPF asked to stop them again
+    /// before they resumed, and that stop is not handled yet.
+    pub held: Vec<Stopped>,
 }
 
 impl Control<'_, '_> {
-    /// A process stopped at the loader's breakpoint (or an exec): attach
-    /// what it mapped; it resumes when `stopped` is dropped, attached or not.
-    fn loaded(&mut self, stopped: Stopped, table: &mut FuncTable) -> Result<()> {
-        match &mut self.watch {
-            Some(watch) => watch.attach_new(&stopped, self.probes, table),
-            None => Ok(()),
+    /// A process BPF stopped: attach what it needs. It resumes when the
+    /// stop is dropped, attached or not.
+    fn stopped(&mut self, stop: Stop, table: &mut FuncTable) -> Result<()> {
+        let done = self.handle(&stop, table);
+        *self.handled.entry(stop.stopped.pid()).or_default() += 1;
+        self.resume(stop.stopped)?;
+        done
+    }
+
+    /// Lets `stopped` run again, unless BPF asked to stop it for something
+    /// not handled yet: one SIGCONT ends every stop pending, and a thread
+    /// waiting for its own would run on. Once all its threads are stopped
+    /// no BPF program of it runs, so the count of requests is final.
+    fn resume(&mut self, stopped: Stopped) -> Result<()> {
+        let pid = stopped.pid();
+        target::wait_stopped(pid);
+        let handled = self.handled.get(&pid).copied().unwrap_or(0);
+        if self.probes.stop_requests(pid)? > handled {
+            self.held.push(stopped);
+        } else {
+            self.held.retain(|s| s.pid() != pid);
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, stop: &Stop, table: &mut FuncTable) -> Result<()> {
+        match (stop.why, &mut self.watch) {
+            (StopReason::Mapped, Some(watch)) => {
+                watch.attach_new(&stop.stopped, self.probes, table, &mut self.exit_sites)
+            }
+            (StopReason::Mapped, None) => Ok(()),
+            (StopReason::NeedExits(id), _) => {
+                let links = exit_policy::on_demand_links(&self.exit_sites, id);
+                let pid = stop.stopped.pid();
+                self.probes.attach_all(links, |_| Some(pid))?;
+                self.probes.exits_attached(id)
+            }
         }
     }
 
     /// Drops functions over `--max-rate`, with the process stopped so no
     /// call falls between the old links and the new ones.
     fn exclude(&mut self, ids: &[FuncId]) -> Result<()> {
-        let _stopped = Stopped::stop(self.pid);
-        self.probes.exclude(ids)
+        let stopped = Stopped::stop(self.pid);
+        let excluded = self.probes.exclude(ids);
+        match stopped {
+            Some(stopped) => self.resume(stopped).and(excluded),
+            None => excluded,
+        }
     }
 }
 
@@ -99,9 +145,9 @@ impl Pipeline {
         let (signals, launched, pid) = (ends.signals, ends.launched, ends.pid);
         loop {
             select! {
-                recv(streams.loads) -> stopped => if let Ok(stopped) = stopped {
+                recv(streams.stops) -> stop => if let Ok(stop) = stop {
                     let known = self.table.functions.len();
-                    control.loaded(stopped, &mut self.table)?;
+                    control.stopped(stop, &mut self.table)?;
                     if let Output::Record(rec) = &mut self.output
                         && self.table.functions.len() > known
                     {

@@ -19,7 +19,7 @@ use crate::model::FuncTable;
 use crate::options::{ExitMode, TraceOptions};
 use crate::plan::Plan;
 use crate::plan::exit_policy;
-use crate::symbols::{self, Numbering, Selector};
+use crate::symbols::{self, Numbering, ProbeSet, Selector};
 use crate::target::Stopped;
 use crate::util::diag::warning;
 
@@ -85,16 +85,22 @@ impl CodeWatch {
         stopped: &Stopped,
         probes: &mut Probes,
         table: &mut FuncTable,
+        sets: &mut Vec<ProbeSet>,
     ) -> Result<()> {
         let pid = stopped.pid();
         let Ok(maps) = symbols::read_process(pid) else {
             return Ok(()); // gone meanwhile
         };
         // A program a followed child exec'd: traced with the same filters.
-        self.attach_file(pid, &maps.exe, true, probes, table)?;
+        let mut into = LateAttach {
+            probes,
+            table,
+            sets,
+        };
+        self.attach_file(pid, &maps.exe, true, &mut into)?;
         for lib in &maps.libs {
             if self.selector.nests(&lib.path, None) {
-                self.attach_file(pid, &lib.path, false, probes, table)?;
+                self.attach_file(pid, &lib.path, false, &mut into)?;
             }
         }
         Ok(())
@@ -105,8 +111,7 @@ impl CodeWatch {
         pid: u32,
         path: &Path,
         exe: bool,
-        probes: &mut Probes,
-        table: &mut FuncTable,
+        into: &mut LateAttach,
     ) -> Result<()> {
         let Some(real) = canonical(path) else {
             return Ok(());
@@ -124,14 +129,23 @@ impl CodeWatch {
         };
         let selection = symbols::select(&module, &[], &self.selector);
         // Numbered after what is traced already: ids stay unique in the run.
-        let set = symbols::probe_set(&selection, Numbering::after(table));
-        probes
+        let mut set = symbols::probe_set(&selection, Numbering::after(into.table));
+        into.probes
             .attach_all(exit_policy::links(&set, self.exit), |_| Some(pid))
             .with_context(|| format!("attaching {} in pid {pid}", path.display()))?;
-        table.modules.extend(set.table.modules);
-        table.functions.extend(set.table.functions);
+        into.table.modules.append(&mut set.table.modules);
+        into.table.functions.append(&mut set.table.functions);
+        into.sets.push(set);
         Ok(())
     }
+}
+
+/// Where what is attached late goes: the probes, the run's function table,
+/// and the probe sets (`--exit=auto` attaches ret sites from them on demand).
+struct LateAttach<'a, 'p, 'obj> {
+    probes: &'a mut Probes<'obj>,
+    table: &'a mut FuncTable,
+    sets: &'p mut Vec<ProbeSet>,
 }
 
 /// The dynamic loader `plan`'s program runs under and `_dl_debug_state`'s

@@ -248,7 +248,6 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         placement: placement::place(code, first.vaddr, file_offset),
         ret_sites: Vec::new(),
         leaf: false,
-        recursive: false,
     })
 }
 

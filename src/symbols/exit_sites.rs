@@ -86,7 +86,6 @@ pub(crate) fn scan(
         }
         let range = (function.vaddr, function.vaddr + bytes.len() as u64);
         function.ret_sites = found.sites(|t| !in_range(t, range) && !parts.belongs(t, index));
-        function.recursive = found.calls.contains(&function.vaddr);
         function.leaf = found.calls.is_empty()
             && !found.indirect_call
             && function.ret_sites.iter().all(|s| found.rets.contains(s));
@@ -568,7 +567,6 @@ mod tests {
             placement: crate::symbols::placement::place(&[], vaddr, vaddr),
             ret_sites: Vec::new(),
             leaf: false,
-            recursive: false,
         };
         let functions = [
             code(0x10, 0x10),

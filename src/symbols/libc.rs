@@ -124,3 +124,40 @@ pub fn is_runtime_import(import: &str) -> bool {
 pub fn is_startup_import(import: &str) -> bool {
     import == "__libc_start_main"
 }
+
+/// What a probe on the unwinder or on longjmp tells BPF: frames an
+/// exception or a longjmp leaves end there and then, not at the thread's
+/// next event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Helper {
+    /// An unwinder starts walking the stack.
+    UnwindStart,
+    /// An exception was caught: the frames below the catcher are gone.
+    Catch,
+    /// longjmp: the frames it leaves end now.
+    Longjmp,
+}
+
+/// The helper probe an entry of the function `raw` gets, if any.
+pub fn helper_of(raw: &str) -> Option<Helper> {
+    match raw {
+        "_Unwind_RaiseException" | "_Unwind_ForcedUnwind" | "_Unwind_Resume_or_Rethrow" => {
+            Some(Helper::UnwindStart)
+        }
+        // C++ catches call __cxa_begin_catch; Rust's catch_unwind frees the
+        // exception with _Unwind_DeleteException.
+        "__cxa_begin_catch" | "_Unwind_DeleteException" => Some(Helper::Catch),
+        "longjmp" | "_longjmp" | "siglongjmp" | "__longjmp_chk" | "__libc_siglongjmp"
+        | "__libc_longjmp" => Some(Helper::Longjmp),
+        _ => None,
+    }
+}
+
+/// Whether a library file name can hold helper functions: the unwinder
+/// (libgcc_s), the C++ runtime and libc. The executable is always looked at
+/// (a static libgcc).
+pub fn may_hold_helpers(file_name: &str) -> bool {
+    ["libc.so", "libgcc_s.so", "libstdc++.so"]
+        .iter()
+        .any(|p| file_name.starts_with(p))
+}

@@ -37,6 +37,14 @@ pub use plt::PltStub;
 pub use select::{Selection, Selector, select};
 pub use symbol::Symbol;
 
+/// Whether `path` starts like an ELF file (its errors come from reading it).
+pub fn is_elf(path: &Path) -> bool {
+    let mut head = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok_and(|()| head == object::elf::ELFMAG)
+}
+
 /// Errors a caller may branch on; "nothing found / nothing matched" is a
 /// value, never one of these.
 #[derive(Debug, thiserror::Error)]
@@ -97,8 +105,8 @@ pub struct AttachList {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExitFacts {
     /// A return probe that hijacks the return address (uretprobe, session)
-    /// is safe: nothing can unwind through its frame and it does not recurse
-    /// past the kernel's 64 pending returns.
+    /// is safe: nothing can unwind through its frame (an unwinder that
+    /// meets the kernel's trampoline aborts the program).
     pub hijack_safe: bool,
     /// It returns twice (setjmp and kin): its return address must never be
     /// hijacked at all.
@@ -225,6 +233,36 @@ impl ModuleLists {
     }
 }
 
+/// The helper probes of one module (`--exit=auto`): see [`libc::Helper`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HelperList {
+    pub path: PathBuf,
+    pub offsets: Vec<u64>,
+    pub kinds: Vec<libc::Helper>,
+}
+
+/// The unwinder and longjmp functions of `module` and where their probes go.
+pub fn helper_list(module: &ModuleSymbols) -> HelperList {
+    let mut list = HelperList {
+        path: module.path.clone(),
+        ..HelperList::default()
+    };
+    let mut seen = HashSet::new();
+    let mut add = |offset: u64, kind| {
+        if seen.insert(offset) {
+            list.offsets.push(offset);
+            list.kinds.push(kind);
+        }
+    };
+    for sym in module.functions.iter().filter(|s| s.placement.probeable) {
+        let names = std::iter::once(&sym.raw_name).chain(&sym.aliases);
+        if let Some(kind) = names.clone().find_map(|n| libc::helper_of(n)) {
+            add(sym.placement.probe_file_offset, kind);
+        }
+    }
+    list
+}
+
 /// Where a probe set's numbering starts: after the functions and modules a
 /// run already traces (code loaded later), or at zero.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -264,7 +302,9 @@ pub fn probe_set(selection: &Selection<'_>, numbering: Numbering) -> ProbeSet {
         let mut lists = ModuleLists::new(&module.path);
         let unwinds = module.can_unwind();
         for sym in &selected.functions {
-            let hijack_safe = (!unwinds || sym.leaf) && !sym.recursive;
+            // Recursion deeper than the kernel's 64 pending returns is BPF's
+            // to handle (HIJACK_BUDGET: ret sites on demand).
+            let hijack_safe = !unwinds || sym.leaf;
             let Some(id) = lists.number(&mut set, function_of(sym, module_id), hijack_safe) else {
                 continue;
             };

@@ -31,7 +31,4 @@ pub struct Symbol {
     /// Calls nothing and jumps to no other function: nothing can unwind
     /// through it (exits.rs).
     pub leaf: bool,
-    /// Calls itself directly: its recursion may go deeper than the kernel's
-    /// 64 pending return probes (exits.rs).
-    pub recursive: bool,
 }

@@ -22,6 +22,9 @@ const DEPTH: u8 = 4;
 const FUNC: u8 = 8;
 /// The event's thread lost events just before it.
 const AFTER_LOSS: u8 = 16;
+/// An end marker (format 3): `Unwind`, or `Gone` with EXIT set. Its depth
+/// is always stored, it has no function, and the model ignores it.
+const MARK: u8 = 32;
 
 /// What one thread's next event probably looks like.
 #[derive(Default)]
@@ -123,7 +126,13 @@ impl ChunkEncoder {
             self.prev_ts = ev.ts;
         }
         let exit = ev.kind == EventKind::Exit;
-        let mut flags = if exit { EXIT } else { 0 };
+        let mark = matches!(ev.kind, EventKind::Unwind | EventKind::Gone);
+        let mut flags = match ev.kind {
+            EventKind::Entry => 0,
+            EventKind::Exit => EXIT,
+            EventKind::Unwind => MARK,
+            EventKind::Gone => MARK | EXIT,
+        };
         if ev.after_loss {
             flags |= AFTER_LOSS;
         }
@@ -138,15 +147,18 @@ impl ChunkEncoder {
         };
         self.cur = Some((ev.tid, ev.pid, idx));
         let model = &mut self.models.models[idx];
-        if model.predict_depth(exit) != Some(ev.depth) {
+        // A marker's depth is always stored: it has no prediction.
+        if mark || model.predict_depth(exit) != Some(ev.depth) {
             flags |= DEPTH;
             put(&mut self.depths, ev.depth.into());
         }
-        if !exit || model.func_at(ev.depth) != Some(ev.func.0) {
+        if !mark && (!exit || model.func_at(ev.depth) != Some(ev.func.0)) {
             flags |= FUNC;
             put(&mut self.funcs, ev.func.0.into());
         }
-        model.update(exit, ev.depth, ev.func.0);
+        if !mark {
+            model.update(exit, ev.depth, ev.func.0);
+        }
         put(
             &mut self.deltas,
             zigzag(ev.ts.wrapping_sub(self.prev_ts) as i64),
@@ -216,6 +228,23 @@ impl ChunkDecoder {
             let (tid, pid, idx) = cur?;
             let model = &mut self.models.models[idx];
             let exit = f & EXIT != 0;
+            if f & MARK != 0 {
+                ts = ts.wrapping_add(unzigzag(deltas.varint()?) as u64);
+                out.push(Event {
+                    kind: if exit {
+                        EventKind::Gone
+                    } else {
+                        EventKind::Unwind
+                    },
+                    pid,
+                    tid,
+                    func: FuncId(0),
+                    depth: (f & DEPTH != 0).then(|| depths.varint_u32()).flatten()?,
+                    ts,
+                    after_loss: f & AFTER_LOSS != 0,
+                });
+                continue;
+            }
             let depth = if f & DEPTH != 0 {
                 depths.varint_u32()?
             } else {
@@ -291,6 +320,22 @@ mod tests {
             ev(Exit, 1, 1, 1, 120),
             ev(Exit, 2, 5, 0, 130),
             ev(Exit, 1, 0, 0, 140),
+        ]);
+    }
+
+    #[test]
+    fn end_markers_round_trip_and_leave_the_model_alone() {
+        use EventKind::*;
+        // An exception caught at depth 1, then a thread that ends inside a call;
+        // the exit after the marker is still predicted from the entries.
+        round_trip(&[
+            ev(Entry, 1, 0, 0, 100),
+            ev(Entry, 1, 1, 1, 110),
+            ev(Entry, 1, 2, 2, 120),
+            ev(Unwind, 1, 0, 2, 130),
+            ev(Exit, 1, 1, 1, 140),
+            ev(Entry, 1, 3, 1, 150),
+            ev(Gone, 1, 0, 0, 160),
         ]);
     }
 

@@ -40,7 +40,8 @@ pub use writer::{TraceWriter, Written};
 
 /// The format this build writes, and the newest it reads. 2: frames T may
 /// follow events (version 1 readers would drop those functions' names).
-pub const FORMAT_VERSION: u16 = 2;
+/// 3: chunks may hold end markers (unwinds, threads that ended).
+pub const FORMAT_VERSION: u16 = 3;
 
 /// Why a trace file cannot be read at all. Damage after the function table is
 /// not an error: the reader skips it and says so in its [`ReadStatus`].

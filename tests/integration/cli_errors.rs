@@ -150,15 +150,16 @@ fn list_shows_module_offset_probe_path_exit_and_name() {
             .collect()
     };
     let (rows, text) = listed(&fixture("calls", Build::Nop5));
-    // Every function starts with a nop5; fib recurses, so its exit is
-    // probed at its ret sites, the others by a uretprobe (C: nothing unwinds).
+    // Every function starts with a nop5; every return is hijacked through a
+    // session link (C: nothing unwinds), fib's too: calls nested deeper than
+    // the kernel's 64 pending returns get ret sites on demand.
     let expected = own(&[
-        ("a", "optimized", "uretprobe"),
-        ("b", "optimized", "uretprobe"),
-        ("c", "optimized", "uretprobe"),
-        ("fib", "optimized", "ret-sites"),
-        ("main", "optimized", "uretprobe"),
-        ("printf@plt", "single-step", "uretprobe"),
+        ("a", "optimized", "session"),
+        ("b", "optimized", "session"),
+        ("c", "optimized", "session"),
+        ("fib", "optimized", "session"),
+        ("main", "optimized", "session"),
+        ("printf@plt", "single-step", "session"),
     ]);
     assert_eq!(rows, expected, "{text}");
     assert!(
@@ -169,5 +170,5 @@ fn list_shows_module_offset_probe_path_exit_and_name() {
     let (rows, text) = listed(&fixture("throw", Build::O2));
     let exit_of = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2.as_str());
     assert_eq!(exit_of("f3(int)"), Some("ret-sites"), "{text}");
-    assert_eq!(exit_of("on_rethrow(int)"), Some("uretprobe"), "{text}");
+    assert_eq!(exit_of("on_rethrow(int)"), Some("session"), "{text}");
 }

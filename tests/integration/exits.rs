@@ -1,0 +1,168 @@
+//! Exits the default mode gets right on real program shapes: recursion no
+//! static check sees, far past the kernel's 64 pending returns, and calls
+//! that never return because their thread ends. Each against its exact tree.
+
+use std::time::Duration;
+
+use crate::common::{
+    Build, count_calls, counts, fixture, normalise, require_bpf, run, trace, utrace,
+};
+
+/// The indentation depth of each call line's body (two spaces a level).
+fn max_depth(graph: &str) -> usize {
+    graph
+        .lines()
+        .filter_map(|l| l.split_once("| ").map(|(_, b)| b))
+        .map(|b| (b.len() - b.trim_start().len()) / 2)
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn mutual_and_pointer_recursion_10000_deep_is_exact() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("mutual", Build::O2);
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(t.stdout, "mutual=10000 via=5000\n", "{}", t.stderr);
+    assert_eq!(
+        count_calls(&t.graph),
+        counts(&[
+            ("main", 1),
+            ("ping", 5000),
+            ("pong", 5000),
+            ("via", 5000),
+            ("printf@plt", 1)
+        ]),
+        "{}",
+        t.stderr
+    );
+    // Every call returned where it returned: no frame closed by guesswork.
+    assert!(!t.graph.contains("/* unwound */"), "{}", t.stderr);
+    assert!(!t.graph.contains("no return"), "{}", t.graph);
+    // ping(9999) is 10,000 calls deep under main.
+    assert_eq!(max_depth(&t.graph), 10_000);
+    let last = t.graph.lines().last().unwrap_or_default();
+    assert!(last.ends_with("| } /* main */"), "{last}");
+}
+
+#[test]
+fn deep_recursion_reports_the_tree_it_showed_live() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("mutual", Build::O2);
+    let live = trace(&bin, &[], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mutual.data");
+    let out = run(
+        utrace()
+            .args(["--record", "-d"])
+            .arg(&data)
+            .arg("--")
+            .arg(&bin),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = run(
+        utrace()
+            .args(["--report", "--format=call-graph", "-d"])
+            .arg(&data),
+        Duration::from_secs(60),
+    );
+    let reported = String::from_utf8_lossy(&report.stdout);
+    assert_eq!(normalise(&reported), normalise(&live.graph));
+}
+
+/// The lines of `graph` that end in `marker`, as their call's name.
+fn marked(graph: &str, marker: &str) -> Vec<String> {
+    graph
+        .lines()
+        .filter(|l| l.ends_with(marker))
+        .filter_map(|l| l.split_once("| ").map(|(_, b)| b.trim()))
+        .map(|b| {
+            let b = b.strip_suffix(marker).unwrap_or(b).trim_end();
+            let b = b.strip_prefix("} /* ").unwrap_or(b);
+            b.trim_end_matches(" */")
+                .trim_end_matches("();")
+                .to_string()
+        })
+        .collect()
+}
+
+/// The duration in ns of the first line of `graph` that `line` ends.
+fn duration_ns(graph: &str, line: &str) -> u64 {
+    let l = graph
+        .lines()
+        .find(|l| l.ends_with(line))
+        .unwrap_or_else(|| panic!("no line ending {line:?} in\n{graph}"));
+    let (value, unit) = l
+        .split_whitespace()
+        .take(2)
+        .fold((0.0, ""), |(v, _), w| match w {
+            "ns" | "us" | "ms" | "s" => (v, w),
+            n => (n.parse().unwrap_or(v), ""),
+        });
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        _ => 1e9,
+    };
+    (value * scale) as u64
+}
+
+#[test]
+fn calls_that_never_return_end_with_their_thread_marked() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("ends", Build::O2);
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(
+        (t.stdout.as_str(), t.code),
+        ("bye\n", Some(3)),
+        "{}",
+        t.stderr
+    );
+    let calls = count_calls(&t.graph);
+    for (name, n) in [
+        ("main", 1),
+        ("run", 1),
+        ("worker", 1),
+        ("quit", 1),
+        ("finish", 1),
+    ] {
+        assert_eq!(calls.get(name), Some(&n), "{name}: {}", t.graph);
+    }
+    let mut ended = marked(&t.graph, " /* no return: thread ended */");
+    ended.sort();
+    let expected = [
+        "exit@plt",
+        "finish",
+        "main",
+        "pthread_exit@plt",
+        "quit",
+        "run",
+        "worker",
+    ];
+    assert_eq!(ended, expected, "{}", t.graph);
+    // They end when their thread did, not at the end of the trace: finish
+    // lasts no longer than exit takes, run its 100 ms sleep and a little.
+    let finish = duration_ns(&t.graph, "} /* finish */ /* no return: thread ended */");
+    let run = duration_ns(&t.graph, "} /* run */ /* no return: thread ended */");
+    assert!(
+        finish < 50_000_000,
+        "finish lasted {finish} ns:\n{}",
+        t.graph
+    );
+    assert!(
+        (100_000_000..150_000_000).contains(&run),
+        "run lasted {run} ns"
+    );
+}
