@@ -182,11 +182,30 @@ pub fn wait_pid(pid: u32) -> Result<i32> {
     }
 }
 
-/// Checks that `pid` is a live process we can look into.
+/// Checks that `pid` is a live user-space process we can look into.
 pub fn check_pid(pid: u32) -> Result<PathBuf> {
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-    if pid == 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+    let stat = (pid != 0).then(|| proc_stat(pid)).flatten();
+    let Some(stat) = stat else {
         bail!("no such process: {pid} (check the pid with `ps`)");
+    };
+    if stat.flags & PF_KTHREAD != 0 {
+        bail!(
+            "pid {pid} is a kernel thread ({}): only user-space processes can be traced",
+            stat.comm
+        );
+    }
+    if stat.state == 'Z' || stat.state == 'X' {
+        if !threads_alive(pid) {
+            bail!(
+                "process {pid} is a zombie (exited, not yet reaped by its parent): nothing left to trace"
+            );
+        }
+        // The leader called pthread_exit: /proc/PID shows its empty mm.
+        bail!(
+            "process {pid}'s main thread has exited while its other threads run on: its memory \
+             cannot be read through /proc/{pid} (trace the program from its start with -c)"
+        );
     }
     if let Err(e) = std::fs::read_link(&exe) {
         bail!(
@@ -194,6 +213,43 @@ pub fn check_pid(pid: u32) -> Result<PathBuf> {
         );
     }
     Ok(exe)
+}
+
+/// `PF_KTHREAD` in /proc/PID/stat's flags (include/linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// The fields of /proc/PID/stat (or /proc/PID/task/TID/stat) utrace reads.
+struct ProcStat {
+    comm: String,
+    /// R, S, D, T, t, Z, X…
+    state: char,
+    flags: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Parses a stat line: `pid (comm) state ppid pgrp session tty tpgid flags …`.
+/// The command may hold spaces and parentheses: it ends at the last `)`.
+fn parse_stat(stat: &str) -> Option<ProcStat> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let flags = fields.nth(5)?.parse().ok()?;
+    Some(ProcStat { comm, state, flags })
+}
+
+/// Whether some thread of `pid` has not exited.
+fn threads_alive(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        parse_stat(&stat).is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
+    })
 }
 
 /// A process stopped for utrace (SIGSTOP: by BPF at the loader's breakpoint
@@ -238,11 +294,7 @@ fn wait_stopped(pid: u32) -> bool {
         };
         tasks.flatten().all(|t| {
             let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next());
-            matches!(state, Some("T" | "t" | "Z" | "X"))
+            parse_stat(&stat).is_some_and(|s| matches!(s.state, 'T' | 't' | 'Z' | 'X'))
         })
     };
     let start = std::time::Instant::now();
@@ -257,13 +309,25 @@ fn wait_stopped(pid: u32) -> bool {
 
 /// True while process `pid` exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => false,
+    proc_stat(pid).is_some_and(|s| s.state != 'Z')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_lines_parse_with_odd_commands() {
+        let kthreadd = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 25 0";
+        let s = parse_stat(kthreadd).unwrap();
+        assert_eq!((s.comm.as_str(), s.state), ("kthreadd", 'S'));
+        assert_ne!(s.flags & PF_KTHREAD, 0);
+        let odd = "77 (a) b (c) Z 1 77 77 0 -1 4194316 0 0";
+        let s = parse_stat(odd).unwrap();
+        assert_eq!(
+            (s.comm.as_str(), s.state, s.flags),
+            ("a) b (c", 'Z', 4194316)
+        );
+        assert!(parse_stat("12 (cut").is_none());
     }
 }

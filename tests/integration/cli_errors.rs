@@ -37,6 +37,45 @@ fn no_such_pid() {
 }
 
 #[test]
+fn a_kernel_thread_is_named_not_blamed_on_permissions() {
+    // pid 2 is kthreadd on every Linux: /proc/2/exe cannot be read, even by root.
+    let line = utrace_fails(&["-p", "2"]);
+    assert_eq!(
+        line,
+        "utrace: pid 2 is a kernel thread (kthreadd): only user-space processes can be traced"
+    );
+}
+
+#[test]
+fn a_zombie_is_named_not_blamed_on_permissions() {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    // Not waited for: once it exits it stays a zombie until `wait` below.
+    let stat = format!("/proc/{pid}/stat");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&stat)
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "true never exited"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let line = utrace_fails(&["-p", &pid.to_string()]);
+    child.wait().unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "utrace: process {pid} is a zombie (exited, not yet reaped by its parent): nothing left to trace"
+        )
+    );
+}
+
+#[test]
 fn no_such_command() {
     let line = utrace_fails(&["--", "/nonexistent/prog"]);
     assert!(
