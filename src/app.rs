@@ -20,6 +20,11 @@ pub fn main() -> ExitCode {
     match run() {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // Bad usage exits 2, as clap does for the errors it reports itself.
+        Err(err) if err.is::<cli::UsageError>() => {
+            eprintln!("utrace: {err}");
+            ExitCode::from(2)
+        }
         Err(err) => {
             eprintln!("utrace: {err:#}");
             ExitCode::FAILURE

@@ -75,6 +75,36 @@ fn a_zombie_is_named_not_blamed_on_permissions() {
     );
 }
 
+/// utrace's exit status and whole stderr for `args`.
+fn usage(args: &[&str]) -> (Option<i32>, String) {
+    let out = run(utrace().args(args), Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr)
+}
+
+#[test]
+fn negative_numbers_get_one_line_saying_what_the_option_takes() {
+    let bin = fixture("calls", Build::O2);
+    let bin = bin.to_str().unwrap();
+    let cases = [
+        (
+            vec!["--max-depth", "-1", "--", bin],
+            "utrace: --max-depth takes a number of levels, 0 or more\n",
+        ),
+        (
+            vec!["-t", "-5us", "--", bin],
+            "utrace: --time-filter takes a duration like 10us, not a negative one\n",
+        ),
+        (
+            vec!["-p", "-1"],
+            "utrace: -p takes a process id, a number like 4242 (see `ps`)\n",
+        ),
+    ];
+    for (args, stderr) in cases {
+        assert_eq!(usage(&args), (Some(2), stderr.to_owned()), "{args:?}");
+    }
+}
+
 #[test]
 fn no_such_command() {
     let line = utrace_fails(&["--", "/nonexistent/prog"]);
