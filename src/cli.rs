@@ -136,8 +136,9 @@ struct Args {
     #[arg(long)]
     libname: bool,
 
-    /// Run the command as USER (with -c).
-    #[arg(short = 'u', long = "user", value_name = "USER")]
+    /// Run the command as USER: a name or a uid, optionally with :GROUP (a
+    /// name or a gid; default: the user's own). With -c.
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
     user: Option<String>,
 
     /// Disable address space layout randomization for the command (with -c).

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, User, fork, pipe};
+use nix::unistd::{ForkResult, Gid, Group, Pid, Uid, User, fork, pipe};
 
 /// A command forked and waiting for [`Launched::release`] to exec.
 pub struct Launched {
@@ -65,14 +65,7 @@ pub fn launch(exe: &Path, argv: &[String], opts: &LaunchOptions) -> Result<Launc
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
         .context("command argument contains a NUL byte")?;
-    let user = match opts.user {
-        Some(name) => Some(
-            User::from_name(name)
-                .with_context(|| format!("looking up user {name}"))?
-                .with_context(|| format!("no such user: {name}"))?,
-        ),
-        None => None,
-    };
+    let user = opts.user.map(credentials).transpose()?;
     let (go_r, go_w) = pipe().context("creating a pipe")?;
     let (err_r, err_w) = pipe2_cloexec()?;
     // SAFETY: utrace is single-threaded at this point (no reader or signal
@@ -99,6 +92,64 @@ pub fn launch(exe: &Path, argv: &[String], opts: &LaunchOptions) -> Result<Launc
     }
 }
 
+/// Who the command runs as with `-u`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: Uid,
+    pub gid: Gid,
+    /// Supplementary groups: the user's (from the group database), never
+    /// utrace's own (root's) groups.
+    pub groups: Vec<Gid>,
+}
+
+/// `-u USER[:GROUP]`: USER is a name or a numeric uid, GROUP a name or a
+/// numeric gid (default: the user's primary group). A uid the user
+/// database does not know needs its group spelled out.
+pub fn credentials(spec: &str) -> Result<Credentials> {
+    let (user, group) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
+    let numeric = user.parse::<u32>().ok();
+    let entry = match numeric {
+        Some(uid) => User::from_uid(Uid::from_raw(uid)),
+        None => User::from_name(user),
+    }
+    .with_context(|| format!("looking up user {user}"))?;
+    let uid = match (&entry, numeric) {
+        (Some(entry), _) => entry.uid,
+        (None, Some(uid)) => Uid::from_raw(uid),
+        (None, None) => bail!("no such user: {user}"),
+    };
+    let gid = match (group, &entry) {
+        (Some(group), _) => group_id(group)?,
+        (None, Some(entry)) => entry.gid,
+        (None, None) => bail!(
+            "uid {uid} has no entry in the user database: give its group too, as -u {uid}:GID"
+        ),
+    };
+    let groups = match &entry {
+        Some(entry) => {
+            let name = CString::new(entry.name.as_bytes()).context("user name contains a NUL")?;
+            nix::unistd::getgrouplist(&name, gid)
+                .with_context(|| format!("reading the groups of user {}", entry.name))?
+        }
+        None => vec![gid],
+    };
+    Ok(Credentials { uid, gid, groups })
+}
+
+/// A group given by name or number.
+fn group_id(group: &str) -> Result<Gid> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(Gid::from_raw(gid));
+    }
+    let entry = Group::from_name(group).with_context(|| format!("looking up group {group}"))?;
+    Ok(entry
+        .with_context(|| format!("no such group: {group}"))?
+        .gid)
+}
+
 fn pipe2_cloexec() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")
 }
@@ -109,7 +160,7 @@ fn child(
     err: OwnedFd,
     path: &CString,
     args: &[CString],
-    user: Option<&User>,
+    user: Option<&Credentials>,
     no_aslr: bool,
 ) -> ! {
     let mut byte = [0u8; 1];
@@ -122,8 +173,11 @@ fn child(
         // SAFETY: personality only changes this process's execution domain flags.
         unsafe { libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong) };
     }
+    // Groups first: once the uid is dropped they can no longer be changed.
     if let Some(user) = user
-        && (nix::unistd::setgid(user.gid).is_err() || nix::unistd::setuid(user.uid).is_err())
+        && (nix::unistd::setgroups(&user.groups).is_err()
+            || nix::unistd::setgid(user.gid).is_err()
+            || nix::unistd::setuid(user.uid).is_err())
     {
         report_and_exit(&err, nix::errno::Errno::last_raw());
     }
@@ -315,6 +369,28 @@ pub fn alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_are_names_or_numbers_with_an_optional_group() {
+        let root = credentials("root").unwrap();
+        assert_eq!((root.uid.as_raw(), root.gid.as_raw()), (0, 0));
+        assert_eq!(credentials("0").unwrap(), root);
+        let both = credentials("0:100").unwrap();
+        assert_eq!((both.uid.as_raw(), both.gid.as_raw()), (0, 100));
+        assert!(both.groups.contains(&Gid::from_raw(100)));
+        let unknown = credentials("4242424:4343").unwrap();
+        assert_eq!(unknown.groups, [Gid::from_raw(4343)]);
+        let err = |spec| credentials(spec).unwrap_err().to_string();
+        assert_eq!(err("no-such-user-x"), "no such user: no-such-user-x");
+        assert_eq!(
+            err("root:no-such-group-x"),
+            "no such group: no-such-group-x"
+        );
+        assert_eq!(
+            err("4242424"),
+            "uid 4242424 has no entry in the user database: give its group too, as -u 4242424:GID"
+        );
+    }
 
     #[test]
     fn stat_lines_parse_with_odd_commands() {

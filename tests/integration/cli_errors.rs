@@ -183,6 +183,24 @@ fn no_bpf_permission_names_the_capabilities() {
 }
 
 #[test]
+fn no_such_user_or_group() {
+    if !require_bpf() {
+        return; // the command is launched after the BPF programs load
+    }
+    let bin = fixture("ids", Build::O2);
+    let bin = bin.to_str().unwrap();
+    let line = utrace_fails(&["-u", "no-such-user-x", "--", bin]);
+    assert_eq!(line, "utrace: no such user: no-such-user-x");
+    let line = utrace_fails(&["-u", "nobody:no-such-group-x", "--", bin]);
+    assert_eq!(line, "utrace: no such group: no-such-group-x");
+    let line = utrace_fails(&["-u", "4242424", "--", bin]);
+    assert_eq!(
+        line,
+        "utrace: uid 4242424 has no entry in the user database: give its group too, as -u 4242424:GID"
+    );
+}
+
+#[test]
 fn nothing_to_trace() {
     let line = utrace_fails(&["-f", "x"]);
     assert!(line.contains("nothing to trace"), "{line}");

@@ -95,6 +95,37 @@ fn libname_flat_and_timestamp_change_the_layout() {
 }
 
 #[test]
+fn user_is_a_name_a_uid_or_uid_and_gid() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("ids", Build::O2);
+    let ran_as = |user: &str| {
+        let t = trace(&bin, &[], &["-u", user, "-f", "report"]);
+        assert_eq!(
+            count_calls(&t.graph),
+            counts(&[("report", 1)]),
+            "{}",
+            t.stderr
+        );
+        t.stdout
+    };
+    // Root's own groups are never kept: the user's groups replace them.
+    let nobody = "uid=65534 euid=65534 gid=65534 egid=65534 groups=65534\n";
+    assert_eq!(ran_as("nobody"), nobody);
+    assert_eq!(ran_as("65534"), nobody);
+    assert_eq!(ran_as("65534:65534"), nobody);
+    assert_eq!(
+        ran_as("65534:100"),
+        "uid=65534 euid=65534 gid=100 egid=100 groups=100\n"
+    );
+    assert_eq!(
+        ran_as("4242424:4343"),
+        "uid=4242424 euid=4242424 gid=4343 egid=4343 groups=4343\n"
+    );
+}
+
+#[test]
 fn a_running_call_shows_its_opening_line_and_ctrl_c_reaches_the_command() {
     if !require_bpf() {
         return;
