@@ -104,7 +104,7 @@ struct Args {
     #[arg(long)]
     per_thread: bool,
 
-    /// Write output (call graph, report, SVG) to FILE instead of stdout.
+    /// Write output (call graph, report, SVG, --list) to FILE instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
 
@@ -335,7 +335,7 @@ impl Args {
             exit: self.exit.into(),
         };
         Ok(if self.list {
-            Mode::List(trace)
+            Mode::List(trace, report.output)
         } else if self.record {
             Mode::Record(trace, self.data)
         } else {

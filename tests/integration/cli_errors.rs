@@ -1,6 +1,7 @@
 //! Bad input gets one clear line naming the problem and the way out, and a
 //! non-zero exit: never a panic, never a silent empty result.
 
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -257,4 +258,35 @@ fn list_shows_module_offset_probe_path_exit_and_name() {
     let exit_of = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2.as_str());
     assert_eq!(exit_of("f3(int)"), Some("ret-sites"), "{text}");
     assert_eq!(exit_of("on_rethrow(int)"), Some("uretprobe"), "{text}");
+}
+
+#[test]
+fn list_goes_to_the_file_o_names() {
+    let bin = fixture("calls", Build::O2);
+    let list = |output: Option<&Path>| {
+        let mut cmd = utrace();
+        cmd.arg("--list");
+        if let Some(path) = output {
+            cmd.arg("-o").arg(path);
+        }
+        let out = run(cmd.arg("--").arg(&bin), Duration::from_secs(60));
+        assert!(out.status.success(), "{out:?}");
+        (
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (table, said) = list(None);
+    assert!(table.starts_with(b"MODULE "), "{table:?}");
+    assert_eq!(said, "utrace: 6 functions in 1 module\n");
+    let dir = tempfile::tempdir().unwrap();
+    let lst = dir.path().join("lst.txt");
+    let (stdout, said) = list(Some(&lst));
+    assert_eq!(stdout, b"", "nothing on stdout");
+    assert_eq!(std::fs::read(&lst).unwrap(), table);
+    assert_eq!(
+        said,
+        format!("Wrote {}: 6 functions in 1 module\n", lst.display())
+    );
+    assert_eq!(list(Some(Path::new("-"))).0, table, "-o - is stdout");
 }
