@@ -96,7 +96,7 @@ impl CallGraph {
     }
 
     fn write_header(&mut self) -> Result<()> {
-        if self.layout.flat || self.header_done {
+        if self.header_done {
             return Ok(());
         }
         self.header_done = true;
@@ -402,6 +402,35 @@ mod tests {
    0.731 us [     7] |     compare();
   52.004 us [     7] |   } /* sort_numbers */
   60.000 us [     7] | } /* main */
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn flat_layout_has_the_header_too() {
+        let buf = Shared::default();
+        let layout = Layout {
+            flat: true,
+            ..Layout::default()
+        };
+        let mut g = CallGraph::new(Box::new(buf.clone()), layout);
+        let t = table();
+        for c in [
+            enter(0, 0, 0),
+            enter(2, 1, 1_000),
+            leave(2, 1, 1_000, 1_731),
+            leave(0, 0, 0, 3_000),
+        ] {
+            g.call(&c, &t).unwrap();
+        }
+        g.finish(&t, &RunInfo::default()).unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let expected = "\
+# DURATION     TID     FUNCTION
+            [     7] | main() {
+            [     7] | compare() {
+   0.731 us [     7] | } /* compare */
+   3.000 us [     7] | } /* main */
 ";
         assert_eq!(text, expected);
     }

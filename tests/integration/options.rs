@@ -69,6 +69,13 @@ fn libname_flat_and_timestamp_change_the_layout() {
     assert!(t.graph.contains("| main@exitcode-O2() {"), "{}", t.graph);
     let flat = |exit: &str| {
         let t = trace(&bin, &[], &["--flat", exit, "--no-function", "strtol*"]);
+        let header = t.graph.lines().next();
+        assert_eq!(
+            header,
+            Some("# DURATION     TID     FUNCTION"),
+            "{}",
+            t.graph
+        );
         let bodies = t
             .graph
             .lines()
