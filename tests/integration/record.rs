@@ -164,7 +164,8 @@ fn every_format_reads_a_real_recording() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sort.data");
-    record(&[], &fixture("sort", Build::O2), &["-n", "100"], &data);
+    let bin = fixture("sort", Build::O2);
+    record(&[], &bin, &["-n", "100"], &data);
     let summary = report(&data, &[]);
     let row = summary
         .lines()
@@ -191,6 +192,14 @@ fn every_format_reads_a_real_recording() {
         svg.starts_with("<?xml") && svg.contains("compare"),
         "flame graph SVG"
     );
+    // The root frame is labelled with the command, in its title and its text.
+    let command = format!("{} -n 100", bin.display());
+    let root = svg
+        .split("<g>")
+        .find(|g| g.contains(" ns, 100%)</title>"))
+        .expect("a root frame");
+    assert!(root.starts_with(&format!("<title>{command} (")), "{root}");
+    assert!(root.ends_with(&format!(">{command}</text></g>")), "{root}");
     let chrome: serde_json::Value =
         serde_json::from_str(&report(&data, &["--format=chrome"])).unwrap();
     let x_events = chrome["traceEvents"]
