@@ -206,5 +206,6 @@ pub(super) fn stats_of(raw: &BpfCounts) -> Stats {
         self_ns: raw.self_ns,
         min_ns: raw.min_ns,
         max_ns: raw.max_ns,
+        sum_ns: raw.sum_ns,
     }
 }
