@@ -223,13 +223,35 @@ impl Drop for Launched {
     }
 }
 
-/// Waits for child `pid` to end; returns the exit code utrace should use
-/// (the child's, or 128 + the signal that killed it, as a shell does).
-pub fn wait_pid(pid: u32) -> Result<i32> {
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal { signal: Signal, core_dumped: bool },
+}
+
+impl Exit {
+    /// The exit code utrace should end with: the process's own, or 128 +
+    /// the signal that killed it, as a shell does.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(code) => code,
+            Exit::Signal { signal, .. } => 128 + signal as i32,
+        }
+    }
+}
+
+/// Waits for child `pid` to end.
+pub fn wait_pid(pid: u32) -> Result<Exit> {
     loop {
         match waitpid(Pid::from_raw(pid as i32), None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(_, signal, core_dumped)) => {
+                return Ok(Exit::Signal {
+                    signal,
+                    core_dumped,
+                });
+            }
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("waiting for the command"),
         }

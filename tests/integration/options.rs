@@ -238,3 +238,55 @@ fn max_rate_applies_to_counting_in_bpf() {
     );
     assert_eq!(summary_calls(&t.graph).get("main"), Some(&1));
 }
+
+/// A command a signal kills gets a closing line saying so (with or without
+/// a core dump, as the kernel decided for it untraced), and utrace exits
+/// 128 + N as a shell does.
+#[test]
+fn a_command_killed_by_a_signal_gets_a_closing_line() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("crash", Build::O2);
+    let dir = tempfile::tempdir().unwrap();
+    // Where a core dump may be written; allowed, so both forms can show.
+    let allow_core = |cmd: &mut Command| {
+        cmd.current_dir(dir.path());
+        // SAFETY: setrlimit is async-signal-safe and touches no memory of ours.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(cmd, || {
+                let unlimited = libc::rlimit {
+                    rlim_cur: libc::RLIM_INFINITY,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &unlimited);
+                Ok(())
+            });
+        }
+    };
+    let mut untraced = Command::new(&bin);
+    allow_core(&mut untraced);
+    let status = untraced.status().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGSEGV));
+    let core = if status.core_dumped() {
+        " (core dumped)"
+    } else {
+        ""
+    };
+    let mut cmd = utrace();
+    cmd.args(["-f", "crash", "--"]).arg(&bin);
+    allow_core(&mut cmd);
+    let out = crate::common::run(&mut cmd, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGSEGV), "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(format!("utrace: {} killed by SIGSEGV{core}", bin.display()).as_str()),
+        "{stderr}"
+    );
+    assert!(
+        count_calls(&String::from_utf8_lossy(&out.stdout)).contains_key("crash"),
+        "{stderr}"
+    );
+}
