@@ -191,6 +191,9 @@ fn attach(
         probes.follow(pid)?;
     }
     let exe = plan.exe.as_path();
+    for line in exit_policy::unwind_warnings(&plan.modules, &plan.probes, opts.exit) {
+        warning!("{line}");
+    }
     let links = exit_policy::links(&plan.probes, opts.exit);
     probes.attach_all(links, |path| (!(follow && path == exe)).then_some(pid))?;
     let watch = CodeWatch::new(plan, opts, pid, follow.then_some(exe))?;

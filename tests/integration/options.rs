@@ -290,3 +290,36 @@ fn a_command_killed_by_a_signal_gets_a_closing_line() {
         "{stderr}"
     );
 }
+
+/// `--exit=uretprobe` and `--exit=session` hijack every return: utrace warns
+/// first where something can unwind through the frames (C++ here), and
+/// only there.
+#[test]
+fn hijacking_exits_warn_before_tracing_code_that_unwinds() {
+    if !require_bpf() {
+        return;
+    }
+    let throw = fixture("throw", Build::O2);
+    // caught() is a leaf nothing unwinds through: the run itself is safe.
+    for exit in ["uretprobe", "session"] {
+        let t = trace(&throw, &[], &[&format!("--exit={exit}"), "-f", "caught"]);
+        assert_eq!(t.stdout, "caught=16 sum=128\n", "{}", t.stderr);
+        assert_eq!(
+            t.stderr.lines().next(),
+            Some(
+                format!(
+                    "utrace: warning: {} can unwind through its frames (C++ exceptions, longjmp): \
+                     --exit={exit} may abort it; the default --exit=auto is safe",
+                    throw.display()
+                )
+                .as_str()
+            ),
+            "{}",
+            t.stderr
+        );
+    }
+    let t = trace(&throw, &[], &["-f", "caught"]);
+    assert!(!t.stderr.contains("warning"), "auto: {}", t.stderr);
+    let t = trace(&fixture("calls", Build::O2), &[], &["--exit=uretprobe"]);
+    assert!(!t.stderr.contains("warning"), "C: {}", t.stderr);
+}
