@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Build, Traced, count_calls, counts, fixture, require_bpf, summary_calls, trace, utrace,
+    Build, Traced, assert_text_eq, count_calls, counts, fixture, normalise, require_bpf,
+    summary_calls, trace, utrace,
 };
 
 /// Builds tests/fixtures/uselib.c against the plugin library into `dir`.
@@ -322,4 +323,57 @@ fn hijacking_exits_warn_before_tracing_code_that_unwinds() {
     assert!(!t.stderr.contains("warning"), "auto: {}", t.stderr);
     let t = trace(&fixture("calls", Build::O2), &[], &["--exit=uretprobe"]);
     assert!(!t.stderr.contains("warning"), "C: {}", t.stderr);
+}
+
+/// `--libname` names the library a PLT call goes to, not the stub's module:
+/// from the import's version need (strtol@GLIBC → libc.so.6), or, for an
+/// unversioned import in a program needing several libraries, from the
+/// library that exports it; live and from a recording alike.
+#[test]
+fn libname_names_the_library_a_plt_call_goes_to() {
+    if !require_bpf() {
+        return;
+    }
+    let t = trace(&fixture("exitcode", Build::O2), &["0"], &["--libname"]);
+    assert_text_eq(
+        "
+# DURATION     TID     FUNCTION
+            [     1] | main@exitcode-O2() {
+      <dur> [     1] |   strtol@libc.so.6();
+      <dur> [     1] |   leave@exitcode-O2();
+      <dur> [     1] | } /* main@exitcode-O2 */
+",
+        &normalise(&t.graph),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bin = uselib(dir.path());
+    let expected = "
+# DURATION     TID     FUNCTION
+            [     1] | main@uselib() {
+      <dur> [     1] |   plugin_entry@libplugin.so();
+      <dur> [     1] | } /* main@uselib */
+";
+    let opts = ["--libname", "--no-function", "printf*"];
+    let t = trace(&bin, &[], &opts);
+    assert_text_eq(expected, &normalise(&t.graph));
+    let data = dir.path().join("uselib.data");
+    let recorded = crate::common::run(
+        utrace()
+            .args(["--record", "--no-function", "printf*", "-d"])
+            .arg(&data)
+            .arg("--")
+            .arg(&bin),
+        Duration::from_secs(60),
+    );
+    assert!(recorded.status.success(), "{recorded:?}");
+    let reported = crate::common::run(
+        utrace()
+            .args(["--report", "--format=call-graph", "--libname", "-d"])
+            .arg(&data),
+        Duration::from_secs(60),
+    );
+    assert_text_eq(
+        expected,
+        &normalise(&String::from_utf8_lossy(&reported.stdout)),
+    );
 }
