@@ -132,6 +132,7 @@ fn table() -> FuncTable {
             addr: 0x1000 + 0x40 * i as u64,
             size: 0x40,
             kind: FuncKind::Function,
+            library: None,
         })
         .collect();
     FuncTable {

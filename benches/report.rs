@@ -75,6 +75,7 @@ fn table() -> FuncTable {
             } else {
                 FuncKind::Function
             },
+            library: (i == FUNCTIONS - 1).then(|| "libc.so.6".into()),
         })
         .collect();
     let modules = vec![

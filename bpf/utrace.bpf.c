@@ -545,6 +545,7 @@ static __always_inline void count_call(struct thread_state *s, __u32 func, __u32
 	if (!open_below(s, func, d))
 		st->total_ns += dur;
 	st->self_ns += dur > f->child ? dur - f->child : 0;
+	st->sum_ns += dur;
 	if (!st->min_ns || dur < st->min_ns)
 		st->min_ns = dur;
 	if (dur > st->max_ns)

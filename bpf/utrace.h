@@ -126,6 +126,7 @@ struct func_counts {
 	__u64 self_ns; /* less traced callees */
 	__u64 min_ns;
 	__u64 max_ns;
+	__u64 sum_ns; /* every call's duration, nested recursive ones too: avg = sum / count */
 };
 
 #endif

@@ -9,7 +9,8 @@ use crate::util::idmap::{IdMap, PerThread};
 
 /// One function's numbers. Total counts only outermost activations of a
 /// recursive function (as uftrace does), so totals never count time twice;
-/// min and max are over every call's own duration; avg = total / calls.
+/// min, max and avg are over every call's own duration (avg = sum / calls),
+/// so min ≤ avg ≤ max always holds, recursion or not.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     pub calls: u64,
@@ -17,11 +18,14 @@ pub struct Stats {
     pub self_ns: u64,
     pub min_ns: u64,
     pub max_ns: u64,
+    /// Every call's own duration, nested activations included.
+    pub sum_ns: u64,
 }
 
 impl Stats {
+    /// The mean duration of a call.
     pub fn avg_ns(&self) -> u64 {
-        self.total_ns.checked_div(self.calls).unwrap_or(0)
+        self.sum_ns.checked_div(self.calls).unwrap_or(0)
     }
 }
 
@@ -123,6 +127,7 @@ impl StatsByFunction {
             s.min_ns.min(total)
         };
         s.max_ns = s.max_ns.max(total);
+        s.sum_ns += total;
         s.calls += 1;
         s.self_ns += total.saturating_sub(child_ns);
         if outermost {
@@ -296,9 +301,12 @@ mod tests {
                 total_ns: 80,
                 self_ns: 80,
                 min_ns: 20,
-                max_ns: 80
+                max_ns: 80,
+                sum_ns: 150,
             }
         );
+        // 80, 50 and 20 ns: the mean call, not total / calls (26 ns < min).
+        assert_eq!(fib.avg_ns(), 50);
         let main = rows.iter().find(|r| r.0 == FuncId(0)).unwrap().1;
         assert_eq!(
             main,
@@ -307,7 +315,8 @@ mod tests {
                 total_ns: 100,
                 self_ns: 20,
                 min_ns: 100,
-                max_ns: 100
+                max_ns: 100,
+                sum_ns: 100,
             }
         );
         assert_eq!(rows[0].0, FuncId(0));

@@ -2,6 +2,7 @@
 //! live tracing, recording, `--list`, or a report — and exit with the traced
 //! command's status. Errors print as one line, `utrace: …`, with the way out.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -20,6 +21,11 @@ pub fn main() -> ExitCode {
     match run() {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        // Bad usage exits 2, as clap does for the errors it reports itself.
+        Err(err) if err.is::<cli::UsageError>() => {
+            eprintln!("utrace: {err}");
+            ExitCode::from(2)
+        }
         Err(err) => {
             eprintln!("utrace: {err:#}");
             ExitCode::FAILURE
@@ -29,9 +35,12 @@ pub fn main() -> ExitCode {
 
 fn run() -> Result<i32> {
     match cli::parse()? {
-        Mode::List(trace) => {
+        Mode::List(trace, output) => {
             let plan = plan::build(&trace)?;
-            list::print(&plan, trace.exit, &mut std::io::stdout().lock())?;
+            let mut out = output::open(output.as_deref(), None)?;
+            list::print(&plan, trace.exit, &mut out.writer)?;
+            out.writer.flush()?;
+            eprintln!("{}", list::closing_line(&plan, out.file.as_deref()));
             Ok(0)
         }
         Mode::Live(trace, report) => live(&trace, &report),

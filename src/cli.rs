@@ -45,7 +45,9 @@ struct Args {
         short = 'p',
         long = "pid",
         value_name = "PID",
-        conflicts_with = "report"
+        conflicts_with = "report",
+        allow_negative_numbers = true,
+        value_parser = parse_pid
     )]
     pid: Option<u32>,
 
@@ -102,16 +104,16 @@ struct Args {
     #[arg(long)]
     per_thread: bool,
 
-    /// Write output (call graph, report, SVG) to FILE instead of stdout.
+    /// Write output (call graph, report, SVG, --list) to FILE instead of stdout.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
 
     /// Do not send calls nested deeper than N (0 = outermost calls only); applied in BPF.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_depth)]
     max_depth: Option<u32>,
 
     /// Only show calls that ran at least TIME, e.g. 10us, 2ms; applied in BPF.
-    #[arg(short = 't', long, value_name = "TIME", value_parser = parse_duration)]
+    #[arg(short = 't', long, value_name = "TIME", allow_hyphen_values = true, value_parser = parse_duration)]
     time_filter: Option<u64>,
 
     /// Show the TID column (the default; kept for eBPF-utrace users).
@@ -134,8 +136,9 @@ struct Args {
     #[arg(long)]
     libname: bool,
 
-    /// Run the command as USER (with -c).
-    #[arg(short = 'u', long = "user", value_name = "USER")]
+    /// Run the command as USER: a name or a uid, optionally with :GROUP (a
+    /// name or a gid; default: the user's own). With -c.
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
     user: Option<String>,
 
     /// Disable address space layout randomization for the command (with -c).
@@ -153,13 +156,13 @@ struct Args {
 
     /// Size of the BPF ring buffer, e.g. 16M (a power of two, at least 4K). A
     /// larger buffer absorbs longer bursts before events are lost.
-    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", default_value = "16M", allow_hyphen_values = true, value_parser = parse_size)]
     buffer_size: u32,
 
     /// Stop tracing a function once it is called more than N times in a
     /// second (its probes are removed on the fly); the functions dropped are
     /// listed at the end. A live --format=summary checks once a second.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_rate)]
     max_rate: Option<u64>,
 
     /// Do not trace children the program forks.
@@ -236,9 +239,19 @@ impl From<SortArg> for SortKey {
     }
 }
 
-/// Parses the process arguments (exits with clap's message on bad usage).
+/// A value the command line cannot take, said in one line (the caller
+/// exits with status 2, as clap does for other usage errors).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(String);
+
+/// Parses the process arguments. A bad option value is a [`UsageError`];
+/// other usage errors, `--help` and `--version` exit with clap's output.
 pub fn parse() -> Result<Mode> {
-    Args::parse().into_mode()
+    match Args::try_parse() {
+        Ok(args) => args.into_mode(),
+        Err(err) => Err(usage_error(err).unwrap_or_else(|err| err.exit()).into()),
+    }
 }
 
 /// Parses an explicit argv; for tests.
@@ -248,7 +261,27 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    Args::try_parse_from(argv)?.into_mode()
+    match Args::try_parse_from(argv) {
+        Ok(args) => args.into_mode(),
+        Err(err) => Err(match usage_error(err) {
+            Ok(usage) => usage.into(),
+            Err(err) => err.into(),
+        }),
+    }
+}
+
+/// A value our parsers refused, as the one line they wrote (clap's own
+/// rendering adds a usage block and, for a value starting with `-`, a tip to
+/// pass it after `--`, which is wrong here); any other error as it was.
+fn usage_error(err: clap::Error) -> Result<UsageError, clap::Error> {
+    use std::error::Error as _;
+    if err.kind() != clap::error::ErrorKind::ValueValidation {
+        return Err(err);
+    }
+    match err.source() {
+        Some(reason) => Ok(UsageError(reason.to_string())),
+        None => Err(err),
+    }
 }
 
 impl Args {
@@ -302,7 +335,7 @@ impl Args {
             exit: self.exit.into(),
         };
         Ok(if self.list {
-            Mode::List(trace)
+            Mode::List(trace, report.output)
         } else if self.record {
             Mode::Record(trace, self.data)
         } else {
@@ -322,6 +355,31 @@ fn split_command(cmd: &str) -> Result<Vec<String>> {
     Ok(argv)
 }
 
+/// `-p`: a process id. Negative numbers reach this (clap would otherwise
+/// take `-1` for an option) to be refused in words.
+fn parse_pid(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "-p takes a process id, a number like 4242 (see `ps`)".to_owned())
+}
+
+/// `--max-depth`: levels below the outermost call, 0 or more (capped by
+/// BPF at its 16-bit depth field, so a huge number means "no limit").
+fn parse_depth(s: &str) -> Result<u32, String> {
+    let levels: u64 = s
+        .trim()
+        .parse()
+        .map_err(|_| "--max-depth takes a number of levels, 0 or more".to_owned())?;
+    Ok(u32::try_from(levels).unwrap_or(u32::MAX))
+}
+
+/// `--max-rate`: calls a second.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| "--max-rate takes a number of calls a second, like 10000".to_owned())
+}
+
 /// "64K", "16M", or bytes; a power of two from 4 KiB to 1 GiB, as the
 /// kernel requires of a ring buffer.
 fn parse_size(s: &str) -> Result<u32, String> {
@@ -331,12 +389,12 @@ fn parse_size(s: &str) -> Result<u32, String> {
         t if t.ends_with('G') => (t[..t.len() - 1].to_string(), 1 << 30),
         t => (t, 1),
     };
-    let not_a_size = || format!("{s:?} is not a size like 64K or 16M");
+    let not_a_size = || format!("--buffer-size {s:?} is not a size like 64K or 16M");
     let n: u64 = num.parse().map_err(|_| not_a_size())?;
     let bytes = n.saturating_mul(scale);
     if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
         return Err(format!(
-            "{s:?}: the ring buffer size must be a power of two from 4K to 1G"
+            "--buffer-size {s:?}: the ring buffer size must be a power of two from 4K to 1G"
         ));
     }
     Ok(bytes as u32)
@@ -345,13 +403,18 @@ fn parse_size(s: &str) -> Result<u32, String> {
 /// "10us", "2ms", "1.5s", "500ns", or a bare number of nanoseconds.
 fn parse_duration(s: &str) -> Result<u64, String> {
     let s = s.trim();
+    if s.strip_prefix('-')
+        .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit() || c == '.'))
+    {
+        return Err("--time-filter takes a duration like 10us, not a negative one".to_owned());
+    }
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let value: f64 = num
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 10us or 2ms"))?;
+        .map_err(|_| format!("--time-filter {s:?} is not a duration like 10us or 2ms"))?;
     let scale = match unit {
         "" | "ns" => 1.0,
         "us" => 1e3,
@@ -359,7 +422,7 @@ fn parse_duration(s: &str) -> Result<u64, String> {
         "s" => 1e9,
         _ => {
             return Err(format!(
-                "unknown unit {unit:?} in {s:?}: use ns, us, ms or s"
+                "--time-filter {s:?}: unknown unit {unit:?}, use ns, us, ms or s"
             ));
         }
     };
@@ -436,6 +499,45 @@ mod tests {
             assert!(err.ends_with(too_big), "{s}: {err}");
         }
         assert!(parse_size("lots").unwrap_err().contains("is not a size"));
+    }
+
+    #[test]
+    fn negative_values_are_refused_in_one_line_not_taken_for_options() {
+        let refused = |argv: &[&str]| {
+            let err = parse_from(["utrace"].iter().chain(argv)).unwrap_err();
+            assert!(err.is::<UsageError>(), "{argv:?}: {err:?}");
+            err.to_string()
+        };
+        let levels = "--max-depth takes a number of levels, 0 or more";
+        assert_eq!(refused(&["--max-depth", "-1", "--", "ls"]), levels);
+        assert_eq!(refused(&["--max-depth=-1", "--", "ls"]), levels);
+        assert_eq!(refused(&["--max-depth", "lots", "--", "ls"]), levels);
+        let negative = "--time-filter takes a duration like 10us, not a negative one";
+        assert_eq!(refused(&["-t", "-5us", "--", "ls"]), negative);
+        assert_eq!(refused(&["--time-filter", "-5", "--", "ls"]), negative);
+        // An option where the value should be is not called a negative duration.
+        assert_eq!(
+            refused(&["-t", "--flat", "--", "ls"]),
+            "--time-filter \"--flat\" is not a duration like 10us or 2ms"
+        );
+        assert_eq!(
+            refused(&["-p", "-1"]),
+            "-p takes a process id, a number like 4242 (see `ps`)"
+        );
+        assert_eq!(
+            refused(&["--max-rate", "-3", "--", "ls"]),
+            "--max-rate takes a number of calls a second, like 10000"
+        );
+        assert_eq!(
+            refused(&["--buffer-size", "-4K", "--", "ls"]),
+            "--buffer-size \"-4K\" is not a size like 64K or 16M"
+        );
+    }
+
+    #[test]
+    fn depth_zero_and_huge_depths_parse() {
+        assert_eq!(parse_depth("0"), Ok(0));
+        assert_eq!(parse_depth("99999999999"), Ok(u32::MAX));
     }
 
     #[test]

@@ -40,9 +40,18 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
             )?;
         }
     }
-    let (n, m) = (table.functions.len(), table.modules.len());
-    eprintln!("utrace: {n} functions in {m} module{}", plural(m as u64));
     Ok(())
+}
+
+/// "utrace: 6 functions in 1 module", and the file they were listed in.
+pub fn closing_line(plan: &Plan, file: Option<&std::path::Path>) -> String {
+    let table = &plan.probes.table;
+    let (n, m) = (table.functions.len(), table.modules.len());
+    let counts = format!("{n} functions in {m} module{}", plural(m as u64));
+    match file {
+        Some(path) => format!("Wrote {}: {counts}", path.display()),
+        None => format!("utrace: {counts}"),
+    }
 }
 
 /// Probe file offset → entry path, for the module read from `path`.

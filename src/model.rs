@@ -47,6 +47,9 @@ pub struct Function {
     pub addr: u64,
     pub size: u64,
     pub kind: FuncKind,
+    /// For a PLT stub, the library its import binds to as the program's
+    /// loader names it (`libc.so.6`), when known; `None` for functions.
+    pub library: Option<String>,
 }
 
 /// Everything a report needs to name what it shows, without the binary.

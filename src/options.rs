@@ -10,7 +10,8 @@ pub enum Mode {
     Live(TraceOptions, ReportOptions),
     Record(TraceOptions, PathBuf),
     Report(PathBuf, ReportOptions),
-    List(TraceOptions),
+    /// `--list`, to `-o` (a file, `-` or nothing for stdout).
+    List(TraceOptions, Option<PathBuf>),
 }
 
 /// Where the traced program comes from.

@@ -164,6 +164,7 @@ mod tests {
             addr: 0,
             size: 1,
             kind: crate::model::FuncKind::Function,
+            library: None,
         };
         let table = FuncTable {
             functions: vec![function; 3],

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, User, fork, pipe};
+use nix::unistd::{ForkResult, Gid, Group, Pid, Uid, User, fork, pipe};
 
 /// A command forked and waiting for [`Launched::release`] to exec.
 pub struct Launched {
@@ -65,14 +65,7 @@ pub fn launch(exe: &Path, argv: &[String], opts: &LaunchOptions) -> Result<Launc
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<_, _>>()
         .context("command argument contains a NUL byte")?;
-    let user = match opts.user {
-        Some(name) => Some(
-            User::from_name(name)
-                .with_context(|| format!("looking up user {name}"))?
-                .with_context(|| format!("no such user: {name}"))?,
-        ),
-        None => None,
-    };
+    let user = opts.user.map(credentials).transpose()?;
     let (go_r, go_w) = pipe().context("creating a pipe")?;
     let (err_r, err_w) = pipe2_cloexec()?;
     // SAFETY: utrace is single-threaded at this point (no reader or signal
@@ -99,6 +92,64 @@ pub fn launch(exe: &Path, argv: &[String], opts: &LaunchOptions) -> Result<Launc
     }
 }
 
+/// Who the command runs as with `-u`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub uid: Uid,
+    pub gid: Gid,
+    /// Supplementary groups: the user's (from the group database), never
+    /// utrace's own (root's) groups.
+    pub groups: Vec<Gid>,
+}
+
+/// `-u USER[:GROUP]`: USER is a name or a numeric uid, GROUP a name or a
+/// numeric gid (default: the user's primary group). A uid the user
+/// database does not know needs its group spelled out.
+pub fn credentials(spec: &str) -> Result<Credentials> {
+    let (user, group) = match spec.split_once(':') {
+        Some((user, group)) => (user, Some(group)),
+        None => (spec, None),
+    };
+    let numeric = user.parse::<u32>().ok();
+    let entry = match numeric {
+        Some(uid) => User::from_uid(Uid::from_raw(uid)),
+        None => User::from_name(user),
+    }
+    .with_context(|| format!("looking up user {user}"))?;
+    let uid = match (&entry, numeric) {
+        (Some(entry), _) => entry.uid,
+        (None, Some(uid)) => Uid::from_raw(uid),
+        (None, None) => bail!("no such user: {user}"),
+    };
+    let gid = match (group, &entry) {
+        (Some(group), _) => group_id(group)?,
+        (None, Some(entry)) => entry.gid,
+        (None, None) => bail!(
+            "uid {uid} has no entry in the user database: give its group too, as -u {uid}:GID"
+        ),
+    };
+    let groups = match &entry {
+        Some(entry) => {
+            let name = CString::new(entry.name.as_bytes()).context("user name contains a NUL")?;
+            nix::unistd::getgrouplist(&name, gid)
+                .with_context(|| format!("reading the groups of user {}", entry.name))?
+        }
+        None => vec![gid],
+    };
+    Ok(Credentials { uid, gid, groups })
+}
+
+/// A group given by name or number.
+fn group_id(group: &str) -> Result<Gid> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Ok(Gid::from_raw(gid));
+    }
+    let entry = Group::from_name(group).with_context(|| format!("looking up group {group}"))?;
+    Ok(entry
+        .with_context(|| format!("no such group: {group}"))?
+        .gid)
+}
+
 fn pipe2_cloexec() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("creating a pipe")
 }
@@ -109,7 +160,7 @@ fn child(
     err: OwnedFd,
     path: &CString,
     args: &[CString],
-    user: Option<&User>,
+    user: Option<&Credentials>,
     no_aslr: bool,
 ) -> ! {
     let mut byte = [0u8; 1];
@@ -122,8 +173,11 @@ fn child(
         // SAFETY: personality only changes this process's execution domain flags.
         unsafe { libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong) };
     }
+    // Groups first: once the uid is dropped they can no longer be changed.
     if let Some(user) = user
-        && (nix::unistd::setgid(user.gid).is_err() || nix::unistd::setuid(user.uid).is_err())
+        && (nix::unistd::setgroups(&user.groups).is_err()
+            || nix::unistd::setgid(user.gid).is_err()
+            || nix::unistd::setuid(user.uid).is_err())
     {
         report_and_exit(&err, nix::errno::Errno::last_raw());
     }
@@ -169,24 +223,65 @@ impl Drop for Launched {
     }
 }
 
-/// Waits for child `pid` to end; returns the exit code utrace should use
-/// (the child's, or 128 + the signal that killed it, as a shell does).
-pub fn wait_pid(pid: u32) -> Result<i32> {
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal { signal: Signal, core_dumped: bool },
+}
+
+impl Exit {
+    /// The exit code utrace should end with: the process's own, or 128 +
+    /// the signal that killed it, as a shell does.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(code) => code,
+            Exit::Signal { signal, .. } => 128 + signal as i32,
+        }
+    }
+}
+
+/// Waits for child `pid` to end.
+pub fn wait_pid(pid: u32) -> Result<Exit> {
     loop {
         match waitpid(Pid::from_raw(pid as i32), None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
-            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Exit::Code(code)),
+            Ok(WaitStatus::Signaled(_, signal, core_dumped)) => {
+                return Ok(Exit::Signal {
+                    signal,
+                    core_dumped,
+                });
+            }
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e).context("waiting for the command"),
         }
     }
 }
 
-/// Checks that `pid` is a live process we can look into.
+/// Checks that `pid` is a live user-space process we can look into.
 pub fn check_pid(pid: u32) -> Result<PathBuf> {
     let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-    if pid == 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+    let stat = (pid != 0).then(|| proc_stat(pid)).flatten();
+    let Some(stat) = stat else {
         bail!("no such process: {pid} (check the pid with `ps`)");
+    };
+    if stat.flags & PF_KTHREAD != 0 {
+        bail!(
+            "pid {pid} is a kernel thread ({}): only user-space processes can be traced",
+            stat.comm
+        );
+    }
+    if stat.state == 'Z' || stat.state == 'X' {
+        if !threads_alive(pid) {
+            bail!(
+                "process {pid} is a zombie (exited, not yet reaped by its parent): nothing left to trace"
+            );
+        }
+        // The leader called pthread_exit: /proc/PID shows its empty mm.
+        bail!(
+            "process {pid}'s main thread has exited while its other threads run on: its memory \
+             cannot be read through /proc/{pid} (trace the program from its start with -c)"
+        );
     }
     if let Err(e) = std::fs::read_link(&exe) {
         bail!(
@@ -194,6 +289,43 @@ pub fn check_pid(pid: u32) -> Result<PathBuf> {
         );
     }
     Ok(exe)
+}
+
+/// `PF_KTHREAD` in /proc/PID/stat's flags (include/linux/sched.h).
+const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// The fields of /proc/PID/stat (or /proc/PID/task/TID/stat) utrace reads.
+struct ProcStat {
+    comm: String,
+    /// R, S, D, T, t, Z, X…
+    state: char,
+    flags: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Parses a stat line: `pid (comm) state ppid pgrp session tty tpgid flags …`.
+/// The command may hold spaces and parentheses: it ends at the last `)`.
+fn parse_stat(stat: &str) -> Option<ProcStat> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_owned();
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let flags = fields.nth(5)?.parse().ok()?;
+    Some(ProcStat { comm, state, flags })
+}
+
+/// Whether some thread of `pid` has not exited.
+fn threads_alive(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+        parse_stat(&stat).is_some_and(|s| !matches!(s.state, 'Z' | 'X'))
+    })
 }
 
 /// A process stopped for utrace (SIGSTOP: by BPF at the loader's breakpoint
@@ -238,11 +370,7 @@ pub fn wait_stopped(pid: u32) -> bool {
         };
         tasks.flatten().all(|t| {
             let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next());
-            matches!(state, Some("T" | "t" | "Z" | "X"))
+            parse_stat(&stat).is_some_and(|s| matches!(s.state, 'T' | 't' | 'Z' | 'X'))
         })
     };
     let start = std::time::Instant::now();
@@ -257,13 +385,47 @@ pub fn wait_stopped(pid: u32) -> bool {
 
 /// True while process `pid` exists (and is not a zombie).
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit(')')
-                .next()
-                .and_then(|s| s.split_whitespace().next())
-                != Some("Z")
-        }
-        Err(_) => false,
+    proc_stat(pid).is_some_and(|s| s.state != 'Z')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_names_or_numbers_with_an_optional_group() {
+        let root = credentials("root").unwrap();
+        assert_eq!((root.uid.as_raw(), root.gid.as_raw()), (0, 0));
+        assert_eq!(credentials("0").unwrap(), root);
+        let both = credentials("0:100").unwrap();
+        assert_eq!((both.uid.as_raw(), both.gid.as_raw()), (0, 100));
+        assert!(both.groups.contains(&Gid::from_raw(100)));
+        let unknown = credentials("4242424:4343").unwrap();
+        assert_eq!(unknown.groups, [Gid::from_raw(4343)]);
+        let err = |spec| credentials(spec).unwrap_err().to_string();
+        assert_eq!(err("no-such-user-x"), "no such user: no-such-user-x");
+        assert_eq!(
+            err("root:no-such-group-x"),
+            "no such group: no-such-group-x"
+        );
+        assert_eq!(
+            err("4242424"),
+            "uid 4242424 has no entry in the user database: give its group too, as -u 4242424:GID"
+        );
+    }
+
+    #[test]
+    fn stat_lines_parse_with_odd_commands() {
+        let kthreadd = "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 25 0";
+        let s = parse_stat(kthreadd).unwrap();
+        assert_eq!((s.comm.as_str(), s.state), ("kthreadd", 'S'));
+        assert_ne!(s.flags & PF_KTHREAD, 0);
+        let odd = "77 (a) b (c) Z 1 77 77 0 -1 4194316 0 0";
+        let s = parse_stat(odd).unwrap();
+        assert_eq!(
+            (s.comm.as_str(), s.state, s.flags),
+            ("a) b (c", 'Z', 4194316)
+        );
+        assert!(parse_stat("12 (cut").is_none());
     }
 }

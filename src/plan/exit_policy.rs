@@ -15,7 +15,7 @@
 use crate::model::FuncId;
 use crate::options::ExitMode;
 use crate::symbols::libc::Helper;
-use crate::symbols::{AttachList, ExitFacts, HelperList, ProbeSet};
+use crate::symbols::{AttachList, ExitFacts, HelperList, ModuleSymbols, ProbeSet};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProbeKind {
@@ -184,6 +184,31 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
         }
     }
     specs
+}
+
+/// The warnings due before `exit` hijacks every return: one per module of
+/// `modules` that has probes in `set` and that something can unwind
+/// through (symbols' `can_unwind`), where an unwinder meeting a hijacked
+/// return address aborts the program. `auto` and `ret-sites` need none.
+pub fn unwind_warnings(modules: &[ModuleSymbols], set: &ProbeSet, exit: ExitMode) -> Vec<String> {
+    let option = match exit {
+        ExitMode::Uretprobe => "--exit=uretprobe",
+        ExitMode::Session => "--exit=session",
+        ExitMode::Auto | ExitMode::RetSites => return Vec::new(),
+    };
+    let probed = |m: &&ModuleSymbols| set.entries.iter().any(|l| l.path == m.path);
+    modules
+        .iter()
+        .filter(probed)
+        .filter(|m| m.can_unwind())
+        .map(|m| {
+            format!(
+                "{} can unwind through its frames (C++ exceptions, longjmp): {option} may abort it; \
+                 the default --exit=auto is safe",
+                m.path.display()
+            )
+        })
+        .collect()
 }
 
 /// The probes of `list` whose function passes `wanted`.

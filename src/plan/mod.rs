@@ -5,11 +5,12 @@
 
 pub(crate) mod exit_policy;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use crate::model::RunInfo;
+use crate::model::{FuncKind, FuncTable, RunInfo};
 use crate::options::{ExitMode, Target, TraceOptions};
 use crate::symbols::{
     self, HelperList, ModuleSymbols, Numbering, ProbeSet, SearchConfig, Selector, libc,
@@ -121,6 +122,13 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
     for module in &mut probes.table.modules {
         module.path = real_path(&module.path, pid);
     }
+    name_stub_libraries(&mut probes.table, || match lib_paths.is_empty() {
+        // -c without --nest-lib has not looked for the libraries yet.
+        true => symbols::resolve_needed(&exe, &SearchConfig::from_system())
+            .map(|r| r.paths)
+            .unwrap_or_default(),
+        false => lib_paths.clone(),
+    });
     Ok(Plan {
         exe,
         command,
@@ -155,6 +163,31 @@ fn helper_lists(modules: &[ModuleSymbols], libs: &[PathBuf]) -> Vec<HelperList> 
     }
     lists.retain(|h| !h.offsets.is_empty());
     lists
+}
+
+/// Gives each PLT stub whose import names no library (unversioned, in a
+/// module needing several) the library the loader would bind it to: the
+/// first of `libs` (load order) that exports it. Read only when needed.
+fn name_stub_libraries(table: &mut FuncTable, libs: impl FnOnce() -> Vec<PathBuf>) {
+    let import = |f: &crate::model::Function| {
+        let unknown = f.kind == FuncKind::Plt && f.library.is_none();
+        unknown.then(|| {
+            f.raw_name
+                .strip_suffix("@plt")
+                .unwrap_or(&f.raw_name)
+                .to_owned()
+        })
+    };
+    let imports: BTreeSet<String> = table.functions.iter().filter_map(import).collect();
+    if imports.is_empty() {
+        return;
+    }
+    let found = symbols::defining_libraries(&libs(), &imports);
+    for f in &mut table.functions {
+        if let Some(name) = import(f) {
+            f.library = found.get(&name).cloned();
+        }
+    }
 }
 
 fn needed_libraries(exe: &Path) -> Result<Vec<PathBuf>> {

@@ -12,8 +12,9 @@ use std::io::Write;
 
 use anyhow::Result;
 
-use crate::model::{Call, End, FuncId, FuncTable, RunInfo, Sink};
+use crate::model::{Call, End, FuncId, FuncKind, FuncTable, RunInfo, Sink};
 use crate::options::Layout;
+use crate::util::fmt::module_name;
 use crate::util::idmap::IdMap;
 
 const HOLD_NS: u64 = 100_000_000;
@@ -96,7 +97,7 @@ impl CallGraph {
     }
 
     fn write_header(&mut self) -> Result<()> {
-        if self.layout.flat || self.header_done {
+        if self.header_done {
             return Ok(());
         }
         self.header_done = true;
@@ -144,11 +145,10 @@ impl CallGraph {
         if !self.layout.flat {
             (0..line.depth).for_each(|_| text.push_str("  "));
         }
-        let name = table.name(line.func);
-        let module = self.layout.libname.then(|| {
-            let path = table.module_of(line.func);
-            path.rsplit('/').next().unwrap_or(path)
-        });
+        let (name, module) = match self.layout.libname {
+            true => name_at_library(table, line.func),
+            false => (table.name(line.func), None),
+        };
         let push_name = |text: &mut String| {
             text.push_str(name);
             if let Some(module) = module {
@@ -182,6 +182,18 @@ impl CallGraph {
         let written = self.out.write_all(text.as_bytes());
         self.text = text;
         Ok(written?)
+    }
+}
+
+/// `--libname`: a function and the file it is in; for a PLT stub whose
+/// library is known, the import and that library (`strtol`, `libc.so.6`),
+/// since the call goes there, not to the stub's own module.
+fn name_at_library(table: &FuncTable, id: FuncId) -> (&str, Option<&str>) {
+    let name = table.name(id);
+    let stub = table.function(id).filter(|f| f.kind == FuncKind::Plt);
+    match stub.and_then(|f| f.library.as_deref()) {
+        Some(library) => (name.strip_suffix("@plt").unwrap_or(name), Some(library)),
+        None => (name, Some(module_name(table.module_of(id)))),
     }
 }
 
@@ -317,7 +329,7 @@ impl CallGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FuncKind, Function, Module};
+    use crate::model::{Function, Module};
     use std::sync::{Arc, Mutex};
 
     #[derive(Clone, Default)]
@@ -340,6 +352,7 @@ mod tests {
             addr: 0,
             size: 1,
             kind: FuncKind::Function,
+            library: None,
         };
         FuncTable {
             modules: vec![Module {
@@ -403,6 +416,77 @@ mod tests {
    0.731 us [     7] |     compare();
   52.004 us [     7] |   } /* sort_numbers */
   60.000 us [     7] | } /* main */
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn libname_names_the_library_a_stub_calls_into() {
+        let buf = Shared::default();
+        let layout = Layout {
+            libname: true,
+            ..Layout::default()
+        };
+        let mut g = CallGraph::new(Box::new(buf.clone()), layout);
+        let mut t = table();
+        let stub = |name: &str, library: Option<&str>| Function {
+            module: 0,
+            name: format!("{name}@plt"),
+            raw_name: format!("{name}@plt"),
+            addr: 0,
+            size: 16,
+            kind: FuncKind::Plt,
+            library: library.map(str::to_owned),
+        };
+        t.functions.push(stub("strtol", Some("libc.so.6")));
+        t.functions.push(stub("mystery", None));
+        for c in [
+            enter(0, 0, 0),
+            enter(3, 1, 1_000),
+            leave(3, 1, 1_000, 1_500),
+            enter(4, 1, 2_000),
+            leave(4, 1, 2_000, 2_500),
+            leave(0, 0, 0, 3_000),
+        ] {
+            g.call(&c, &t).unwrap();
+        }
+        g.finish(&t, &RunInfo::default()).unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let expected = "\
+# DURATION     TID     FUNCTION
+            [     7] | main@sort() {
+   0.500 us [     7] |   strtol@libc.so.6();
+   0.500 us [     7] |   mystery@plt@sort();
+   3.000 us [     7] | } /* main@sort */
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn flat_layout_has_the_header_too() {
+        let buf = Shared::default();
+        let layout = Layout {
+            flat: true,
+            ..Layout::default()
+        };
+        let mut g = CallGraph::new(Box::new(buf.clone()), layout);
+        let t = table();
+        for c in [
+            enter(0, 0, 0),
+            enter(2, 1, 1_000),
+            leave(2, 1, 1_000, 1_731),
+            leave(0, 0, 0, 3_000),
+        ] {
+            g.call(&c, &t).unwrap();
+        }
+        g.finish(&t, &RunInfo::default()).unwrap();
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let expected = "\
+# DURATION     TID     FUNCTION
+            [     7] | main() {
+            [     7] | compare() {
+   0.731 us [     7] | } /* compare */
+   3.000 us [     7] | } /* main */
 ";
         assert_eq!(text, expected);
     }

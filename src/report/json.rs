@@ -100,7 +100,7 @@ mod tests {
                 {"function": "main", "module": "/opt/sort", "calls": 1, "total_ns": 100, "self_ns": 20,
                  "avg_ns": 100, "min_ns": 100, "max_ns": 100},
                 {"function": "fib", "module": "/opt/sort", "calls": 3, "total_ns": 80, "self_ns": 80,
-                 "avg_ns": 26, "min_ns": 20, "max_ns": 80},
+                 "avg_ns": 50, "min_ns": 20, "max_ns": 80},
             ],
             "lost_events": 3,
             "threads": 1,

@@ -145,7 +145,7 @@ mod tests {
             "      Calls       Total        Self         Avg         Min         Max  Function  Module",
             " ==========  ==========  ==========  ==========  ==========  ==========  ========  ======",
             "          1      100 ns       20 ns      100 ns      100 ns      100 ns  main      sort",
-            "          3       80 ns       80 ns       26 ns       20 ns       80 ns  fib       sort",
+            "          3       80 ns       80 ns       50 ns       20 ns       80 ns  fib       sort",
             "",
             "8 events, 1 thread, 3 lost, 100 ns traced \
              (lost events: trace fewer functions with -f, or less deep with --max-depth)",

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use anyhow::{Context, Result};
 use crossbeam_channel::Receiver;
+use nix::sys::signal::Signal;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
 use crate::bpf::abi::Drops;
@@ -21,7 +22,7 @@ use crate::model::RunInfo;
 use crate::options::{ExitMode, Target, TraceOptions};
 use crate::plan::Plan;
 use crate::plan::exit_policy;
-use crate::target::{self, LaunchOptions, Launched};
+use crate::target::{self, Exit, LaunchOptions, Launched};
 use crate::util::clock::{mono_now_ns, unix_now_ns};
 use crate::util::diag::warning;
 use crate::util::fmt::plural;
@@ -65,7 +66,7 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     // A process stopped at the loader's breakpoint as we detached (or while
     // the run failed) waits for a SIGCONT: dropping its guard sends it.
     streams.stops.try_iter().for_each(drop);
-    let exit_code = traced?;
+    let exit = traced?;
     for events in streams.events.iter() {
         pipe.events(&events)?;
     }
@@ -84,11 +85,30 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     for line in loss_lines(drops, undecodable, received) {
         eprintln!("{line}");
     }
-    Ok(Outcome { exit_code })
+    if let (
+        Target::Command(argv),
+        Exit::Signal {
+            signal,
+            core_dumped,
+        },
+    ) = (&opts.target, exit)
+    {
+        eprintln!("{}", killed_line(&argv[0], signal, core_dumped));
+    }
+    Ok(Outcome {
+        exit_code: exit.code(),
+    })
+}
+
+/// The closing line for a command a signal ended (-c only: after -p the
+/// process is not ours to wait for): "utrace: ./app killed by SIGSEGV (core dumped)".
+fn killed_line(program: &str, signal: Signal, core_dumped: bool) -> String {
+    let core = if core_dumped { " (core dumped)" } else { "" };
+    format!("utrace: {program} killed by {}{core}", signal.as_str())
 }
 
 /// Attaches, lets the target go, and runs the consumers until it is done;
-/// returns the exit code.
+/// returns how the target ended (an exit code 0 after -p).
 fn trace(
     opts: &TraceOptions,
     plan: &Plan,
@@ -97,7 +117,7 @@ fn trace(
     streams: &Streams,
     signals: &Receiver<i32>,
     mut launched: Option<&mut Launched>,
-) -> Result<i32> {
+) -> Result<Exit> {
     let pid = launched
         .as_ref()
         .map_or(plan.pid.unwrap_or_default(), |l| l.pid);
@@ -177,6 +197,9 @@ fn attach(
         probes.follow(pid)?;
     }
     let exe = plan.exe.as_path();
+    for line in exit_policy::unwind_warnings(&plan.modules, &plan.probes, opts.exit) {
+        warning!("{line}");
+    }
     let links = exit_policy::links(&plan.probes, opts.exit);
     probes.attach_all(links, |path| (!(follow && path == exe)).then_some(pid))?;
     probes.attach_all(exit_policy::helper_links(&plan.helpers), |_| Some(pid))?;
@@ -258,13 +281,13 @@ fn signal_channel() -> Result<Receiver<i32>> {
     Ok(rx)
 }
 
-/// Reaps the command on a thread of its own; its exit code arrives on the channel.
-fn wait_in_thread(pid: u32) -> Result<Receiver<i32>> {
+/// Reaps the command on a thread of its own; how it ended arrives on the channel.
+fn wait_in_thread(pid: u32) -> Result<Receiver<Exit>> {
     let (tx, rx) = crossbeam_channel::bounded(1);
     std::thread::Builder::new()
         .name("utrace-wait".into())
         .spawn(move || {
-            let _ = tx.send(target::wait_pid(pid).unwrap_or(1));
+            let _ = tx.send(target::wait_pid(pid).unwrap_or(Exit::Code(1)));
         })
         .context("starting the wait thread")?;
     Ok(rx)
@@ -273,6 +296,23 @@ fn wait_in_thread(pid: u32) -> Result<Receiver<i32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_signal_death_is_named_with_its_core_dump() {
+        assert_eq!(
+            killed_line("./app", Signal::SIGSEGV, true),
+            "utrace: ./app killed by SIGSEGV (core dumped)"
+        );
+        assert_eq!(
+            killed_line("./app", Signal::SIGINT, false),
+            "utrace: ./app killed by SIGINT"
+        );
+        let segv = Exit::Signal {
+            signal: Signal::SIGSEGV,
+            core_dumped: true,
+        };
+        assert_eq!((segv.code(), Exit::Code(3).code()), (139, 3));
+    }
 
     #[test]
     fn each_kind_of_loss_names_its_own_remedy() {

@@ -23,7 +23,7 @@ use crate::record::Recorder;
 use crate::replay::Replay;
 use crate::report::summary::Summary;
 use crate::symbols::ProbeSet;
-use crate::target::{self, Launched, Stopped};
+use crate::target::{self, Exit, Launched, Stopped};
 use crate::util::clock::mono_now_ns;
 
 const TICK: Duration = Duration::from_millis(50);
@@ -111,7 +111,7 @@ impl Control<'_, '_> {
 pub(super) struct Ends<'a> {
     pub signals: &'a Receiver<i32>,
     pub launched: Option<&'a Launched>,
-    pub child_exit: Option<&'a Receiver<i32>>,
+    pub child_exit: Option<&'a Receiver<Exit>>,
     pub pid: u32,
 }
 
@@ -139,7 +139,7 @@ impl Pipeline {
     /// Moves events through the consumers until the target is done;
     /// processes stopped at the loader's breakpoint, and functions over
     /// `--max-rate`, go to `control`.
-    pub fn pump(&mut self, streams: &Streams, ends: &Ends, control: &mut Control) -> Result<i32> {
+    pub fn pump(&mut self, streams: &Streams, ends: &Ends, control: &mut Control) -> Result<Exit> {
         let never = crossbeam_channel::never();
         let exited = ends.child_exit.unwrap_or(&never);
         let (signals, launched, pid) = (ends.signals, ends.launched, ends.pid);
@@ -164,19 +164,19 @@ impl Pipeline {
                     }
                     Err(_) => anyhow::bail!("the ring buffer reader stopped unexpectedly"),
                 },
-                recv(exited) -> code => return Ok(code.unwrap_or(0)),
+                recv(exited) -> exit => return Ok(exit.unwrap_or(Exit::Code(0))),
                 recv(signals) -> sig => match launched {
                     // -c: the command decides how to react; we follow it out.
                     Some(l) => l.signal(Signal::try_from(sig.unwrap_or(SIGTERM)).unwrap_or(Signal::SIGTERM)),
                     // -p: detach and leave the process running.
-                    None => return Ok(0),
+                    None => return Ok(Exit::Code(0)),
                 },
                 default(TICK) => {
                     self.idle()?;
                     self.limit_counted(control)?;
                     if launched.is_none() && !target::alive(pid) {
                         eprintln!("utrace: process {pid} exited");
-                        return Ok(0);
+                        return Ok(Exit::Code(0));
                     }
                 }
             }
@@ -252,5 +252,6 @@ pub(super) fn stats_of(raw: &BpfCounts) -> Stats {
         self_ns: raw.self_ns,
         min_ns: raw.min_ns,
         max_ns: raw.max_ns,
+        sum_ns: raw.sum_ns,
     }
 }

@@ -7,11 +7,13 @@
 //! [`probe_set`] numbers what was selected. A function's id is its index in
 //! the [`FuncTable`](crate::model::FuncTable) and also its BPF attach cookie,
 //! so BPF never sees a name. `libc` holds what utrace knows about the C
-//! runtime; `image` the ELF facts every reader shares.
+//! runtime; `image` the ELF facts every reader shares; `exports` which
+//! library defines an import its stub does not name.
 
 pub(crate) mod demangle;
 pub(crate) mod elf;
 mod exit_sites;
+mod exports;
 mod image;
 pub(crate) mod libc;
 pub(crate) mod libs;
@@ -30,6 +32,7 @@ use std::path::{Path, PathBuf};
 use crate::model::{FuncId, FuncKind, FuncTable, Function, Module};
 
 pub use elf::{ModuleSymbols, read_module};
+pub use exports::defining_libraries;
 pub use libs::{SearchConfig, resolve_needed};
 pub use maps::read_process;
 pub use placement::EntryPath;
@@ -320,7 +323,8 @@ pub fn probe_set(selection: &Selection<'_>, numbering: Numbering) -> ProbeSet {
             }
         }
         for stub in &selected.plt {
-            let Some(id) = lists.number(&mut set, stub_of(stub, module_id), !unwinds) else {
+            let Some(id) = lists.number(&mut set, stub_of(stub, module, module_id), !unwinds)
+            else {
                 continue;
             };
             for &site in &stub.call_returns {
@@ -340,18 +344,20 @@ fn function_of(sym: &Symbol, module: u32) -> (Function, u64) {
         addr: sym.vaddr,
         size: sym.size,
         kind: FuncKind::Function,
+        library: None,
     };
     (function, sym.placement.probe_file_offset)
 }
 
-fn stub_of(stub: &PltStub, module: u32) -> (Function, u64) {
+fn stub_of(stub: &PltStub, module: &ModuleSymbols, module_id: u32) -> (Function, u64) {
     let function = Function {
-        module,
+        module: module_id,
         name: stub.name.clone(),
         raw_name: stub.raw_name.clone(),
         addr: stub.vaddr,
         size: stub.size,
         kind: FuncKind::Plt,
+        library: select::stub_library(module, stub).map(str::to_owned),
     };
     (function, stub.placement.probe_file_offset)
 }
@@ -408,6 +414,15 @@ mod tests {
             ("lib_fn", FuncKind::Function, 1),
         ];
         assert_eq!(names, expected);
+        // malloc's version need names libc; lib_fn is unversioned and the
+        // program needs two libraries: left for the plan to look up.
+        let libraries: Vec<Option<&str>> = plan
+            .table
+            .functions
+            .iter()
+            .map(|f| f.library.as_deref())
+            .collect();
+        assert_eq!(libraries, [None, Some("libc.so.6"), None, None]);
         let paths: Vec<&str> = plan.table.modules.iter().map(|m| m.path.as_str()).collect();
         assert_eq!(
             paths,

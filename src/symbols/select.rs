@@ -205,7 +205,7 @@ fn stub_names(stub: &PltStub) -> Vec<&str> {
 
 /// The library a stub binds to: its version need, else the module's only
 /// DT_NEEDED entry; unknown when the module needs several unversioned ones.
-fn stub_library<'a>(module: &'a ModuleSymbols, stub: &'a PltStub) -> Option<&'a str> {
+pub(crate) fn stub_library<'a>(module: &'a ModuleSymbols, stub: &'a PltStub) -> Option<&'a str> {
     match (&stub.library, module.link.needed.as_slice()) {
         (Some(lib), _) => Some(lib),
         (None, [only]) => Some(only),

@@ -101,6 +101,7 @@ fn sample() -> &'static [u8] {
                     } else {
                         FuncKind::Function
                     },
+                    library: (i == 3).then(|| "libc.so.6".into()),
                 })
                 .collect(),
         };

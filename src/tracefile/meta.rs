@@ -49,6 +49,8 @@ pub fn decode_header(buf: &[u8]) -> Option<Header> {
 
 const FN_PLT: u8 = 1;
 const FN_RAW_IS_NAME: u8 = 2;
+/// Format 3: the library a PLT stub binds to follows the raw name.
+const FN_LIBRARY: u8 = 4;
 
 pub fn encode_table(table: &FuncTable) -> Vec<u8> {
     let mut out = Vec::new();
@@ -65,9 +67,15 @@ pub fn encode_table(table: &FuncTable) -> Vec<u8> {
         if f.raw_name == f.name {
             flags |= FN_RAW_IS_NAME;
         }
+        if f.library.is_some() {
+            flags |= FN_LIBRARY;
+        }
         out.push(flags);
         if flags & FN_RAW_IS_NAME == 0 {
             put_str(&mut out, &f.raw_name);
+        }
+        if let Some(library) = &f.library {
+            put_str(&mut out, library);
         }
         put(&mut out, f.addr);
         put(&mut out, f.size);
@@ -96,10 +104,17 @@ fn decode_function(c: &mut Cursor) -> Option<Function> {
     let module = c.varint_u32()?;
     let name = c.str()?;
     let flags = c.u8()?;
+    if flags & !(FN_PLT | FN_RAW_IS_NAME | FN_LIBRARY) != 0 {
+        return None;
+    }
     let raw_name = if flags & FN_RAW_IS_NAME != 0 {
         name.clone()
     } else {
         c.str()?
+    };
+    let library = match flags & FN_LIBRARY {
+        0 => None,
+        _ => Some(c.str()?),
     };
     Some(Function {
         module,
@@ -112,6 +127,7 @@ fn decode_function(c: &mut Cursor) -> Option<Function> {
         } else {
             FuncKind::Function
         },
+        library,
     })
 }
 

@@ -5,7 +5,8 @@
 //! ```text
 //! preamble   magic "\x89utrace\n", format version u16, 2 reserved bytes
 //! frame H    header: utrace version, clock, command, pid, start times
-//! frame T    module and function table (zstd)
+//! frame T    module and function table (zstd): per function its module,
+//!            names, flags, PLT library (format 3), address and size
 //! frame C…   chunks of up to 65,536 events each (zstd), see chunk.rs,
 //!            and a frame T again whenever the table grew (dlopen, exec):
 //!            whole, ids unchanged; the last intact one is the table
@@ -38,9 +39,12 @@ pub use meta::{CLOCK, Header, Trailer};
 pub use reader::{Events, ReadStatus, TraceReader};
 pub use writer::{TraceWriter, Written};
 
-/// The format this build writes, and the newest it reads. 2: frames T may
-/// follow events (version 1 readers would drop those functions' names).
-/// 3: chunks may hold end markers (unwinds, threads that ended).
+/// The format this build writes, and the newest it reads (older ones read
+/// as they were written). 2: frames T may follow events (version 1 readers
+/// would drop those functions' names). 3: a function may carry the library
+/// its PLT stub binds to (flag `FN_LIBRARY` in meta.rs; version 2 readers
+/// would misread the table), which `--libname` shows, and chunks may hold
+/// end markers (calls left by an exception or a longjmp, threads that ended).
 pub const FORMAT_VERSION: u16 = 3;
 
 /// Why a trace file cannot be read at all. Damage after the function table is

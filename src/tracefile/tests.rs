@@ -14,6 +14,7 @@ pub(crate) fn table() -> FuncTable {
         addr,
         size: 0x40,
         kind,
+        library: (kind == FuncKind::Plt).then(|| "libc.so.6".into()),
     };
     FuncTable {
         modules: vec![
@@ -179,6 +180,7 @@ fn a_grown_table_names_the_functions_loaded_later() {
         addr: 0x3000,
         size: 0x10,
         kind: FuncKind::Function,
+        library: None,
     });
     let mut w = TraceWriter::create(&path, &run_info(), &table()).unwrap();
     w.set_chunk_events(1_000);
@@ -403,6 +405,28 @@ fn bad_inputs_give_their_errors() {
         } => {}
         e => panic!("{e}"),
     }
+}
+
+#[test]
+fn plt_libraries_round_trip_and_version_2_files_still_read() {
+    let (_d, path) = temp();
+    write_trace(&path, &synthetic_events(10), true);
+    let r = TraceReader::open(&path).unwrap();
+    assert_eq!(r.format_version(), 3);
+    let qsort = &r.table().functions[3];
+    assert_eq!(qsort.library.as_deref(), Some("libc.so.6"));
+    assert_eq!(r.table(), &table());
+    // A version 2 file is a version 3 file in which no function has a library.
+    let mut v2 = table();
+    v2.functions.iter_mut().for_each(|f| f.library = None);
+    let mut w = TraceWriter::create(&path, &run_info(), &v2).unwrap();
+    w.write(&synthetic_events(1)[0]).unwrap();
+    w.finish(&run_info()).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..10].copy_from_slice(&2u16.to_le_bytes());
+    std::fs::write(&path, &bytes).unwrap();
+    let r = TraceReader::open(&path).unwrap();
+    assert_eq!((r.format_version(), r.table()), (2, &v2));
 }
 
 #[test]

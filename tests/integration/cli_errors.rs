@@ -1,6 +1,7 @@
 //! Bad input gets one clear line naming the problem and the way out, and a
 //! non-zero exit: never a panic, never a silent empty result.
 
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
@@ -34,6 +35,75 @@ fn no_such_pid() {
         line,
         "utrace: no such process: 999999999 (check the pid with `ps`)"
     );
+}
+
+#[test]
+fn a_kernel_thread_is_named_not_blamed_on_permissions() {
+    // pid 2 is kthreadd on every Linux: /proc/2/exe cannot be read, even by root.
+    let line = utrace_fails(&["-p", "2"]);
+    assert_eq!(
+        line,
+        "utrace: pid 2 is a kernel thread (kthreadd): only user-space processes can be traced"
+    );
+}
+
+#[test]
+fn a_zombie_is_named_not_blamed_on_permissions() {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    // Not waited for: once it exits it stays a zombie until `wait` below.
+    let stat = format!("/proc/{pid}/stat");
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&stat)
+        .unwrap()
+        .rsplit(')')
+        .next()
+        .is_some_and(|rest| rest.trim_start().starts_with('Z'))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "true never exited"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let line = utrace_fails(&["-p", &pid.to_string()]);
+    child.wait().unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "utrace: process {pid} is a zombie (exited, not yet reaped by its parent): nothing left to trace"
+        )
+    );
+}
+
+/// utrace's exit status and whole stderr for `args`.
+fn usage(args: &[&str]) -> (Option<i32>, String) {
+    let out = run(utrace().args(args), Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.code(), stderr)
+}
+
+#[test]
+fn negative_numbers_get_one_line_saying_what_the_option_takes() {
+    let bin = fixture("calls", Build::O2);
+    let bin = bin.to_str().unwrap();
+    let cases = [
+        (
+            vec!["--max-depth", "-1", "--", bin],
+            "utrace: --max-depth takes a number of levels, 0 or more\n",
+        ),
+        (
+            vec!["-t", "-5us", "--", bin],
+            "utrace: --time-filter takes a duration like 10us, not a negative one\n",
+        ),
+        (
+            vec!["-p", "-1"],
+            "utrace: -p takes a process id, a number like 4242 (see `ps`)\n",
+        ),
+    ];
+    for (args, stderr) in cases {
+        assert_eq!(usage(&args), (Some(2), stderr.to_owned()), "{args:?}");
+    }
 }
 
 #[test]
@@ -114,6 +184,24 @@ fn no_bpf_permission_names_the_capabilities() {
 }
 
 #[test]
+fn no_such_user_or_group() {
+    if !require_bpf() {
+        return; // the command is launched after the BPF programs load
+    }
+    let bin = fixture("ids", Build::O2);
+    let bin = bin.to_str().unwrap();
+    let line = utrace_fails(&["-u", "no-such-user-x", "--", bin]);
+    assert_eq!(line, "utrace: no such user: no-such-user-x");
+    let line = utrace_fails(&["-u", "nobody:no-such-group-x", "--", bin]);
+    assert_eq!(line, "utrace: no such group: no-such-group-x");
+    let line = utrace_fails(&["-u", "4242424", "--", bin]);
+    assert_eq!(
+        line,
+        "utrace: uid 4242424 has no entry in the user database: give its group too, as -u 4242424:GID"
+    );
+}
+
+#[test]
 fn nothing_to_trace() {
     let line = utrace_fails(&["-f", "x"]);
     assert!(line.contains("nothing to trace"), "{line}");
@@ -171,4 +259,35 @@ fn list_shows_module_offset_probe_path_exit_and_name() {
     let exit_of = |name: &str| rows.iter().find(|r| r.0 == name).map(|r| r.2.as_str());
     assert_eq!(exit_of("f3(int)"), Some("ret-sites"), "{text}");
     assert_eq!(exit_of("on_rethrow(int)"), Some("session"), "{text}");
+}
+
+#[test]
+fn list_goes_to_the_file_o_names() {
+    let bin = fixture("calls", Build::O2);
+    let list = |output: Option<&Path>| {
+        let mut cmd = utrace();
+        cmd.arg("--list");
+        if let Some(path) = output {
+            cmd.arg("-o").arg(path);
+        }
+        let out = run(cmd.arg("--").arg(&bin), Duration::from_secs(60));
+        assert!(out.status.success(), "{out:?}");
+        (
+            out.stdout,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (table, said) = list(None);
+    assert!(table.starts_with(b"MODULE "), "{table:?}");
+    assert_eq!(said, "utrace: 6 functions in 1 module\n");
+    let dir = tempfile::tempdir().unwrap();
+    let lst = dir.path().join("lst.txt");
+    let (stdout, said) = list(Some(&lst));
+    assert_eq!(stdout, b"", "nothing on stdout");
+    assert_eq!(std::fs::read(&lst).unwrap(), table);
+    assert_eq!(
+        said,
+        format!("Wrote {}: 6 functions in 1 module\n", lst.display())
+    );
+    assert_eq!(list(Some(Path::new("-"))).0, table, "-o - is stdout");
 }

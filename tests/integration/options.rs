@@ -7,7 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Build, Traced, count_calls, counts, fixture, require_bpf, summary_calls, trace, utrace,
+    Build, Traced, assert_text_eq, count_calls, counts, fixture, normalise, require_bpf,
+    summary_calls, trace, utrace,
 };
 
 /// Builds tests/fixtures/uselib.c against the plugin library into `dir`.
@@ -69,6 +70,13 @@ fn libname_flat_and_timestamp_change_the_layout() {
     assert!(t.graph.contains("| main@exitcode-O2() {"), "{}", t.graph);
     let flat = |exit: &str| {
         let t = trace(&bin, &[], &["--flat", exit, "--no-function", "strtol*"]);
+        let header = t.graph.lines().next();
+        assert_eq!(
+            header,
+            Some("# DURATION     TID     FUNCTION"),
+            "{}",
+            t.graph
+        );
         let bodies = t
             .graph
             .lines()
@@ -92,6 +100,37 @@ fn libname_flat_and_timestamp_change_the_layout() {
     let first = t.graph.lines().nth(1).unwrap();
     assert!(first.trim_start().starts_with("0.000000000"), "{}", t.graph);
     assert!(!first.contains('['), "no TID column: {first}");
+}
+
+#[test]
+fn user_is_a_name_a_uid_or_uid_and_gid() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("ids", Build::O2);
+    let ran_as = |user: &str| {
+        let t = trace(&bin, &[], &["-u", user, "-f", "report"]);
+        assert_eq!(
+            count_calls(&t.graph),
+            counts(&[("report", 1)]),
+            "{}",
+            t.stderr
+        );
+        t.stdout
+    };
+    // Root's own groups are never kept: the user's groups replace them.
+    let nobody = "uid=65534 euid=65534 gid=65534 egid=65534 groups=65534\n";
+    assert_eq!(ran_as("nobody"), nobody);
+    assert_eq!(ran_as("65534"), nobody);
+    assert_eq!(ran_as("65534:65534"), nobody);
+    assert_eq!(
+        ran_as("65534:100"),
+        "uid=65534 euid=65534 gid=100 egid=100 groups=100\n"
+    );
+    assert_eq!(
+        ran_as("4242424:4343"),
+        "uid=4242424 euid=4242424 gid=4343 egid=4343 groups=4343\n"
+    );
 }
 
 #[test]
@@ -199,4 +238,142 @@ fn max_rate_applies_to_counting_in_bpf() {
         "compare counted {counted} of {made} times"
     );
     assert_eq!(summary_calls(&t.graph).get("main"), Some(&1));
+}
+
+/// A command a signal kills gets a closing line saying so (with or without
+/// a core dump, as the kernel decided for it untraced), and utrace exits
+/// 128 + N as a shell does.
+#[test]
+fn a_command_killed_by_a_signal_gets_a_closing_line() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("crash", Build::O2);
+    let dir = tempfile::tempdir().unwrap();
+    // Where a core dump may be written; allowed, so both forms can show.
+    let allow_core = |cmd: &mut Command| {
+        cmd.current_dir(dir.path());
+        // SAFETY: setrlimit is async-signal-safe and touches no memory of ours.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(cmd, || {
+                let unlimited = libc::rlimit {
+                    rlim_cur: libc::RLIM_INFINITY,
+                    rlim_max: libc::RLIM_INFINITY,
+                };
+                libc::setrlimit(libc::RLIMIT_CORE, &unlimited);
+                Ok(())
+            });
+        }
+    };
+    let mut untraced = Command::new(&bin);
+    allow_core(&mut untraced);
+    let status = untraced.status().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc::SIGSEGV));
+    let core = if status.core_dumped() {
+        " (core dumped)"
+    } else {
+        ""
+    };
+    let mut cmd = utrace();
+    cmd.args(["-f", "crash", "--"]).arg(&bin);
+    allow_core(&mut cmd);
+    let out = crate::common::run(&mut cmd, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(128 + libc::SIGSEGV), "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(format!("utrace: {} killed by SIGSEGV{core}", bin.display()).as_str()),
+        "{stderr}"
+    );
+    assert!(
+        count_calls(&String::from_utf8_lossy(&out.stdout)).contains_key("crash"),
+        "{stderr}"
+    );
+}
+
+/// `--exit=uretprobe` and `--exit=session` hijack every return: utrace warns
+/// first where something can unwind through the frames (C++ here), and
+/// only there.
+#[test]
+fn hijacking_exits_warn_before_tracing_code_that_unwinds() {
+    if !require_bpf() {
+        return;
+    }
+    let throw = fixture("throw", Build::O2);
+    // caught() is a leaf nothing unwinds through: the run itself is safe.
+    for exit in ["uretprobe", "session"] {
+        let t = trace(&throw, &[], &[&format!("--exit={exit}"), "-f", "caught"]);
+        assert_eq!(t.stdout, "caught=16 sum=128\n", "{}", t.stderr);
+        assert_eq!(
+            t.stderr.lines().next(),
+            Some(
+                format!(
+                    "utrace: warning: {} can unwind through its frames (C++ exceptions, longjmp): \
+                     --exit={exit} may abort it; the default --exit=auto is safe",
+                    throw.display()
+                )
+                .as_str()
+            ),
+            "{}",
+            t.stderr
+        );
+    }
+    let t = trace(&throw, &[], &["-f", "caught"]);
+    assert!(!t.stderr.contains("warning"), "auto: {}", t.stderr);
+    let t = trace(&fixture("calls", Build::O2), &[], &["--exit=uretprobe"]);
+    assert!(!t.stderr.contains("warning"), "C: {}", t.stderr);
+}
+
+/// `--libname` names the library a PLT call goes to, not the stub's module:
+/// from the import's version need (strtol@GLIBC → libc.so.6), or, for an
+/// unversioned import in a program needing several libraries, from the
+/// library that exports it; live and from a recording alike.
+#[test]
+fn libname_names_the_library_a_plt_call_goes_to() {
+    if !require_bpf() {
+        return;
+    }
+    let t = trace(&fixture("exitcode", Build::O2), &["0"], &["--libname"]);
+    assert_text_eq(
+        "
+# DURATION     TID     FUNCTION
+            [     1] | main@exitcode-O2() {
+      <dur> [     1] |   strtol@libc.so.6();
+      <dur> [     1] |   leave@exitcode-O2();
+      <dur> [     1] | } /* main@exitcode-O2 */
+",
+        &normalise(&t.graph),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bin = uselib(dir.path());
+    let expected = "
+# DURATION     TID     FUNCTION
+            [     1] | main@uselib() {
+      <dur> [     1] |   plugin_entry@libplugin.so();
+      <dur> [     1] | } /* main@uselib */
+";
+    let opts = ["--libname", "--no-function", "printf*"];
+    let t = trace(&bin, &[], &opts);
+    assert_text_eq(expected, &normalise(&t.graph));
+    let data = dir.path().join("uselib.data");
+    let recorded = crate::common::run(
+        utrace()
+            .args(["--record", "--no-function", "printf*", "-d"])
+            .arg(&data)
+            .arg("--")
+            .arg(&bin),
+        Duration::from_secs(60),
+    );
+    assert!(recorded.status.success(), "{recorded:?}");
+    let reported = crate::common::run(
+        utrace()
+            .args(["--report", "--format=call-graph", "--libname", "-d"])
+            .arg(&data),
+        Duration::from_secs(60),
+    );
+    assert_text_eq(
+        expected,
+        &normalise(&String::from_utf8_lossy(&reported.stdout)),
+    );
 }

@@ -164,7 +164,8 @@ fn every_format_reads_a_real_recording() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sort.data");
-    record(&[], &fixture("sort", Build::O2), &["-n", "100"], &data);
+    let bin = fixture("sort", Build::O2);
+    record(&[], &bin, &["-n", "100"], &data);
     let summary = report(&data, &[]);
     let row = summary
         .lines()
@@ -191,6 +192,14 @@ fn every_format_reads_a_real_recording() {
         svg.starts_with("<?xml") && svg.contains("compare"),
         "flame graph SVG"
     );
+    // The root frame is labelled with the command, in its title and its text.
+    let command = format!("{} -n 100", bin.display());
+    let root = svg
+        .split("<g>")
+        .find(|g| g.contains(" ns, 100%)</title>"))
+        .expect("a root frame");
+    assert!(root.starts_with(&format!("<title>{command} (")), "{root}");
+    assert!(root.ends_with(&format!(">{command}</text></g>")), "{root}");
     let chrome: serde_json::Value =
         serde_json::from_str(&report(&data, &["--format=chrome"])).unwrap();
     let x_events = chrome["traceEvents"]
@@ -203,6 +212,89 @@ fn every_format_reads_a_real_recording() {
         .values()
         .sum();
     assert_eq!(x_events, calls, "one complete event per call");
+}
+
+/// The JSON report's row of `function`.
+fn json_row(json: &str, function: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(json).expect("the JSON report parses");
+    let rows = v["functions"].as_array().expect("functions array");
+    let row = rows.iter().find(|f| f["function"] == function);
+    row.unwrap_or_else(|| panic!("no {function} in {json}"))
+        .clone()
+}
+
+/// Avg is the mean of every call's own duration, the nested calls of a
+/// recursion included (Total counts only the outermost ones): the chrome
+/// report of the same recording, which has every call's duration to the
+/// nanosecond, gives exactly the same mean, min and max.
+#[test]
+fn avg_is_the_mean_of_every_call_even_in_recursion() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("calls.data");
+    record(&[], &fixture("calls", Build::O2), &[], &data);
+    let fib = json_row(&report(&data, &["--format=json"]), "fib");
+    let chrome: serde_json::Value =
+        serde_json::from_str(&report(&data, &["--format=chrome"])).unwrap();
+    let durations: Vec<u64> = chrome["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["ph"] == "X" && e["name"] == "fib")
+        .map(|e| (e["dur"].as_f64().unwrap() * 1000.0).round() as u64)
+        .collect();
+    assert_eq!(durations.len(), 177);
+    let sum: u64 = durations.iter().sum();
+    let (min, max) = (durations.iter().min(), durations.iter().max());
+    assert_eq!(fib["calls"], 177);
+    assert_eq!(fib["avg_ns"], sum / 177, "{fib}");
+    assert_eq!(fib["min_ns"].as_u64().as_ref(), min, "{fib}");
+    assert_eq!(fib["max_ns"].as_u64().as_ref(), max, "{fib}");
+    // The outermost call is the longest and holds all the others.
+    assert_eq!(fib["total_ns"], fib["max_ns"], "{fib}");
+}
+
+/// "850 ns", "12.345 us", "1.234 ms", "2.500 s" in ns.
+fn ns_of(human: &str) -> f64 {
+    let (value, unit) = human.split_once(' ').expect("value and unit");
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => panic!("unit of {human}"),
+    };
+    value.parse::<f64>().unwrap() * scale
+}
+
+#[test]
+fn avg_counted_in_bpf_is_the_mean_call_between_min_and_max() {
+    if !require_bpf() {
+        return;
+    }
+    let out = run(
+        utrace()
+            .args(["--format=summary", "-f", "fib", "--"])
+            .arg(fixture("calls", Build::O2)),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.contains(" fib "))
+        .unwrap_or_else(|| panic!("no fib row: {text}"));
+    // Calls, then Total, Self, Avg, Min, Max as "<value> <unit>".
+    let f: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(f[0], "177", "{row}");
+    let [total, _self, avg, min, max] =
+        [1, 3, 5, 7, 9].map(|i| ns_of(&format!("{} {}", f[i], f[i + 1])));
+    assert!(min <= avg && avg <= max, "min ≤ avg ≤ max: {row}");
+    // Nested calls count in the mean, not in Total: fib(10)'s calls nest
+    // several deep, so avg × calls is several times Total (it was Total).
+    assert!(avg * 177.0 > 2.0 * total, "{row}");
 }
 
 #[test]
