@@ -19,6 +19,9 @@ use abi::{
     BpfCounts, COOKIE_RET_SITE, Drops, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder, helper_cookie,
 };
 
+/// A detach slower than this says on stderr that it is under way.
+const SLOW_DETACH: Duration = Duration::from_secs(1);
+
 /// Storage the loaded BPF object lives in; create it before [`Probes::load`].
 pub type ObjectStorage = MaybeUninit<OpenObject>;
 
@@ -343,10 +346,25 @@ impl<'obj> Probes<'obj> {
             .map(|m| m.link)
             .chain(self.links.drain(..))
             .collect();
+        let probes = self.probes;
+        let (done, finished) = crossbeam_channel::bounded::<()>(0);
         std::thread::scope(|scope| {
-            for link in links {
-                scope.spawn(move || drop(link));
-            }
+            // A busy machine can stretch the grace periods to many seconds:
+            // say so rather than wait in silence.
+            scope.spawn(move || {
+                let waited = finished.recv_timeout(SLOW_DETACH);
+                if waited == Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+                    eprintln!(
+                        "utrace: detaching {probes} probes: the kernel waits until every CPU has left them…"
+                    );
+                }
+            });
+            let closing: Vec<_> = links
+                .into_iter()
+                .map(|link| scope.spawn(move || drop(link)))
+                .collect();
+            closing.into_iter().for_each(|c| drop(c.join()));
+            drop(done);
         });
         start.elapsed()
     }
