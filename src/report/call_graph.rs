@@ -386,29 +386,38 @@ mod tests {
         }
     }
 
+    /// What the call graph prints for `calls` in `layout`, named from `t`.
+    fn render(layout: Layout, t: &FuncTable, calls: &[Call]) -> String {
+        let buf = Shared::default();
+        let mut g = CallGraph::new(Box::new(buf.clone()), layout);
+        for c in calls {
+            g.call(c, t).unwrap();
+        }
+        g.finish(t, &RunInfo::default()).unwrap();
+        String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
+    }
+
     #[test]
     fn renders_uftrace_layout() {
-        let buf = Shared::default();
         let layout = Layout {
             tid: true,
             timestamp: false,
             flat: false,
             libname: false,
         };
-        let mut g = CallGraph::new(Box::new(buf.clone()), layout);
         let t = table();
-        for c in [
-            enter(0, 0, 0),
-            enter(1, 1, 1_000),
-            enter(2, 2, 2_000),
-            leave(2, 2, 2_000, 2_731),
-            leave(1, 1, 1_000, 53_004),
-            leave(0, 0, 0, 60_000),
-        ] {
-            g.call(&c, &t).unwrap();
-        }
-        g.finish(&t, &RunInfo::default()).unwrap();
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let text = render(
+            layout,
+            &t,
+            &[
+                enter(0, 0, 0),
+                enter(1, 1, 1_000),
+                enter(2, 2, 2_000),
+                leave(2, 2, 2_000, 2_731),
+                leave(1, 1, 1_000, 53_004),
+                leave(0, 0, 0, 60_000),
+            ],
+        );
         let expected = "\
 # DURATION     TID     FUNCTION
             [     7] | main() {
@@ -422,12 +431,10 @@ mod tests {
 
     #[test]
     fn libname_names_the_library_a_stub_calls_into() {
-        let buf = Shared::default();
         let layout = Layout {
             libname: true,
             ..Layout::default()
         };
-        let mut g = CallGraph::new(Box::new(buf.clone()), layout);
         let mut t = table();
         let stub = |name: &str, library: Option<&str>| Function {
             module: 0,
@@ -440,18 +447,18 @@ mod tests {
         };
         t.functions.push(stub("strtol", Some("libc.so.6")));
         t.functions.push(stub("mystery", None));
-        for c in [
-            enter(0, 0, 0),
-            enter(3, 1, 1_000),
-            leave(3, 1, 1_000, 1_500),
-            enter(4, 1, 2_000),
-            leave(4, 1, 2_000, 2_500),
-            leave(0, 0, 0, 3_000),
-        ] {
-            g.call(&c, &t).unwrap();
-        }
-        g.finish(&t, &RunInfo::default()).unwrap();
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let text = render(
+            layout,
+            &t,
+            &[
+                enter(0, 0, 0),
+                enter(3, 1, 1_000),
+                leave(3, 1, 1_000, 1_500),
+                enter(4, 1, 2_000),
+                leave(4, 1, 2_000, 2_500),
+                leave(0, 0, 0, 3_000),
+            ],
+        );
         let expected = "\
 # DURATION     TID     FUNCTION
             [     7] | main@sort() {
@@ -464,23 +471,21 @@ mod tests {
 
     #[test]
     fn flat_layout_has_the_header_too() {
-        let buf = Shared::default();
         let layout = Layout {
             flat: true,
             ..Layout::default()
         };
-        let mut g = CallGraph::new(Box::new(buf.clone()), layout);
         let t = table();
-        for c in [
-            enter(0, 0, 0),
-            enter(2, 1, 1_000),
-            leave(2, 1, 1_000, 1_731),
-            leave(0, 0, 0, 3_000),
-        ] {
-            g.call(&c, &t).unwrap();
-        }
-        g.finish(&t, &RunInfo::default()).unwrap();
-        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let text = render(
+            layout,
+            &t,
+            &[
+                enter(0, 0, 0),
+                enter(2, 1, 1_000),
+                leave(2, 1, 1_000, 1_731),
+                leave(0, 0, 0, 3_000),
+            ],
+        );
         let expected = "\
 # DURATION     TID     FUNCTION
             [     7] | main() {
