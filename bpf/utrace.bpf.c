@@ -412,7 +412,11 @@ static __always_inline void drop_dead_frames_at(struct thread_state *s, __u64 sp
 		if (d == 0 || d > MAX_FRAMES)
 			break;
 		f = frame_at(s, d - 1);
-		keep_same_sp = !at_entry || (f->exit == EXIT_HIJACKED && f->ts >= abandoned);
+		/* Entered since frames were abandoned: alive (a catch's own stub). */
+		if (abandoned && f->ts >= abandoned)
+			keep_same_sp = true;
+		else
+			keep_same_sp = !at_entry || (f->exit == EXIT_HIJACKED && !abandoned);
 		if (f->sp > sp || (f->sp == sp && keep_same_sp))
 			break;
 		if (f->exit == EXIT_HIJACKED && s->hijacked)
@@ -682,6 +686,13 @@ int BPF_UPROBE(on_helper)
 			s->abandoned_ts = now;
 		s->unwinding = 0;
 		drop_dead_frames_at(s, PT_REGS_SP(ctx), true, now);
+		break;
+	case HELPER_FREED:
+		/* A frame at this very slot is the call that freed it. */
+		if (!s->abandoned_ts)
+			s->abandoned_ts = now;
+		s->unwinding = 0;
+		drop_dead_frames_at(s, PT_REGS_SP(ctx), false, now);
 		break;
 	case HELPER_LONGJMP:
 		s->abandoned_ts = now;

@@ -82,11 +82,14 @@ enum frame_exit {
 enum helper_kind {
 	/* _Unwind_RaiseException and kin: an exception is on its way. */
 	HELPER_UNWIND_START = 1,
-	/* __cxa_begin_catch, _Unwind_DeleteException: it was caught, and the
-	 * frames below the catch are gone. */
+	/* __cxa_begin_catch: it was caught, and the frames below the catch are
+	 * gone (a callee at the catcher's call slot too). */
 	HELPER_CATCH = 2,
 	/* longjmp and kin: the frames it leaves end now. */
 	HELPER_LONGJMP = 3,
+	/* _Unwind_DeleteException, where Rust's catch_unwind frees a panic (and
+	 * __cxa_end_catch may tail-call it): the frames below it are gone. */
+	HELPER_FREED = 4,
 };
 
 enum event_flags {

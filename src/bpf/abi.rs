@@ -27,6 +27,7 @@ pub fn helper_cookie(helper: Helper) -> u64 {
     let kind = match helper {
         Helper::UnwindStart => helper_kind::HELPER_UNWIND_START,
         Helper::Catch => helper_kind::HELPER_CATCH,
+        Helper::Freed => helper_kind::HELPER_FREED,
         Helper::Longjmp => helper_kind::HELPER_LONGJMP,
     };
     u64::from(kind.0)

@@ -131,7 +131,12 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
 /// `--exit=auto`: the links that tell BPF about the unwinder and longjmp,
 /// one per file and kind (the cookie is the kind).
 pub fn helper_links(helpers: &[HelperList]) -> Vec<LinkSpec> {
-    let kinds = [Helper::UnwindStart, Helper::Catch, Helper::Longjmp];
+    let kinds = [
+        Helper::UnwindStart,
+        Helper::Catch,
+        Helper::Freed,
+        Helper::Longjmp,
+    ];
     let mut specs = Vec::new();
     for list in helpers {
         for kind in kinds {

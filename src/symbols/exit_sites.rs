@@ -87,7 +87,7 @@ pub(crate) fn scan(
         let range = (function.vaddr, function.vaddr + bytes.len() as u64);
         function.ret_sites = found.sites(|t| !in_range(t, range) && !parts.belongs(t, index));
         function.leaf = found.calls.is_empty()
-            && !found.indirect_call
+            && !found.indirect_branch
             && function.ret_sites.iter().all(|s| found.rets.contains(s));
     }
     for (part, parent) in parts.parts.iter().zip(&parts.parent) {
@@ -103,7 +103,7 @@ pub(crate) fn scan(
         f.ret_sites
             .extend(found.sites(|t| !in_range(t, range) && !parts.belongs(t, index)));
         // What its `.cold` part calls (abort, __cxa_throw...) the function calls.
-        f.leaf &= found.calls.is_empty() && !found.indirect_call;
+        f.leaf &= found.calls.is_empty() && !found.indirect_branch;
         f.ret_sites.sort_unstable();
         f.ret_sites.dedup();
     }
@@ -129,8 +129,10 @@ struct Found {
     jumps_out: Vec<(u64, u64)>,
     /// Targets of direct calls.
     calls: Vec<u64>,
-    /// Some call goes through a register or memory.
-    indirect_call: bool,
+    /// Some call or jump goes through a register or memory: it may leave
+    /// for code this scan cannot see (a tail call through a pointer, such as
+    /// a C++ member-function pointer), so nothing proves the function a leaf.
+    indirect_branch: bool,
 }
 
 impl Found {
@@ -211,14 +213,16 @@ impl<'a> Scanner<'a> {
                 }
             } else if let Some(slot) = rip_indirect(insn, Code::Jmp_rm64) {
                 self.got_slots.insert(slot);
-                if self.imports.contains_key(&slot) && probeable() {
+                if !self.imports.contains_key(&slot) {
+                    found.indirect_branch = true;
+                } else if probeable() {
                     found.rets.push(site);
                 }
             } else if let Some(slot) = rip_indirect(insn, Code::Call_rm64) {
-                found.indirect_call = true;
+                found.indirect_branch = true;
                 self.got_slots.insert(slot);
-            } else if insn.mnemonic() == Mnemonic::Call {
-                found.indirect_call = true;
+            } else if matches!(insn.mnemonic(), Mnemonic::Call | Mnemonic::Jmp) {
+                found.indirect_branch = true;
             }
         }
         found

@@ -134,6 +134,9 @@ pub enum Helper {
     UnwindStart,
     /// An exception was caught: the frames below the catcher are gone.
     Catch,
+    /// An exception object was freed (Rust's catch_unwind, or after a C++
+    /// catch): the frames below the freeing call are gone.
+    Freed,
     /// longjmp: the frames it leaves end now.
     Longjmp,
 }
@@ -146,7 +149,8 @@ pub fn helper_of(raw: &str) -> Option<Helper> {
         }
         // C++ catches call __cxa_begin_catch; Rust's catch_unwind frees the
         // exception with _Unwind_DeleteException.
-        "__cxa_begin_catch" | "_Unwind_DeleteException" => Some(Helper::Catch),
+        "__cxa_begin_catch" => Some(Helper::Catch),
+        "_Unwind_DeleteException" => Some(Helper::Freed),
         "longjmp" | "_longjmp" | "siglongjmp" | "__longjmp_chk" | "__libc_siglongjmp"
         | "__libc_longjmp" => Some(Helper::Longjmp),
         _ => None,

@@ -88,9 +88,8 @@ fn marked(graph: &str, marker: &str) -> Vec<String> {
         .map(|b| {
             let b = b.strip_suffix(marker).unwrap_or(b).trim_end();
             let b = b.strip_prefix("} /* ").unwrap_or(b);
-            b.trim_end_matches(" */")
-                .trim_end_matches("();")
-                .to_string()
+            let b = b.trim_end_matches(" */").trim_end_matches(';');
+            b.strip_suffix("()").unwrap_or(b).to_string()
         })
         .collect()
 }
@@ -165,4 +164,41 @@ fn calls_that_never_return_end_with_their_thread_marked() {
         (100_000_000..150_000_000).contains(&run),
         "run lasted {run} ns"
     );
+}
+
+#[test]
+fn an_exception_through_a_pointer_tail_call_is_not_aborted() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("ptrtail", Build::O2);
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(
+        (t.stdout.as_str(), t.code),
+        ("ok=1 errors=2\n", Some(0)),
+        "{}",
+        t.stderr
+    );
+    let calls = count_calls(&t.graph);
+    for (name, n) in [
+        ("main", 1),
+        ("Calc::eval(int) const", 3),
+        ("Calc::parse(int) const", 3),
+    ] {
+        assert_eq!(calls.get(name), Some(&n), "{name}: {}", t.graph);
+    }
+    // eval leaves only by `jmp *`, which no probe sees: it ends when parse
+    // starts; two parses and their __cxa_throw end by the exception.
+    let mut unwound = marked(&t.graph, " /* unwound */");
+    unwound.sort();
+    let expected = [
+        "Calc::eval(int) const",
+        "Calc::eval(int) const",
+        "Calc::eval(int) const",
+        "Calc::parse(int) const",
+        "Calc::parse(int) const",
+        "__cxa_throw@plt",
+        "__cxa_throw@plt",
+    ];
+    assert_eq!(unwound, expected, "{}", t.graph);
 }
