@@ -258,9 +258,11 @@ static __always_inline void request_stop(void)
 
 /* Tells userspace what it must attach (`kind`: EV_LOAD, the mappings
  * changed; EV_NEED_EXITS, `func` needs its ret sites) and stops the process
- * (the signal is delivered before it runs another user instruction) until
- * userspace has attached it and sends SIGCONT. What the thread queued goes
- * first, so its events stay in order. */
+ * until userspace has attached it and sends SIGCONT. The signal usually
+ * takes effect before the thread's next user instruction, but on 6.18 it
+ * was seen to land a few instructions (the next trap) later, so nothing may
+ * depend on it landing at once. What the thread queued goes first, so its
+ * events stay in order. */
 static __always_inline void stop_for_userspace(struct thread_state *s, __u8 kind, __u32 func)
 {
 	struct {

@@ -163,6 +163,10 @@ fn child(
     user: Option<&Credentials>,
     no_aslr: bool,
 ) -> ! {
+    // The Rust runtime ignores SIGPIPE, and an ignored signal stays ignored
+    // across exec: the command gets the default back, as from a shell.
+    // SAFETY: signal() is async-signal-safe and only changes this process.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let mut byte = [0u8; 1];
     // EOF instead of the byte means utrace gave up or died: never run untraced.
     if !matches!(nix::unistd::read(&go, &mut byte), Ok(1)) {

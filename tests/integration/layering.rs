@@ -164,3 +164,13 @@ fn a_run_that_fails_leaves_no_process_stopped() {
         "the target did not finish"
     );
 }
+
+#[test]
+fn the_command_starts_with_sigpipe_at_its_default() {
+    if !require_bpf() {
+        return;
+    }
+    let t = crate::common::trace(&fixture("sigpipe", Build::O2), &[], &["-f", "main"]);
+    assert_eq!(t.stdout, "sigpipe=default\n", "{}", t.stderr);
+    assert_eq!(count_calls(&t.graph).get("main"), Some(&1), "{}", t.graph);
+}
