@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::common::{
-    Build, count_calls, counts, fixture, normalise, require_bpf, run, trace, utrace,
+    Build, Traced, count_calls, counts, fixture, normalise, require_bpf, run, trace, utrace,
 };
 
 /// The indentation depth of each call line's body (two spaces a level).
@@ -79,9 +79,21 @@ fn deep_recursion_reports_the_tree_it_showed_live() {
     assert_eq!(normalise(&reported), normalise(&live.graph));
 }
 
-/// The lines of `graph` that end in `marker`, as their call's name.
+/// Traces fixture `name` (-O2) with the defaults; asserts its stdout and exit
+/// code are `output` and that each function of `calls` ran exactly so often.
+fn traced_as_expected(name: &str, output: (&str, Option<i32>), calls: &[(&str, usize)]) -> Traced {
+    let t = trace(&fixture(name, Build::O2), &[], &[]);
+    assert_eq!((t.stdout.as_str(), t.code), output, "{}", t.stderr);
+    let counted = count_calls(&t.graph);
+    for &(function, n) in calls {
+        assert_eq!(counted.get(function), Some(&n), "{function}: {}", t.graph);
+    }
+    t
+}
+
+/// The calls of `graph` whose line ends in `marker`, by name, sorted.
 fn marked(graph: &str, marker: &str) -> Vec<String> {
-    graph
+    let mut calls: Vec<String> = graph
         .lines()
         .filter(|l| l.ends_with(marker))
         .filter_map(|l| l.split_once("| ").map(|(_, b)| b.trim()))
@@ -91,7 +103,9 @@ fn marked(graph: &str, marker: &str) -> Vec<String> {
             let b = b.trim_end_matches(" */").trim_end_matches(';');
             b.strip_suffix("()").unwrap_or(b).to_string()
         })
-        .collect()
+        .collect();
+    calls.sort();
+    calls
 }
 
 /// The duration in ns of the first line of `graph` that `line` ends.
@@ -121,26 +135,15 @@ fn calls_that_never_return_end_with_their_thread_marked() {
     if !require_bpf() {
         return;
     }
-    let bin = fixture("ends", Build::O2);
-    let t = trace(&bin, &[], &[]);
-    assert_eq!(
-        (t.stdout.as_str(), t.code),
-        ("bye\n", Some(3)),
-        "{}",
-        t.stderr
-    );
-    let calls = count_calls(&t.graph);
-    for (name, n) in [
+    let calls = [
         ("main", 1),
         ("run", 1),
         ("worker", 1),
         ("quit", 1),
         ("finish", 1),
-    ] {
-        assert_eq!(calls.get(name), Some(&n), "{name}: {}", t.graph);
-    }
-    let mut ended = marked(&t.graph, " /* no return: thread ended */");
-    ended.sort();
+    ];
+    let t = traced_as_expected("ends", ("bye\n", Some(3)), &calls);
+    let ended = marked(&t.graph, " /* no return: thread ended */");
     let expected = [
         "exit@plt",
         "finish",
@@ -171,26 +174,15 @@ fn an_exception_through_a_pointer_tail_call_is_not_aborted() {
     if !require_bpf() {
         return;
     }
-    let bin = fixture("ptrtail", Build::O2);
-    let t = trace(&bin, &[], &[]);
-    assert_eq!(
-        (t.stdout.as_str(), t.code),
-        ("ok=1 errors=2\n", Some(0)),
-        "{}",
-        t.stderr
-    );
-    let calls = count_calls(&t.graph);
-    for (name, n) in [
+    let calls = [
         ("main", 1),
         ("Calc::eval(int) const", 3),
         ("Calc::parse(int) const", 3),
-    ] {
-        assert_eq!(calls.get(name), Some(&n), "{name}: {}", t.graph);
-    }
+    ];
+    let t = traced_as_expected("ptrtail", ("ok=1 errors=2\n", Some(0)), &calls);
     // eval leaves only by `jmp *`, which no probe sees: it ends when parse
     // starts; two parses and their __cxa_throw end by the exception.
-    let mut unwound = marked(&t.graph, " /* unwound */");
-    unwound.sort();
+    let unwound = marked(&t.graph, " /* unwound */");
     let expected = [
         "Calc::eval(int) const",
         "Calc::eval(int) const",
