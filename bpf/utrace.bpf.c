@@ -108,6 +108,15 @@ struct {
 	__type(value, __u8);
 } procs SEC(".maps");
 
+/* -c: the command utrace forked, until it execs: before that it still runs
+ * utrace's own code (the child's side of fork), which is not the trace. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8);
+} before_exec SEC(".maps");
+
 /* Stops BPF asked for, per process (tgid): a process stopped for two
  * reasons at once must stay stopped until userspace has handled both, and
  * a SIGCONT for the first would discard the second SIGSTOP. */
@@ -213,15 +222,17 @@ static __always_inline struct thread_state *state_or_create(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct thread_state *s;
+	__u32 tgid;
 
 	/* Only threads of traced processes ever get state, so having it is
 	 * proof enough: the hot path is this one lookup. */
 	s = bpf_task_storage_get(&threads, task, 0, 0);
 	if (s)
 		return s;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	if (bpf_map_lookup_elem(&before_exec, &tgid))
+		return NULL;
 	if (follow_forks) {
-		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-
 		/* Links without a pid filter also fire in other processes
 		 * running the same executable: they are not ours. */
 		if (!bpf_map_lookup_elem(&procs, &tgid))
@@ -322,6 +333,8 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	__u32 tgid = task->tgid;
 	struct thread_state *s;
 
+	/* The command utrace started is traced from here on. */
+	bpf_map_delete_elem(&before_exec, &tgid);
 	if (!follow_forks || !bpf_map_lookup_elem(&procs, &tgid))
 		return 0;
 	s = idle_state(task);

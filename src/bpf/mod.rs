@@ -57,6 +57,8 @@ pub struct Probes<'obj> {
     probes: usize,
     /// Events go through the ring buffer (not counting mode).
     streams: bool,
+    /// The exec tracepoint is attached (following forks, or `-c`).
+    exec_watched: bool,
 }
 
 impl<'obj> Probes<'obj> {
@@ -96,6 +98,7 @@ impl<'obj> Probes<'obj> {
             links: Vec::new(),
             probes: 0,
             streams: !cfg.count_only,
+            exec_watched: false,
         };
         // Threads queue their events (bpf/utrace.h: struct batch): these
         // send the queue when a thread blocks or exits.
@@ -122,12 +125,31 @@ impl<'obj> Probes<'obj> {
             .procs
             .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
             .context("registering the traced process")?;
-        let progs = &self.skel.progs;
-        for prog in [&progs.on_fork, &progs.on_exec] {
-            self.links.push(
-                prog.attach()
-                    .context("attaching the fork and exit tracepoints")?,
-            );
+        let link = self.skel.progs.on_fork.attach();
+        self.links
+            .push(link.context("attaching the fork tracepoint")?);
+        if !self.exec_watched {
+            let link = self.skel.progs.on_exec.attach();
+            self.links
+                .push(link.context("attaching the exec tracepoint")?);
+            self.exec_watched = true;
+        }
+        Ok(())
+    }
+
+    /// `-c`: process `pid` (forked, held before exec) is traced from its
+    /// exec on; until then it runs utrace's own code.
+    pub fn start_at_exec(&mut self, pid: u32) -> Result<()> {
+        self.skel
+            .maps
+            .before_exec
+            .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
+            .context("registering the command before its exec")?;
+        if !self.exec_watched {
+            let link = self.skel.progs.on_exec.attach();
+            self.links
+                .push(link.context("attaching the exec tracepoint")?);
+            self.exec_watched = true;
         }
         Ok(())
     }

@@ -193,6 +193,9 @@ fn attach(
     // pid filter and BPF keeps the followed processes. Libraries keep the
     // filter: tracing libc must never slow other processes.
     let follow = opts.follow_forks && launched;
+    if launched {
+        probes.start_at_exec(pid)?;
+    }
     if follow {
         probes.follow(pid)?;
     }

@@ -377,3 +377,37 @@ fn libname_names_the_library_a_plt_call_goes_to() {
         &normalise(&String::from_utf8_lossy(&reported.stdout)),
     );
 }
+
+/// Nothing before the command's exec is traced: the forked child still runs
+/// utrace's own code there (its execv calls into libc), and the program
+/// itself never calls execv, execve or read.
+#[test]
+fn tracing_starts_at_the_commands_exec() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("calls", Build::O2);
+    let pre_exec = [
+        "--nest-lib",
+        "libc.so*",
+        "-f",
+        "execv",
+        "-f",
+        "execve",
+        "-f",
+        "read",
+    ];
+    for follow in [&[][..], &["--no-follow"][..]] {
+        let t = trace(&bin, &[], &[&pre_exec[..], follow].concat());
+        assert_eq!(t.stdout, "fib(10)=55 sum=33\n", "{follow:?}: {}", t.stderr);
+        assert_eq!(
+            count_calls(&t.graph),
+            counts(&[]),
+            "{follow:?}: {}",
+            t.graph
+        );
+    }
+    // The same libc probes do see the program's own calls.
+    let t = trace(&bin, &[], &["--nest-lib", "libc.so*", "-f", "printf"]);
+    assert_eq!(count_calls(&t.graph).get("printf"), Some(&1), "{}", t.graph);
+}
