@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-use crate::options::{Format, Mode, ReportOptions, TraceOptions};
+use crate::options::{Format, Mode, ReportOptions, Target, TraceOptions};
 use crate::record::Recorder;
 use crate::replay::Replay;
 use crate::report::summary::Summary;
@@ -58,13 +58,23 @@ fn run() -> Result<i32> {
 
 fn live(trace: &TraceOptions, opts: &ReportOptions) -> Result<i32> {
     let plan = plan::build(trace)?;
+    let mut written = None;
     let output = match opts.format {
         // A live summary is counted in BPF: no event leaves the kernel.
         Format::Summary => {
             let out = output::open(opts.output.as_deref(), None)?;
             Output::Count(Box::new(Summary::new(out.writer, opts.sort)))
         }
-        _ => Output::Calls(Replay::new(report::open_sink(opts)?.0)),
+        _ => {
+            let shares_stdout = matches!(trace.target, Target::Command(_));
+            let (sink, file) = report::open_sink(opts, shares_stdout)?;
+            written = file;
+            Output::Calls(Replay::new(sink))
+        }
     };
-    Ok(session::run(trace, plan, output)?.exit_code)
+    let exit_code = session::run(trace, plan, output)?.exit_code;
+    if let Some(path) = written {
+        eprintln!("Wrote {}", path.display());
+    }
+    Ok(exit_code)
 }

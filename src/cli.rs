@@ -104,7 +104,10 @@ struct Args {
     #[arg(long)]
     per_thread: bool,
 
-    /// Write output (call graph, report, SVG, --list) to FILE instead of stdout.
+    /// Write output (call graph, report, SVG, --list) to FILE instead of
+    /// stdout (`-` is stdout). Live with -c, where the command writes to the
+    /// same stdout, json, folded, chrome and flame-graph go to utrace.json,
+    /// utrace.folded, utrace.chrome.json and utrace.svg unless -o says otherwise.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
 

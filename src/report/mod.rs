@@ -43,11 +43,32 @@ pub fn sink_for(format: Format, opts: &ReportOptions, out: Box<dyn Write>) -> Bo
     }
 }
 
-/// Opens where `opts` says the report goes (`-o`, `-` for stdout, a default
-/// file for formats that are no text for a terminal), and its sink.
-pub fn open_sink(opts: &ReportOptions) -> Result<(Box<dyn Sink>, Option<std::path::PathBuf>)> {
-    let default = (opts.format == Format::FlameGraph).then_some(Path::new(DEFAULT_SVG));
-    let opened = output::open(opts.output.as_deref(), default)?;
+/// The file a machine format goes to without `-o` while a traced command
+/// writes to the same stdout (live `-c`): JSON or a flame graph must not be
+/// interleaved with the program's own output.
+pub fn machine_file(format: Format) -> Option<&'static str> {
+    match format {
+        Format::Json => Some("utrace.json"),
+        Format::Folded => Some("utrace.folded"),
+        Format::Chrome => Some("utrace.chrome.json"),
+        Format::FlameGraph => Some(DEFAULT_SVG),
+        Format::Summary | Format::CallGraph => None,
+    }
+}
+
+/// Opens where `opts` says the report goes (`-o`, `-` for stdout, else the
+/// default file when there is one: an SVG always, `shares_stdout` the other
+/// machine formats too), and its sink.
+pub fn open_sink(
+    opts: &ReportOptions,
+    shares_stdout: bool,
+) -> Result<(Box<dyn Sink>, Option<std::path::PathBuf>)> {
+    let default = match opts.format {
+        Format::FlameGraph => Some(DEFAULT_SVG),
+        format if shares_stdout => machine_file(format),
+        _ => None,
+    };
+    let opened = output::open(opts.output.as_deref(), default.map(Path::new))?;
     Ok((sink_for(opts.format, opts, opened.writer), opened.file))
 }
 
@@ -56,7 +77,7 @@ pub fn open_sink(opts: &ReportOptions) -> Result<(Box<dyn Sink>, Option<std::pat
 /// reported on stderr; a closed stdout ends the report quietly.
 pub fn run(data: &Path, opts: &ReportOptions) -> Result<()> {
     let reader = TraceReader::open(data)?;
-    let (sink, file) = open_sink(opts)?;
+    let (sink, file) = open_sink(opts, false)?;
     let status = replay_file(&reader, sink)?;
     for warning in status.warnings() {
         warning!("{}: {warning}", data.display());

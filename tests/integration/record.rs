@@ -343,3 +343,25 @@ fn live_summary_is_counted_in_bpf_with_exact_counts() {
         "{text}"
     );
 }
+
+/// Live with -c and no -o, a machine format goes to its default file, named
+/// on stderr, and stdout is the program's alone: JSON interleaved with the
+/// program's output would be neither.
+#[test]
+fn live_machine_formats_keep_off_the_programs_stdout() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = utrace();
+    cmd.current_dir(dir.path())
+        .args(["--format=json", "--"])
+        .arg(fixture("calls", Build::O2));
+    let out = run(&mut cmd, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "fib(10)=55 sum=33\n");
+    assert!(stderr.lines().any(|l| l == "Wrote utrace.json"), "{stderr}");
+    let json = std::fs::read_to_string(dir.path().join("utrace.json")).unwrap();
+    assert_eq!(json_calls(&json), calls_counts());
+}
