@@ -128,13 +128,7 @@ impl<'obj> Probes<'obj> {
         let link = self.skel.progs.on_fork.attach();
         self.links
             .push(link.context("attaching the fork tracepoint")?);
-        if !self.exec_watched {
-            let link = self.skel.progs.on_exec.attach();
-            self.links
-                .push(link.context("attaching the exec tracepoint")?);
-            self.exec_watched = true;
-        }
-        Ok(())
+        self.watch_exec()
     }
 
     /// `-c`: process `pid` (forked, held before exec) is traced from its
@@ -145,6 +139,11 @@ impl<'obj> Probes<'obj> {
             .before_exec
             .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
             .context("registering the command before its exec")?;
+        self.watch_exec()
+    }
+
+    /// Attaches the exec tracepoint once: following forks and `-c` both need it.
+    fn watch_exec(&mut self) -> Result<()> {
         if !self.exec_watched {
             let link = self.skel.progs.on_exec.attach();
             self.links
