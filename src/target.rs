@@ -368,18 +368,17 @@ impl Drop for Stopped {
 
 /// Waits (up to a second) until every thread of `pid` is stopped.
 pub fn wait_stopped(pid: u32) -> bool {
-    let all_stopped = || {
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_secs(1) {
+        // Gone meanwhile: there is nothing to wait for.
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             return false;
         };
-        tasks.flatten().all(|t| {
+        let all_stopped = tasks.flatten().all(|t| {
             let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
             parse_stat(&stat).is_some_and(|s| matches!(s.state, 'T' | 't' | 'Z' | 'X'))
-        })
-    };
-    let start = std::time::Instant::now();
-    while start.elapsed() < std::time::Duration::from_secs(1) {
-        if all_stopped() {
+        });
+        if all_stopped {
             return true;
         }
         std::thread::sleep(std::time::Duration::from_micros(200));
