@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use utrace::model::{
     Call, Event, EventKind, FuncId, FuncKind, FuncTable, Function, Module, RunInfo, Sink,
+    SyscallCall,
 };
 use utrace::options::{Format, Layout, ReportOptions};
 use utrace::record::Recorder;
@@ -109,6 +110,7 @@ impl Gen {
             depth,
             ts: self.ts,
             after_loss: false,
+            sys: None,
         }
     }
 
@@ -175,6 +177,9 @@ struct Discard;
 
 impl Sink for Discard {
     fn call(&mut self, _: &Call, _: &FuncTable) -> Result<()> {
+        Ok(())
+    }
+    fn syscall(&mut self, _: &SyscallCall, _: &FuncTable) -> Result<()> {
         Ok(())
     }
     fn finish(&mut self, _: &FuncTable, _: &RunInfo) -> Result<()> {

@@ -116,6 +116,7 @@ impl Program {
             depth,
             ts: self.ts,
             after_loss: false,
+            sys: None,
         });
     }
 

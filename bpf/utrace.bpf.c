@@ -30,12 +30,16 @@ const volatile bool follow_forks = false;
 /* --exit=auto: session returns within HIJACK_BUDGET, ret sites on demand
  * beyond it. */
 const volatile bool repair_exits = false;
+/* --syscalls: every thread of a traced process has state from its start
+ * (see adopt()), so the syscall tracepoints gate on one lookup. */
+const volatile bool trace_syscalls = false;
 
 /* A batch waiting longer than this goes out with the thread's next event
  * (a thread that blocks or exits sends it at once). */
 #define FLUSH_AFTER_NS (10 * 1000 * 1000ULL)
 
 #define barrier() asm volatile("" ::: "memory")
+#define offsetof(type, member) __builtin_offsetof(type, member)
 
 /* Keep the generated skeleton carrying utrace.h's types for Rust. */
 struct batch _batch = {};
@@ -48,6 +52,14 @@ enum drop_kind _drop_kind = DROP_RINGBUF;
 enum utrace_signal _utrace_signal = UTRACE_SIGSTOP;
 enum frame_exit _frame_exit = EXIT_HIJACKED;
 enum helper_kind _helper_kind = HELPER_UNWIND_START;
+struct syscall_record _syscall_record = {};
+struct syscall_spec _syscall_spec = {};
+struct syscall_key _syscall_key = {};
+struct syscall_counts _syscall_counts = {};
+enum record_kind _record_kind = REC_BATCH;
+enum syscall_limits _syscall_limits = COPY_MAX;
+enum copy_kind _copy_kind = COPY_NONE;
+enum syscall_flags _syscall_flags = SYSF_AFTER_LOSS;
 
 struct frame {
 	__u64 ts;
@@ -72,9 +84,11 @@ struct thread_state {
 	 * entered before it are dead where a new call reuses their slot. */
 	__u64 abandoned_ts;
 	__u32 unwinding; /* an exception is on its way to a catch */
-	__u32 pad2;
+	__u32 in_syscall; /* `sys` holds a system call that has not returned */
 	struct batch out;
 	struct frame frames[MAX_FRAMES];
+	/* Filled at the system call's entry, sent as it is at its return. */
+	struct syscall_record sys;
 };
 
 /* Task storage lives and dies with the thread: no table to fill up, nothing
@@ -135,6 +149,22 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } exit_sites SEC(".maps");
+
+/* --syscalls: what to do per system call number (filled before attach). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SYSCALL_SLOTS);
+	__type(key, __u32);
+	__type(value, struct syscall_spec);
+} syscall_specs SEC(".maps");
+
+/* Counting mode with --syscalls: per (caller, number), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct syscall_key);
+	__type(value, struct syscall_counts);
+} syscall_counts SEC(".maps");
 
 /* Counting mode: per function, per CPU; userspace sums the CPUs. Sized to
  * the number of traced functions before load. */
@@ -252,6 +282,23 @@ static __always_inline struct thread_state *state_or_create(void)
 	return s;
 }
 
+/* --syscalls: gives `task`, a thread of a traced process, its state now,
+ * before its first system call: the syscall tracepoints fire for every
+ * thread on the machine and must cost untraced ones a single lookup. */
+static __always_inline void adopt(struct task_struct *task)
+{
+	struct thread_state *s = bpf_task_storage_get(&threads, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+
+	if (!s) {
+		count_drops(DROP_NOSTATE, 1);
+		return;
+	}
+	if (!s->out.head.tid) {
+		s->out.head.pid = task->tgid;
+		s->out.head.tid = task->pid;
+	}
+}
+
 /* Counts the stop, then stops the process (all its threads). */
 static __always_inline void request_stop(void)
 {
@@ -311,16 +358,23 @@ static __always_inline struct thread_state *idle_state(struct task_struct *task)
 	return s && !s->busy ? s : NULL;
 }
 
+/* Sends the system call `s` holds (defined with the syscall programs). */
+static __always_inline void end_syscall(struct thread_state *s, __s64 ret, __u64 now, __u8 flags);
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
 	__u32 ptgid = parent->tgid, ctgid = child->tgid;
+	bool thread = ptgid == ctgid;
 	__u8 one = 1;
 
-	/* A new thread shares its parent's tgid: only new processes join. */
-	if (!follow_forks || ptgid == ctgid || !bpf_map_lookup_elem(&procs, &ptgid))
+	if (!bpf_map_lookup_elem(&procs, &ptgid))
 		return 0;
-	bpf_map_update_elem(&procs, &ctgid, &one, BPF_ANY);
+	/* A new thread shares its parent's tgid: only new processes join. */
+	if (follow_forks && !thread)
+		bpf_map_update_elem(&procs, &ctgid, &one, BPF_ANY);
+	if (trace_syscalls && (thread || follow_forks))
+		adopt(child);
 	return 0;
 }
 
@@ -331,16 +385,23 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binprm *bprm)
 {
 	__u32 tgid = task->tgid;
+	bool started = bpf_map_delete_elem(&before_exec, &tgid) == 0;
+	bool followed = bpf_map_lookup_elem(&procs, &tgid) != NULL;
 	struct thread_state *s;
+	__u64 now = bpf_ktime_get_ns();
 
 	/* The command utrace started is traced from here on. */
-	bpf_map_delete_elem(&before_exec, &tgid);
-	if (!follow_forks || !bpf_map_lookup_elem(&procs, &tgid))
-		return 0;
+	if (trace_syscalls && (started || followed))
+		adopt(task);
 	s = idle_state(task);
+	/* execve returns in the new program: it ends here, under its caller. */
+	if (s && s->in_syscall)
+		end_syscall(s, 0, now, 0);
+	if (!follow_forks || !followed)
+		return 0;
 	/* The old program's frames (execve's caller) are gone with it. */
 	if (s && s->depth && !count_only)
-		emit(s, EV_GONE, 0, bpf_ktime_get_ns(), 0);
+		emit(s, EV_GONE, 0, now, 0);
 	stop_for_userspace(s, EV_LOAD, 0);
 	if (s) {
 		/* A thread that was not the leader now has its tid. */
@@ -364,13 +425,16 @@ int BPF_PROG(on_thread_exit, struct task_struct *task)
 	__u32 tgid = task->tgid;
 
 	if (s) {
+		/* exit(), exit_group(), or killed inside a system call. */
+		if (s->in_syscall)
+			end_syscall(s, 0, bpf_ktime_get_ns(), SYSF_NO_RETURN);
 		/* Calls still open never return: exit(), pthread_exit(). */
 		if (s->depth && !count_only)
 			emit(s, EV_GONE, 0, bpf_ktime_get_ns(), 0);
 		flush(s);
 	}
 	/* The group leader leaving ends the process. */
-	if (follow_forks && task->pid == tgid)
+	if (task->pid == tgid)
 		bpf_map_delete_elem(&procs, &tgid);
 	return 0;
 }
@@ -401,6 +465,22 @@ int flush_all(struct bpf_iter__task *ctx)
 	s = bpf_task_storage_get(&threads, task, 0, 0);
 	if (s)
 		flush(s);
+	return 0;
+}
+
+/* --syscalls -p: run once at attach, after the fork tracepoint is on, so
+ * every thread of the process has state before its next system call. */
+SEC("iter/task")
+int adopt_threads(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	__u32 tgid;
+
+	if (!task)
+		return 0;
+	tgid = task->tgid;
+	if (bpf_map_lookup_elem(&procs, &tgid))
+		adopt(task);
 	return 0;
 }
 
@@ -730,5 +810,187 @@ int BPF_UPROBE(on_loader)
 	stop_for_userspace(s, EV_LOAD, 0);
 	if (s)
 		release(s);
+	return 0;
+}
+
+/* --syscalls. The enter tracepoint keeps the call in the thread's state,
+ * with the memory its arguments point to copied now (the call may change
+ * it); the exit tracepoint sends it as one record after whatever the thread
+ * queued, so it lands in the tree exactly where it was made: under the
+ * thread's innermost open traced call. */
+
+/* Copies a string argument to `dst`; its length (no NUL), or -1 when the
+ * pointer could not be read. Sets *cut when it was longer than COPY_MAX. */
+static __always_inline long copy_str(__u8 *dst, __u64 ptr, bool *cut)
+{
+	long n = bpf_probe_read_user_str(dst, COPY_MAX, (const void *)ptr);
+	char last;
+
+	if (n <= 0)
+		return -1;
+	/* A full buffer fits exactly only if the string ends right there. */
+	if (n == COPY_MAX)
+		*cut = bpf_probe_read_user(&last, 1, (const void *)(ptr + COPY_MAX - 1)) || last;
+	return n - 1;
+}
+
+/* Copies `want` bytes (at most COPY_MAX) of an argument to `dst`. */
+static __always_inline long copy_bytes(__u8 *dst, __u64 ptr, __u64 want, bool *cut)
+{
+	__u32 n = want > COPY_MAX ? COPY_MAX : want;
+
+	*cut = want > COPY_MAX;
+	asm volatile("%0 &= %1" : "+r"(n) : "i"(2 * COPY_MAX - 1));
+	if (n > COPY_MAX)
+		return -1;
+	if (bpf_probe_read_user(dst, n, (const void *)ptr))
+		return -1;
+	return n;
+}
+
+/* Argument `a` of the call in `r` (0 for a number out of range). */
+static __always_inline __u64 arg_of(struct syscall_record *r, __u8 a)
+{
+	if (a > 5)
+		return 0;
+	return r->sys.args[a];
+}
+
+/* Copy `i` (0 or 1) of the call in `r`, at data offset `off`; its length. */
+static __always_inline __u32 copy_arg(struct syscall_record *r, struct syscall_spec *spec, int i, __u32 off)
+{
+	__u64 ptr = arg_of(r, spec->arg[i]);
+	bool cut = false;
+	long n = -1;
+
+	asm volatile("%0 &= %1" : "+r"(off) : "i"(2 * COPY_MAX - 1));
+	if (off > COPY_MAX)
+		return 0;
+	switch (spec->copy[i]) {
+	case COPY_STR:
+		n = copy_str(&r->data[off], ptr, &cut);
+		break;
+	case COPY_BYTES:
+		n = copy_bytes(&r->data[off], ptr, arg_of(r, spec->len_arg[i]), &cut);
+		break;
+	case COPY_FIXED:
+		n = copy_bytes(&r->data[off], ptr, spec->len[i], &cut);
+		break;
+	}
+	if (n < 0)
+		return 0;
+	r->sys.flags |= (i ? SYSF_GOT1 : SYSF_GOT0) | (cut ? (i ? SYSF_CUT1 : SYSF_CUT0) : 0);
+	return n;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
+{
+	/* The only cost to every other thread on the machine: this lookup. */
+	struct thread_state *s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+	struct syscall_record *r;
+	struct syscall_spec *spec;
+	__u32 nr = id, d, len0;
+
+	if (!s)
+		return 0;
+	spec = bpf_map_lookup_elem(&syscall_specs, &nr);
+	if (!spec || !spec->traced || id < 0)
+		return 0;
+	claim(s);
+	/* Frames left by a longjmp sit below the stack pointer: not callers. */
+	drop_dead_frames(s, regs->sp, false);
+	r = &s->sys;
+	r->head = s->out.head;
+	r->head.kind = REC_SYSCALL;
+	r->sys.ts = bpf_ktime_get_ns();
+	r->sys.nr = nr;
+	r->sys.flags = 0;
+	r->sys.args[0] = regs->di;
+	r->sys.args[1] = regs->si;
+	r->sys.args[2] = regs->dx;
+	r->sys.args[3] = regs->r10;
+	r->sys.args[4] = regs->r8;
+	r->sys.args[5] = regs->r9;
+	d = s->depth;
+	r->sys.depth = d > MAX_SENT_DEPTH ? MAX_SENT_DEPTH : d;
+	r->sys.caller = d > 0 && d <= MAX_FRAMES ? frame_at(s, d - 1)->func : SYS_NO_CALLER;
+	len0 = spec->copy[0] ? copy_arg(r, spec, 0, 0) : 0;
+	r->sys.len[0] = len0;
+	r->sys.len[1] = spec->copy[1] ? copy_arg(r, spec, 1, len0) : 0;
+	s->in_syscall = 1;
+	release(s);
+	return 0;
+}
+
+static __always_inline void count_syscall(struct syscall_event *e, __s64 ret, __u64 dur)
+{
+	struct syscall_key key = { .caller = e->caller, .nr = e->nr };
+	struct syscall_counts zero = {}, *c = bpf_map_lookup_elem(&syscall_counts, &key);
+	struct syscall_spec *spec = bpf_map_lookup_elem(&syscall_specs, &key.nr);
+
+	if (!c) {
+		bpf_map_update_elem(&syscall_counts, &key, &zero, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&syscall_counts, &key);
+	}
+	if (!c)
+		return;
+	c->count += 1;
+	c->total_ns += dur;
+	if (!c->min_ns || dur < c->min_ns)
+		c->min_ns = dur;
+	if (dur > c->max_ns)
+		c->max_ns = dur;
+	if (ret < 0 && ret >= -4095)
+		c->errors += 1;
+	else if (ret >= 0 && spec && spec->moves_bytes)
+		c->bytes += ret;
+}
+
+static __always_inline void end_syscall(struct thread_state *s, __s64 ret, __u64 now, __u8 flags)
+{
+	struct syscall_record *r = &s->sys;
+	__u64 dur = now - r->sys.ts, rflags = BPF_RB_NO_WAKEUP;
+	__u32 d = r->sys.depth, n;
+
+	s->in_syscall = 0;
+	r->sys.end_ts = now;
+	r->sys.ret = ret;
+	r->sys.flags |= flags;
+	if (count_only) {
+		if (d <= max_depth && dur >= min_duration_ns)
+			count_syscall(&r->sys, ret, dur);
+		return;
+	}
+	if (d > max_depth || dur < min_duration_ns)
+		return;
+	/* Its callers' held entries (time filter) go first. */
+	if (min_duration_ns && d > 0)
+		emit_held_entries(s, d - 1);
+	flush(s);
+	if (s->lost)
+		r->sys.flags |= SYSF_AFTER_LOSS;
+	s->lost = 0;
+	n = r->sys.len[0] + r->sys.len[1];
+	if (n > 2 * COPY_MAX)
+		return;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes)
+		rflags = BPF_RB_FORCE_WAKEUP;
+	if (bpf_ringbuf_output(&events, r, offsetof(struct syscall_record, data) + n, rflags)) {
+		count_drops(DROP_RINGBUF, 1);
+		s->lost = 1;
+	}
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct thread_state *s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+
+	if (!s || !s->in_syscall)
+		return 0;
+	claim(s);
+	end_syscall(s, ret, bpf_ktime_get_ns(), 0);
+	release(s);
 	return 0;
 }

@@ -110,9 +110,17 @@ struct event {
  * of up to BATCH_EVENTS: a reservation per event cost more than the rest of
  * the BPF side of a traced call. */
 
+/* What a ring-buffer record holds (batch_head.kind). */
+enum record_kind {
+	REC_BATCH = 0,   /* struct batch: a thread's queued events */
+	REC_SYSCALL = 1, /* struct syscall_record: one system call */
+};
+
 struct batch_head {
 	__u32 pid; /* thread group id, as userspace sees it */
 	__u32 tid;
+	__u32 kind; /* enum record_kind */
+	__u32 pad;
 };
 
 /* One ring-buffer record: a head, then (record size - head) / event size
@@ -130,6 +138,80 @@ struct func_counts {
 	__u64 min_ns;
 	__u64 max_ns;
 	__u64 sum_ns; /* every call's duration, nested recursive ones too: avg = sum / count */
+};
+
+/* --syscalls: what BPF needs to know per system call number. */
+enum syscall_limits {
+	/* Bytes copied per memory argument (a path, a sockaddr) at entry;
+	 * more is cut and marked so. */
+	COPY_MAX = 256,
+	/* Entries of `syscall_specs`: numbers at or above are not traced. */
+	SYSCALL_SLOTS = 1024,
+	/* The caller of a system call made outside every traced call. */
+	SYS_NO_CALLER = 0x7fffffff,
+};
+
+/* How a memory argument is copied (struct syscall_spec.copy). */
+enum copy_kind {
+	COPY_NONE = 0,
+	COPY_STR = 1,   /* a NUL-terminated string: a path */
+	COPY_BYTES = 2, /* `len_arg` bytes: a sockaddr and its socklen */
+	COPY_FIXED = 3, /* `len` bytes */
+};
+
+/* Filled by userspace from its syscall table, indexed by number. */
+struct syscall_spec {
+	__u8 traced;       /* in the --syscalls set */
+	__u8 moves_bytes;  /* read/write family: a result >= 0 is bytes moved */
+	__u8 copy[2];      /* enum copy_kind, for up to two arguments */
+	__u8 arg[2];       /* which argument (0-5) points to the memory */
+	__u8 len_arg[2];   /* COPY_BYTES: which argument holds the length */
+	__u16 len[2];      /* COPY_FIXED: the length */
+};
+
+enum syscall_flags {
+	SYSF_AFTER_LOSS = 1, /* as EVF_AFTER_LOSS */
+	SYSF_NO_RETURN = 2,  /* it never returned: exit, or its thread ended */
+	SYSF_GOT0 = 4,       /* the first copy was read (else: bad pointer) */
+	SYSF_GOT1 = 8,
+	SYSF_CUT0 = 16,      /* the first copy was longer than COPY_MAX */
+	SYSF_CUT1 = 32,
+};
+
+struct syscall_event {
+	__u64 ts;     /* entry, CLOCK_MONOTONIC ns */
+	__u64 end_ts; /* return (or when it was seen never to return) */
+	__s64 ret;
+	__u64 args[6];
+	__u32 nr;
+	__u32 caller; /* the innermost open traced call's id, or SYS_NO_CALLER */
+	__u16 depth;  /* traced calls open around it: its caller's depth + 1 */
+	__u16 len[2]; /* bytes of each copy, back to back in `data` */
+	__u8 flags;   /* enum syscall_flags */
+	__u8 pad;
+};
+
+/* One ring-buffer record per system call, sent when it returns: a head
+ * (kind REC_SYSCALL), the call, then len[0] + len[1] bytes of copies. */
+struct syscall_record {
+	struct batch_head head;
+	struct syscall_event sys;
+	__u8 data[2 * COPY_MAX];
+};
+
+/* Counting mode: per (caller, number) and CPU. */
+struct syscall_key {
+	__u32 caller;
+	__u32 nr;
+};
+
+struct syscall_counts {
+	__u64 count;
+	__u64 errors; /* results in -4095..-1 */
+	__u64 total_ns;
+	__u64 min_ns;
+	__u64 max_ns;
+	__u64 bytes; /* results >= 0 of the read/write family */
 };
 
 #endif

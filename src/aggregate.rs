@@ -3,7 +3,7 @@
 //! paired calls, live or from a file, and keep only what they aggregate:
 //! memory grows with functions × threads × depth, never with events.
 
-use crate::model::{Call, End, FuncId, FuncTable};
+use crate::model::{Call, End, FuncId, FuncTable, SyscallCall};
 use crate::options::SortKey;
 use crate::util::idmap::{IdMap, PerThread};
 
@@ -178,6 +178,8 @@ struct Node {
 }
 
 const ROOT: u32 = 0;
+/// A node's `func` with this bit is a system call (its number below it).
+const SYSCALL_NODE: u32 = 1 << 31;
 
 /// Self time per distinct call stack, for folded stacks and flame graphs.
 pub struct CallTree {
@@ -226,13 +228,32 @@ impl CallTree {
                     return;
                 };
                 let n = &mut self.nodes[node as usize];
-                n.self_ns += ts.saturating_sub(entry_ts).saturating_sub(child_ns);
+                // Wrapping: the node's syscalls were taken off it already.
+                let own = ts.saturating_sub(entry_ts).saturating_sub(child_ns);
+                n.self_ns = n.self_ns.wrapping_add(own);
                 let parent = n.parent;
                 let at_top = parent == ROOT
                     || (self.per_thread && self.nodes[parent as usize].parent == ROOT);
                 *self.cursor.get(tid) = (!at_top).then_some(parent);
             }
         }
+    }
+
+    /// A system call: a leaf under the thread's open call, its time taken
+    /// off that call's self time so the stacks still add up to the roots.
+    pub fn syscall(&mut self, call: &SyscallCall) {
+        let at = match *self.cursor.get(call.tid) {
+            Some(node) => node,
+            None if self.per_thread => self.child(ROOT, call.tid),
+            None => ROOT,
+        };
+        let ns = call.duration();
+        if at != ROOT && !(self.per_thread && self.nodes[at as usize].parent == ROOT) {
+            let n = &mut self.nodes[at as usize];
+            n.self_ns = n.self_ns.wrapping_sub(ns);
+        }
+        let leaf = self.child(at, SYSCALL_NODE | call.sys.nr);
+        self.nodes[leaf as usize].self_ns += ns;
     }
 
     fn child(&mut self, parent: u32, func: u32) -> u32 {
@@ -258,13 +279,18 @@ impl CallTree {
             // Parents come before their children, so a parent's path is known.
             let name = match self.per_thread && node.parent == ROOT {
                 true => format!("tid {}", node.func),
+                // flamegraph.pl's and inferno's mark of a kernel frame.
+                false if node.func & SYSCALL_NODE != 0 => {
+                    format!("{}_[k]", crate::syscall::name(node.func & !SYSCALL_NODE))
+                }
                 false => frame_name(table.name(FuncId(node.func))),
             };
             let path = match &names[node.parent as usize] {
                 p if p.is_empty() => name,
                 p => format!("{p};{name}"),
             };
-            if node.self_ns > 0 {
+            // Below zero only when clocks disagreed: nothing to draw.
+            if (node.self_ns as i64) > 0 {
                 lines.push(format!("{path} {}", node.self_ns));
             }
             names.push(path);

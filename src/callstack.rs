@@ -79,6 +79,20 @@ impl CallStacks {
             EventKind::Gone => {
                 close_above(thread, ev.tid, 0, ev.ts, End::ThreadEnded, out);
             }
+            // Calls deeper than a system call's caller were left without a
+            // return (a longjmp BPF saw at the call's stack pointer).
+            EventKind::Syscall => {
+                self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::Unwound, out);
+            }
+        }
+    }
+
+    /// Where a system call of thread `tid` sits, after [`CallStacks::push`]
+    /// placed it: its depth in the tree and the call open around it.
+    pub fn placement(&self, tid: u32) -> (u32, Option<FuncId>) {
+        match self.threads.get(&tid) {
+            Some(t) => (t.frames.len() as u32, t.frames.last().map(|f| f.func)),
+            None => (0, None),
         }
     }
 
@@ -162,6 +176,7 @@ mod tests {
             depth,
             ts,
             after_loss: false,
+            sys: None,
         }
     }
 

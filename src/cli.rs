@@ -171,6 +171,19 @@ struct Args {
     /// Do not trace children the program forks.
     #[arg(long)]
     no_follow: bool,
+
+    /// Also trace system calls, each a leaf under the traced call that made
+    /// it. SET is strace's -e trace= list: names and classes (%file, %net,
+    /// %desc, %process, %memory, %signal, %ipc), `!` to negate; default all.
+    #[arg(long, value_name = "SET", num_args = 0..=1, require_equals = true,
+          default_missing_value = "all", value_parser = parse_syscalls)]
+    syscalls: Option<crate::syscall::Set>,
+
+    /// Trace system calls and no functions: every thread of the program and
+    /// of the children it forks, one line per call as strace -f -T prints
+    /// it (live), or any --format. Takes the set of --syscalls=SET.
+    #[arg(long, conflicts_with_all = ["function", "lib", "nest_lib", "list"])]
+    syscalls_only: bool,
 }
 
 /// The command line's spelling of [`Format`].
@@ -182,6 +195,8 @@ enum FormatArg {
     Folded,
     FlameGraph,
     Chrome,
+    Csv,
+    Strace,
 }
 
 impl From<FormatArg> for Format {
@@ -193,6 +208,8 @@ impl From<FormatArg> for Format {
             FormatArg::Folded => Format::Folded,
             FormatArg::FlameGraph => Format::FlameGraph,
             FormatArg::Chrome => Format::Chrome,
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Strace => Format::Strace,
         }
     }
 }
@@ -293,6 +310,8 @@ impl Args {
             format: self.format.map_or(
                 if self.report {
                     Format::Summary
+                } else if self.syscalls_only {
+                    Format::Strace
                 } else {
                     Format::CallGraph
                 },
@@ -309,6 +328,13 @@ impl Args {
             output: self.output.clone(),
         };
         if self.report {
+            if self.syscalls.is_some() || self.syscalls_only {
+                return Err(UsageError(
+                    "--syscalls applies when tracing: --report shows the system calls the file holds"
+                        .into(),
+                )
+                .into());
+            }
             return Ok(Mode::Report(self.data, report));
         }
         let target = match (self.command, self.argv, self.pid) {
@@ -336,6 +362,11 @@ impl Args {
             buffer_bytes: self.buffer_size,
             max_rate: self.max_rate,
             exit: self.exit.into(),
+            syscalls_only: self.syscalls_only,
+            syscalls: match (self.syscalls, self.syscalls_only) {
+                (None, true) => Some(crate::syscall::Set::all()),
+                (set, _) => set,
+            },
         };
         Ok(if self.list {
             Mode::List(trace, report.output)
@@ -345,6 +376,10 @@ impl Args {
             Mode::Live(trace, report)
         })
     }
+}
+
+fn parse_syscalls(s: &str) -> Result<crate::syscall::Set, String> {
+    crate::syscall::Set::parse(s).map_err(|e| e.to_string())
 }
 
 /// Splits a command string the way a POSIX shell would (quotes, escapes);

@@ -18,8 +18,8 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use libbpf_rs::{MapHandle, RingBufferBuilder};
 
-use crate::bpf::abi::{RawEvent, RawFlags, RawHead, RawKind};
-use crate::model::{Event, EventKind, FuncId};
+use crate::bpf::abi::{RawEvent, RawFlags, RawHead, RawKind, RawRecord, RawSyscall, SysFlags};
+use crate::model::{ArgCopy, Event, EventKind, FuncId, Syscall};
 use crate::target::Stopped;
 
 /// What one drain of the ring buffer delivered: the events of every thread
@@ -159,19 +159,77 @@ pub enum Decoded {
     Stop(u32, StopReason),
 }
 
-/// Decodes one ring-buffer record laid out as `struct batch` in
-/// bpf/utrace.h: a head naming the thread, then its events. Returns how
-/// many events it could not decode (a record of the wrong size counts one).
-pub fn decode(data: &[u8], mut each: impl FnMut(Decoded)) -> u64 {
-    const HEAD: usize = std::mem::size_of::<RawHead>();
+const HEAD: usize = std::mem::size_of::<RawHead>();
+
+/// Decodes one ring-buffer record: a head naming the thread and what
+/// follows (bpf/utrace.h: `struct batch` or `struct syscall_record`).
+/// Returns how many events it could not decode (a record of the wrong size
+/// counts one).
+pub fn decode(data: &[u8], each: impl FnMut(Decoded)) -> u64 {
+    if data.len() < HEAD {
+        return 1;
+    }
+    // SAFETY: the length was checked; RawHead is a plain repr(C) struct of
+    // integers (valid for any bit pattern), and read_unaligned needs no
+    // alignment.
+    let head: RawHead = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+    match RawRecord(head.kind) {
+        RawRecord::REC_BATCH => decode_batch(&head, data, each),
+        RawRecord::REC_SYSCALL => decode_syscall(&head, data, each),
+        _ => 1,
+    }
+}
+
+/// One system call: the call, then the bytes its arguments pointed to.
+fn decode_syscall(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) -> u64 {
+    const SYS: usize = std::mem::size_of::<RawSyscall>();
+    if data.len() < HEAD + SYS {
+        return 1;
+    }
+    // SAFETY: as in decode(): the length was checked, plain integers.
+    let raw: RawSyscall = unsafe { std::ptr::read_unaligned(data[HEAD..].as_ptr().cast()) };
+    let copied = &data[HEAD + SYS..];
+    let lens = [raw.len[0] as usize, raw.len[1] as usize];
+    if lens[0] + lens[1] > copied.len() {
+        return 1;
+    }
+    let flag = |f: SysFlags| raw.flags & f.0 as u8 != 0;
+    let copy = |i: usize, got: SysFlags, cut: SysFlags| {
+        flag(got).then_some(ArgCopy {
+            len: lens[i] as u16,
+            cut: flag(cut),
+        })
+    };
+    let sys = Syscall {
+        nr: raw.nr,
+        end_ts: raw.end_ts,
+        ret: (!flag(SysFlags::SYSF_NO_RETURN)).then_some(raw.ret),
+        args: raw.args,
+        copies: [
+            copy(0, SysFlags::SYSF_GOT0, SysFlags::SYSF_CUT0),
+            copy(1, SysFlags::SYSF_GOT1, SysFlags::SYSF_CUT1),
+        ],
+        data: copied[..lens[0] + lens[1]].to_vec(),
+    };
+    each(Decoded::Event(Event {
+        kind: EventKind::Syscall,
+        pid: head.pid,
+        tid: head.tid,
+        func: FuncId(raw.caller),
+        depth: u32::from(raw.depth),
+        ts: raw.ts,
+        after_loss: flag(SysFlags::SYSF_AFTER_LOSS),
+        sys: Some(Box::new(sys)),
+    }));
+    0
+}
+
+/// A thread's queued events.
+fn decode_batch(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) -> u64 {
     const EVENT: usize = std::mem::size_of::<RawEvent>();
     if data.len() < HEAD + EVENT || !(data.len() - HEAD).is_multiple_of(EVENT) {
         return 1;
     }
-    // SAFETY: the length was checked; RawHead and RawEvent are plain repr(C)
-    // structs of integers (valid for any bit pattern), and read_unaligned
-    // needs no alignment.
-    let head: RawHead = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
     let mut bad = 0;
     for bytes in data[HEAD..].chunks_exact(EVENT) {
         // SAFETY: as above; chunks_exact gives EVENT bytes.
@@ -203,6 +261,7 @@ pub fn decode(data: &[u8], mut each: impl FnMut(Decoded)) -> u64 {
             depth: u32::from(raw.depth),
             ts: raw.ts,
             after_loss: raw.flags & RawFlags::EVF_AFTER_LOSS.0 as u8 != 0,
+            sys: None,
         }));
     }
     bad
@@ -216,6 +275,8 @@ mod tests {
         let mut out = Vec::new();
         out.extend_from_slice(&pid.to_ne_bytes());
         out.extend_from_slice(&tid.to_ne_bytes());
+        out.extend_from_slice(&RawRecord::REC_BATCH.0.to_ne_bytes());
+        out.extend_from_slice(&0u32.to_ne_bytes());
         for &(kind, func, ts) in events {
             out.extend_from_slice(&ts.to_ne_bytes());
             out.extend_from_slice(&func.to_ne_bytes());
@@ -264,7 +325,7 @@ mod tests {
     fn what_is_not_a_batch_is_counted_not_guessed() {
         let data = record(7, 9, &[(1, 1, 100)]);
         assert_eq!(decoded(&data[..data.len() - 1]), (vec![], 1));
-        assert_eq!(decoded(&data[..8]), (vec![], 1));
+        assert_eq!(decoded(&data[..16]), (vec![], 1));
         let unknown = record(7, 9, &[(99, 1, 100), (1, 2, 200)]);
         assert_eq!(
             decoded(&unknown),

@@ -97,10 +97,56 @@ pub enum EventKind {
     /// The thread's open calls end here without a return: it exited (exit,
     /// pthread_exit) or exec'd another program.
     Gone,
+    /// A system call made at `depth` (under the thread's innermost open
+    /// traced call), entered at `ts`; the rest is in [`Event::sys`].
+    Syscall,
+}
+
+/// What a system call event carries beside the common fields.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Syscall {
+    /// x86-64 system call number.
+    pub nr: u32,
+    /// When it returned, or when it was seen never to return.
+    pub end_ts: u64,
+    /// Its result; `None` when it never returned (exit, or its thread ended).
+    pub ret: Option<i64>,
+    pub args: [u64; 6],
+    /// The memory up to two arguments pointed to, copied at entry: copy `i`
+    /// is `data[..lens[0]]` or `data[lens[0]..]`; `None` when the pointer
+    /// could not be read.
+    pub copies: [Option<ArgCopy>; 2],
+    pub data: Vec<u8>,
+}
+
+/// One copied argument: where its bytes are in [`Syscall::data`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ArgCopy {
+    pub len: u16,
+    /// Longer than the copy limit: only the start was copied.
+    pub cut: bool,
+}
+
+impl Syscall {
+    /// The bytes of copy `i` and whether they were cut.
+    pub fn copy(&self, i: usize) -> Option<(&[u8], bool)> {
+        let c = self.copies.get(i).copied().flatten()?;
+        let start = if i == 0 {
+            0
+        } else {
+            self.copies[0].map_or(0, |c| c.len as usize)
+        };
+        let bytes = self.data.get(start..start + c.len as usize)?;
+        Some((bytes, c.cut))
+    }
+
+    pub fn duration(&self, entry_ts: u64) -> u64 {
+        self.end_ts.saturating_sub(entry_ts)
+    }
 }
 
 /// One raw event as BPF sends it (and as a trace file stores it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
     pub pid: u32,
@@ -113,6 +159,28 @@ pub struct Event {
     /// The thread lost events (ring buffer full) just before this one: its
     /// call stack around here is incomplete.
     pub after_loss: bool,
+    /// `EventKind::Syscall` only: the call. Boxed, so the events of calls,
+    /// the many, stay small.
+    pub sys: Option<Box<Syscall>>,
+}
+
+/// A system call as the sinks see it: placed in its thread's call tree.
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallCall<'a> {
+    pub pid: u32,
+    pub tid: u32,
+    /// Its depth in the tree: the number of traced calls open around it.
+    pub depth: u32,
+    /// The innermost traced call open around it; `None` outside every one.
+    pub caller: Option<FuncId>,
+    pub ts: u64,
+    pub sys: &'a Syscall,
+}
+
+impl SyscallCall<'_> {
+    pub fn duration(&self) -> u64 {
+        self.sys.duration(self.ts)
+    }
 }
 
 /// How a call ended.
@@ -187,6 +255,9 @@ pub struct RunInfo {
 /// formats. Live sessions and `--report` drive the same sinks.
 pub trait Sink {
     fn call(&mut self, call: &Call, table: &FuncTable) -> anyhow::Result<()>;
+
+    /// A system call, after the calls that opened before it.
+    fn syscall(&mut self, sys: &SyscallCall, table: &FuncTable) -> anyhow::Result<()>;
 
     /// Called when no event arrived for a while; `now` is CLOCK_MONOTONIC ns.
     fn idle(&mut self, _now: u64, _table: &FuncTable) -> anyhow::Result<()> {

@@ -66,6 +66,10 @@ pub struct TraceOptions {
     pub exit: ExitMode,
     pub buffer_bytes: u32,
     pub max_rate: Option<u64>,
+    /// `--syscalls`: the system calls traced as leaves of the call tree.
+    pub syscalls: Option<crate::syscall::Set>,
+    /// `--syscalls-only`: no function is probed, every thread is traced.
+    pub syscalls_only: bool,
 }
 
 /// The output formats, live and `--report`.
@@ -77,6 +81,10 @@ pub enum Format {
     Folded,
     FlameGraph,
     Chrome,
+    /// One row per call and per system call, for awk and pandas.
+    Csv,
+    /// One line per system call, as `strace -f -T` prints it.
+    Strace,
 }
 
 /// Sort order of the summary and the JSON function list.

@@ -159,6 +159,7 @@ mod tests {
             depth: 0,
             ts,
             after_loss: false,
+            sys: None,
         };
         rec.event(&ev(EventKind::Entry, 10)).unwrap();
         rec.idle().unwrap();

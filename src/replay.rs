@@ -7,7 +7,7 @@
 use anyhow::Result;
 
 use crate::callstack::CallStacks;
-use crate::model::{Call, Event, FuncTable, RunInfo, Sink};
+use crate::model::{Call, Event, FuncTable, RunInfo, Sink, SyscallCall};
 use crate::util::diag::is_broken_pipe;
 
 pub struct Replay {
@@ -64,6 +64,18 @@ impl Replay {
                 result = sink.call(call, table);
             }
         });
+        if let (Some(sys), Ok(())) = (&ev.sys, &result) {
+            let (depth, caller) = self.stacks.placement(ev.tid);
+            let call = SyscallCall {
+                pid: ev.pid,
+                tid: ev.tid,
+                depth,
+                caller,
+                ts: ev.ts,
+                sys,
+            };
+            result = self.sink.syscall(&call, table);
+        }
         self.check(result)
     }
 

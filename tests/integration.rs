@@ -20,3 +20,5 @@ mod options;
 mod record;
 #[path = "integration/robust.rs"]
 mod robust;
+#[path = "integration/syscalls.rs"]
+mod syscalls;

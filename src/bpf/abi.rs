@@ -9,8 +9,11 @@ mod skel {
 }
 
 pub(crate) use skel::types::{
-    batch_head as RawHead, cookie_bits, drop_kind, event as RawEvent, event_flags as RawFlags,
-    event_kind as RawKind, func_counts as BpfCounts, helper_kind, utrace_limits, utrace_signal,
+    batch_head as RawHead, cookie_bits, copy_kind, drop_kind, event as RawEvent,
+    event_flags as RawFlags, event_kind as RawKind, func_counts as BpfCounts, helper_kind,
+    record_kind as RawRecord, syscall_counts as SyscallCounts, syscall_event as RawSyscall,
+    syscall_flags as SysFlags, syscall_key as SyscallKey, syscall_limits,
+    syscall_spec as SyscallSpec, utrace_limits, utrace_signal,
 };
 
 use crate::symbols::libc::Helper;
@@ -21,6 +24,12 @@ pub const MAX_SENT_DEPTH: u32 = utrace_limits::MAX_SENT_DEPTH.0;
 
 /// Entry cookie flag: the function's exit is probed at its ret sites.
 pub const COOKIE_RET_SITE: u64 = 1 << cookie_bits::COOKIE_RET_SITE_BIT.0;
+
+/// The caller BPF names for a system call made outside every traced call.
+pub const SYS_NO_CALLER: u32 = syscall_limits::SYS_NO_CALLER.0;
+
+/// Entries of BPF's per-number syscall table.
+pub const SYSCALL_SLOTS: u32 = syscall_limits::SYSCALL_SLOTS.0;
 
 /// The attach cookie of a helper probe (`enum helper_kind`).
 pub fn helper_cookie(helper: Helper) -> u64 {

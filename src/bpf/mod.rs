@@ -15,8 +15,10 @@ use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, Uprob
 
 use crate::model::FuncId;
 use crate::plan::exit_policy::{LinkSpec, ProbeKind};
+use crate::syscall;
 use abi::{
-    BpfCounts, COOKIE_RET_SITE, Drops, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder, helper_cookie,
+    BpfCounts, COOKIE_RET_SITE, Drops, MAX_SENT_DEPTH, SYS_NO_CALLER, SYSCALL_SLOTS, SyscallCounts,
+    SyscallKey, SyscallSpec, UtraceSkel, UtraceSkelBuilder, copy_kind, helper_cookie,
 };
 
 /// A detach slower than this says on stderr that it is under way.
@@ -39,6 +41,8 @@ pub struct BpfConfig {
     /// --exit=auto: hijack within a budget, ret sites beyond it, and keep
     /// the unwinder working (plan::exit_policy).
     pub repair_exits: bool,
+    /// --syscalls: give every thread of a traced process its state up front.
+    pub trace_syscalls: bool,
 }
 
 /// One uprobe_multi link and what it was made of, so it can be made again
@@ -59,6 +63,8 @@ pub struct Probes<'obj> {
     streams: bool,
     /// The exec tracepoint is attached (following forks, or `-c`).
     exec_watched: bool,
+    /// The fork tracepoint is attached (following forks, or --syscalls).
+    fork_watched: bool,
 }
 
 impl<'obj> Probes<'obj> {
@@ -87,6 +93,7 @@ impl<'obj> Probes<'obj> {
         rodata.count_only = cfg.count_only;
         rodata.follow_forks = cfg.follow_forks;
         rodata.repair_exits = cfg.repair_exits;
+        rodata.trace_syscalls = cfg.trace_syscalls;
         open.maps
             .counts
             .set_max_entries(cfg.count_slots.max(1))
@@ -99,6 +106,7 @@ impl<'obj> Probes<'obj> {
             probes: 0,
             streams: !cfg.count_only,
             exec_watched: false,
+            fork_watched: false,
         };
         // Threads queue their events (bpf/utrace.h: struct batch): these
         // send the queue when a thread blocks or exits.
@@ -120,15 +128,67 @@ impl<'obj> Probes<'obj> {
     /// tracepoints, every process it forks. Links attached with no pid
     /// filter then fire for exactly these processes.
     pub fn follow(&mut self, pid: u32) -> Result<()> {
+        self.register(pid)?;
+        self.watch_fork()?;
+        self.watch_exec()
+    }
+
+    /// Puts `pid` in the set of traced processes.
+    fn register(&mut self, pid: u32) -> Result<()> {
         self.skel
             .maps
             .procs
             .update(&pid.to_ne_bytes(), &[1], MapFlags::ANY)
-            .context("registering the traced process")?;
-        let link = self.skel.progs.on_fork.attach();
-        self.links
-            .push(link.context("attaching the fork tracepoint")?);
-        self.watch_exec()
+            .context("registering the traced process")
+    }
+
+    /// `--syscalls`: traces the system calls of `set` made by every thread
+    /// of process `pid` (and of the processes [`Probes::follow`] follows).
+    /// `running`: the process exists already (-p): its threads get their
+    /// state now; a command (-c) gets it at its exec.
+    pub fn trace_syscalls(&mut self, pid: u32, set: &syscall::Set, running: bool) -> Result<()> {
+        for nr in 0..SYSCALL_SLOTS {
+            let spec = syscall_spec(nr, set);
+            // SAFETY: SyscallSpec is a plain repr(C) struct of integers.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (&raw const spec).cast::<u8>(),
+                    std::mem::size_of::<SyscallSpec>(),
+                )
+            };
+            self.skel
+                .maps
+                .syscall_specs
+                .update(&nr.to_ne_bytes(), bytes, MapFlags::ANY)
+                .context("filling the system call table")?;
+        }
+        self.register(pid)?;
+        self.watch_fork()?;
+        self.watch_exec()?;
+        if running {
+            let link = self.skel.progs.adopt_threads.attach();
+            let link = link.context("attaching the thread adoption iterator")?;
+            let mut iter = libbpf_rs::Iter::new(&link).context("adopting the threads")?;
+            std::io::copy(&mut iter, &mut std::io::sink()).context("adopting the threads")?;
+        }
+        let progs = &self.skel.progs;
+        for prog in [&progs.on_sys_exit, &progs.on_sys_enter] {
+            let link = prog.attach();
+            self.links
+                .push(link.context("attaching the raw_syscalls tracepoints")?);
+        }
+        Ok(())
+    }
+
+    /// Attaches the fork tracepoint once.
+    fn watch_fork(&mut self) -> Result<()> {
+        if !self.fork_watched {
+            let link = self.skel.progs.on_fork.attach();
+            self.links
+                .push(link.context("attaching the fork tracepoint")?);
+            self.fork_watched = true;
+        }
+        Ok(())
     }
 
     /// `-c`: process `pid` (forked, held before exec) is traced from its
@@ -356,6 +416,45 @@ impl<'obj> Probes<'obj> {
         Ok(sum)
     }
 
+    /// Counting mode with --syscalls: the totals per (caller, number),
+    /// summed over CPUs; the caller `None` outside every traced call.
+    pub fn syscall_counts(&self) -> Result<Vec<(Option<FuncId>, u32, SyscallCounts)>> {
+        let map = &self.skel.maps.syscall_counts;
+        let mut out = Vec::new();
+        for key in map.keys() {
+            let Some(per_cpu) = map
+                .lookup_percpu(&key, MapFlags::ANY)
+                .context("reading the system call counts")?
+            else {
+                continue;
+            };
+            if key.len() < std::mem::size_of::<SyscallKey>() {
+                continue;
+            }
+            // SAFETY: the length was checked; plain repr(C) integers.
+            let k: SyscallKey = unsafe { std::ptr::read_unaligned(key.as_ptr().cast()) };
+            let mut sum = SyscallCounts::default();
+            for bytes in per_cpu {
+                if bytes.len() < std::mem::size_of::<SyscallCounts>() {
+                    continue;
+                }
+                // SAFETY: as above.
+                let c: SyscallCounts = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                if c.count > 0 && (sum.count == 0 || c.min_ns < sum.min_ns) {
+                    sum.min_ns = c.min_ns;
+                }
+                sum.count += c.count;
+                sum.errors += c.errors;
+                sum.total_ns += c.total_ns;
+                sum.max_ns = sum.max_ns.max(c.max_ns);
+                sum.bytes += c.bytes;
+            }
+            let caller = (k.caller != SYS_NO_CALLER).then_some(FuncId(k.caller));
+            out.push((caller, k.nr, sum));
+        }
+        Ok(out)
+    }
+
     /// Removes every probe from the traced process; returns how long it took.
     pub fn detach(&mut self) -> Duration {
         let start = Instant::now();
@@ -407,6 +506,34 @@ impl<'obj> Probes<'obj> {
         std::io::copy(&mut iter, &mut std::io::sink()).context("flushing the thread queues")?;
         Ok(())
     }
+}
+
+/// What BPF does with system call `nr`: whether it is traced, and which
+/// argument memory it copies at entry (bpf/utrace.h: struct syscall_spec).
+fn syscall_spec(nr: u32, set: &syscall::Set) -> SyscallSpec {
+    // The kernel's own: a uretprobe returns through `uretprobe` (6.11+) and
+    // an optimised uprobe traps through `uprobe`; neither is the program's.
+    let mechanism = ["uretprobe", "uprobe"]
+        .map(syscall::number)
+        .contains(&Some(nr));
+    let mut spec = SyscallSpec {
+        traced: u8::from(set.contains(nr) && !mechanism),
+        moves_bytes: u8::from(syscall::bytes(nr, 0).is_some()),
+        ..SyscallSpec::default()
+    };
+    for (i, copy) in syscall::copies(nr).into_iter().enumerate() {
+        let (kind, arg, len_arg, len) = match copy {
+            syscall::Copy::None => continue,
+            syscall::Copy::Str { arg } => (copy_kind::COPY_STR, arg, 0, 0),
+            syscall::Copy::Bytes { arg, len_arg } => (copy_kind::COPY_BYTES, arg, len_arg, 0),
+            syscall::Copy::Fixed { arg, len } => (copy_kind::COPY_FIXED, arg, 0, len),
+        };
+        spec.copy[i] = kind.0 as u8;
+        spec.arg[i] = arg;
+        spec.len_arg[i] = len_arg;
+        spec.len[i] = len;
+    }
+    spec
 }
 
 fn load_error(err: libbpf_rs::Error) -> anyhow::Error {

@@ -74,6 +74,17 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
             (maps.exe, format!("pid {pid}"), Some(*pid), libs)
         }
     };
+    if opts.syscalls_only {
+        // Nothing to resolve: a script or a stripped program traces as well.
+        return Ok(Plan {
+            exe,
+            command,
+            pid,
+            modules: Vec::new(),
+            probes: ProbeSet::default(),
+            helpers: Vec::new(),
+        });
+    }
     let selector = Selector::new(&opts.filter)?;
     let main = symbols::read_module(&exe).map_err(|e| explain_symbol_error(e, &exe))?;
     if let Some(warning) = &main.warning {

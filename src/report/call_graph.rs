@@ -5,14 +5,15 @@
 //! next event says which form it takes. Lines wait in a queue in arrival
 //! order; an undecided opening line holds back the lines behind it until its
 //! thread moves on, or for at most `HOLD_NS`, after which it is printed as
-//! `f() {` so a call still running is always visible.
+//! `f() {` so a call still running is always visible. A system call is a
+//! leaf with its arguments and result: `read(3, 0x…, 4096) = 811;`.
 
 use std::collections::VecDeque;
 use std::io::Write;
 
 use anyhow::Result;
 
-use crate::model::{Call, End, FuncId, FuncKind, FuncTable, RunInfo, Sink};
+use crate::model::{Call, End, FuncId, FuncKind, FuncTable, RunInfo, Sink, SyscallCall};
 use crate::options::Layout;
 use crate::util::fmt::module_name;
 use crate::util::idmap::IdMap;
@@ -37,6 +38,8 @@ struct Line {
     depth: u32,
     ts: u64,
     shape: Shape,
+    /// A system call's text, shown instead of a function's name.
+    syscall: Option<Box<str>>,
 }
 
 pub struct CallGraph {
@@ -145,6 +148,14 @@ impl CallGraph {
         if !self.layout.flat {
             (0..line.depth).for_each(|_| text.push_str("  "));
         }
+        if let Some(label) = &line.syscall {
+            text.push_str(label);
+            text.push(';');
+            text.push('\n');
+            let written = self.out.write_all(text.as_bytes());
+            self.text = text;
+            return Ok(written?);
+        }
         let (name, module) = match self.layout.libname {
             true => name_at_library(table, line.func),
             false => (table.name(line.func), None),
@@ -248,6 +259,7 @@ impl Sink for CallGraph {
                     depth,
                     ts,
                     shape,
+                    syscall: None,
                 });
             }
             Call::Leave {
@@ -285,11 +297,34 @@ impl Sink for CallGraph {
                         depth,
                         ts,
                         shape: Shape::Close { ns, end },
+                        syscall: None,
                     });
                 }
             }
         }
         self.drain(call.ts(), table)
+    }
+
+    fn syscall(&mut self, call: &SyscallCall, table: &FuncTable) -> Result<()> {
+        self.first_ts.get_or_insert(call.ts);
+        // Its caller has a callee now: it opens rather than being a leaf.
+        self.open_pending(call.tid);
+        let end = match call.sys.ret {
+            Some(_) => End::Returned,
+            None => End::ThreadEnded,
+        };
+        self.push(Line {
+            tid: call.tid,
+            func: FuncId(0),
+            depth: call.depth,
+            ts: call.ts,
+            shape: Shape::Leaf {
+                ns: call.duration(),
+                end,
+            },
+            syscall: Some(super::syscalls::label(call.sys).into()),
+        });
+        self.drain(call.ts, table)
     }
 
     fn idle(&mut self, now: u64, table: &FuncTable) -> Result<()> {

@@ -3,12 +3,14 @@
 //! `dur` in µs with ns fractions, real pid and tid), written as it closes, so
 //! memory stays flat; process and thread names follow as metadata events.
 //! Calls still running at the end are closed there and marked in `args.end`.
+//! System calls are complete events of category `syscall`, the call with its
+//! arguments and result in `args.call`.
 
 use std::io::Write;
 
 use anyhow::Result;
 
-use crate::model::{Call, End, FuncId, FuncTable, RunInfo, Sink};
+use crate::model::{Call, End, FuncId, FuncTable, RunInfo, Sink, SyscallCall};
 use crate::util::fmt::module_name;
 use crate::util::idmap::PerThread;
 
@@ -107,6 +109,23 @@ impl Sink for Chrome {
             "{sep}{{\"name\":{name},\"cat\":\"function\",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{pid},\"tid\":{tid},\"args\":{{\"module\":{module}{args}}}}}",
             micros(entry_ts),
             micros(ts.saturating_sub(entry_ts)),
+        )?;
+        Ok(())
+    }
+
+    fn syscall(&mut self, call: &SyscallCall, _table: &FuncTable) -> Result<()> {
+        let first = !self.started;
+        self.start()?;
+        let (pid, tid) = (call.pid, call.tid);
+        *self.threads.get(tid) = pid;
+        let sep = if first { "" } else { "," };
+        writeln!(
+            self.out,
+            "{sep}{{\"name\":{},\"cat\":\"syscall\",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{pid},\"tid\":{tid},\"args\":{{\"call\":{}}}}}",
+            json_str(&crate::syscall::name(call.sys.nr)),
+            micros(call.ts),
+            micros(call.duration()),
+            json_str(&super::syscalls::label(call.sys)),
         )?;
         Ok(())
     }

@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use inferno::flamegraph::{self, Options};
 
 use crate::aggregate::CallTree;
-use crate::model::{Call, FuncTable, RunInfo, Sink};
+use crate::model::{Call, FuncTable, RunInfo, Sink, SyscallCall};
 
 pub struct Flame {
     out: Box<dyn Write>,
@@ -29,6 +29,11 @@ impl Sink for Flame {
     #[inline]
     fn call(&mut self, call: &Call, _table: &FuncTable) -> Result<()> {
         self.tree.call(call);
+        Ok(())
+    }
+
+    fn syscall(&mut self, sys: &SyscallCall, _table: &FuncTable) -> Result<()> {
+        self.tree.syscall(sys);
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use std::io::Write;
 use anyhow::Result;
 
 use crate::aggregate::CallTree;
-use crate::model::{Call, FuncTable, RunInfo, Sink};
+use crate::model::{Call, FuncTable, RunInfo, Sink, SyscallCall};
 
 pub struct Folded {
     out: Box<dyn Write>,
@@ -28,6 +28,11 @@ impl Sink for Folded {
     #[inline]
     fn call(&mut self, call: &Call, _table: &FuncTable) -> Result<()> {
         self.tree.call(call);
+        Ok(())
+    }
+
+    fn syscall(&mut self, sys: &SyscallCall, _table: &FuncTable) -> Result<()> {
+        self.tree.syscall(sys);
         Ok(())
     }
 

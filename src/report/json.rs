@@ -1,6 +1,9 @@
 //! `--format=json`: the summary, machine-readable, in exactly this shape:
 //! `{"functions":[{"function","module","calls","total_ns","self_ns","avg_ns",
-//! "min_ns","max_ns"}, ...], "lost_events", "threads", "events"}`.
+//! "min_ns","max_ns"}, ...], "syscalls":[{"function","module","syscall",
+//! "calls","errors","total_ns","bytes"}, ...], "lost_events", "threads",
+//! "events"}`. A syscall row's `function` is null when no traced call was
+//! open; `bytes` sums the results ≥ 0 of the read/write family.
 //! `module` is the full path of the module holding the function (for a PLT
 //! stub `<sym>@plt`, the calling module).
 
@@ -9,13 +12,15 @@ use std::io::Write;
 use anyhow::Result;
 use serde::Serialize;
 
+use super::syscalls::SyscallTotals;
 use crate::aggregate::StatsByFunction;
-use crate::model::{Call, FuncTable, RunInfo, Sink};
+use crate::model::{Call, FuncTable, RunInfo, Sink, SyscallCall};
 use crate::options::SortKey;
 
 #[derive(Serialize)]
 struct Report<'a> {
     functions: Vec<Function<'a>>,
+    syscalls: Vec<SyscallRow<'a>>,
     lost_events: u64,
     threads: u64,
     events: u64,
@@ -33,10 +38,22 @@ struct Function<'a> {
     max_ns: u64,
 }
 
+#[derive(Serialize)]
+struct SyscallRow<'a> {
+    function: Option<&'a str>,
+    module: Option<&'a str>,
+    syscall: String,
+    calls: u64,
+    errors: u64,
+    total_ns: u64,
+    bytes: u64,
+}
+
 pub struct Json {
     out: Box<dyn Write>,
     sort: SortKey,
     stats: StatsByFunction,
+    syscalls: SyscallTotals,
 }
 
 impl Json {
@@ -45,6 +62,7 @@ impl Json {
             out,
             sort,
             stats: StatsByFunction::new(),
+            syscalls: SyscallTotals::default(),
         }
     }
 }
@@ -53,6 +71,11 @@ impl Sink for Json {
     #[inline]
     fn call(&mut self, call: &Call, _table: &FuncTable) -> Result<()> {
         self.stats.call(call);
+        Ok(())
+    }
+
+    fn syscall(&mut self, sys: &SyscallCall, _table: &FuncTable) -> Result<()> {
+        self.syscalls.add(sys);
         Ok(())
     }
 
@@ -72,9 +95,24 @@ impl Sink for Json {
                 max_ns: s.max_ns,
             })
             .collect();
+        let syscalls = self
+            .syscalls
+            .rows(table)
+            .into_iter()
+            .map(|((caller, nr), s)| SyscallRow {
+                function: caller.map(|f| table.name(f)),
+                module: caller.map(|f| table.module_of(f)),
+                syscall: crate::syscall::name(nr).into_owned(),
+                calls: s.calls,
+                errors: s.errors,
+                total_ns: s.total_ns,
+                bytes: s.bytes,
+            })
+            .collect();
         let counts = self.stats.counts();
         let report = Report {
             functions,
+            syscalls,
             lost_events: run.lost_events,
             threads: counts.threads,
             events: counts.events,
@@ -102,6 +140,7 @@ mod tests {
                 {"function": "fib", "module": "/opt/sort", "calls": 3, "total_ns": 80, "self_ns": 80,
                  "avg_ns": 50, "min_ns": 20, "max_ns": 80},
             ],
+            "syscalls": [],
             "lost_events": 3,
             "threads": 1,
             "events": 8,

@@ -7,10 +7,13 @@
 
 pub mod call_graph;
 pub(crate) mod chrome;
+pub(crate) mod csv;
 pub(crate) mod flame;
 pub(crate) mod folded;
 pub(crate) mod json;
+pub(crate) mod strace;
 pub(crate) mod summary;
+pub(crate) mod syscalls;
 
 #[cfg(test)]
 pub(crate) mod testutil;
@@ -40,6 +43,8 @@ pub fn sink_for(format: Format, opts: &ReportOptions, out: Box<dyn Write>) -> Bo
         Format::Folded => Box::new(folded::Folded::new(out, opts.per_thread)),
         Format::FlameGraph => Box::new(flame::Flame::new(out, opts.per_thread)),
         Format::Chrome => Box::new(chrome::Chrome::new(out)),
+        Format::Csv => Box::new(csv::Csv::new(out)),
+        Format::Strace => Box::new(strace::Strace::new(out)),
     }
 }
 
@@ -52,7 +57,8 @@ pub fn machine_file(format: Format) -> Option<&'static str> {
         Format::Folded => Some("utrace.folded"),
         Format::Chrome => Some("utrace.chrome.json"),
         Format::FlameGraph => Some(DEFAULT_SVG),
-        Format::Summary | Format::CallGraph => None,
+        Format::Csv => Some("utrace.csv"),
+        Format::Summary | Format::CallGraph | Format::Strace => None,
     }
 }
 

@@ -1,13 +1,15 @@
 //! `--format=summary` (the default report): one row per function with calls,
 //! total, self, average, min and max time, sorted by `--sort`, and a footer
-//! with the events, threads, lost events and traced wall time.
+//! with the events, threads, lost events and traced wall time. With
+//! `--syscalls`, strace -c's table and which function made the calls follow.
 
 use std::io::Write;
 
 use anyhow::Result;
 
+use super::syscalls::SyscallTotals;
 use crate::aggregate::{Counts, StatsByFunction};
-use crate::model::{Call, FuncTable, RunInfo, Sink};
+use crate::model::{Call, FuncTable, RunInfo, Sink, SyscallCall};
 use crate::options::SortKey;
 use crate::util::fmt::{human_duration, module_name, thousands};
 
@@ -20,6 +22,7 @@ pub struct Summary {
     out: Box<dyn Write>,
     sort: SortKey,
     stats: StatsByFunction,
+    syscalls: SyscallTotals,
     /// Counted in BPF: no events were streamed, so there are none to count.
     counted: bool,
 }
@@ -30,13 +33,15 @@ impl Summary {
             out,
             sort,
             stats: StatsByFunction::new(),
+            syscalls: SyscallTotals::default(),
             counted: false,
         }
     }
 
     /// Takes the statistics BPF aggregated (counting mode) instead of calls.
-    pub fn load_counted(&mut self, stats: Vec<crate::aggregate::Stats>) {
+    pub fn load_counted(&mut self, stats: Vec<crate::aggregate::Stats>, syscalls: SyscallTotals) {
         self.stats = StatsByFunction::from_counted(stats);
+        self.syscalls = syscalls;
         self.counted = true;
     }
 
@@ -112,6 +117,17 @@ fn counted_footer(stats: &StatsByFunction, run: &RunInfo) -> String {
     )
 }
 
+/// "1,234 system calls counted in BPF (no events streamed), 0 lost, 1.234 s traced"
+fn counted_syscalls_footer(syscalls: &SyscallTotals, run: &RunInfo) -> String {
+    let wall = run.end_mono_ns.saturating_sub(run.start_mono_ns);
+    format!(
+        "{} system calls counted in BPF (no events streamed), {} lost, {} traced",
+        thousands(syscalls.calls()),
+        thousands(run.lost_events),
+        human_duration(wall)
+    )
+}
+
 impl Sink for Summary {
     #[inline]
     fn call(&mut self, call: &Call, _table: &FuncTable) -> Result<()> {
@@ -119,14 +135,36 @@ impl Sink for Summary {
         Ok(())
     }
 
+    fn syscall(&mut self, sys: &SyscallCall, _table: &FuncTable) -> Result<()> {
+        self.syscalls.add(sys);
+        Ok(())
+    }
+
     fn finish(&mut self, table: &FuncTable, run: &RunInfo) -> Result<()> {
-        self.write_table(table)?;
-        writeln!(self.out)?;
-        if self.counted {
-            writeln!(self.out, "{}", counted_footer(&self.stats, run))?;
-        } else {
-            writeln!(self.out, "{}", footer(&self.stats.counts(), run))?;
+        // --syscalls-only traces no function: its table would be empty.
+        if !table.functions.is_empty() || self.syscalls.is_empty() {
+            self.write_table(table)?;
+            writeln!(self.out)?;
         }
+        if !self.syscalls.is_empty() {
+            self.syscalls.write(&mut self.out, table)?;
+            writeln!(self.out)?;
+        }
+        let mut line = match self.counted {
+            true if table.functions.is_empty() => counted_syscalls_footer(&self.syscalls, run),
+            true => counted_footer(&self.stats, run),
+            false => footer(&self.stats.counts(), run),
+        };
+        let counted_syscalls_only = self.counted && table.functions.is_empty();
+        if !self.syscalls.is_empty() && !counted_syscalls_only {
+            let n = self.syscalls.calls();
+            line.push_str(&format!(
+                "; {} system call{}",
+                thousands(n),
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        writeln!(self.out, "{line}")?;
         self.out.flush()?;
         Ok(())
     }

@@ -78,7 +78,11 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
             .ids()
             .map(|id| probes.counts(id).map(|c| pipeline::stats_of(&c)))
             .collect::<Result<Vec<_>>>()?;
-        summary.load_counted(counted);
+        let mut syscalls = crate::report::syscalls::SyscallTotals::default();
+        for (caller, nr, c) in probes.syscall_counts()? {
+            syscalls.insert((caller, nr), pipeline::syscall_stats_of(&c));
+        }
+        summary.load_counted(counted, syscalls);
     }
     let received = pipe.received;
     pipe.finish()?;
@@ -165,6 +169,7 @@ fn bpf_config(opts: &TraceOptions, plan: &Plan, output: &Output) -> BpfConfig {
         count_slots: plan.probes.table.functions.len() as u32,
         follow_forks: opts.follow_forks && matches!(opts.target, Target::Command(_)),
         repair_exits: opts.exit == ExitMode::Auto,
+        trace_syscalls: opts.syscalls.is_some(),
     }
 }
 
@@ -199,6 +204,9 @@ fn attach(
     if follow {
         probes.follow(pid)?;
     }
+    if let Some(set) = &opts.syscalls {
+        probes.trace_syscalls(pid, set, !launched)?;
+    }
     let exe = plan.exe.as_path();
     for line in exit_policy::unwind_warnings(&plan.modules, &plan.probes, opts.exit) {
         warning!("{line}");
@@ -212,11 +220,20 @@ fn attach(
     }
     let modules = plan.probes.table.modules.len();
     let detach_hint = if launched { "" } else { " (Ctrl-C detaches)" };
-    eprintln!(
-        "utrace: attached {} probes in {modules} module{} to pid {pid}{detach_hint}",
-        probes.probe_count(),
-        plural(modules as u64)
-    );
+    let syscalls = if opts.syscalls.is_some() {
+        " and its system calls"
+    } else {
+        ""
+    };
+    if opts.syscalls_only {
+        eprintln!("utrace: attached to the system calls of pid {pid}{detach_hint}");
+    } else {
+        eprintln!(
+            "utrace: attached {} probes in {modules} module{} to pid {pid}{syscalls}{detach_hint}",
+            probes.probe_count(),
+            plural(modules as u64)
+        );
+    }
     Ok(watch)
 }
 
@@ -226,11 +243,10 @@ fn detach(probes: &mut Probes) {
     if let Err(e) = probes.flush_queues() {
         warning!("{e:#}: calls threads made just before the detach may be missing");
     }
-    eprintln!(
-        "utrace: detached {} probes in {} ms",
-        probes.probe_count(),
-        took.as_millis()
-    );
+    match probes.probe_count() {
+        0 => eprintln!("utrace: detached in {} ms", took.as_millis()),
+        n => eprintln!("utrace: detached {n} probes in {} ms", took.as_millis()),
+    }
 }
 
 /// The closing lines for what BPF or the reader could not deliver, each

@@ -14,7 +14,7 @@ use signal_hook::consts::SIGTERM;
 use super::watch::CodeWatch;
 use crate::aggregate::Stats;
 use crate::bpf::Probes;
-use crate::bpf::abi::BpfCounts;
+use crate::bpf::abi::{BpfCounts, SyscallCounts};
 use crate::events::{Stop, StopReason, Streams};
 use crate::model::{Event, FuncId, FuncTable, RunInfo};
 use crate::plan::exit_policy;
@@ -22,6 +22,7 @@ use crate::ratelimit::RateLimit;
 use crate::record::Recorder;
 use crate::replay::Replay;
 use crate::report::summary::Summary;
+use crate::report::syscalls::SyscallStats;
 use crate::symbols::ProbeSet;
 use crate::target::{self, Exit, Launched, Stopped};
 use crate::util::clock::mono_now_ns;
@@ -242,6 +243,17 @@ impl Pipeline {
             }
             Output::Calls(replay) => replay.finish(&self.table, &self.run),
         }
+    }
+}
+
+pub(super) fn syscall_stats_of(raw: &SyscallCounts) -> SyscallStats {
+    SyscallStats {
+        calls: raw.count,
+        errors: raw.errors,
+        total_ns: raw.total_ns,
+        min_ns: raw.min_ns,
+        max_ns: raw.max_ns,
+        bytes: raw.bytes,
     }
 }
 

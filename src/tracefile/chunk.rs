@@ -6,11 +6,14 @@
 //! event and the functions open at each depth, so an exit's function and
 //! nearly every depth are predicted and cost nothing but their flag bit.
 //! Its state starts empty in every chunk, so each chunk decodes on its own.
+//!
+//! System calls (format 4) are markers with a function (their caller) and
+//! a column of their own after the deltas, which older chunks lack.
 
 use std::collections::HashMap;
 
 use super::varint::{Cursor, put, unzigzag, zigzag};
-use crate::model::{Event, EventKind, FuncId};
+use crate::model::{ArgCopy, Event, EventKind, FuncId, Syscall};
 
 /// Events per chunk: about 150 KB raw, a few hundred KB of memory for the
 /// writer, and at most this many events lost to one damaged chunk.
@@ -25,6 +28,11 @@ const AFTER_LOSS: u8 = 16;
 /// An end marker (format 3): `Unwind`, or `Gone` with EXIT set. Its depth
 /// is always stored, it has no function, and the model ignores it.
 const MARK: u8 = 32;
+/// A marker with FUNC set is a system call (format 4); these say what its
+/// record in the syscall column holds.
+const SYS_NO_RETURN: u8 = 1;
+const SYS_GOT: [u8; 2] = [2, 4];
+const SYS_CUT: [u8; 2] = [8, 16];
 
 /// What one thread's next event probably looks like.
 #[derive(Default)]
@@ -104,6 +112,7 @@ pub struct ChunkEncoder {
     depths: Vec<u8>,
     funcs: Vec<u8>,
     deltas: Vec<u8>,
+    syscalls: Vec<u8>,
     base_ts: u64,
     prev_ts: u64,
     /// (tid, pid) of the previous event and its model's index.
@@ -126,12 +135,16 @@ impl ChunkEncoder {
             self.prev_ts = ev.ts;
         }
         let exit = ev.kind == EventKind::Exit;
-        let mark = matches!(ev.kind, EventKind::Unwind | EventKind::Gone);
+        let mark = matches!(
+            ev.kind,
+            EventKind::Unwind | EventKind::Gone | EventKind::Syscall
+        );
         let mut flags = match ev.kind {
             EventKind::Entry => 0,
             EventKind::Exit => EXIT,
             EventKind::Unwind => MARK,
             EventKind::Gone => MARK | EXIT,
+            EventKind::Syscall => MARK | FUNC,
         };
         if ev.after_loss {
             flags |= AFTER_LOSS;
@@ -152,7 +165,10 @@ impl ChunkEncoder {
             flags |= DEPTH;
             put(&mut self.depths, ev.depth.into());
         }
-        if !mark && (!exit || model.func_at(ev.depth) != Some(ev.func.0)) {
+        if let Some(sys) = &ev.sys {
+            put(&mut self.funcs, ev.func.0.into());
+            encode_syscall(&mut self.syscalls, ev.ts, sys);
+        } else if !mark && (!exit || model.func_at(ev.depth) != Some(ev.func.0)) {
             flags |= FUNC;
             put(&mut self.funcs, ev.func.0.into());
         }
@@ -174,12 +190,14 @@ impl ChunkEncoder {
         for col in [&self.threads, &self.depths, &self.funcs, &self.deltas] {
             put(out, col.len() as u64);
         }
+        // The syscall column takes the rest of the chunk: no length of its own.
         for col in [
             &mut self.flags,
             &mut self.threads,
             &mut self.depths,
             &mut self.funcs,
             &mut self.deltas,
+            &mut self.syscalls,
         ] {
             out.extend_from_slice(col);
             col.clear();
@@ -217,6 +235,7 @@ impl ChunkDecoder {
         let mut depths = Cursor::new(head.bytes(lens[1])?);
         let mut funcs = Cursor::new(head.bytes(lens[2])?);
         let mut deltas = Cursor::new(head.bytes(lens[3])?);
+        let mut syscalls = head;
         let mut cur: Option<(u32, u32, usize)> = None;
         out.reserve(n);
         for _ in 0..n {
@@ -228,6 +247,22 @@ impl ChunkDecoder {
             let (tid, pid, idx) = cur?;
             let model = &mut self.models.models[idx];
             let exit = f & EXIT != 0;
+            if f & MARK != 0 && f & FUNC != 0 {
+                let depth = (f & DEPTH != 0).then(|| depths.varint_u32()).flatten()?;
+                let func = FuncId(funcs.varint_u32()?);
+                ts = ts.wrapping_add(unzigzag(deltas.varint()?) as u64);
+                out.push(Event {
+                    kind: EventKind::Syscall,
+                    pid,
+                    tid,
+                    func,
+                    depth,
+                    ts,
+                    after_loss: f & AFTER_LOSS != 0,
+                    sys: Some(Box::new(decode_syscall(&mut syscalls, ts)?)),
+                });
+                continue;
+            }
             if f & MARK != 0 {
                 ts = ts.wrapping_add(unzigzag(deltas.varint()?) as u64);
                 out.push(Event {
@@ -242,6 +277,7 @@ impl ChunkDecoder {
                     depth: (f & DEPTH != 0).then(|| depths.varint_u32()).flatten()?,
                     ts,
                     after_loss: f & AFTER_LOSS != 0,
+                    sys: None,
                 });
                 continue;
             }
@@ -270,12 +306,64 @@ impl ChunkDecoder {
                 depth,
                 ts,
                 after_loss: f & AFTER_LOSS != 0,
+                sys: None,
             });
         }
-        let used_all =
-            head.is_empty() && threads.is_empty() && depths.is_empty() && funcs.is_empty();
-        (used_all && deltas.is_empty()).then_some(())
+        let used_all = syscalls.is_empty() && threads.is_empty() && depths.is_empty();
+        (used_all && funcs.is_empty() && deltas.is_empty()).then_some(())
     }
+}
+
+/// A system call's record in the syscall column: its number, duration,
+/// what it returned, its arguments and the bytes copied from them.
+fn encode_syscall(out: &mut Vec<u8>, ts: u64, sys: &Syscall) {
+    let mut flags = if sys.ret.is_none() { SYS_NO_RETURN } else { 0 };
+    for (i, c) in sys.copies.iter().enumerate() {
+        if let Some(c) = c {
+            flags |= SYS_GOT[i] | if c.cut { SYS_CUT[i] } else { 0 };
+        }
+    }
+    out.push(flags);
+    put(out, sys.nr.into());
+    put(out, sys.end_ts.wrapping_sub(ts));
+    put(out, zigzag(sys.ret.unwrap_or(0)));
+    for a in sys.args {
+        put(out, a);
+    }
+    for c in sys.copies {
+        put(out, c.map_or(0, |c| c.len.into()));
+    }
+    let len: usize = sys.copies.iter().flatten().map(|c| c.len as usize).sum();
+    out.extend_from_slice(&sys.data[..len.min(sys.data.len())]);
+}
+
+fn decode_syscall(col: &mut Cursor, ts: u64) -> Option<Syscall> {
+    let flags = col.u8()?;
+    let nr = col.varint_u32()?;
+    let end_ts = ts.wrapping_add(col.varint()?);
+    let ret = unzigzag(col.varint()?);
+    let mut args = [0u64; 6];
+    for a in &mut args {
+        *a = col.varint()?;
+    }
+    let mut copies = [None; 2];
+    let mut total = 0;
+    for (i, c) in copies.iter_mut().enumerate() {
+        let len = u16::try_from(col.varint()?).ok()?;
+        total += len as usize;
+        *c = (flags & SYS_GOT[i] != 0).then_some(ArgCopy {
+            len,
+            cut: flags & SYS_CUT[i] != 0,
+        });
+    }
+    Some(Syscall {
+        nr,
+        end_ts,
+        ret: (flags & SYS_NO_RETURN == 0).then_some(ret),
+        args,
+        copies,
+        data: col.bytes(total)?.to_vec(),
+    })
 }
 
 #[cfg(test)]
@@ -291,6 +379,7 @@ mod tests {
             depth,
             ts,
             after_loss: false,
+            sys: None,
         }
     }
 

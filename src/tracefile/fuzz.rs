@@ -130,6 +130,28 @@ fn sample() -> &'static [u8] {
                         depth,
                         ts,
                         after_loss: false,
+                        sys: None,
+                    });
+                }
+                // A system call now and then, so the syscall column is seeded.
+                if i % 5 == 0 {
+                    let sys = crate::model::Syscall {
+                        nr: 257,
+                        end_ts: ts + 5,
+                        ret: Some(-2),
+                        args: [u64::MAX - 99, 0x7ffd_0000, 0, 0, 0, 0],
+                        copies: [Some(crate::model::ArgCopy { len: 4, cut: false }), None],
+                        data: b"/etc".to_vec(),
+                    };
+                    let _ = w.write(&Event {
+                        kind: EventKind::Syscall,
+                        pid: 1,
+                        tid: 1,
+                        func: FuncId(0),
+                        depth: 1,
+                        ts,
+                        after_loss: false,
+                        sys: Some(Box::new(sys)),
                     });
                 }
             }

@@ -45,7 +45,9 @@ pub use writer::{TraceWriter, Written};
 /// its PLT stub binds to (flag `FN_LIBRARY` in meta.rs; version 2 readers
 /// would misread the table), which `--libname` shows, and chunks may hold
 /// end markers (calls left by an exception or a longjmp, threads that ended).
-pub const FORMAT_VERSION: u16 = 3;
+/// 4: chunks may hold system calls (`--syscalls`), in a column version 3
+/// readers would take for damage.
+pub const FORMAT_VERSION: u16 = 4;
 
 /// Why a trace file cannot be read at all. Damage after the function table is
 /// not an error: the reader skips it and says so in its [`ReadStatus`].

@@ -457,9 +457,11 @@ impl Iterator for Events<'_> {
     #[inline]
     fn next(&mut self) -> Option<Event> {
         loop {
-            if let Some(ev) = self.buf.get(self.next) {
+            if let Some(ev) = self.buf.get_mut(self.next) {
                 self.next += 1;
-                return Some(*ev);
+                // Each event is read once: a syscall's payload moves out.
+                let sys = ev.sys.take();
+                return Some(Event { sys, ..*ev });
             }
             self.buf.clear();
             if !self.next_chunk() {

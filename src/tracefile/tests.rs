@@ -85,6 +85,7 @@ pub(crate) fn synthetic_events(n: usize) -> Vec<Event> {
                 depth,
                 ts,
                 after_loss: false,
+                sys: None,
             });
         };
         use EventKind::*;
@@ -412,7 +413,7 @@ fn plt_libraries_round_trip_and_version_2_files_still_read() {
     let (_d, path) = temp();
     write_trace(&path, &synthetic_events(10), true);
     let r = TraceReader::open(&path).unwrap();
-    assert_eq!(r.format_version(), 3);
+    assert_eq!(r.format_version(), FORMAT_VERSION);
     let qsort = &r.table().functions[3];
     assert_eq!(qsort.library.as_deref(), Some("libc.so.6"));
     assert_eq!(r.table(), &table());
@@ -501,4 +502,47 @@ fn mutated_files_never_panic() {
             assert!(n <= events.len() * 2);
         }
     }
+}
+
+#[test]
+fn system_calls_round_trip_with_their_arguments_and_copies() {
+    use crate::model::{ArgCopy, Syscall};
+    let (_d, path) = temp();
+    let mut events = synthetic_events(6);
+    let sys = |ts: u64, ret: Option<i64>, copies: [Option<ArgCopy>; 2], data: &[u8]| Event {
+        kind: EventKind::Syscall,
+        pid: 4242,
+        tid: 4242,
+        func: FuncId(1),
+        depth: 2,
+        ts,
+        after_loss: false,
+        sys: Some(Box::new(Syscall {
+            nr: 257,
+            end_ts: ts + 811,
+            ret,
+            args: [u64::MAX - 99, 0x7ffd_1234_5678, 0o644, 0, 0, u64::MAX],
+            copies,
+            data: data.to_vec(),
+        })),
+    };
+    let path_copy = Some(ArgCopy { len: 8, cut: true });
+    let second = Some(ArgCopy { len: 2, cut: false });
+    events.insert(
+        2,
+        sys(
+            events[1].ts + 1,
+            Some(-2),
+            [path_copy, second],
+            b"/etc/abcde",
+        ),
+    );
+    events.insert(4, sys(events[3].ts + 1, None, [None, None], b""));
+    write_trace(&path, &events, true);
+    let (read, status) = read_all(&path).unwrap();
+    assert_eq!(
+        (status.events, status.skipped_events),
+        (events.len() as u64, 0)
+    );
+    assert_eq!(read, events);
 }

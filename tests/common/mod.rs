@@ -182,7 +182,7 @@ fn build_commands(name: &str, src: &Path, build: Build, out: &Path) -> Vec<Comma
         _ => "gcc",
     };
     let libs: &[&str] = match name {
-        "threads" | "threads64" | "throw" | "ends" => &["-pthread"],
+        "threads" | "threads64" | "throw" | "ends" | "syscalls" => &["-pthread"],
         "dlopen" | "dlloop" => &["-ldl"],
         _ => &[],
     };
