@@ -26,6 +26,7 @@ pub mod replay;
 pub mod report;
 mod session;
 mod symbols;
+mod syscall;
 mod target;
 pub mod tracefile;
 mod util;
