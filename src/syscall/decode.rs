@@ -17,7 +17,7 @@ pub(super) enum Arg {
     Fd,
     /// A directory fd of the *at calls: `AT_FDCWD` for -100.
     DirFd,
-    /// A NUL-terminated string BPF copies (a path, memfd's name).
+    /// A NUL-terminated string BPF copies (a path, an xattr or memfd name).
     Path,
     /// A pointer whose memory is not copied: `NULL` or hex.
     Ptr,
@@ -35,6 +35,8 @@ pub(super) enum Arg {
     Mode,
     /// A mode printed only when the open flags at `flags` create a file.
     ModeIf { flags: u8 },
+    /// A pointer printed only when the test on all the arguments holds.
+    PtrIf(fn(&[u64; 6]) -> bool),
     /// A sockaddr BPF copies, `len` being the socklen argument.
     Sockaddr { len: u8 },
     /// A struct timespec BPF copies.
@@ -110,10 +112,7 @@ fn copies_of(sig: &[Arg]) -> [Copy; 2] {
 }
 
 fn copy_arg(copy: &Copy) -> Option<usize> {
-    match *copy {
-        Copy::None => None,
-        Copy::Str { arg } | Copy::Bytes { arg, .. } | Copy::Fixed { arg, .. } => Some(arg.into()),
-    }
+    copy.arg().map(usize::from)
 }
 
 /// Argument `i` read as `kind`; None when strace leaves it out (open's mode
@@ -137,6 +136,8 @@ fn one(kind: Arg, i: usize, args: &[u64; 6], copy: Option<&Copied<'_>>) -> Optio
         Mode => mode(int),
         ModeIf { flags } if flags::open_takes_mode(args[usize::from(flags)] as u32) => mode(int),
         ModeIf { .. } => return None,
+        PtrIf(shown) if shown(args) => pointer(v),
+        PtrIf(_) => return None,
         Sockaddr { .. } => match copy {
             Some(c) if v != 0 => sockaddr::format(c),
             _ => pointer(v),
@@ -206,6 +207,12 @@ fn fcntl_arg(cmd: u32, v: u64) -> Option<String> {
     })
 }
 
+/// Whether mremap's new address counts: strace prints it only then.
+fn mremap_moves(args: &[u64; 6]) -> bool {
+    let flags = args[3] as i32;
+    flags & (libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP) != 0 && flags & libc::MREMAP_MAYMOVE != 0
+}
+
 /// futex's arguments depend on its operation; this follows strace's
 /// `do_futex` (its timeouts stay pointers: futex is too hot to copy for).
 fn futex(args: &[u64; 6]) -> String {
@@ -262,7 +269,13 @@ pub(super) fn signature(sysno: Sysno) -> Option<&'static [Arg]> {
         S::stat | S::lstat | S::statfs => &[Path, Ptr],
         S::fstat | S::fstatfs => &[Fd, Ptr],
         S::newfstatat => &[DirFd, Path, Ptr, AT],
-        S::statx => &[DirFd, Path, AT, Hex, Ptr],
+        S::statx => &[
+            DirFd,
+            Path,
+            Named(f::statx_flags),
+            Named(f::statx_mask),
+            Ptr,
+        ],
         S::access => &[Path, Named(f::access)],
         S::faccessat => &[DirFd, Path, Named(f::access)],
         S::faccessat2 => &[DirFd, Path, Named(f::access), Named(f::access_at)],
@@ -273,7 +286,7 @@ pub(super) fn signature(sysno: Sysno) -> Option<&'static [Arg]> {
         S::mprotect => &[Ptr, Size, Named(f::prot)],
         S::munmap => &[Ptr, Size],
         S::brk => &[Ptr],
-        S::mremap => &[Ptr, Size, Size, Named(f::mremap), Ptr],
+        S::mremap => &[Ptr, Size, Size, Named(f::mremap), PtrIf(mremap_moves)],
         S::madvise => &[Ptr, Size, Named(f::madvise)],
         S::ioctl => &[Fd, Hex, Hex],
         S::fcntl => &[Fd, Named(f::fcntl_cmd), FcntlValue],
@@ -299,6 +312,14 @@ pub(super) fn signature(sysno: Sysno) -> Option<&'static [Arg]> {
         S::execve => &[Path, Ptr, Ptr],
         S::execveat => &[DirFd, Path, Ptr, Ptr, AT],
         S::memfd_create => &[Path, Named(f::memfd)],
+        S::getxattr | S::lgetxattr => &[Path, Path, Ptr, Size],
+        S::fgetxattr => &[Fd, Path, Ptr, Size],
+        S::setxattr | S::lsetxattr => &[Path, Path, Ptr, Size, Hex],
+        S::fsetxattr => &[Fd, Path, Ptr, Size, Hex],
+        S::listxattr | S::llistxattr => &[Path, Ptr, Size],
+        S::flistxattr => &[Fd, Ptr, Size],
+        S::removexattr | S::lremovexattr => &[Path, Path],
+        S::fremovexattr => &[Fd, Path],
         S::socket => &[FAMILY, SOCK_TYPE, Protocol],
         S::socketpair => &[FAMILY, SOCK_TYPE, Protocol, Ptr],
         S::connect | S::bind => &[Fd, Sockaddr { len: 2 }, UInt],
@@ -319,9 +340,14 @@ pub(super) fn signature(sysno: Sysno) -> Option<&'static [Arg]> {
         S::copy_file_range => &[Fd, Ptr, Fd, Ptr, Size, UInt],
         S::poll => &[Ptr, UInt, Int],
         S::epoll_wait => &[Fd, Ptr, Int, Int],
+        S::epoll_pwait => &[Fd, Ptr, Int, Int, Ptr, Size],
+        S::epoll_ctl => &[Fd, Named(f::epoll_ctl), Fd, Ptr],
+        S::epoll_create1 => &[Named(f::epoll)],
+        S::eventfd2 => &[UInt, Named(f::eventfd)],
         S::kill | S::tkill => &[Int, Named(f::signal)],
         S::tgkill => &[Int, Int, Named(f::signal)],
         S::rt_sigaction => &[Named(f::signal), Ptr, Ptr, Size],
+        S::rt_sigprocmask => &[Named(f::sigmask_how), Ptr, Ptr, Size],
         S::exit | S::exit_group => &[Int],
         S::wait4 => &[Int, Ptr, Named(f::wait), Ptr],
         S::clone3 => &[Ptr, Size],
@@ -331,6 +357,8 @@ pub(super) fn signature(sysno: Sysno) -> Option<&'static [Arg]> {
         S::clock_nanosleep => &[Named(f::clock), Named(f::timer), Timespec, Ptr],
         S::getrandom => &[Ptr, Size, Named(f::getrandom)],
         S::set_tid_address => &[Ptr],
+        S::getrlimit | S::setrlimit => &[Named(f::rlimit), Ptr],
+        S::prlimit64 => &[Int, Named(f::rlimit), Ptr, Ptr],
         S::set_robust_list => &[Ptr, Size],
         S::close_range => &[UInt, UInt, Hex],
         _ => return None,

@@ -14,9 +14,23 @@
 //!   kernel fills in (`pipe2`'s fds, `accept`'s address, `stat`'s buffer).
 //! * An error result is the short `-ENOENT`, where strace prints
 //!   `-1 ENOENT (No such file or directory)`; [`errno_desc`] has the words.
-//! * An unknown number is `syscall_999` in decimal; strace 6 and later print
+//! * An unknown number is `syscall_999` in decimal; strace (6.1 here, 7.2) prints
 //!   `syscall_0x3e7`. [`number`] reads both.
 //! * Unknown syscalls show all six arguments in hex, as strace does.
+//! * Values strace names but this module does not show in hex or decimal:
+//!   ioctl requests (`0x5401`, strace `TCGETS`), clone flags, prctl and
+//!   arch_prctl codes, a result that is flags (`fcntl(3, F_GETFL) = 32768`,
+//!   strace `= 0x8000 (flags O_RDONLY|O_LARGEFILE)`), an IPv6 scope id (a
+//!   number, not `if_nametoindex("lo")`: the interface is the traced host's).
+//! * A path is cut at [`COPY_MAX`] bytes and ends `"..."...`; strace reads up
+//!   to PATH_MAX.
+//! * Sets hold known numbers only: strace traces a number outside its table
+//!   under every `-e trace=`, even `none`; here only `all` and a `!` list
+//!   take them in.
+//!
+//! Only x86-64's own numbers: a 32-bit (ia32) task's syscalls arrive with
+//! i386 numbers and an x32 task's with bit 30 set, and read as other calls or
+//! unknown ones; the tracer has to tell those tasks apart.
 
 // Called by the syscall tracing the lead is landing; remove when it is.
 #![allow(dead_code)]
@@ -39,7 +53,7 @@ use syscalls::x86_64::Sysno;
 #[allow(unused_imports)]
 pub use decode::{copies, format_args};
 #[allow(unused_imports)]
-pub use set::{Set, SetError};
+pub use set::{CLASSES, Set, SetError};
 
 /// The highest syscall number + 1 (BPF sizes a per-number array by it).
 pub const TABLE_SIZE: u32 = Sysno::last() as u32 + 1;
@@ -64,6 +78,16 @@ pub enum Copy {
     Bytes { arg: u8, len_arg: u8 },
     /// `len` bytes at argument `arg` (a fixed-size structure).
     Fixed { arg: u8, len: u16 },
+}
+
+impl Copy {
+    /// The argument whose memory is copied.
+    pub fn arg(&self) -> Option<u8> {
+        match *self {
+            Copy::None => None,
+            Copy::Str { arg } | Copy::Bytes { arg, .. } | Copy::Fixed { arg, .. } => Some(arg),
+        }
+    }
 }
 
 /// The bytes BPF copied for one [`Copy`], and whether it cut them at its

@@ -6,8 +6,8 @@
 
 use super::{TABLE_SIZE, classes, number};
 
-/// The classes, as errors list them.
-const CLASSES: &str = "%file %net (%network) %desc %process %memory %signal %ipc %stat %lstat \
+/// The classes, as errors list them (and `--help` may).
+pub const CLASSES: &str = "%file %net (%network) %desc %process %memory %signal %ipc %stat %lstat \
                        %fstat %%stat %statfs %fstatfs %%statfs %creds %clock %pure";
 
 /// Each class name (after its `%`) and the strace flags that make it.

@@ -1,8 +1,37 @@
 //! File and descriptor flags: open, the *at calls, access, fcntl, flock,
-//! lseek, fadvise, memfd.
+//! lseek, fadvise, statx, memfd, epoll, eventfd.
 
 use super::{Table, bits, enumerated, lookup};
 
+const STATX_SYNC: Table = named![
+    AT_STATX_SYNC_AS_STAT,
+    AT_STATX_FORCE_SYNC,
+    AT_STATX_DONT_SYNC
+];
+// The combined masks first, as strace lists them.
+const STATX: Table = named![
+    STATX_ALL,
+    STATX_BASIC_STATS,
+    STATX_TYPE,
+    STATX_MODE,
+    STATX_NLINK,
+    STATX_UID,
+    STATX_GID,
+    STATX_ATIME,
+    STATX_MTIME,
+    STATX_CTIME,
+    STATX_INO,
+    STATX_SIZE,
+    STATX_BLOCKS,
+    STATX_BTIME,
+    STATX_MNT_ID,
+    STATX_DIOALIGN,
+    STATX_MNT_ID_UNIQUE,
+    STATX_SUBVOL,
+];
+const EPOLL_CTL: Table = named![EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD];
+const EPOLL: Table = named![EPOLL_CLOEXEC];
+const EFD: Table = named![EFD_SEMAPHORE, EFD_CLOEXEC, EFD_NONBLOCK];
 // A combined flag comes before its parts (O_SYNC holds O_DSYNC, O_TMPFILE
 // holds O_DIRECTORY), so it is matched whole. O_LARGEFILE is 0 in libc on
 // x86-64 (the kernel bit then prints in hex) and is skipped as zero.
@@ -152,4 +181,27 @@ pub(in crate::syscall) fn flock(v: u32) -> String {
 
 pub(in crate::syscall) fn memfd(v: u32) -> String {
     bits(v, MFD, None)
+}
+
+pub(in crate::syscall) fn epoll_ctl(v: u32) -> String {
+    enumerated(v, EPOLL_CTL)
+}
+
+pub(in crate::syscall) fn epoll(v: u32) -> String {
+    bits(v, EPOLL, None)
+}
+
+pub(in crate::syscall) fn eventfd(v: u32) -> String {
+    bits(v, EFD, None)
+}
+
+/// statx's flags: the sync type always first (`AT_STATX_SYNC_AS_STAT|…`).
+pub(in crate::syscall) fn statx_flags(v: u32) -> String {
+    let sync = v & libc::AT_STATX_SYNC_TYPE as u32;
+    let sync_name = lookup(sync, STATX_SYNC).map_or_else(|| format!("{sync:#x}"), str::to_string);
+    bits(v & !sync, AT, Some(sync_name))
+}
+
+pub(in crate::syscall) fn statx_mask(v: u32) -> String {
+    bits(v, STATX, None)
 }

@@ -1,9 +1,28 @@
-//! Memory, futex, signal, wait and clock arguments.
+//! Memory, futex, signal, wait, clock and resource-limit arguments.
 
 use nix::sys::signal::Signal;
 
 use super::{Table, bits, enumerated, lookup};
 
+const RLIMIT: Table = named![
+    RLIMIT_CPU,
+    RLIMIT_FSIZE,
+    RLIMIT_DATA,
+    RLIMIT_STACK,
+    RLIMIT_CORE,
+    RLIMIT_RSS,
+    RLIMIT_NPROC,
+    RLIMIT_NOFILE,
+    RLIMIT_MEMLOCK,
+    RLIMIT_AS,
+    RLIMIT_LOCKS,
+    RLIMIT_SIGPENDING,
+    RLIMIT_MSGQUEUE,
+    RLIMIT_NICE,
+    RLIMIT_RTPRIO,
+    RLIMIT_RTTIME,
+];
+const SIGMASK_HOW: Table = named![SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK];
 const PROT: Table = named![
     PROT_READ,
     PROT_WRITE,
@@ -189,4 +208,13 @@ pub(in crate::syscall) fn futex_bitset(v: u32) -> String {
     } else {
         format!("{v:#x}")
     }
+}
+
+/// rt_sigprocmask's `how`: "SIG_BLOCK".
+pub(in crate::syscall) fn sigmask_how(v: u32) -> String {
+    enumerated(v, SIGMASK_HOW)
+}
+
+pub(in crate::syscall) fn rlimit(v: u32) -> String {
+    enumerated(v, RLIMIT)
 }

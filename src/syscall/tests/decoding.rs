@@ -126,6 +126,16 @@ fn fd_calls_read_as_strace_prints_them() {
         call(Sysno::ioctl, &[1, 0x5401, BUF], &[]),
         "ioctl(1, 0x5401, 0x7ffd3c5a1000)"
     );
+    let add = o(libc::EPOLL_CTL_ADD);
+    assert_eq!(
+        call(Sysno::epoll_ctl, &[5, add, 3, BUF], &[]),
+        "epoll_ctl(5, EPOLL_CTL_ADD, 3, 0x7ffd3c5a1000)"
+    );
+    let efd = o(libc::EFD_CLOEXEC | libc::EFD_NONBLOCK);
+    assert_eq!(
+        call(Sysno::eventfd2, &[0, efd], &[]),
+        "eventfd2(0, EFD_CLOEXEC|EFD_NONBLOCK)"
+    );
     let dontneed = o(libc::POSIX_FADV_DONTNEED);
     assert_eq!(
         call(Sysno::fadvise64, &[3, 0, 0, dontneed], &[]),
@@ -157,6 +167,11 @@ fn fcntl_reads_its_argument_by_command() {
 
 #[test]
 fn memory_calls_name_prot_and_map_flags() {
+    let stack = o(libc::RLIMIT_STACK as i32);
+    assert_eq!(
+        call(Sysno::prlimit64, &[0, stack, 0, BUF], &[]),
+        "prlimit64(0, RLIMIT_STACK, NULL, 0x7ffd3c5a1000)"
+    );
     let rw = o(libc::PROT_READ | libc::PROT_WRITE);
     let anon = o(libc::MAP_PRIVATE | libc::MAP_ANONYMOUS);
     assert_eq!(
@@ -193,6 +208,18 @@ fn memory_calls_name_prot_and_map_flags() {
         "munmap(0x7ffd3c5a1000, 8192)"
     );
     assert_eq!(call(Sysno::brk, &[0], &[]), "brk(NULL)");
+    let (may, fixed) = (
+        o(libc::MREMAP_MAYMOVE),
+        o(libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED),
+    );
+    assert_eq!(
+        call(Sysno::mremap, &[BUF, 4096, 8192, may, BUF], &[]),
+        "mremap(0x7ffd3c5a1000, 4096, 8192, MREMAP_MAYMOVE)"
+    );
+    assert_eq!(
+        call(Sysno::mremap, &[BUF, 4096, 8192, fixed, 1 << 40], &[]),
+        "mremap(0x7ffd3c5a1000, 4096, 8192, MREMAP_MAYMOVE|MREMAP_FIXED, 0x10000000000)"
+    );
 }
 
 #[test]
@@ -313,6 +340,11 @@ fn signals_and_exits() {
     );
     assert_eq!(call(Sysno::tkill, &[10, 32], &[]), "tkill(10, SIGRTMIN)");
     assert_eq!(call(Sysno::exit_group, &[0], &[]), "exit_group(0)");
+    let block = o(libc::SIG_BLOCK);
+    assert_eq!(
+        call(Sysno::rt_sigprocmask, &[block, BUF, 0, 8], &[]),
+        "rt_sigprocmask(SIG_BLOCK, 0x7ffd3c5a1000, NULL, 8)"
+    );
     assert_eq!(call(Sysno::getppid, &[7, 7], &[]), "getppid()");
     let nohang = o(libc::WNOHANG);
     assert_eq!(
