@@ -9,6 +9,9 @@
 //! be checked against its line there). Numbers and names come from the
 //! `syscalls` crate, so a row names a `Sysno` and the compiler rejects a name
 //! the crate does not have. Syscalls strace 7.2 lacks carry a comment.
+//! Checked against the strace 6.1 installed here (every number made to fail
+//! under seccomp, traced per class and with `-e raw=all`): the same counts and
+//! classes for 0-450; 451-469 are newer than 6.1, which traces them as unknown.
 
 use syscalls::x86_64::Sysno;
 

@@ -14,8 +14,8 @@
 //!   kernel fills in (`pipe2`'s fds, `accept`'s address, `stat`'s buffer).
 //! * An error result is the short `-ENOENT`, where strace prints
 //!   `-1 ENOENT (No such file or directory)`; [`errno_desc`] has the words.
-//! * An unknown number is `syscall_999` in decimal; strace (6.1 here, 7.2) prints
-//!   `syscall_0x3e7`. [`number`] reads both.
+//! * An unknown number is `syscall_999` in decimal; strace (6.1 here, and
+//!   7.2) prints `syscall_0x3e7`. [`number`] reads both.
 //! * Unknown syscalls show all six arguments in hex, as strace does.
 //! * Values strace names but this module does not show in hex or decimal:
 //!   ioctl requests (`0x5401`, strace `TCGETS`), clone flags, prctl and
