@@ -883,6 +883,24 @@ static __always_inline __u32 copy_arg(struct syscall_record *r, struct syscall_s
 	return n;
 }
 
+/* Both copies the call's spec asks for, back to back. */
+static __always_inline void copy_args(struct syscall_record *r, struct syscall_spec *spec)
+{
+	__u32 len0;
+
+	r->sys.flags &= ~(SYSF_GOT0 | SYSF_GOT1 | SYSF_CUT0 | SYSF_CUT1);
+	len0 = spec->copy[0] ? copy_arg(r, spec, 0, 0) : 0;
+	r->sys.len[0] = len0;
+	r->sys.len[1] = spec->copy[1] ? copy_arg(r, spec, 1, len0) : 0;
+}
+
+/* Whether a copy the spec asks for could not be read. */
+static __always_inline bool copy_missing(struct syscall_record *r, struct syscall_spec *spec)
+{
+	return (spec->copy[0] && !(r->sys.flags & SYSF_GOT0)) ||
+	       (spec->copy[1] && !(r->sys.flags & SYSF_GOT1));
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 {
@@ -890,7 +908,7 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	struct thread_state *s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
 	struct syscall_record *r;
 	struct syscall_spec *spec;
-	__u32 nr = id, d, len0;
+	__u32 nr = id, d;
 
 	if (!s)
 		return 0;
@@ -915,9 +933,7 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	d = s->depth;
 	r->sys.depth = d > MAX_SENT_DEPTH ? MAX_SENT_DEPTH : d;
 	r->sys.caller = d > 0 && d <= MAX_FRAMES ? frame_at(s, d - 1)->func : SYS_NO_CALLER;
-	len0 = spec->copy[0] ? copy_arg(r, spec, 0, 0) : 0;
-	r->sys.len[0] = len0;
-	r->sys.len[1] = spec->copy[1] ? copy_arg(r, spec, 1, len0) : 0;
+	copy_args(r, spec);
 	s->in_syscall = 1;
 	release(s);
 	return 0;
@@ -986,10 +1002,16 @@ SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 {
 	struct thread_state *s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+	struct syscall_spec *spec;
 
 	if (!s || !s->in_syscall)
 		return 0;
 	claim(s);
+	/* A path in a page not yet faulted in cannot be read at entry (this
+	 * program may not fault); the call itself has brought it in since. */
+	spec = bpf_map_lookup_elem(&syscall_specs, &s->sys.sys.nr);
+	if (spec && copy_missing(&s->sys, spec))
+		copy_args(&s->sys, spec);
 	end_syscall(s, ret, bpf_ktime_get_ns(), 0);
 	release(s);
 	return 0;

@@ -42,6 +42,11 @@ pub fn helper_cookie(helper: Helper) -> u64 {
     u64::from(kind.0)
 }
 
+// What BPF copies and the numbers it has room for are what the syscall
+// table expects.
+const _: () = assert!(syscall_limits::COPY_MAX.0 as usize == crate::syscall::COPY_MAX);
+const _: () = assert!(crate::syscall::TABLE_SIZE <= syscall_limits::SYSCALL_SLOTS.0);
+
 // bpf_send_signal() takes a bare number; it must be the one libc means.
 const _: () = assert!(utrace_signal::UTRACE_SIGSTOP.0 as i32 == libc::SIGSTOP);
 
