@@ -86,7 +86,7 @@ fn system_calls_are_leaves_under_the_function_that_made_them() {
     let long = format!("/{}", "a".repeat(254));
     let expected = format!(
         "\
-            [     1] | main() {{
+\x20           [     1] | main() {{
             [     1] |   load_config() {{
       <dur> [     1] |     openat(AT_FDCWD, \"{conf}\", O_RDONLY) = 3;
       <dur> [     1] |     read(3, 0xADDR, 4096) = 811;
@@ -254,10 +254,12 @@ fn syscalls_only_counts_what_strace_counts() {
     expected.remove("execve");
     expected.insert("exit_group".into(), (1, 0));
     expected.insert("exit".into(), (4, 0));
+    // How often pthread_join waits on a futex depends on who runs first.
+    expected.remove("futex");
     for format in ["--format=json", "--format=summary"] {
         let t = trace(&bin, &[conf, "threads"], &["--syscalls-only", format]);
         assert_eq!(t.code, Some(0), "{}", t.stderr);
-        let got: BTreeMap<String, (u64, u64)> = if format.ends_with("json") {
+        let mut got: BTreeMap<String, (u64, u64)> = if format.ends_with("json") {
             syscall_rows(&t.graph)
                 .into_iter()
                 .map(|((f, s), (c, e, _))| {
@@ -268,6 +270,7 @@ fn syscalls_only_counts_what_strace_counts() {
         } else {
             summary_syscalls(&t.graph)
         };
+        got.remove("futex");
         assert_eq!(got, expected, "{format}:\n{}", t.graph);
     }
 }
@@ -358,7 +361,11 @@ fn the_report_of_a_recording_is_the_live_tree() {
         Duration::from_secs(60),
     );
     let reported = String::from_utf8_lossy(&report.stdout);
-    let same = |g: &str| normalise(&addresses_hidden(&main_tree(g)));
+    // getppid() returns each run's own utrace.
+    let same = |g: &str| {
+        let tree = main_tree(g).replace(&format!("= {};", t_parent(g)), "= PPID;");
+        normalise(&addresses_hidden(&tree))
+    };
     assert_text_eq(&same(&live.graph), &same(&reported));
 }
 
