@@ -110,8 +110,9 @@ fn counted_footer(stats: &StatsByFunction, run: &RunInfo) -> String {
     let calls = stats.total_calls();
     let wall = run.end_mono_ns.saturating_sub(run.start_mono_ns);
     format!(
-        "{} calls counted in BPF (no events streamed), {} lost, {} traced",
+        "{} call{} counted in BPF (no events streamed), {} lost, {} traced",
         thousands(calls),
+        if calls == 1 { "" } else { "s" },
         thousands(run.lost_events),
         human_duration(wall)
     )
