@@ -13,6 +13,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 #include "utrace.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -33,6 +34,8 @@ const volatile bool repair_exits = false;
 /* --syscalls: every thread of a traced process has state from its start
  * (see adopt()), so the syscall tracepoints gate on one lookup. */
 const volatile bool trace_syscalls = false;
+/* --io: the page cache, block and writeback tracepoints are attached. */
+const volatile bool trace_io = false;
 
 /* A batch waiting longer than this goes out with the thread's next event
  * (a thread that blocks or exits sends it at once). */
@@ -60,6 +63,9 @@ enum record_kind _record_kind = REC_BATCH;
 enum syscall_limits _syscall_limits = COPY_MAX;
 enum copy_kind _copy_kind = COPY_NONE;
 enum syscall_flags _syscall_flags = SYSF_AFTER_LOSS;
+struct io_counts _io_counts = {};
+enum io_limits _io_limits = IO_OTHER;
+enum io_dir _io_dir = IO_NONE;
 
 struct frame {
 	__u64 ts;
@@ -924,6 +930,7 @@ int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 	r->sys.ts = bpf_ktime_get_ns();
 	r->sys.nr = nr;
 	r->sys.flags = 0;
+	__builtin_memset(&r->sys.io, 0, sizeof(r->sys.io));
 	r->sys.args[0] = regs->di;
 	r->sys.args[1] = regs->si;
 	r->sys.args[2] = regs->dx;
@@ -963,6 +970,8 @@ static __always_inline void count_syscall(struct syscall_event *e, __s64 ret, __
 		c->bytes += ret;
 }
 
+static __always_inline void io_end_syscall(struct thread_state *s, __s64 ret);
+
 static __always_inline void end_syscall(struct thread_state *s, __s64 ret, __u64 now, __u8 flags)
 {
 	struct syscall_record *r = &s->sys;
@@ -973,6 +982,8 @@ static __always_inline void end_syscall(struct thread_state *s, __s64 ret, __u64
 	r->sys.end_ts = now;
 	r->sys.ret = ret;
 	r->sys.flags |= flags;
+	if (trace_io)
+		io_end_syscall(s, ret);
 	if (count_only) {
 		if (d <= max_depth && dur >= min_duration_ns)
 			count_syscall(&r->sys, ret, dur);
@@ -1014,5 +1025,350 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		copy_args(&s->sys, spec);
 	end_syscall(s, ret, bpf_ktime_get_ns(), 0);
 	release(s);
+	return 0;
+}
+
+/* --io. Page cache and dirtying events fire in the thread that causes them,
+ * and so do the block requests it submits itself: they go to its innermost
+ * open traced call (and, inside a system call, to that call's `io`). Pages
+ * written back later by a kernel thread go to the function that dirtied
+ * them, found by (device, inode, page index) when the bio is queued. */
+
+struct page_key {
+	__u32 dev;
+	__u32 pad;
+	__u64 ino;
+	__u64 index;
+};
+
+struct sector_key {
+	__u32 dev;
+	__u32 pad;
+	__u64 sector;
+};
+
+/* Whom a bio's, then a request's, device time goes to. */
+struct io_owner {
+	__u64 issued; /* when its request was issued */
+	__u32 caller;
+	__u32 tid; /* the thread that waits for it, or 0 */
+};
+
+struct pending_io {
+	__u64 device_ns;
+	__u32 requests;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct io_counts);
+} io_counts SEC(".maps");
+
+/* Pages a traced function dirtied, until they are written back. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct page_key);
+	__type(value, __u32);
+} dirty_pages SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct sector_key);
+	__type(value, struct io_owner);
+} bio_owner SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct io_owner);
+} rq_owner SEC(".maps");
+
+/* Device time and requests a thread waits for inside a system call. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct pending_io);
+} pending_io SEC(".maps");
+
+/* Devices the program did I/O on: their other traffic is counted too. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, __u8);
+} io_devices SEC(".maps");
+
+static __always_inline struct io_counts *io_of(__u32 caller)
+{
+	struct io_counts zero = {}, *c = bpf_map_lookup_elem(&io_counts, &caller);
+
+	if (c)
+		return c;
+	bpf_map_update_elem(&io_counts, &caller, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&io_counts, &caller);
+}
+
+/* The call the current thread's I/O belongs to: the syscall's caller
+ * inside one, else its innermost open traced call. */
+static __always_inline __u32 io_caller(struct thread_state *s)
+{
+	__u32 d = s->depth;
+
+	if (s->in_syscall)
+		return s->sys.sys.caller;
+	return d > 0 && d <= MAX_FRAMES ? frame_at(s, d - 1)->func : SYS_NO_CALLER;
+}
+
+static __always_inline struct thread_state *current_state(void)
+{
+	return bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+}
+
+static __always_inline void io_end_syscall(struct thread_state *s, __s64 ret)
+{
+	struct syscall_io *io = &s->sys.sys.io;
+	struct syscall_spec *spec = bpf_map_lookup_elem(&syscall_specs, &s->sys.sys.nr);
+	__u32 tid = s->out.head.tid;
+	struct pending_io *p = bpf_map_lookup_elem(&pending_io, &tid);
+	struct io_counts *c = io_of(s->sys.sys.caller);
+
+	if (p) {
+		io->device_ns = p->device_ns;
+		io->requests = p->requests;
+		bpf_map_delete_elem(&pending_io, &tid);
+	}
+	s->sys.sys.flags |= SYSF_IO;
+	if (!c)
+		return;
+	c->cache_pages += io->cache_pages;
+	if (ret > 0 && spec && spec->moves_bytes == IO_READS)
+		c->syscall_read_bytes += ret;
+	else if (ret > 0 && spec && spec->moves_bytes == IO_WRITES)
+		c->syscall_write_bytes += ret;
+}
+
+SEC("tracepoint/filemap/mm_filemap_add_to_page_cache")
+int on_cache_add(struct trace_event_raw_mm_filemap_op_page_cache *ctx)
+{
+	struct thread_state *s = current_state();
+	__u32 pages = 1U << (ctx->order & 15);
+	struct io_counts *c;
+
+	if (!s)
+		return 0;
+	c = io_of(io_caller(s));
+	if (c)
+		c->cache_miss_pages += pages;
+	if (s->in_syscall)
+		s->sys.sys.io.cache_added += pages;
+	return 0;
+}
+
+SEC("tracepoint/filemap/mm_filemap_get_pages")
+int on_cache_get(struct trace_event_raw_mm_filemap_op_page_cache_range *ctx)
+{
+	struct thread_state *s = current_state();
+
+	if (s && s->in_syscall && ctx->last_index >= ctx->index)
+		s->sys.sys.io.cache_pages += ctx->last_index - ctx->index + 1;
+	return 0;
+}
+
+static __always_inline __u32 folio_pages(struct folio *folio)
+{
+	if (!(folio->flags.f & (1UL << PG_head)))
+		return 1;
+	return folio->_nr_pages;
+}
+
+SEC("tp_btf/writeback_dirty_folio")
+int BPF_PROG(on_dirty, struct folio *folio, struct address_space *mapping)
+{
+	struct thread_state *s = current_state();
+	struct inode *host;
+	struct page_key key = {};
+	struct io_counts *c;
+	__u32 pages, caller;
+
+	if (!s || !mapping)
+		return 0;
+	host = mapping->host;
+	if (!host)
+		return 0;
+	caller = io_caller(s);
+	pages = folio_pages(folio);
+	c = io_of(caller);
+	if (c)
+		c->dirtied_pages += pages;
+	if (s->in_syscall)
+		s->sys.sys.io.dirtied += pages;
+	key.dev = host->i_sb->s_dev;
+	key.ino = host->i_ino;
+	key.index = folio->index;
+	bpf_map_update_elem(&dirty_pages, &key, &caller, BPF_ANY);
+	return 0;
+}
+
+/* dirtier_of() found no traced function (the caller ids include
+ * SYS_NO_CALLER: the program dirtied a page outside every traced call). */
+#define NOT_DIRTIED 0xffffffffU
+
+/* The traced function that dirtied the first page of a write bio, if one
+ * did: that page is being written back now. */
+static __always_inline __u32 dirtier_of(struct bio *bio)
+{
+	struct bio_vec *vec = BPF_CORE_READ(bio, bi_io_vec);
+	struct page_key key = {};
+	struct address_space *as;
+	unsigned long head, mapping;
+	struct page *page;
+	__u32 *who, caller;
+
+	if (!vec || !BPF_CORE_READ(bio, bi_vcnt))
+		return NOT_DIRTIED;
+	page = BPF_CORE_READ(vec, bv_page);
+	if (!page)
+		return NOT_DIRTIED;
+	/* A large folio's tail page points at its head, bit 0 set. */
+	head = BPF_CORE_READ(page, compound_head);
+	if (head & 1)
+		page = (struct page *)(head - 1);
+	mapping = (unsigned long)BPF_CORE_READ(page, mapping);
+	/* Anonymous and movable pages tag the pointer's low bits. */
+	if (!mapping || (mapping & 3))
+		return NOT_DIRTIED;
+	as = (struct address_space *)mapping;
+	key.dev = BPF_CORE_READ(as, host, i_sb, s_dev);
+	key.ino = BPF_CORE_READ(as, host, i_ino);
+	key.index = BPF_CORE_READ(page, __folio_index);
+	who = bpf_map_lookup_elem(&dirty_pages, &key);
+	if (!who)
+		return NOT_DIRTIED;
+	caller = *who;
+	bpf_map_delete_elem(&dirty_pages, &key);
+	return caller;
+}
+
+SEC("tp_btf/block_bio_queue")
+int BPF_PROG(on_bio_queue, struct bio *bio)
+{
+	struct thread_state *s = current_state();
+	__u32 op = bio->bi_opf & 0xff, bytes = bio->bi_iter.bi_size;
+	struct sector_key key = {};
+	struct io_owner owner = {};
+	struct io_counts *c;
+	__u32 caller = SYS_NO_CALLER, dirtier;
+	__u8 one = 1;
+
+	if ((op != 0 && op != 1) || !bytes)
+		return 0; /* neither a read nor a write: flushes, discards */
+	key.dev = bio->bi_bdev->bd_dev;
+	key.sector = bio->bi_iter.bi_sector;
+	if (s)
+		caller = io_caller(s);
+	dirtier = op == 1 ? dirtier_of(bio) : NOT_DIRTIED;
+	if (!s && dirtier == NOT_DIRTIED) {
+		/* Not the program's: counted only on a device it uses. */
+		if (!bpf_map_lookup_elem(&io_devices, &key.dev))
+			return 0;
+		c = io_of(IO_OTHER);
+		if (c && op == 0)
+			c->block_read_bytes += bytes;
+		else if (c)
+			c->block_write_bytes += bytes;
+		owner.caller = IO_OTHER;
+	} else if (dirtier != NOT_DIRTIED) {
+		c = io_of(dirtier);
+		if (c)
+			c->writeback_bytes += bytes;
+		if (s) {
+			c = io_of(caller);
+			if (c)
+				c->forced_writeback_bytes += bytes;
+		}
+		owner.caller = dirtier;
+	} else {
+		c = io_of(caller);
+		if (c && op == 0)
+			c->block_read_bytes += bytes;
+		else if (c)
+			c->block_write_bytes += bytes;
+		owner.caller = caller;
+	}
+	if (s || dirtier != NOT_DIRTIED)
+		bpf_map_update_elem(&io_devices, &key.dev, &one, BPF_ANY);
+	if (s && s->in_syscall) {
+		if (op == 0)
+			s->sys.sys.io.read_bytes += bytes;
+		else
+			s->sys.sys.io.write_bytes += bytes;
+		owner.tid = s->out.head.tid;
+	}
+	bpf_map_update_elem(&bio_owner, &key, &owner, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/block_rq_issue")
+int BPF_PROG(on_rq_issue, struct request *rq)
+{
+	struct sector_key key = {};
+	struct io_owner *owner;
+	struct io_counts *c;
+	__u64 id = (__u64)rq;
+
+	if (!rq->bio)
+		return 0;
+	key.dev = rq->bio->bi_bdev->bd_dev;
+	key.sector = rq->__sector;
+	owner = bpf_map_lookup_elem(&bio_owner, &key);
+	if (!owner)
+		return 0;
+	owner->issued = bpf_ktime_get_ns();
+	c = io_of(owner->caller);
+	if (c)
+		c->block_requests += 1;
+	bpf_map_update_elem(&rq_owner, &id, owner, BPF_ANY);
+	bpf_map_delete_elem(&bio_owner, &key);
+	return 0;
+}
+
+SEC("tp_btf/block_rq_complete")
+int BPF_PROG(on_rq_complete, struct request *rq, blk_status_t error, unsigned int nr_bytes)
+{
+	__u64 id = (__u64)rq, ns;
+	struct io_owner *owner = bpf_map_lookup_elem(&rq_owner, &id);
+	struct pending_io zero = {}, *p;
+	struct io_counts *c;
+
+	if (!owner)
+		return 0;
+	ns = bpf_ktime_get_ns() - owner->issued;
+	c = io_of(owner->caller);
+	if (c) {
+		c->device_ns += ns;
+		if (ns > c->max_device_ns)
+			c->max_device_ns = ns;
+	}
+	if (owner->tid) {
+		__u32 tid = owner->tid;
+
+		p = bpf_map_lookup_elem(&pending_io, &tid);
+		if (!p) {
+			bpf_map_update_elem(&pending_io, &tid, &zero, BPF_NOEXIST);
+			p = bpf_map_lookup_elem(&pending_io, &tid);
+		}
+		if (p) {
+			p->device_ns += ns;
+			p->requests += 1;
+		}
+	}
+	bpf_map_delete_elem(&rq_owner, &id);
 	return 0;
 }

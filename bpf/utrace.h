@@ -159,10 +159,17 @@ enum copy_kind {
 	COPY_FIXED = 3, /* `len` bytes */
 };
 
+/* Which way a read/write-family call moves bytes (syscall_spec.moves_bytes). */
+enum io_dir {
+	IO_NONE = 0,
+	IO_READS = 1,
+	IO_WRITES = 2,
+};
+
 /* Filled by userspace from its syscall table, indexed by number. */
 struct syscall_spec {
 	__u8 traced;       /* in the --syscalls set */
-	__u8 moves_bytes;  /* read/write family: a result >= 0 is bytes moved */
+	__u8 moves_bytes;  /* enum io_dir: a result >= 0 is bytes moved that way */
 	__u8 copy[2];      /* enum copy_kind, for up to two arguments */
 	__u8 arg[2];       /* which argument (0-5) points to the memory */
 	__u8 len_arg[2];   /* COPY_BYTES: which argument holds the length */
@@ -176,6 +183,18 @@ enum syscall_flags {
 	SYSF_GOT1 = 8,
 	SYSF_CUT0 = 16,      /* the first copy was longer than COPY_MAX */
 	SYSF_CUT1 = 32,
+	SYSF_IO = 64,        /* --io: `io` says what happened below the call */
+};
+
+/* --io: what one system call caused below it, in its own thread. */
+struct syscall_io {
+	__u32 cache_pages; /* pages asked of the page cache (reads) */
+	__u32 cache_added; /* pages it had to add: misses and read-ahead */
+	__u32 dirtied;     /* pages dirtied */
+	__u32 requests;    /* block requests it waited for */
+	__u64 read_bytes;  /* bytes it submitted to a block device */
+	__u64 write_bytes;
+	__u64 device_ns;   /* device time of its requests */
 };
 
 struct syscall_event {
@@ -189,6 +208,7 @@ struct syscall_event {
 	__u16 len[2]; /* bytes of each copy, back to back in `data` */
 	__u8 flags;   /* enum syscall_flags */
 	__u8 pad;
+	struct syscall_io io;
 };
 
 /* One ring-buffer record per system call, sent when it returns: a head
@@ -212,6 +232,28 @@ struct syscall_counts {
 	__u64 min_ns;
 	__u64 max_ns;
 	__u64 bytes; /* results >= 0 of the read/write family */
+};
+
+/* --io: the I/O below each traced function, summed per CPU in `io_counts`
+ * by the function (its id; SYS_NO_CALLER outside every traced call, and
+ * IO_OTHER for the devices' traffic the program did not cause). */
+enum io_limits {
+	IO_OTHER = 0x7ffffffe,
+};
+
+struct io_counts {
+	__u64 syscall_read_bytes;
+	__u64 syscall_write_bytes;
+	__u64 cache_pages; /* asked of the page cache: hits = these - misses */
+	__u64 cache_miss_pages;
+	__u64 dirtied_pages;
+	__u64 block_read_bytes;  /* submitted by the function's own thread */
+	__u64 block_write_bytes; /* written directly (O_DIRECT): no page cache */
+	__u64 block_requests;
+	__u64 writeback_bytes;   /* pages it dirtied, written back (now or later) */
+	__u64 forced_writeback_bytes; /* written back because it asked (fsync…) */
+	__u64 device_ns;
+	__u64 max_device_ns;
 };
 
 #endif

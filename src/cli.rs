@@ -184,6 +184,14 @@ struct Args {
     /// it (live), or any --format. Takes the set of --syscalls=SET.
     #[arg(long, conflicts_with_all = ["function", "lib", "nest_lib", "list"])]
     syscalls_only: bool,
+
+    /// Follow the bytes below each function: page cache (hits, misses,
+    /// dirtied pages), block requests and device time, and writeback, also
+    /// when a kernel thread does it later (it goes to the function that
+    /// dirtied the pages). Traces the read/write and sync system calls unless
+    /// --syscalls says which; --format=io shows the table.
+    #[arg(long, conflicts_with = "list")]
+    io: bool,
 }
 
 /// The command line's spelling of [`Format`].
@@ -197,6 +205,7 @@ enum FormatArg {
     Chrome,
     Csv,
     Strace,
+    Io,
 }
 
 impl From<FormatArg> for Format {
@@ -210,6 +219,7 @@ impl From<FormatArg> for Format {
             FormatArg::Chrome => Format::Chrome,
             FormatArg::Csv => Format::Csv,
             FormatArg::Strace => Format::Strace,
+            FormatArg::Io => Format::Io,
         }
     }
 }
@@ -328,9 +338,9 @@ impl Args {
             output: self.output.clone(),
         };
         if self.report {
-            if self.syscalls.is_some() || self.syscalls_only {
+            if self.syscalls.is_some() || self.syscalls_only || self.io {
                 return Err(UsageError(
-                    "--syscalls applies when tracing: --report shows the system calls the file holds"
+                    "--syscalls and --io apply when tracing: --report shows what the file holds"
                         .into(),
                 )
                 .into());
@@ -363,10 +373,12 @@ impl Args {
             max_rate: self.max_rate,
             exit: self.exit.into(),
             syscalls_only: self.syscalls_only,
-            syscalls: match (self.syscalls, self.syscalls_only) {
-                (None, true) => Some(crate::syscall::Set::all()),
-                (set, _) => set,
+            syscalls: match (self.syscalls, self.syscalls_only, self.io) {
+                (None, true, _) => Some(crate::syscall::Set::all()),
+                (None, false, true) => Some(io_syscalls()),
+                (set, _, _) => set,
             },
+            io: self.io,
         };
         Ok(if self.list {
             Mode::List(trace, report.output)
@@ -376,6 +388,13 @@ impl Args {
             Mode::Live(trace, report)
         })
     }
+}
+
+/// `--io` without `--syscalls`: the calls that move file bytes or force them out.
+fn io_syscalls() -> crate::syscall::Set {
+    const IO: &str = "read,write,pread64,pwrite64,readv,writev,preadv,pwritev,preadv2,pwritev2,\
+                      sendfile,copy_file_range,splice,fsync,fdatasync,sync_file_range,sync,syncfs";
+    crate::syscall::Set::parse(IO).unwrap_or_else(|_| crate::syscall::Set::all())
 }
 
 fn parse_syscalls(s: &str) -> Result<crate::syscall::Set, String> {

@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use libbpf_rs::{MapHandle, RingBufferBuilder};
 
 use crate::bpf::abi::{RawEvent, RawFlags, RawHead, RawKind, RawRecord, RawSyscall, SysFlags};
-use crate::model::{ArgCopy, Event, EventKind, FuncId, Syscall};
+use crate::model::{ArgCopy, Event, EventKind, FuncId, Syscall, SyscallIo};
 use crate::target::Stopped;
 
 /// What one drain of the ring buffer delivered: the events of every thread
@@ -210,6 +210,15 @@ fn decode_syscall(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) ->
             copy(1, SysFlags::SYSF_GOT1, SysFlags::SYSF_CUT1),
         ],
         data: copied[..lens[0] + lens[1]].to_vec(),
+        io: flag(SysFlags::SYSF_IO).then_some(SyscallIo {
+            cache_pages: raw.io.cache_pages,
+            cache_added: raw.io.cache_added,
+            dirtied: raw.io.dirtied,
+            requests: raw.io.requests,
+            read_bytes: raw.io.read_bytes,
+            write_bytes: raw.io.write_bytes,
+            device_ns: raw.io.device_ns,
+        }),
     };
     each(Decoded::Event(Event {
         kind: EventKind::Syscall,

@@ -117,6 +117,105 @@ pub struct Syscall {
     /// could not be read.
     pub copies: [Option<ArgCopy>; 2],
     pub data: Vec<u8>,
+    /// `--io`: what the call caused below it.
+    pub io: Option<SyscallIo>,
+}
+
+/// What one system call caused in the page cache and on block devices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallIo {
+    /// Pages asked of the page cache, and of those the ones it added.
+    pub cache_pages: u32,
+    pub cache_added: u32,
+    pub dirtied: u32,
+    /// Block requests it waited for, and their device time.
+    pub requests: u32,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+    pub device_ns: u64,
+}
+
+/// Whose I/O a row of the I/O table is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IoOwner {
+    Function(FuncId),
+    /// The program, outside every traced call.
+    Outside,
+    /// The devices' traffic the program did not cause (its devices only).
+    Other,
+}
+
+/// The I/O below one function, in every layer (`--io`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoCounts {
+    pub syscall_read_bytes: u64,
+    pub syscall_write_bytes: u64,
+    pub cache_hit_pages: u64,
+    pub cache_miss_pages: u64,
+    pub dirtied_pages: u64,
+    pub block_read_bytes: u64,
+    pub block_write_bytes: u64,
+    pub block_requests: u64,
+    /// Pages it dirtied, written back then or later.
+    pub writeback_bytes: u64,
+    /// Written back because it asked (fsync and the like).
+    pub forced_writeback_bytes: u64,
+    pub device_ns: u64,
+    pub max_device_ns: u64,
+}
+
+impl IoCounts {
+    /// Device bytes per syscall byte, read side: `None` with nothing read.
+    pub fn read_amp(&self) -> Option<f64> {
+        (self.syscall_read_bytes > 0)
+            .then(|| self.block_read_bytes as f64 / self.syscall_read_bytes as f64)
+    }
+
+    /// Write side: what it wrote directly and what it dirtied, written back.
+    pub fn write_amp(&self) -> Option<f64> {
+        (self.syscall_write_bytes > 0).then(|| {
+            (self.block_write_bytes + self.writeback_bytes) as f64 / self.syscall_write_bytes as f64
+        })
+    }
+
+    pub fn avg_device_ns(&self) -> u64 {
+        self.device_ns.checked_div(self.block_requests).unwrap_or(0)
+    }
+
+    /// As the twelve numbers in their documented order (trace file, CSV).
+    pub fn fields(&self) -> [u64; 12] {
+        [
+            self.syscall_read_bytes,
+            self.syscall_write_bytes,
+            self.cache_hit_pages,
+            self.cache_miss_pages,
+            self.dirtied_pages,
+            self.block_read_bytes,
+            self.block_write_bytes,
+            self.block_requests,
+            self.writeback_bytes,
+            self.forced_writeback_bytes,
+            self.device_ns,
+            self.max_device_ns,
+        ]
+    }
+
+    pub fn from_fields(f: [u64; 12]) -> Self {
+        IoCounts {
+            syscall_read_bytes: f[0],
+            syscall_write_bytes: f[1],
+            cache_hit_pages: f[2],
+            cache_miss_pages: f[3],
+            dirtied_pages: f[4],
+            block_read_bytes: f[5],
+            block_write_bytes: f[6],
+            block_requests: f[7],
+            writeback_bytes: f[8],
+            forced_writeback_bytes: f[9],
+            device_ns: f[10],
+            max_device_ns: f[11],
+        }
+    }
 }
 
 /// One copied argument: where its bytes are in [`Syscall::data`].
@@ -249,6 +348,8 @@ pub struct RunInfo {
     pub end_mono_ns: u64,
     /// Events the BPF side could not send (ring buffer full, no thread state).
     pub lost_events: u64,
+    /// `--io`: the I/O below each function, counted in BPF over the run.
+    pub io: Vec<(IoOwner, IoCounts)>,
 }
 
 /// A consumer of paired calls: the live printer, the aggregators, the report

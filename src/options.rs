@@ -70,6 +70,8 @@ pub struct TraceOptions {
     pub syscalls: Option<crate::syscall::Set>,
     /// `--syscalls-only`: no function is probed, every thread is traced.
     pub syscalls_only: bool,
+    /// `--io`: the page cache, block and writeback I/O below each function.
+    pub io: bool,
 }
 
 /// The output formats, live and `--report`.
@@ -85,6 +87,8 @@ pub enum Format {
     Csv,
     /// One line per system call, as `strace -f -T` prints it.
     Strace,
+    /// `--io`'s table: the I/O below each function, layer by layer.
+    Io,
 }
 
 /// Sort order of the summary and the JSON function list.

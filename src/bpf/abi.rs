@@ -11,9 +11,10 @@ mod skel {
 pub(crate) use skel::types::{
     batch_head as RawHead, cookie_bits, copy_kind, drop_kind, event as RawEvent,
     event_flags as RawFlags, event_kind as RawKind, func_counts as BpfCounts, helper_kind,
-    record_kind as RawRecord, syscall_counts as SyscallCounts, syscall_event as RawSyscall,
-    syscall_flags as SysFlags, syscall_key as SyscallKey, syscall_limits,
-    syscall_spec as SyscallSpec, utrace_limits, utrace_signal,
+    io_counts as BpfIo, io_dir, io_limits, record_kind as RawRecord,
+    syscall_counts as SyscallCounts, syscall_event as RawSyscall, syscall_flags as SysFlags,
+    syscall_key as SyscallKey, syscall_limits, syscall_spec as SyscallSpec, utrace_limits,
+    utrace_signal,
 };
 
 use crate::symbols::libc::Helper;
@@ -27,6 +28,9 @@ pub const COOKIE_RET_SITE: u64 = 1 << cookie_bits::COOKIE_RET_SITE_BIT.0;
 
 /// The caller BPF names for a system call made outside every traced call.
 pub const SYS_NO_CALLER: u32 = syscall_limits::SYS_NO_CALLER.0;
+
+/// The owner BPF names for the devices' traffic the program did not cause.
+pub const IO_OTHER: u32 = io_limits::IO_OTHER.0;
 
 /// Entries of BPF's per-number syscall table.
 pub const SYSCALL_SLOTS: u32 = syscall_limits::SYSCALL_SLOTS.0;

@@ -14,11 +14,13 @@ use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, UprobeMultiOpts};
 
 use crate::model::FuncId;
+use crate::model::{IoCounts, IoOwner};
 use crate::plan::exit_policy::{LinkSpec, ProbeKind};
 use crate::syscall;
 use abi::{
-    BpfCounts, COOKIE_RET_SITE, Drops, MAX_SENT_DEPTH, SYS_NO_CALLER, SYSCALL_SLOTS, SyscallCounts,
-    SyscallKey, SyscallSpec, UtraceSkel, UtraceSkelBuilder, copy_kind, helper_cookie,
+    BpfCounts, BpfIo, COOKIE_RET_SITE, Drops, IO_OTHER, MAX_SENT_DEPTH, SYS_NO_CALLER,
+    SYSCALL_SLOTS, SyscallCounts, SyscallKey, SyscallSpec, UtraceSkel, UtraceSkelBuilder,
+    copy_kind, helper_cookie, io_dir,
 };
 
 /// A detach slower than this says on stderr that it is under way.
@@ -43,6 +45,8 @@ pub struct BpfConfig {
     pub repair_exits: bool,
     /// --syscalls: give every thread of a traced process its state up front.
     pub trace_syscalls: bool,
+    /// --io: count the I/O below each function.
+    pub trace_io: bool,
 }
 
 /// One uprobe_multi link and what it was made of, so it can be made again
@@ -94,6 +98,7 @@ impl<'obj> Probes<'obj> {
         rodata.follow_forks = cfg.follow_forks;
         rodata.repair_exits = cfg.repair_exits;
         rodata.trace_syscalls = cfg.trace_syscalls;
+        rodata.trace_io = cfg.trace_io;
         open.maps
             .counts
             .set_max_entries(cfg.count_slots.max(1))
@@ -178,6 +183,83 @@ impl<'obj> Probes<'obj> {
                 .push(link.context("attaching the raw_syscalls tracepoints")?);
         }
         Ok(())
+    }
+
+    /// `--io`: the page cache, writeback and block tracepoints (after
+    /// [`Probes::trace_syscalls`], which gives the threads their state).
+    pub fn trace_io(&mut self) -> Result<()> {
+        let p = &self.skel.progs;
+        for prog in [
+            &p.on_rq_complete,
+            &p.on_rq_issue,
+            &p.on_bio_queue,
+            &p.on_dirty,
+            &p.on_cache_get,
+            &p.on_cache_add,
+        ] {
+            let link = prog.attach();
+            self.links
+                .push(link.context("attaching the page cache, writeback and block tracepoints")?);
+        }
+        Ok(())
+    }
+
+    /// `--io`: the I/O below each function, summed over CPUs.
+    pub fn io_counts(&self) -> Result<Vec<(IoOwner, IoCounts)>> {
+        let map = &self.skel.maps.io_counts;
+        let mut rows = Vec::new();
+        for key in map.keys() {
+            let Some(per_cpu) = map
+                .lookup_percpu(&key, MapFlags::ANY)
+                .context("reading the I/O counts")?
+            else {
+                continue;
+            };
+            let Some(id) = key
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+            else {
+                continue;
+            };
+            let mut sum = [0u64; 12];
+            let mut max = 0;
+            for bytes in per_cpu {
+                if bytes.len() < std::mem::size_of::<BpfIo>() {
+                    continue;
+                }
+                // SAFETY: the length was checked; plain repr(C) integers.
+                let c: BpfIo = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                let f = IoCounts::from_fields([
+                    c.syscall_read_bytes,
+                    c.syscall_write_bytes,
+                    c.cache_pages,
+                    c.cache_miss_pages,
+                    c.dirtied_pages,
+                    c.block_read_bytes,
+                    c.block_write_bytes,
+                    c.block_requests,
+                    c.writeback_bytes,
+                    c.forced_writeback_bytes,
+                    c.device_ns,
+                    0,
+                ])
+                .fields();
+                sum.iter_mut().zip(f).for_each(|(s, v)| *s += v);
+                max = max.max(c.max_device_ns);
+            }
+            sum[11] = max;
+            // Pages asked for that it did not have to add: its hits.
+            sum[2] = sum[2].saturating_sub(sum[3]);
+            let owner = match id {
+                SYS_NO_CALLER => IoOwner::Outside,
+                IO_OTHER => IoOwner::Other,
+                id => IoOwner::Function(FuncId(id)),
+            };
+            rows.push((owner, IoCounts::from_fields(sum)));
+        }
+        rows.sort_by_key(|r| r.0);
+        Ok(rows)
     }
 
     /// Attaches the fork tracepoint once.
@@ -508,6 +590,21 @@ impl<'obj> Probes<'obj> {
     }
 }
 
+/// Which way a read/write-family call moves its bytes.
+fn direction(nr: u32) -> io_dir {
+    if syscall::bytes(nr, 0).is_none() {
+        return io_dir::IO_NONE;
+    }
+    let name = syscall::name(nr);
+    match ["read", "pread", "recv"]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
+        true => io_dir::IO_READS,
+        false => io_dir::IO_WRITES,
+    }
+}
+
 /// What BPF does with system call `nr`: whether it is traced, and which
 /// argument memory it copies at entry (bpf/utrace.h: struct syscall_spec).
 fn syscall_spec(nr: u32, set: &syscall::Set) -> SyscallSpec {
@@ -518,7 +615,7 @@ fn syscall_spec(nr: u32, set: &syscall::Set) -> SyscallSpec {
         .contains(&Some(nr));
     let mut spec = SyscallSpec {
         traced: u8::from(set.contains(nr) && !mechanism),
-        moves_bytes: u8::from(syscall::bytes(nr, 0).is_some()),
+        moves_bytes: direction(nr).0 as u8,
         ..SyscallSpec::default()
     };
     for (i, copy) in syscall::copies(nr).into_iter().enumerate() {

@@ -150,7 +150,6 @@ impl CallGraph {
         }
         if let Some(label) = &line.syscall {
             text.push_str(label);
-            text.push(';');
             text.push('\n');
             let written = self.out.write_all(text.as_bytes());
             self.text = text;
@@ -322,7 +321,13 @@ impl Sink for CallGraph {
                 ns: call.duration(),
                 end,
             },
-            syscall: Some(super::syscalls::label(call.sys).into()),
+            syscall: Some(
+                match super::syscalls::io_note(call.sys) {
+                    Some(note) => format!("{};  /* {note} */", super::syscalls::label(call.sys)),
+                    None => format!("{};", super::syscalls::label(call.sys)),
+                }
+                .into(),
+            ),
         });
         self.drain(call.ts, table)
     }

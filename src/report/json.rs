@@ -3,7 +3,14 @@
 //! "min_ns","max_ns"}, ...], "syscalls":[{"function","module","syscall",
 //! "calls","errors","total_ns","bytes"}, ...], "lost_events", "threads",
 //! "events"}`. A syscall row's `function` is null when no traced call was
-//! open; `bytes` sums the results ≥ 0 of the read/write family.
+//! open; `bytes` sums the results ≥ 0 of the read/write family. With `--io`,
+//! `"io":[{"function","module","syscall_read_bytes","syscall_write_bytes",
+//! "cache_hit_pages","cache_miss_pages","dirtied_pages","block_read_bytes",
+//! "block_write_bytes","block_requests","writeback_bytes",
+//! "forced_writeback_bytes","avg_device_ns","max_device_ns","read_amp",
+//! "write_amp"}, ...]` (`function` null outside every traced call, and
+//! "(other traffic)" for the devices' I/O the program did not cause; an
+//! amplification is null when nothing was asked that way).
 //! `module` is the full path of the module holding the function (for a PLT
 //! stub `<sym>@plt`, the calling module).
 
@@ -14,13 +21,15 @@ use serde::Serialize;
 
 use super::syscalls::SyscallTotals;
 use crate::aggregate::StatsByFunction;
-use crate::model::{Call, FuncTable, RunInfo, Sink, SyscallCall};
+use crate::model::{Call, FuncTable, IoCounts, IoOwner, RunInfo, Sink, SyscallCall};
 use crate::options::SortKey;
 
 #[derive(Serialize)]
 struct Report<'a> {
     functions: Vec<Function<'a>>,
     syscalls: Vec<SyscallRow<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    io: Vec<IoRow<'a>>,
     lost_events: u64,
     threads: u64,
     events: u64,
@@ -47,6 +56,52 @@ struct SyscallRow<'a> {
     errors: u64,
     total_ns: u64,
     bytes: u64,
+}
+
+#[derive(Serialize)]
+struct IoRow<'a> {
+    function: Option<&'a str>,
+    module: Option<&'a str>,
+    syscall_read_bytes: u64,
+    syscall_write_bytes: u64,
+    cache_hit_pages: u64,
+    cache_miss_pages: u64,
+    dirtied_pages: u64,
+    block_read_bytes: u64,
+    block_write_bytes: u64,
+    block_requests: u64,
+    writeback_bytes: u64,
+    forced_writeback_bytes: u64,
+    avg_device_ns: u64,
+    max_device_ns: u64,
+    read_amp: Option<f64>,
+    write_amp: Option<f64>,
+}
+
+fn io_row<'a>(table: &'a FuncTable, owner: IoOwner, c: &IoCounts) -> IoRow<'a> {
+    let (function, module) = match owner {
+        IoOwner::Function(id) => (Some(table.name(id)), Some(table.module_of(id))),
+        IoOwner::Outside => (None, None),
+        IoOwner::Other => (Some("(other traffic)"), None),
+    };
+    IoRow {
+        function,
+        module,
+        syscall_read_bytes: c.syscall_read_bytes,
+        syscall_write_bytes: c.syscall_write_bytes,
+        cache_hit_pages: c.cache_hit_pages,
+        cache_miss_pages: c.cache_miss_pages,
+        dirtied_pages: c.dirtied_pages,
+        block_read_bytes: c.block_read_bytes,
+        block_write_bytes: c.block_write_bytes,
+        block_requests: c.block_requests,
+        writeback_bytes: c.writeback_bytes,
+        forced_writeback_bytes: c.forced_writeback_bytes,
+        avg_device_ns: c.avg_device_ns(),
+        max_device_ns: c.max_device_ns,
+        read_amp: c.read_amp(),
+        write_amp: c.write_amp(),
+    }
 }
 
 pub struct Json {
@@ -110,9 +165,14 @@ impl Sink for Json {
             })
             .collect();
         let counts = self.stats.counts();
+        let io = super::io::rows(run)
+            .iter()
+            .map(|(owner, c)| io_row(table, *owner, c))
+            .collect();
         let report = Report {
             functions,
             syscalls,
+            io,
             lost_events: run.lost_events,
             threads: counts.threads,
             events: counts.events,

@@ -10,6 +10,7 @@ pub(crate) mod chrome;
 pub(crate) mod csv;
 pub(crate) mod flame;
 pub(crate) mod folded;
+pub(crate) mod io;
 pub(crate) mod json;
 pub(crate) mod strace;
 pub(crate) mod summary;
@@ -45,6 +46,7 @@ pub fn sink_for(format: Format, opts: &ReportOptions, out: Box<dyn Write>) -> Bo
         Format::Chrome => Box::new(chrome::Chrome::new(out)),
         Format::Csv => Box::new(csv::Csv::new(out)),
         Format::Strace => Box::new(strace::Strace::new(out)),
+        Format::Io => Box::new(io::IoTable::new(out, opts.output.as_deref())),
     }
 }
 
@@ -58,6 +60,7 @@ pub fn machine_file(format: Format) -> Option<&'static str> {
         Format::Chrome => Some("utrace.chrome.json"),
         Format::FlameGraph => Some(DEFAULT_SVG),
         Format::Csv => Some("utrace.csv"),
+        Format::Io => None,
         Format::Summary | Format::CallGraph | Format::Strace => None,
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 
 use crate::model::{FuncId, FuncTable, Syscall, SyscallCall};
 use crate::syscall::{self, Copied};
-use crate::util::fmt::{human_duration, module_name, thousands};
+use crate::util::fmt::{human_bytes, human_duration, module_name, thousands};
 
 /// `openat(AT_FDCWD, "/etc/app.conf", O_RDONLY) = 3`
 pub fn label(sys: &Syscall) -> String {
@@ -33,6 +33,42 @@ pub fn label(sys: &Syscall) -> String {
         syscall::format_args(sys.nr, &sys.args, &copied[..got]),
         syscall::format_result(sys.nr, sys.ret)
     )
+}
+
+/// `--io`'s note on a syscall leaf, or `None` when the call caused no I/O:
+/// `cache 0/16 pages; block read 64 KiB in 1 request, 790 us`.
+pub fn io_note(sys: &Syscall) -> Option<String> {
+    let io = sys.io?;
+    let mut parts = Vec::new();
+    if io.cache_pages > 0 {
+        let hits = io.cache_pages.saturating_sub(io.cache_added);
+        parts.push(format!("cache {hits}/{} pages", io.cache_pages));
+    } else if io.cache_added > 0 {
+        parts.push(format!("cache added {} pages", io.cache_added));
+    }
+    if io.dirtied > 0 {
+        parts.push(format!("dirtied {} pages", io.dirtied));
+    }
+    let mut block = Vec::new();
+    if io.read_bytes > 0 {
+        block.push(format!("read {}", human_bytes(io.read_bytes)));
+    }
+    if io.write_bytes > 0 {
+        block.push(format!("write {}", human_bytes(io.write_bytes)));
+    }
+    if !block.is_empty() || io.requests > 0 {
+        let mut b = format!("block {}", block.join(", "));
+        if io.requests > 0 {
+            let s = if io.requests == 1 { "" } else { "s" };
+            b.push_str(&format!(
+                " in {} request{s}, {}",
+                io.requests,
+                human_duration(io.device_ns)
+            ));
+        }
+        parts.push(b);
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 /// The totals of one syscall made from one function (strace -c's columns).

@@ -72,6 +72,9 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     }
     let drops = probes.drops()?;
     pipe.run.lost_events = drops.total() + undecodable;
+    if opts.io {
+        pipe.run.io = probes.io_counts()?;
+    }
     if let Output::Count(summary) = &mut pipe.output {
         let counted = pipe
             .table
@@ -170,6 +173,7 @@ fn bpf_config(opts: &TraceOptions, plan: &Plan, output: &Output) -> BpfConfig {
         follow_forks: opts.follow_forks && matches!(opts.target, Target::Command(_)),
         repair_exits: opts.exit == ExitMode::Auto,
         trace_syscalls: opts.syscalls.is_some(),
+        trace_io: opts.io,
     }
 }
 
@@ -206,6 +210,9 @@ fn attach(
     }
     if let Some(set) = &opts.syscalls {
         probes.trace_syscalls(pid, set, !launched)?;
+    }
+    if opts.io {
+        probes.trace_io()?;
     }
     let exe = plan.exe.as_path();
     for line in exit_policy::unwind_warnings(&plan.modules, &plan.probes, opts.exit) {

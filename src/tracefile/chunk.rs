@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use super::varint::{Cursor, put, unzigzag, zigzag};
-use crate::model::{ArgCopy, Event, EventKind, FuncId, Syscall};
+use crate::model::{ArgCopy, Event, EventKind, FuncId, Syscall, SyscallIo};
 
 /// Events per chunk: about 150 KB raw, a few hundred KB of memory for the
 /// writer, and at most this many events lost to one damaged chunk.
@@ -33,6 +33,8 @@ const MARK: u8 = 32;
 const SYS_NO_RETURN: u8 = 1;
 const SYS_GOT: [u8; 2] = [2, 4];
 const SYS_CUT: [u8; 2] = [8, 16];
+/// `--io`: the call's I/O follows its copies.
+const SYS_IO: u8 = 32;
 
 /// What one thread's next event probably looks like.
 #[derive(Default)]
@@ -318,6 +320,9 @@ impl ChunkDecoder {
 /// what it returned, its arguments and the bytes copied from them.
 fn encode_syscall(out: &mut Vec<u8>, ts: u64, sys: &Syscall) {
     let mut flags = if sys.ret.is_none() { SYS_NO_RETURN } else { 0 };
+    if sys.io.is_some() {
+        flags |= SYS_IO;
+    }
     for (i, c) in sys.copies.iter().enumerate() {
         if let Some(c) = c {
             flags |= SYS_GOT[i] | if c.cut { SYS_CUT[i] } else { 0 };
@@ -335,6 +340,15 @@ fn encode_syscall(out: &mut Vec<u8>, ts: u64, sys: &Syscall) {
     }
     let len: usize = sys.copies.iter().flatten().map(|c| c.len as usize).sum();
     out.extend_from_slice(&sys.data[..len.min(sys.data.len())]);
+    if let Some(io) = &sys.io {
+        let small = [io.cache_pages, io.cache_added, io.dirtied, io.requests];
+        for v in small {
+            put(out, v.into());
+        }
+        for v in [io.read_bytes, io.write_bytes, io.device_ns] {
+            put(out, v);
+        }
+    }
 }
 
 fn decode_syscall(col: &mut Cursor, ts: u64) -> Option<Syscall> {
@@ -356,13 +370,28 @@ fn decode_syscall(col: &mut Cursor, ts: u64) -> Option<Syscall> {
             cut: flags & SYS_CUT[i] != 0,
         });
     }
+    let data = col.bytes(total)?.to_vec();
+    let io = if flags & SYS_IO != 0 {
+        Some(SyscallIo {
+            cache_pages: col.varint_u32()?,
+            cache_added: col.varint_u32()?,
+            dirtied: col.varint_u32()?,
+            requests: col.varint_u32()?,
+            read_bytes: col.varint()?,
+            write_bytes: col.varint()?,
+            device_ns: col.varint()?,
+        })
+    } else {
+        None
+    };
     Some(Syscall {
         nr,
         end_ts,
         ret: (flags & SYS_NO_RETURN == 0).then_some(ret),
         args,
         copies,
-        data: col.bytes(total)?.to_vec(),
+        data,
+        io,
     })
 }
 

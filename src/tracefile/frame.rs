@@ -29,6 +29,8 @@ pub enum Kind {
     Chunk,
     /// Lost events, end time, counts: written last.
     Trailer,
+    /// `--io`: the I/O table counted in BPF, just before the trailer (format 4).
+    Io,
 }
 
 impl Kind {
@@ -38,6 +40,7 @@ impl Kind {
             Kind::Table => b'T',
             Kind::Chunk => b'C',
             Kind::Trailer => b'E',
+            Kind::Io => b'I',
         }
     }
 
@@ -47,6 +50,7 @@ impl Kind {
             b'T' => Kind::Table,
             b'C' => Kind::Chunk,
             b'E' => Kind::Trailer,
+            b'I' => Kind::Io,
             _ => return None,
         })
     }

@@ -142,6 +142,7 @@ fn sample() -> &'static [u8] {
                         args: [u64::MAX - 99, 0x7ffd_0000, 0, 0, 0, 0],
                         copies: [Some(crate::model::ArgCopy { len: 4, cut: false }), None],
                         data: b"/etc".to_vec(),
+                        io: None,
                     };
                     let _ = w.write(&Event {
                         kind: EventKind::Syscall,

@@ -3,7 +3,7 @@
 //! traced binary is never needed again) and the fixed-size trailer.
 
 use super::varint::{Cursor, put, put_str};
-use crate::model::{FuncKind, FuncTable, Function, Module, RunInfo};
+use crate::model::{FuncId, FuncKind, FuncTable, Function, IoCounts, IoOwner, Module, RunInfo};
 
 /// The clock every event timestamp is read from.
 pub const CLOCK: &str = "CLOCK_MONOTONIC";
@@ -16,6 +16,46 @@ pub struct Header {
     pub clock: String,
     /// Command, pid and start times; end time and lost events come from the trailer.
     pub run: RunInfo,
+}
+
+/// The I/O table: per row its owner (0 outside every traced call, 1 the
+/// devices' other traffic, 2 + id a function), then its twelve counts.
+pub fn encode_io(rows: &[(IoOwner, IoCounts)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    put(&mut out, rows.len() as u64);
+    for (owner, counts) in rows {
+        put(
+            &mut out,
+            match owner {
+                IoOwner::Outside => 0,
+                IoOwner::Other => 1,
+                IoOwner::Function(id) => 2 + u64::from(id.0),
+            },
+        );
+        for v in counts.fields() {
+            put(&mut out, v);
+        }
+    }
+    out
+}
+
+pub fn decode_io(buf: &[u8]) -> Option<Vec<(IoOwner, IoCounts)>> {
+    let mut c = Cursor::new(buf);
+    let n = c.count()?;
+    let mut rows = Vec::with_capacity(n.min(1 << 16));
+    for _ in 0..n {
+        let owner = match c.varint()? {
+            0 => IoOwner::Outside,
+            1 => IoOwner::Other,
+            id => IoOwner::Function(FuncId(u32::try_from(id - 2).ok()?)),
+        };
+        let mut f = [0u64; 12];
+        for v in &mut f {
+            *v = c.varint()?;
+        }
+        rows.push((owner, IoCounts::from_fields(f)));
+    }
+    c.is_empty().then_some(rows)
 }
 
 pub fn encode_header(run: &RunInfo) -> Vec<u8> {

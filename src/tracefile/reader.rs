@@ -73,10 +73,10 @@ impl TraceReader {
         } else {
             len
         };
-        let table = latest_table(&file, data_start, data_end)
-            .map_err(io_err)?
-            .unwrap_or(table);
+        let (latest, io) = latest_meta(&file, data_start, data_end).map_err(io_err)?;
+        let table = latest.unwrap_or(table);
         let mut run = header.run.clone();
+        run.io = io;
         if let Some(t) = &trailer {
             run.end_mono_ns = t.end_mono_ns;
             run.lost_events = t.lost_events;
@@ -227,9 +227,11 @@ fn read_meta_frame(input: &mut Input, kind: Kind) -> io::Result<Option<Vec<u8>>>
 
 /// The last intact function table among the events, if any: a program that
 /// loaded code while it was recorded (dlopen, exec) gets the grown table
-/// appended, with the ids it had. Only frame headers are read on the way.
-fn latest_table(file: &File, start: u64, end: u64) -> io::Result<Option<FuncTable>> {
+/// appended, with the ids it had. And the I/O table, if the run has one.
+/// Only frame headers are read on the way.
+fn latest_meta(file: &File, start: u64, end: u64) -> io::Result<(Option<FuncTable>, IoTable)> {
     let mut latest = None;
+    let mut io = Vec::new();
     let mut pos = start;
     let mut head = [0u8; HEADER_LEN];
     while pos + HEADER_LEN as u64 <= end {
@@ -250,10 +252,21 @@ fn latest_table(file: &File, start: u64, end: u64) -> io::Result<Option<FuncTabl
                 latest = Some(table);
             }
         }
+        if header.kind == Kind::Io {
+            let mut input = Input::new(file, pos, end);
+            if let Some(rows) = read_meta_frame(&mut input, Kind::Io)?
+                .as_deref()
+                .and_then(super::meta::decode_io)
+            {
+                io = rows;
+            }
+        }
         pos += HEADER_LEN as u64 + u64::from(header.payload_len);
     }
-    Ok(latest)
+    Ok((latest, io))
 }
+
+type IoTable = Vec<(crate::model::IoOwner, crate::model::IoCounts)>;
 
 fn read_trailer(file: &File, data_start: u64, len: u64) -> io::Result<Option<Trailer>> {
     if len < data_start + TRAILER_FRAME_LEN {
@@ -395,8 +408,8 @@ impl Events<'_> {
             self.done = true;
             return Ok(false);
         };
-        if header.kind == Kind::Table {
-            // A grown table: read at open (latest_table).
+        if matches!(header.kind, Kind::Table | Kind::Io) {
+            // A grown table, the I/O table: read at open (latest_meta).
             self.input.consume(header.payload_len as usize);
             return Ok(false);
         }

@@ -524,6 +524,15 @@ fn system_calls_round_trip_with_their_arguments_and_copies() {
             args: [u64::MAX - 99, 0x7ffd_1234_5678, 0o644, 0, 0, u64::MAX],
             copies,
             data: data.to_vec(),
+            io: (ret == Some(-2)).then_some(crate::model::SyscallIo {
+                cache_pages: 16,
+                cache_added: 3,
+                dirtied: 1,
+                requests: 2,
+                read_bytes: 65536,
+                write_bytes: 4096,
+                device_ns: 790_000,
+            }),
         })),
     };
     let path_copy = Some(ArgCopy { len: 8, cut: true });

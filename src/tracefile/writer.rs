@@ -121,6 +121,9 @@ impl TraceWriter {
     /// `run`) and syncs the file to disk.
     pub fn finish(mut self, run: &RunInfo) -> Result<Written> {
         self.flush_chunk()?;
+        if !run.io.is_empty() {
+            self.frame(Kind::Io, &super::meta::encode_io(&run.io), true, 0)?;
+        }
         self.summary.lost = run.lost_events;
         let trailer = Trailer {
             end_mono_ns: run.end_mono_ns,
