@@ -58,6 +58,7 @@ pub(crate) fn run_info() -> RunInfo {
         start_mono_ns: 1_000,
         end_mono_ns: 0,
         lost_events: 0,
+        io: Vec::new(),
     }
 }
 
@@ -554,4 +555,30 @@ fn system_calls_round_trip_with_their_arguments_and_copies() {
         (events.len() as u64, 0)
     );
     assert_eq!(read, events);
+}
+
+#[test]
+fn the_io_table_round_trips_in_its_own_frame() {
+    use crate::model::{IoCounts, IoOwner};
+    let (_d, path) = temp();
+    let counts = |k: u64| IoCounts::from_fields(std::array::from_fn(|i| k * 100 + i as u64));
+    let io = vec![
+        (IoOwner::Function(FuncId(3)), counts(1)),
+        (IoOwner::Outside, counts(2)),
+        (IoOwner::Other, counts(3)),
+    ];
+    let written = synthetic_events(20);
+    let mut w = TraceWriter::create(&path, &run_info(), &table()).unwrap();
+    for ev in &written {
+        w.write(ev).unwrap();
+    }
+    let run = RunInfo {
+        io: io.clone(),
+        ..run_info()
+    };
+    w.finish(&run).unwrap();
+    let r = TraceReader::open(&path).unwrap();
+    assert_eq!(r.run_info().io, io);
+    let (events, status) = read_all(&path).unwrap();
+    assert_eq!((events, status.skipped_bytes), (written, 0));
 }

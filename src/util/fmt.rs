@@ -33,6 +33,20 @@ pub fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
+/// 512 → "512 B", 65536 → "64 KiB", 1572864 → "1.5 MiB" (one decimal
+/// above KiB, whole KiB below a MiB).
+pub fn human_bytes(n: u64) -> String {
+    const KIB: u64 = 1024;
+    const MIB: u64 = KIB * KIB;
+    const GIB: u64 = MIB * KIB;
+    match n {
+        n if n < KIB => format!("{n} B"),
+        n if n < MIB => format!("{} KiB", n / KIB),
+        n if n < GIB => format!("{:.1} MiB", n as f64 / MIB as f64),
+        n => format!("{:.1} GiB", n as f64 / GIB as f64),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,18 +64,11 @@ mod tests {
         assert_eq!(module_name("/usr/lib/libc.so.6"), "libc.so.6");
         assert_eq!((plural(1), plural(0), plural(2)), ("", "s", "s"));
     }
-}
 
-/// 512 → "512 B", 65536 → "64 KiB", 1572864 → "1.5 MiB" (one decimal
-/// above KiB, whole KiB below a MiB).
-pub fn human_bytes(n: u64) -> String {
-    const KIB: u64 = 1024;
-    const MIB: u64 = KIB * KIB;
-    const GIB: u64 = MIB * KIB;
-    match n {
-        n if n < KIB => format!("{n} B"),
-        n if n < MIB => format!("{} KiB", n / KIB),
-        n if n < GIB => format!("{:.1} MiB", n as f64 / MIB as f64),
-        n => format!("{:.1} GiB", n as f64 / GIB as f64),
+    #[test]
+    fn bytes_scale_to_binary_units() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(65536), "64 KiB");
+        assert_eq!(human_bytes(1_572_864), "1.5 MiB");
     }
 }
