@@ -120,6 +120,35 @@ pub struct ReportOptions {
     pub layout: Layout,
     /// `-o`: a file, `-` for stdout (see util::output).
     pub output: Option<PathBuf>,
+    /// What `--report` keeps of the trace (live, BPF filters at the source).
+    pub calls: CallFilter,
+}
+
+/// The replay-time filters of `--report` (uftrace's `replay -F/-N/-D/-t`),
+/// applied between the pairing and every format: see `report::filter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// `-f`: matching calls and everything under them.
+    pub functions: Vec<String>,
+    /// `--no-function`: matching calls and everything under them are hidden.
+    pub no_functions: Vec<String>,
+    /// `--max-depth`: calls nested deeper than this in the output are hidden.
+    pub max_depth: Option<u32>,
+    /// `-t`: calls shorter than this are hidden.
+    pub min_duration_ns: u64,
+    /// `--tid`: only these threads (empty: all).
+    pub tids: Vec<u32>,
+    /// `--since` / `--until`: only calls running in this window, in ns from
+    /// the first call (as the call graph's `--timestamp` column counts).
+    pub since_ns: Option<u64>,
+    pub until_ns: Option<u64>,
+}
+
+impl CallFilter {
+    /// Whether it keeps every call, so the stage can be left out.
+    pub fn keeps_all(&self) -> bool {
+        *self == CallFilter::default()
+    }
 }
 
 impl ReportOptions {
@@ -132,6 +161,7 @@ impl ReportOptions {
             per_thread: false,
             layout: Layout::default(),
             output: None,
+            calls: CallFilter::default(),
         }
     }
 }

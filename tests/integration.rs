@@ -18,5 +18,7 @@ mod live;
 mod options;
 #[path = "integration/record.rs"]
 mod record;
+#[path = "integration/report_filters.rs"]
+mod report_filters;
 #[path = "integration/robust.rs"]
 mod robust;

@@ -1,5 +1,6 @@
 //! `--report`: reads a trace file, pairs its events into calls and feeds
-//! them to the chosen format's sink. The same sinks aggregate live sessions
+//! them through the replay-time filters (`filter`) to the chosen format's
+//! sink. The same sinks aggregate live sessions
 //! (`sink_for`). Adding a format means adding one file here.
 //!
 //! Reports stream: the reader holds one chunk, the pairing one stack per
@@ -7,6 +8,7 @@
 
 pub mod call_graph;
 pub(crate) mod chrome;
+pub(crate) mod filter;
 pub(crate) mod flame;
 pub(crate) mod folded;
 pub(crate) mod json;
@@ -18,7 +20,7 @@ pub(crate) mod testutil;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::model::Sink;
 use crate::options::{Format, ReportOptions};
@@ -77,7 +79,9 @@ pub fn open_sink(
 /// reported on stderr; a closed stdout ends the report quietly.
 pub fn run(data: &Path, opts: &ReportOptions) -> Result<()> {
     let reader = TraceReader::open(data)?;
+    filter::check(&opts.calls, reader.table()).with_context(|| data.display().to_string())?;
     let (sink, file) = open_sink(opts, false)?;
+    let sink = filter::apply(sink, &opts.calls)?;
     let status = replay_file(&reader, sink)?;
     for warning in status.warnings() {
         warning!("{}: {warning}", data.display());
