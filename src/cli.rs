@@ -105,7 +105,7 @@ struct Args {
     #[arg(long, value_enum, default_value_t = SortArg::Total)]
     sort: SortArg,
 
-    /// Folded stacks: prefix every stack with its thread.
+    /// Folded stacks and flame graphs: prefix every stack with its thread.
     #[arg(long)]
     per_thread: bool,
 

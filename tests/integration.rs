@@ -14,6 +14,8 @@ mod exits;
 mod layering;
 #[path = "integration/live.rs"]
 mod live;
+#[path = "integration/option_modes.rs"]
+mod option_modes;
 #[path = "integration/options.rs"]
 mod options;
 #[path = "integration/record.rs"]

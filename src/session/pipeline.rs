@@ -96,9 +96,15 @@ impl Control<'_, '_> {
 
     /// Drops functions over `--max-rate`, with the process stopped so no
     /// call falls between the old links and the new ones.
+    /// A process that ended meanwhile has no code left to relink: its
+    /// `/proc/PID/exe` is gone, and that is no error.
     fn exclude(&mut self, ids: &[FuncId]) -> Result<()> {
         let stopped = Stopped::stop(self.pid);
         let excluded = self.probes.exclude(ids);
+        let excluded = match excluded {
+            Err(_) if !target::alive(self.pid) => Ok(()),
+            other => other,
+        };
         match stopped {
             Some(stopped) => self.resume(stopped).and(excluded),
             None => excluded,
