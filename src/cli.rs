@@ -7,8 +7,8 @@ use anyhow::{Context, Result, bail};
 use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::options::{
-    CallFilter, ExitMode, Filter, Format, Layout, Mode, ReportOptions, SortKey, Target,
-    TraceOptions,
+    CallFilter, ColorChoice, ExitMode, Filter, Format, Layout, Mode, ReportOptions, SortKey,
+    Target, TraceOptions,
 };
 
 mod scope;
@@ -155,6 +155,12 @@ struct Args {
     #[arg(long)]
     libname: bool,
 
+    /// Colour the call graph: function names bold, durations of 1 ms and
+    /// more green, 1 s yellow, 1 min red (as uftrace). auto: on a terminal,
+    /// unless NO_COLOR is set.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
+    color: ColorArg,
+
     /// Run the command as USER: a name or a uid, optionally with :GROUP (a
     /// name or a gid; default: the user's own). With -c.
     #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
@@ -229,6 +235,24 @@ impl From<ExitArg> for ExitMode {
             ExitArg::RetSites => ExitMode::RetSites,
             ExitArg::Uretprobe => ExitMode::Uretprobe,
             ExitArg::Session => ExitMode::Session,
+        }
+    }
+}
+
+/// The command line's spelling of [`ColorChoice`].
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ColorArg> for ColorChoice {
+    fn from(arg: ColorArg) -> Self {
+        match arg {
+            ColorArg::Auto => ColorChoice::Auto,
+            ColorArg::Always => ColorChoice::Always,
+            ColorArg::Never => ColorChoice::Never,
         }
     }
 }
@@ -357,8 +381,10 @@ impl Args {
                 timestamp: self.timestamp,
                 flat: self.flat,
                 libname: self.libname,
+                color: false,
             },
             output: self.output.clone(),
+            color: self.color.into(),
             calls: CallFilter::default(),
         };
         if self.report {

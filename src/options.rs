@@ -97,6 +97,19 @@ pub struct Layout {
     pub timestamp: bool,
     pub flat: bool,
     pub libname: bool,
+    /// Escape codes for a terminal: decided from [`ColorChoice`] where the
+    /// output is opened.
+    pub color: bool,
+}
+
+/// `--color`: whether the call graph is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set (no-color.org).
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 impl Default for Layout {
@@ -107,6 +120,7 @@ impl Default for Layout {
             timestamp: false,
             flat: false,
             libname: false,
+            color: false,
         }
     }
 }
@@ -120,6 +134,7 @@ pub struct ReportOptions {
     pub layout: Layout,
     /// `-o`: a file, `-` for stdout (see util::output).
     pub output: Option<PathBuf>,
+    pub color: ColorChoice,
     /// What `--report` keeps of the trace (live, BPF filters at the source).
     pub calls: CallFilter,
 }
@@ -161,6 +176,7 @@ impl ReportOptions {
             per_thread: false,
             layout: Layout::default(),
             output: None,
+            color: ColorChoice::Auto,
             calls: CallFilter::default(),
         }
     }

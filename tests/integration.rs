@@ -24,3 +24,5 @@ mod record;
 mod report_filters;
 #[path = "integration/robust.rs"]
 mod robust;
+#[path = "integration/terminal.rs"]
+mod terminal;

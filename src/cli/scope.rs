@@ -168,6 +168,7 @@ const RULES: &[Rule] = &[
     format("timestamp", "--timestamp", call_graph, CALL_GRAPH),
     format("flat", "--flat", call_graph, CALL_GRAPH),
     format("libname", "--libname", call_graph, CALL_GRAPH),
+    format("color", "--color", call_graph, CALL_GRAPH),
 ];
 
 /// Refuses the first option of `matches` given where it does nothing.

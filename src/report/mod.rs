@@ -23,7 +23,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::model::Sink;
-use crate::options::{Format, ReportOptions};
+use crate::options::{ColorChoice, Format, ReportOptions};
 use crate::replay::Replay;
 use crate::tracefile::{ReadStatus, TraceReader};
 use crate::util::diag::warning;
@@ -71,7 +71,23 @@ pub fn open_sink(
         _ => None,
     };
     let opened = output::open(opts.output.as_deref(), default.map(Path::new))?;
-    Ok((sink_for(opts.format, opts, opened.writer), opened.file))
+    let mut opts = opts.clone();
+    opts.layout.color = colored(opts.color, opened.file.is_none());
+    Ok((sink_for(opts.format, &opts, opened.writer), opened.file))
+}
+
+/// `--color`: auto colours a terminal on stdout, unless `NO_COLOR` is set
+/// to anything (no-color.org); always and never override it.
+fn colored(choice: ColorChoice, to_stdout: bool) -> bool {
+    use std::io::IsTerminal;
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            to_stdout && !no_color && std::io::stdout().is_terminal()
+        }
+    }
 }
 
 /// `utrace --report`: the report of `data` in `opts.format`, to `opts.output`

@@ -288,6 +288,7 @@ fn table() -> Vec<Row> {
         row(&["--timestamp"], graph_only("--timestamp")),
         row(&["--flat"], graph_only("--flat")),
         row(&["--libname"], graph_only("--libname")),
+        row(&["--color=always"], graph_only("--color")),
     ]
 }
 
@@ -494,7 +495,8 @@ fn to_file(ran: &Ran, col: Col) -> Result<(), String> {
     )
 }
 
-/// --no-tid, --timestamp, --flat, --libname: told apart by what they change.
+/// --no-tid, --timestamp, --color, --flat, --libname: told apart by what
+/// they change.
 fn layout(ran: &Ran, _: Col) -> Result<(), String> {
     let header = ran.out.lines().next().unwrap_or("");
     let ok = if header.contains("TIMESTAMP") {
@@ -504,10 +506,11 @@ fn layout(ran: &Ran, _: Col) -> Result<(), String> {
             .is_some_and(|l| l.trim_start().starts_with("0.0"))
     } else if !header.contains("TID") {
         ran.out.lines().skip(1).all(|l| !l.contains('['))
-    } else if ran.out.contains("| } /* tick */") {
-        true
     } else {
-        ran.out.contains("tick@spin-O2();")
+        // --color, --flat, --libname.
+        ["\x1b[1mtick\x1b[0m();", "| } /* tick */", "tick@spin-O2();"]
+            .iter()
+            .any(|shown| ran.out.contains(shown))
     };
     want(
         ok && count_calls(&ran.out).len() > 1,

@@ -32,7 +32,7 @@ fn calls() -> &'static Path {
 }
 
 /// phases.c: early() at once, late() 300 ms later, slow() 30 ms long.
-fn phases() -> &'static Path {
+pub(crate) fn phases() -> &'static Path {
     static DATA: OnceLock<PathBuf> = OnceLock::new();
     let opts = [
         "-f", "main", "-f", "early", "-f", "late", "-f", "slow", "-f", "quick",
