@@ -72,3 +72,46 @@ fn a_pipe_gets_no_colour_unless_asked() {
         "{always}"
     );
 }
+
+/// A --record of 1.5 s shows its progress line once a second on a
+/// terminal, erased before the closing lines; on a pipe it shows none.
+#[test]
+fn a_long_record_shows_progress_on_a_terminal_only() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("p.data");
+    let bin = crate::common::fixture("phases", crate::common::Build::O2);
+    let args = format!(
+        "--record -f quick -d {} -- {} 1500",
+        data.display(),
+        bin.display()
+    );
+    let text = on_a_terminal(&args, &[]);
+    // early()'s two quick() calls, 4 events, came in the first second: the
+    // rate is 4 over a second and a bit.
+    let shown = "\r\x1b[Kutrace: recording: 4 events, ";
+    let at = text.find(shown).unwrap_or_else(|| panic!("{text:?}"));
+    let rest = &text[at + shown.len()..];
+    let rate = rest.split_once("/s, 0 lost").map(|r| r.0);
+    assert!(matches!(rate, Some("3" | "4")), "{text:?}");
+    let detached = text.lines().find(|l| l.contains("detached")).unwrap_or("");
+    assert!(
+        detached.starts_with("\r\x1b[Kutrace: detached"),
+        "erased first: {text:?}"
+    );
+    let mut cmd = utrace();
+    cmd.args(["--record", "-f", "quick", "-d"])
+        .arg(&data)
+        .arg("--")
+        .arg(&bin)
+        .arg("1500");
+    let out = run(&mut cmd, Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains('\r') && !stderr.contains("recording:"),
+        "{stderr:?}"
+    );
+}
