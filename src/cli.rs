@@ -294,6 +294,12 @@ impl UsageError {
     }
 }
 
+/// The clap definition, for the shell completions and the man page that
+/// examples/gen-completions writes.
+pub fn command() -> clap::Command {
+    Args::command()
+}
+
 /// Parses the process arguments. A bad option value, or an option given
 /// where it does nothing, is a [`UsageError`]; other usage errors,
 /// `--help` and `--version` exit with clap's output.
