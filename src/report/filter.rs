@@ -72,7 +72,7 @@ pub fn check(filter: &CallFilter, table: &FuncTable) -> Result<()> {
                 .any(|f| one.includes(&recorded_names(f)))
             {
                 bail!(
-                    "no function of the trace matches {option} '{pattern}': the summary lists them"
+                    "no function of the trace matches {option} '{pattern}' (`utrace --report` lists the functions it holds)"
                 );
             }
         }
@@ -463,7 +463,7 @@ mod tests {
         let err = check(&filter, &table()).unwrap_err().to_string();
         assert_eq!(
             err,
-            "no function of the trace matches --no-function 'nope*': the summary lists them"
+            "no function of the trace matches --no-function 'nope*' (`utrace --report` lists the functions it holds)"
         );
         // A PLT stub matches by its import's name too, as when tracing.
         let stub = CallFilter {

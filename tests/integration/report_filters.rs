@@ -253,7 +253,7 @@ fn a_pattern_matching_no_recorded_function_is_refused_in_one_line() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         format!(
-            "utrace: {}: no function of the trace matches -f 'nope*': the summary lists them\n",
+            "utrace: {}: no function of the trace matches -f 'nope*' (`utrace --report` lists the functions it holds)\n",
             calls().display()
         )
     );
