@@ -101,7 +101,7 @@ struct Args {
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<FormatArg>,
 
-    /// Sort order of the summary.
+    /// Sort order of the summary and the JSON report.
     #[arg(long, value_enum, default_value_t = SortArg::Total)]
     sort: SortArg,
 
@@ -122,7 +122,7 @@ struct Args {
     max_depth: Option<u32>,
 
     /// Only show calls that ran at least TIME, e.g. 10us, 2ms, and their
-    /// callers; applied in BPF when tracing.
+    /// callers; applied in BPF when tracing, to the calls shown with --report.
     #[arg(short = 't', long, value_name = "TIME", allow_hyphen_values = true, value_parser = parse_duration)]
     time_filter: Option<u64>,
 
