@@ -4,11 +4,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::options::{
-    ExitMode, Filter, Format, Layout, Mode, ReportOptions, SortKey, Target, TraceOptions,
+    CallFilter, ColorChoice, ExitMode, Filter, Format, Layout, Mode, ReportOptions, SortKey,
+    Target, TraceOptions,
 };
+
+mod scope;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -52,10 +55,12 @@ struct Args {
     pid: Option<u32>,
 
     /// Trace only functions whose demangled name matches GLOB (repeatable).
+    /// With --report: show the matching calls and all they call (uftrace's -F).
     #[arg(short = 'f', long = "function", value_name = "GLOB")]
     function: Vec<String>,
 
     /// Do not trace functions whose demangled name matches GLOB (repeatable).
+    /// With --report: hide the matching calls and all they call (uftrace's -N).
     #[arg(long = "no-function", value_name = "GLOB")]
     no_function: Vec<String>,
 
@@ -96,11 +101,11 @@ struct Args {
     #[arg(long, value_enum, value_name = "FORMAT")]
     format: Option<FormatArg>,
 
-    /// Sort order of the summary.
+    /// Sort order of the summary and the JSON report.
     #[arg(long, value_enum, default_value_t = SortArg::Total)]
     sort: SortArg,
 
-    /// Folded stacks: prefix every stack with its thread.
+    /// Folded stacks and flame graphs: prefix every stack with its thread.
     #[arg(long)]
     per_thread: bool,
 
@@ -111,17 +116,28 @@ struct Args {
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
 
-    /// Do not send calls nested deeper than N (0 = outermost calls only); applied in BPF.
+    /// Do not show calls nested deeper than N (0 = outermost calls only);
+    /// applied in BPF when tracing, to the shown tree with --report.
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_depth)]
     max_depth: Option<u32>,
 
-    /// Only show calls that ran at least TIME, e.g. 10us, 2ms; applied in BPF.
+    /// Only show calls that ran at least TIME, e.g. 10us, 2ms, and their
+    /// callers; applied in BPF when tracing, to the calls shown with --report.
     #[arg(short = 't', long, value_name = "TIME", allow_hyphen_values = true, value_parser = parse_duration)]
     time_filter: Option<u64>,
 
-    /// Show the TID column (the default; kept for eBPF-utrace users).
-    #[arg(long, overrides_with = "no_tid")]
-    tid: bool,
+    /// With --report: only the calls of these threads (comma-separated, repeatable).
+    #[arg(long, value_name = "TID,...", value_delimiter = ',', value_parser = parse_tid)]
+    tid: Vec<u32>,
+
+    /// With --report: only calls running after SECONDS from the first call
+    /// (0.5, or 500ms; as the --timestamp column counts).
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true, value_parser = parse_since)]
+    since: Option<u64>,
+
+    /// With --report: only calls running before SECONDS from the first call.
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true, value_parser = parse_until)]
+    until: Option<u64>,
 
     /// Hide the TID column.
     #[arg(long)]
@@ -138,6 +154,12 @@ struct Args {
     /// Append the module name to every function: `name@libfoo.so`.
     #[arg(long)]
     libname: bool,
+
+    /// Colour the call graph: function names bold, durations of 1 ms and
+    /// more green, 1 s yellow, 1 min red (as uftrace). auto: on a terminal,
+    /// unless NO_COLOR is set.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorArg::Auto)]
+    color: ColorArg,
 
     /// Run the command as USER: a name or a uid, optionally with :GROUP (a
     /// name or a gid; default: the user's own). With -c.
@@ -182,7 +204,7 @@ struct Args {
     /// Trace system calls and no functions: every thread of the program and
     /// of the children it forks, one line per call as strace -f -T prints
     /// it (live), or any --format. Takes the set of --syscalls=SET.
-    #[arg(long, conflicts_with_all = ["function", "lib", "nest_lib", "list"])]
+    #[arg(long, conflicts_with_all = ["function", "lib", "nest_lib"])]
     syscalls_only: bool,
 
     /// Follow the bytes below each function: page cache (hits, misses,
@@ -190,7 +212,7 @@ struct Args {
     /// when a kernel thread does it later (it goes to the function that
     /// dirtied the pages). Traces the read/write and sync system calls unless
     /// --syscalls says which; --format=io shows the table.
-    #[arg(long, conflicts_with = "list")]
+    #[arg(long)]
     io: bool,
 }
 
@@ -244,6 +266,24 @@ impl From<ExitArg> for ExitMode {
     }
 }
 
+/// The command line's spelling of [`ColorChoice`].
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ColorArg {
+    Auto,
+    Always,
+    Never,
+}
+
+impl From<ColorArg> for ColorChoice {
+    fn from(arg: ColorArg) -> Self {
+        match arg {
+            ColorArg::Auto => ColorChoice::Auto,
+            ColorArg::Always => ColorChoice::Always,
+            ColorArg::Never => ColorChoice::Never,
+        }
+    }
+}
+
 /// The command line's spelling of [`SortKey`].
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum SortArg {
@@ -275,11 +315,24 @@ impl From<SortArg> for SortKey {
 #[error("{0}")]
 pub struct UsageError(String);
 
-/// Parses the process arguments. A bad option value is a [`UsageError`];
-/// other usage errors, `--help` and `--version` exit with clap's output.
+impl UsageError {
+    pub(crate) fn new(line: String) -> Self {
+        UsageError(line)
+    }
+}
+
+/// The clap definition, for the shell completions and the man page that
+/// examples/gen-completions writes.
+pub fn command() -> clap::Command {
+    Args::command()
+}
+
+/// Parses the process arguments. A bad option value, or an option given
+/// where it does nothing, is a [`UsageError`]; other usage errors,
+/// `--help` and `--version` exit with clap's output.
 pub fn parse() -> Result<Mode> {
-    match Args::try_parse() {
-        Ok(args) => args.into_mode(),
+    match Args::command().try_get_matches() {
+        Ok(matches) => into_mode(&matches),
         Err(err) => Err(usage_error(err).unwrap_or_else(|err| err.exit()).into()),
     }
 }
@@ -291,13 +344,32 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    match Args::try_parse_from(argv) {
-        Ok(args) => args.into_mode(),
+    match Args::command().try_get_matches_from(argv) {
+        Ok(matches) => into_mode(&matches),
         Err(err) => Err(match usage_error(err) {
             Ok(usage) => usage.into(),
             Err(err) => err.into(),
         }),
     }
+}
+
+/// The mode `matches` asks for, once every option given is one that acts
+/// in that mode (see `scope`).
+fn into_mode(matches: &clap::ArgMatches) -> Result<Mode> {
+    let args = Args::from_arg_matches(matches)?;
+    let run = match (args.report, args.list, args.record) {
+        (true, ..) => scope::Run::Report,
+        (_, true, _) => scope::Run::List,
+        (.., true) => scope::Run::Record,
+        _ => scope::Run::Live,
+    };
+    let ctx = scope::Context {
+        run,
+        command: args.command.is_some() || !args.argv.is_empty(),
+        format: args.format(),
+    };
+    scope::check(matches, &ctx)?;
+    args.into_mode()
 }
 
 /// A value our parsers refused, as the one line they wrote (clap's own
@@ -315,18 +387,27 @@ fn usage_error(err: clap::Error) -> Result<UsageError, clap::Error> {
 }
 
 impl Args {
+    /// `--format`, or the default: the summary for a report, else the call graph.
+    fn format(&self) -> Format {
+        let default = match (self.report, self.syscalls_only) {
+            (true, _) => Format::Summary,
+            (false, true) => Format::Strace,
+            (false, false) => Format::CallGraph,
+        };
+        self.format.map_or(default, Format::from)
+    }
+
     fn into_mode(self) -> Result<Mode> {
+        if let (Some(since), Some(until)) = (self.since, self.until)
+            && since > until
+        {
+            return Err(UsageError(
+                "--since is after --until: the window holds no call".to_owned(),
+            )
+            .into());
+        }
         let report = ReportOptions {
-            format: self.format.map_or(
-                if self.report {
-                    Format::Summary
-                } else if self.syscalls_only {
-                    Format::Strace
-                } else {
-                    Format::CallGraph
-                },
-                Format::from,
-            ),
+            format: self.format(),
             sort: self.sort.into(),
             per_thread: self.per_thread,
             layout: Layout {
@@ -334,18 +415,23 @@ impl Args {
                 timestamp: self.timestamp,
                 flat: self.flat,
                 libname: self.libname,
+                color: false,
             },
             output: self.output.clone(),
+            color: self.color.into(),
+            calls: CallFilter::default(),
         };
         if self.report {
-            if self.syscalls.is_some() || self.syscalls_only || self.io {
-                return Err(UsageError(
-                    "--syscalls and --io apply when tracing: --report shows what the file holds"
-                        .into(),
-                )
-                .into());
-            }
-            return Ok(Mode::Report(self.data, report));
+            let calls = CallFilter {
+                functions: self.function,
+                no_functions: self.no_function,
+                max_depth: self.max_depth,
+                min_duration_ns: self.time_filter.unwrap_or(0),
+                tids: self.tid,
+                since_ns: self.since,
+                until_ns: self.until,
+            };
+            return Ok(Mode::Report(self.data, ReportOptions { calls, ..report }));
         }
         let target = match (self.command, self.argv, self.pid) {
             (Some(cmd), _, None) => Target::Command(split_command(&cmd)?),
@@ -459,11 +545,28 @@ fn parse_size(s: &str) -> Result<u32, String> {
 
 /// "10us", "2ms", "1.5s", "500ns", or a bare number of nanoseconds.
 fn parse_duration(s: &str) -> Result<u64, String> {
+    duration_ns("--time-filter", s, 1.0, "10us or 2ms")
+}
+
+/// `--since`: seconds from the start of the run ("0.5"), or a duration ("500ms").
+fn parse_since(s: &str) -> Result<u64, String> {
+    duration_ns("--since", s, 1e9, "0.5 (seconds) or 500ms")
+}
+
+fn parse_until(s: &str) -> Result<u64, String> {
+    duration_ns("--until", s, 1e9, "0.5 (seconds) or 500ms")
+}
+
+/// A duration for `option` in ns; a bare number is `bare` ns a unit.
+fn duration_ns(option: &str, s: &str, bare: f64, like: &str) -> Result<u64, String> {
     let s = s.trim();
     if s.strip_prefix('-')
         .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit() || c == '.'))
     {
-        return Err("--time-filter takes a duration like 10us, not a negative one".to_owned());
+        let first = like.split(" or ").next().unwrap_or(like);
+        return Err(format!(
+            "{option} takes a duration like {first}, not a negative one"
+        ));
     }
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -471,25 +574,32 @@ fn parse_duration(s: &str) -> Result<u64, String> {
     let (num, unit) = s.split_at(split);
     let value: f64 = num
         .parse()
-        .map_err(|_| format!("--time-filter {s:?} is not a duration like 10us or 2ms"))?;
+        .map_err(|_| format!("{option} {s:?} is not a duration like {like}"))?;
     let scale = match unit {
-        "" | "ns" => 1.0,
+        "" => bare,
+        "ns" => 1.0,
         "us" => 1e3,
         "ms" => 1e6,
         "s" => 1e9,
         _ => {
             return Err(format!(
-                "--time-filter {s:?}: unknown unit {unit:?}, use ns, us, ms or s"
+                "{option} {s:?}: unknown unit {unit:?}, use ns, us, ms or s"
             ));
         }
     };
     Ok((value * scale).round() as u64)
 }
 
+/// `--tid`: a thread id, as `--report --format=call-graph` shows them.
+fn parse_tid(s: &str) -> Result<u32, String> {
+    s.trim()
+        .parse()
+        .map_err(|_| format!("--tid takes thread ids like 4242 or 4242,4243, not {s:?}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn clap_definition_is_consistent() {
@@ -588,6 +698,73 @@ mod tests {
         assert_eq!(
             refused(&["--buffer-size", "-4K", "--", "ls"]),
             "--buffer-size \"-4K\" is not a size like 64K or 16M"
+        );
+    }
+
+    #[test]
+    fn report_takes_the_replay_filters() {
+        let mode = parse_from([
+            "utrace",
+            "--report",
+            "-f",
+            "main",
+            "--no-function",
+            "fib",
+            "--max-depth",
+            "2",
+            "-t",
+            "1us",
+            "--tid",
+            "7,8",
+            "--tid",
+            "9",
+            "--since",
+            "0.5",
+            "--until",
+            "750ms",
+        ])
+        .unwrap();
+        let Mode::Report(_, opts) = mode else {
+            panic!("expected report, got {mode:?}")
+        };
+        let expected = CallFilter {
+            functions: vec!["main".into()],
+            no_functions: vec!["fib".into()],
+            max_depth: Some(2),
+            min_duration_ns: 1_000,
+            tids: vec![7, 8, 9],
+            since_ns: Some(500_000_000),
+            until_ns: Some(750_000_000),
+        };
+        assert_eq!(opts.calls, expected);
+    }
+
+    #[test]
+    fn options_that_do_nothing_in_a_mode_are_refused_in_one_line() {
+        let refused = |argv: &[&str]| {
+            let err = parse_from(["utrace"].iter().chain(argv)).unwrap_err();
+            assert!(err.is::<UsageError>(), "{argv:?}: {err:?}");
+            err.to_string()
+        };
+        assert_eq!(
+            refused(&["--tid", "1", "--", "ls"]),
+            "--tid applies to --report (a recorded trace), not to live tracing"
+        );
+        assert_eq!(
+            refused(&["--report", "--lib", "libc*"]),
+            "--lib applies to tracing (-c, -p, --record, --list), not to --report"
+        );
+        assert_eq!(
+            refused(&["--sort", "calls", "--", "ls"]),
+            "--sort applies to --format=summary and json, not to --format=call-graph"
+        );
+        assert_eq!(
+            refused(&["-u", "nobody", "-p", "1"]),
+            "-u applies to a command utrace starts (-c or --), not to -p"
+        );
+        assert_eq!(
+            refused(&["--report", "--since", "2", "--until", "1"]),
+            "--since is after --until: the window holds no call"
         );
     }
 

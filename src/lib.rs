@@ -32,3 +32,4 @@ pub mod tracefile;
 mod util;
 
 pub use app::main;
+pub use cli::command;

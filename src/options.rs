@@ -109,6 +109,19 @@ pub struct Layout {
     pub timestamp: bool,
     pub flat: bool,
     pub libname: bool,
+    /// Escape codes for a terminal: decided from [`ColorChoice`] where the
+    /// output is opened.
+    pub color: bool,
+}
+
+/// `--color`: whether the call graph is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set (no-color.org).
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 impl Default for Layout {
@@ -119,6 +132,7 @@ impl Default for Layout {
             timestamp: false,
             flat: false,
             libname: false,
+            color: false,
         }
     }
 }
@@ -132,6 +146,36 @@ pub struct ReportOptions {
     pub layout: Layout,
     /// `-o`: a file, `-` for stdout (see util::output).
     pub output: Option<PathBuf>,
+    pub color: ColorChoice,
+    /// What `--report` keeps of the trace (live, BPF filters at the source).
+    pub calls: CallFilter,
+}
+
+/// The replay-time filters of `--report` (uftrace's `replay -F/-N/-D/-t`),
+/// applied between the pairing and every format: see `report::filter`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallFilter {
+    /// `-f`: matching calls and everything under them.
+    pub functions: Vec<String>,
+    /// `--no-function`: matching calls and everything under them are hidden.
+    pub no_functions: Vec<String>,
+    /// `--max-depth`: calls nested deeper than this in the output are hidden.
+    pub max_depth: Option<u32>,
+    /// `-t`: calls shorter than this are hidden.
+    pub min_duration_ns: u64,
+    /// `--tid`: only these threads (empty: all).
+    pub tids: Vec<u32>,
+    /// `--since` / `--until`: only calls running in this window, in ns from
+    /// the first call (as the call graph's `--timestamp` column counts).
+    pub since_ns: Option<u64>,
+    pub until_ns: Option<u64>,
+}
+
+impl CallFilter {
+    /// Whether it keeps every call, so the stage can be left out.
+    pub fn keeps_all(&self) -> bool {
+        *self == CallFilter::default()
+    }
 }
 
 impl ReportOptions {
@@ -144,6 +188,8 @@ impl ReportOptions {
             per_thread: false,
             layout: Layout::default(),
             output: None,
+            color: ColorChoice::Auto,
+            calls: CallFilter::default(),
         }
     }
 }

@@ -1,18 +1,15 @@
 //! The recorder: raw events go straight into the trace file (pairing happens
-//! when the file is reported), with progress on stderr while it runs and one
-//! closing line saying what was written and how to look at it.
+//! when the file is reported), and one closing line saying what was
+//! written and how to look at it. The session shows the progress line.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::model::{Event, FuncTable, RunInfo};
 use crate::tracefile::{TraceWriter, Written};
 use crate::util::fmt::thousands;
-
-const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Recorder {
     /// Boxed: the writer holds a chunk's buffers and a compressor, and the
@@ -21,9 +18,6 @@ pub struct Recorder {
     path: PathBuf,
     functions: usize,
     modules: usize,
-    events: u64,
-    /// Progress is shown only when stderr is a terminal.
-    progress: Option<Instant>,
 }
 
 impl Recorder {
@@ -34,8 +28,6 @@ impl Recorder {
             path: path.to_owned(),
             functions: table.functions.len(),
             modules: table.modules.len(),
-            events: 0,
-            progress: std::io::stderr().is_terminal().then(Instant::now),
         })
     }
 
@@ -48,18 +40,12 @@ impl Recorder {
 
     #[inline]
     pub fn event(&mut self, ev: &Event) -> Result<()> {
-        self.writer.write(ev)?;
-        self.events += 1;
-        if self.events.is_multiple_of(65_536) {
-            self.show_progress();
-        }
-        Ok(())
+        self.writer.write(ev)
     }
 
     /// Call when no event came for a while: writes out what is buffered, so a
     /// crash loses nothing recorded before this point.
     pub fn idle(&mut self) -> Result<()> {
-        self.show_progress();
         self.writer.flush_chunk()
     }
 
@@ -68,9 +54,6 @@ impl Recorder {
     pub fn finish(self, run: &RunInfo) -> Result<Written> {
         let summary = self.writer.finish(run)?;
         let mut err = std::io::stderr().lock();
-        if self.progress.is_some() {
-            let _ = write!(err, "\r\x1b[K");
-        }
         let _ = writeln!(
             err,
             "{}",
@@ -78,19 +61,6 @@ impl Recorder {
         );
         let _ = writeln!(err, "{}", view_hint(&self.path));
         Ok(summary)
-    }
-
-    fn show_progress(&mut self) {
-        let Some(last) = self.progress else { return };
-        if last.elapsed() >= PROGRESS_EVERY {
-            let _ = write!(
-                std::io::stderr(),
-                "\rRecording to {}: {} events",
-                self.path.display(),
-                thousands(self.events)
-            );
-            self.progress = Some(Instant::now());
-        }
     }
 }
 

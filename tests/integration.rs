@@ -8,17 +8,25 @@ mod common;
 mod attach;
 #[path = "integration/cli_errors.rs"]
 mod cli_errors;
+#[path = "integration/completions.rs"]
+mod completions;
 #[path = "integration/exits.rs"]
 mod exits;
 #[path = "integration/layering.rs"]
 mod layering;
 #[path = "integration/live.rs"]
 mod live;
+#[path = "integration/option_modes.rs"]
+mod option_modes;
 #[path = "integration/options.rs"]
 mod options;
 #[path = "integration/record.rs"]
 mod record;
+#[path = "integration/report_filters.rs"]
+mod report_filters;
 #[path = "integration/robust.rs"]
 mod robust;
 #[path = "integration/syscalls.rs"]
 mod syscalls;
+#[path = "integration/terminal.rs"]
+mod terminal;

@@ -136,7 +136,7 @@ impl CallGraph {
         match line.shape {
             Shape::Leaf { ns, .. } | Shape::Close { ns, .. } => {
                 text.push(' ');
-                push_duration(&mut text, ns);
+                push_duration(&mut text, ns, self.layout.color);
                 text.push(' ');
             }
             _ => text.push_str("            "),
@@ -159,11 +159,18 @@ impl CallGraph {
             true => name_at_library(table, line.func),
             false => (table.name(line.func), None),
         };
+        let bold = self.layout.color;
         let push_name = |text: &mut String| {
+            if bold {
+                text.push_str(BOLD);
+            }
             text.push_str(name);
             if let Some(module) = module {
                 text.push('@');
                 text.push_str(module);
+            }
+            if bold {
+                text.push_str(RESET);
             }
         };
         match line.shape {
@@ -220,20 +227,38 @@ fn marker(end: End) -> &'static str {
 /// scaled from µs upward: `  0.731 us`, ` 12.345 ms`, `  2.500  s`.
 pub fn duration(ns: u64) -> String {
     let mut s = String::with_capacity(10);
-    push_duration(&mut s, ns);
+    push_duration(&mut s, ns, false);
     s
 }
 
-fn push_duration(out: &mut String, ns: u64) {
+/// With `color`, the unit is coloured as uftrace does: ms green, s yellow,
+/// and (uftrace's minutes and hours) a minute or more red.
+fn push_duration(out: &mut String, ns: u64, color: bool) {
     use std::fmt::Write as _;
-    let (scale, unit) = match ns {
-        n if n < 1_000_000 => (1_000, "us"),
-        n if n < 1_000_000_000 => (1_000_000, "ms"),
-        _ => (1_000_000_000, " s"),
+    let (scale, unit, code) = match ns {
+        n if n < 1_000_000 => (1_000, "us", None),
+        n if n < 1_000_000_000 => (1_000_000, "ms", Some(GREEN)),
+        n if n < 60_000_000_000 => (1_000_000_000, " s", Some(YELLOW)),
+        _ => (1_000_000_000, " s", Some(RED)),
     };
     let milli = ns / (scale / 1_000);
-    let _ = write!(out, "{:>3}.{:03} {unit}", milli / 1_000, milli % 1_000);
+    let _ = write!(out, "{:>3}.{:03} ", milli / 1_000, milli % 1_000);
+    match code.filter(|_| color) {
+        Some(code) => {
+            out.push_str(code);
+            out.push_str(unit);
+            out.push_str(RESET);
+        }
+        None => out.push_str(unit),
+    }
 }
+
+/// uftrace's terminal colours (its utils/debug.c).
+const BOLD: &str = "\x1b[1m";
+const GREEN: &str = "\x1b[32m";
+const YELLOW: &str = "\x1b[33m";
+const RED: &str = "\x1b[91m";
+const RESET: &str = "\x1b[0m";
 
 impl Sink for CallGraph {
     fn call(&mut self, call: &Call, table: &FuncTable) -> Result<()> {
@@ -439,12 +464,7 @@ mod tests {
 
     #[test]
     fn renders_uftrace_layout() {
-        let layout = Layout {
-            tid: true,
-            timestamp: false,
-            flat: false,
-            libname: false,
-        };
+        let layout = Layout::default();
         let t = table();
         let text = render(
             layout,
@@ -532,6 +552,38 @@ mod tests {
             [     7] | compare() {
    0.731 us [     7] | } /* compare */
    3.000 us [     7] | } /* main */
+";
+        assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn color_makes_names_bold_and_units_green_yellow_red_as_uftrace() {
+        let layout = Layout {
+            color: true,
+            ..Layout::default()
+        };
+        let t = table();
+        let text = render(
+            layout,
+            &t,
+            &[
+                enter(0, 0, 0),
+                enter(1, 1, 1_000),
+                leave(1, 1, 1_000, 1_500),
+                enter(2, 1, 2_000),
+                leave(2, 1, 2_000, 3_002_000),
+                enter(1, 1, 4_000_000),
+                leave(1, 1, 4_000_000, 2_504_000_000),
+                leave(0, 0, 0, 90_000_000_000),
+            ],
+        );
+        let expected = "\
+# DURATION     TID     FUNCTION
+            [     7] | \x1b[1mmain\x1b[0m() {
+   0.500 us [     7] |   \x1b[1msort_numbers\x1b[0m();
+   3.000 \x1b[32mms\x1b[0m [     7] |   \x1b[1mcompare\x1b[0m();
+   2.500 \x1b[33m s\x1b[0m [     7] |   \x1b[1msort_numbers\x1b[0m();
+  90.000 \x1b[91m s\x1b[0m [     7] | } /* \x1b[1mmain\x1b[0m */
 ";
         assert_eq!(text, expected);
     }

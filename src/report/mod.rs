@@ -1,5 +1,6 @@
 //! `--report`: reads a trace file, pairs its events into calls and feeds
-//! them to the chosen format's sink. The same sinks aggregate live sessions
+//! them through the replay-time filters (`filter`) to the chosen format's
+//! sink. The same sinks aggregate live sessions
 //! (`sink_for`). Adding a format means adding one file here.
 //!
 //! Reports stream: the reader holds one chunk, the pairing one stack per
@@ -8,6 +9,7 @@
 pub mod call_graph;
 pub(crate) mod chrome;
 pub(crate) mod csv;
+pub(crate) mod filter;
 pub(crate) mod flame;
 pub(crate) mod folded;
 pub(crate) mod io;
@@ -22,10 +24,10 @@ pub(crate) mod testutil;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::model::Sink;
-use crate::options::{Format, ReportOptions};
+use crate::options::{ColorChoice, Format, ReportOptions};
 use crate::replay::Replay;
 use crate::tracefile::{ReadStatus, TraceReader};
 use crate::util::diag::warning;
@@ -78,7 +80,23 @@ pub fn open_sink(
         _ => None,
     };
     let opened = output::open(opts.output.as_deref(), default.map(Path::new))?;
-    Ok((sink_for(opts.format, opts, opened.writer), opened.file))
+    let mut opts = opts.clone();
+    opts.layout.color = colored(opts.color, opened.file.is_none());
+    Ok((sink_for(opts.format, &opts, opened.writer), opened.file))
+}
+
+/// `--color`: auto colours a terminal on stdout, unless `NO_COLOR` is set
+/// to anything (no-color.org); always and never override it.
+fn colored(choice: ColorChoice, to_stdout: bool) -> bool {
+    use std::io::IsTerminal;
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            to_stdout && !no_color && std::io::stdout().is_terminal()
+        }
+    }
 }
 
 /// `utrace --report`: the report of `data` in `opts.format`, to `opts.output`
@@ -86,7 +104,9 @@ pub fn open_sink(
 /// reported on stderr; a closed stdout ends the report quietly.
 pub fn run(data: &Path, opts: &ReportOptions) -> Result<()> {
     let reader = TraceReader::open(data)?;
+    filter::check(&opts.calls, reader.table()).with_context(|| data.display().to_string())?;
     let (sink, file) = open_sink(opts, false)?;
+    let sink = filter::apply(sink, &opts.calls)?;
     let status = replay_file(&reader, sink)?;
     for warning in status.warnings() {
         warning!("{}: {warning}", data.display());

@@ -6,6 +6,7 @@
 //! resume happen first.
 
 mod pipeline;
+mod progress;
 mod watch;
 
 use std::collections::HashMap;

@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, select};
 use nix::sys::signal::Signal;
 use signal_hook::consts::SIGTERM;
 
+use super::progress::Progress;
 use super::watch::CodeWatch;
 use crate::aggregate::Stats;
 use crate::bpf::Probes;
@@ -97,9 +98,15 @@ impl Control<'_, '_> {
 
     /// Drops functions over `--max-rate`, with the process stopped so no
     /// call falls between the old links and the new ones.
+    /// A process that ended meanwhile has no code left to relink: its
+    /// `/proc/PID/exe` is gone, and that is no error.
     fn exclude(&mut self, ids: &[FuncId]) -> Result<()> {
         let stopped = Stopped::stop(self.pid);
         let excluded = self.probes.exclude(ids);
+        let excluded = match excluded {
+            Err(_) if !target::alive(self.pid) => Ok(()),
+            other => other,
+        };
         match stopped {
             Some(stopped) => self.resume(stopped).and(excluded),
             None => excluded,
@@ -124,6 +131,8 @@ pub(super) struct Pipeline {
     pub received: u64,
     /// `--max-rate`.
     pub rates: Option<RateLimit>,
+    /// `--record` on a terminal, while the target runs.
+    progress: Option<Progress>,
 }
 
 impl Pipeline {
@@ -134,6 +143,7 @@ impl Pipeline {
             run,
             received: 0,
             rates: None,
+            progress: None,
         }
     }
 
@@ -141,6 +151,23 @@ impl Pipeline {
     /// processes stopped at the loader's breakpoint, and functions over
     /// `--max-rate`, go to `control`.
     pub fn pump(&mut self, streams: &Streams, ends: &Ends, control: &mut Control) -> Result<Exit> {
+        // From here the target runs: its first second is the line's.
+        if matches!(self.output, Output::Record(_)) {
+            self.progress = Progress::on_terminal(mono_now_ns());
+        }
+        let exit = self.pump_events(streams, ends, control);
+        if let Some(progress) = &mut self.progress {
+            progress.clear();
+        }
+        exit
+    }
+
+    fn pump_events(
+        &mut self,
+        streams: &Streams,
+        ends: &Ends,
+        control: &mut Control,
+    ) -> Result<Exit> {
         let never = crossbeam_channel::never();
         let exited = ends.child_exit.unwrap_or(&never);
         let (signals, launched, pid) = (ends.signals, ends.launched, ends.pid);
@@ -162,6 +189,7 @@ impl Pipeline {
                         if !over.is_empty() {
                             control.exclude(&over)?;
                         }
+                        self.show_progress(control)?;
                     }
                     Err(_) => anyhow::bail!("the ring buffer reader stopped unexpectedly"),
                 },
@@ -175,12 +203,30 @@ impl Pipeline {
                 default(TICK) => {
                     self.idle()?;
                     self.limit_counted(control)?;
+                    self.show_progress(control)?;
                     if launched.is_none() && !target::alive(pid) {
+                        if let Some(progress) = &mut self.progress {
+                            progress.clear();
+                        }
                         eprintln!("utrace: process {pid} exited");
                         return Ok(Exit::Code(0));
                     }
                 }
             }
+        }
+    }
+
+    /// Rewrites the progress line once a second (the lost events are read
+    /// from BPF then, not per batch).
+    fn show_progress(&mut self, control: &mut Control) -> Result<()> {
+        let now = mono_now_ns();
+        match &mut self.progress {
+            Some(progress) if progress.due(now) => {
+                let lost = control.probes.drops()?.total();
+                progress.show(now, self.received, lost);
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 

@@ -19,6 +19,7 @@ use super::image::file_name;
 use super::libc;
 use super::plt::PltStub;
 use super::symbol::Symbol;
+use crate::model::{FuncKind, Function};
 use crate::options::Filter;
 
 /// A [`Filter`] with its globs compiled.
@@ -106,9 +107,17 @@ impl Selector {
     }
 
     fn wants_function(&self, names: &[&str]) -> bool {
-        let included =
-            self.filter.functions.is_empty() || names.iter().any(|n| self.functions.is_match(n));
-        included && !names.iter().any(|n| self.no_functions.is_match(n))
+        self.includes(names) && !self.excludes(names)
+    }
+
+    /// Whether `-f` takes a function known by `names` (no `-f`: every one).
+    pub(crate) fn includes(&self, names: &[&str]) -> bool {
+        self.filter.functions.is_empty() || names.iter().any(|n| self.functions.is_match(n))
+    }
+
+    /// Whether `--no-function` leaves out a function known by `names`.
+    pub(crate) fn excludes(&self, names: &[&str]) -> bool {
+        names.iter().any(|n| self.no_functions.is_match(n))
     }
 
     fn wants_library(&self, library: Option<&str>) -> bool {
@@ -201,6 +210,22 @@ fn stub_names(stub: &PltStub) -> Vec<&str> {
         base_name(import),
         stub.import.as_str(),
     ]
+}
+
+/// The names `-f` may match a function of a trace file's table by: those of
+/// [`symbol_names`] and [`stub_names`] that the table keeps (report-time
+/// filters match what trace-time selection would have).
+pub(crate) fn recorded_names(f: &Function) -> Vec<&str> {
+    let mut names = vec![f.name.as_str(), f.raw_name.as_str()];
+    match f.kind {
+        FuncKind::Function => names.push(base_name(&f.name)),
+        FuncKind::Plt => {
+            let import = f.name.strip_suffix("@plt").unwrap_or(&f.name);
+            let raw_import = f.raw_name.strip_suffix("@plt").unwrap_or(&f.raw_name);
+            names.extend([import, base_name(import), raw_import]);
+        }
+    }
+    names
 }
 
 /// The library a stub binds to: its version need, else the module's only

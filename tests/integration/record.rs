@@ -10,7 +10,7 @@ use crate::common::{
 };
 
 /// Records `bin` into `data` with utrace options `opts`; returns utrace's stderr.
-fn record(opts: &[&str], bin: &Path, args: &[&str], data: &Path) -> String {
+pub(crate) fn record(opts: &[&str], bin: &Path, args: &[&str], data: &Path) -> String {
     let out = run(
         utrace()
             .arg("--record")
@@ -27,7 +27,7 @@ fn record(opts: &[&str], bin: &Path, args: &[&str], data: &Path) -> String {
     stderr
 }
 
-fn report(data: &Path, args: &[&str]) -> String {
+pub(crate) fn report(data: &Path, args: &[&str]) -> String {
     let out = run(
         utrace().arg("--report").arg("-d").arg(data).args(args),
         Duration::from_secs(60),
@@ -41,7 +41,7 @@ fn report(data: &Path, args: &[&str]) -> String {
 }
 
 /// Calls per function from the JSON report.
-fn json_calls(json: &str) -> std::collections::BTreeMap<String, usize> {
+pub(crate) fn json_calls(json: &str) -> std::collections::BTreeMap<String, usize> {
     let v: serde_json::Value = serde_json::from_str(json).expect("the JSON report parses");
     v["functions"]
         .as_array()
