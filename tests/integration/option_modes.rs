@@ -630,6 +630,8 @@ fn the_table_has_a_row_for_every_option_of_help() {
             Some(long) if !first.starts_with("--") => (Some(first), long),
             _ => (None, first),
         };
+        // An optional value: `--syscalls[=<SET>]`.
+        let long = long.split('[').next().unwrap_or(long);
         if columns.contains(&long) {
             continue;
         }
