@@ -12,6 +12,8 @@ mod cli_errors;
 mod completions;
 #[path = "integration/exits.rs"]
 mod exits;
+#[path = "integration/io.rs"]
+mod io;
 #[path = "integration/layering.rs"]
 mod layering;
 #[path = "integration/live.rs"]
