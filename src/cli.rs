@@ -228,6 +228,7 @@ enum FormatArg {
     Csv,
     Strace,
     Io,
+    IoPlot,
 }
 
 impl From<FormatArg> for Format {
@@ -242,6 +243,7 @@ impl From<FormatArg> for Format {
             FormatArg::Csv => Format::Csv,
             FormatArg::Strace => Format::Strace,
             FormatArg::Io => Format::Io,
+            FormatArg::IoPlot => Format::IoPlot,
         }
     }
 }

@@ -89,6 +89,8 @@ pub enum Format {
     Strace,
     /// `--io`'s table: the I/O below each function, layer by layer.
     Io,
+    /// The same as an SVG bar chart.
+    IoPlot,
 }
 
 /// Sort order of the summary and the JSON function list.

@@ -212,6 +212,7 @@ fn name(format: Format) -> &'static str {
         Format::Csv => "csv",
         Format::Strace => "strace",
         Format::Io => "io",
+        Format::IoPlot => "io-plot",
     }
 }
 

@@ -13,6 +13,7 @@ pub(crate) mod filter;
 pub(crate) mod flame;
 pub(crate) mod folded;
 pub(crate) mod io;
+pub(crate) mod io_plot;
 pub(crate) mod json;
 pub(crate) mod strace;
 pub(crate) mod summary;
@@ -49,6 +50,7 @@ pub fn sink_for(format: Format, opts: &ReportOptions, out: Box<dyn Write>) -> Bo
         Format::Csv => Box::new(csv::Csv::new(out)),
         Format::Strace => Box::new(strace::Strace::new(out)),
         Format::Io => Box::new(io::IoTable::new(out, opts.output.as_deref())),
+        Format::IoPlot => Box::new(io_plot::IoPlot::new(out)),
     }
 }
 
@@ -63,6 +65,7 @@ pub fn machine_file(format: Format) -> Option<&'static str> {
         Format::FlameGraph => Some(DEFAULT_SVG),
         Format::Csv => Some("utrace.csv"),
         Format::Io => None,
+        Format::IoPlot => Some("utrace-io.svg"),
         Format::Summary | Format::CallGraph | Format::Strace => None,
     }
 }
@@ -76,6 +79,7 @@ pub fn open_sink(
 ) -> Result<(Box<dyn Sink>, Option<std::path::PathBuf>)> {
     let default = match opts.format {
         Format::FlameGraph => Some(DEFAULT_SVG),
+        Format::IoPlot => machine_file(Format::IoPlot),
         format if shares_stdout => machine_file(format),
         _ => None,
     };

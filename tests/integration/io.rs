@@ -276,6 +276,17 @@ fn the_io_table_is_recorded_and_reported_as_a_table_and_as_csv() {
         ("256", "1048576", "1.00"),
         "{csv}"
     );
+    let svg_path = dir.path().join("io.svg");
+    report(&["--format=io-plot", "-o", svg_path.to_str().unwrap()]);
+    let svg = std::fs::read_to_string(&svg_path).unwrap();
+    assert!(
+        svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"),
+        "{svg}"
+    );
+    for label in ["fill", "flush", "writeback", "syscall write"] {
+        let text = format!(">\n{label}\n</text>");
+        assert!(svg.contains(&text), "{label} in {svg}");
+    }
     let json = report(&["--format=json"]);
     assert_eq!(
         n(&io_rows(&json)["flush"], "forced_writeback_bytes"),
