@@ -171,6 +171,16 @@ struct Args {
     /// Do not trace children the program forks.
     #[arg(long)]
     no_follow: bool,
+
+    /// Look for separate debug files (by build-id, then .gnu_debuglink) in
+    /// DIR instead of /usr/lib/debug (repeatable).
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    debug_dir: Vec<PathBuf>,
+
+    /// Show where each function is defined (file:line, from debug info) in
+    /// the summary.
+    #[arg(long)]
+    srcline: bool,
 }
 
 /// The command line's spelling of [`Format`].
@@ -307,6 +317,7 @@ impl Args {
                 libname: self.libname,
             },
             output: self.output.clone(),
+            srcline: self.srcline,
         };
         if self.report {
             return Ok(Mode::Report(self.data, report));
@@ -336,6 +347,9 @@ impl Args {
             buffer_bytes: self.buffer_size,
             max_rate: self.max_rate,
             exit: self.exit.into(),
+            debug_dirs: self.debug_dir,
+            // Asked only where something shows it: a trace file carries it.
+            sources: self.list || self.record || self.srcline || report.format == Format::Json,
         };
         Ok(if self.list {
             Mode::List(trace, report.output)

@@ -66,6 +66,12 @@ pub struct TraceOptions {
     pub exit: ExitMode,
     pub buffer_bytes: u32,
     pub max_rate: Option<u64>,
+    /// `--debug-dir`: where separate debug files are looked for (empty:
+    /// /usr/lib/debug).
+    pub debug_dirs: Vec<PathBuf>,
+    /// Read each traced function's source line from debug info: `--list`, a
+    /// recording, `--srcline` and JSON show it.
+    pub sources: bool,
 }
 
 /// The output formats, live and `--report`.
@@ -120,6 +126,8 @@ pub struct ReportOptions {
     pub layout: Layout,
     /// `-o`: a file, `-` for stdout (see util::output).
     pub output: Option<PathBuf>,
+    /// `--srcline`: the summary shows where each function is defined.
+    pub srcline: bool,
 }
 
 impl ReportOptions {
@@ -132,6 +140,7 @@ impl ReportOptions {
             per_thread: false,
             layout: Layout::default(),
             output: None,
+            srcline: false,
         }
     }
 }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use crate::model::{FuncKind, FuncTable, RunInfo};
 use crate::options::{ExitMode, Target, TraceOptions};
 use crate::symbols::{
-    self, HelperList, ModuleSymbols, Numbering, ProbeSet, SearchConfig, Selector, libc,
+    self, DebugInfo, HelperList, ModuleSymbols, Numbering, ProbeSet, SearchConfig, Selector, libc,
 };
 use crate::target;
 use crate::util::clock::{mono_now_ns, unix_now_ns};
@@ -33,6 +33,8 @@ pub struct Plan {
     /// `--exit=auto`: the unwinder and longjmp, in the executable and the
     /// libraries that hold them.
     pub helpers: Vec<HelperList>,
+    /// The modules' DWARF, loaded when first asked (`--list` asks more).
+    pub debug: DebugInfo,
 }
 
 impl Plan {
@@ -75,13 +77,14 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         }
     };
     let selector = Selector::new(&opts.filter)?;
-    let main = symbols::read_module(&exe).map_err(|e| explain_symbol_error(e, &exe))?;
-    if let Some(warning) = &main.warning {
+    let dirs = debug_dirs(&opts.debug_dirs)?;
+    let main = symbols::read_module_with(&exe, &dirs).map_err(|e| explain_symbol_error(e, &exe))?;
+    for warning in &main.warnings {
         warning!("{warning}");
     }
     let mut modules = vec![main];
     for path in lib_paths.iter().filter(|p| selector.nests(p, None)) {
-        match symbols::read_module(path) {
+        match symbols::read_module_with(path, &dirs) {
             Ok(m) => modules.push(m),
             Err(e) => warning!("skipping {}: {e}", path.display()),
         }
@@ -113,7 +116,16 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         };
         warning!("{} '{}' matches nothing{later}", u.option, u.pattern);
     }
-    let mut probes = symbols::probe_set(&selection, Numbering::default());
+    let mut debug = DebugInfo::new();
+    let mut probes = match opts.sources {
+        true => symbols::probe_set_with(&selection, Numbering::default(), &mut |m, addr| {
+            debug.source(m, addr)
+        }),
+        false => symbols::probe_set(&selection, Numbering::default()),
+    };
+    for warning in debug.take_warnings() {
+        warning!("{warning}");
+    }
     warn_no_plt(main, &selection);
     let helpers = match opts.exit {
         ExitMode::Auto => helper_lists(&modules, &lib_paths),
@@ -136,7 +148,20 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         helpers,
         modules,
         probes,
+        debug,
     })
+}
+
+/// `--debug-dir`, checked: a directory that does not exist is a typo the
+/// user should hear about, not a silent miss.
+fn debug_dirs(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if given.is_empty() {
+        return Ok(vec![PathBuf::from(symbols::DEFAULT_DEBUG_DIR)]);
+    }
+    if let Some(dir) = given.iter().find(|d| !d.is_dir()) {
+        bail!("--debug-dir {}: no such directory", dir.display());
+    }
+    Ok(given.to_vec())
 }
 
 /// The helper probes of the executable and of the libraries that can hold

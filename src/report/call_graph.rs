@@ -353,6 +353,7 @@ mod tests {
             size: 1,
             kind: FuncKind::Function,
             library: None,
+            source: None,
         };
         FuncTable {
             modules: vec![Module {
@@ -444,6 +445,7 @@ mod tests {
             size: 16,
             kind: FuncKind::Plt,
             library: library.map(str::to_owned),
+            source: None,
         };
         t.functions.push(stub("strtol", Some("libc.so.6")));
         t.functions.push(stub("mystery", None));
