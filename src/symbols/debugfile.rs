@@ -40,6 +40,8 @@ pub enum Separate {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Found {
     pub path: Option<PathBuf>,
+    /// Its bytes, read to check it.
+    pub data: Option<Vec<u8>>,
     pub warnings: Vec<String>,
 }
 
@@ -68,33 +70,33 @@ pub fn find_separate(path: &Path, build_id: Option<&str>, debug: &DebugRef) -> F
     let usable = |candidate: &Path, crc: Option<u32>, found: &mut Found| {
         let same = std::fs::canonicalize(candidate).is_ok_and(|c| c == own);
         if same || !candidate.is_file() {
-            return false;
+            return None;
         }
         match check(candidate, &own, build_id, crc) {
-            Ok(()) => true,
+            Ok(data) => Some(data),
             Err(why) => {
                 found.warnings.push(format!(
                     "not using {} as the debug file of {}: {why}",
                     candidate.display(),
                     own.display()
                 ));
-                false
+                None
             }
         }
     };
     if let Some(id) = build_id.filter(|id| id.len() > 2) {
         for dir in &debug.dirs {
             let candidate = dir.join(format!(".build-id/{}/{}.debug", &id[..2], &id[2..]));
-            if usable(&candidate, None, &mut found) {
-                found.path = Some(candidate);
+            if let Some(data) = usable(&candidate, None, &mut found) {
+                (found.path, found.data) = (Some(candidate), Some(data));
                 return found;
             }
         }
     }
     if let Some((name, crc)) = &debug.link {
         for candidate in link_candidates(&own, name, &debug.dirs) {
-            if usable(&candidate, Some(*crc), &mut found) {
-                found.path = Some(candidate);
+            if let Some(data) = usable(&candidate, Some(*crc), &mut found) {
+                (found.path, found.data) = (Some(candidate), Some(data));
                 return found;
             }
         }
@@ -111,14 +113,14 @@ fn link_candidates(binary: &Path, name: &str, dirs: &[PathBuf]) -> Vec<PathBuf> 
     out
 }
 
-/// Whether `candidate` describes the binary: same build-id (when the binary
-/// has one) and, for a debuglink, the CRC the link names.
+/// `candidate`'s bytes, when it describes the binary: same build-id (when
+/// the binary has one) and, for a debuglink, the CRC the link names.
 fn check(
     candidate: &Path,
     binary: &Path,
     build_id: Option<&str>,
     crc: Option<u32>,
-) -> Result<(), String> {
+) -> Result<Vec<u8>, String> {
     let data = std::fs::read(candidate).map_err(|e| format!("cannot read it: {e}"))?;
     if let Some(want) = crc {
         let got = crc32fast::hash(&data);
@@ -136,7 +138,7 @@ fn check(
             "its build-id is {theirs}, {}'s is {ours}",
             file_name(binary)
         )),
-        _ => Ok(()),
+        _ => Ok(data),
     }
 }
 
@@ -178,13 +180,9 @@ mod tests {
         std::fs::create_dir_all(by_id.parent().unwrap()).unwrap();
         std::fs::copy(&split.debug, &by_id).unwrap();
         let found = find_separate(&split.stripped, Some(&id), &debug);
-        assert_eq!(
-            found,
-            Found {
-                path: Some(by_id.clone()),
-                warnings: vec![]
-            }
-        );
+        assert_eq!(found.path.as_ref(), Some(&by_id));
+        assert_eq!(found.data, Some(std::fs::read(&split.debug).unwrap()));
+        assert!(found.warnings.is_empty(), "{:?}", found.warnings);
         std::fs::remove_file(&by_id).unwrap();
         // By debuglink, beside the binary.
         let found = find_separate(&split.stripped, Some(&id), &debug);

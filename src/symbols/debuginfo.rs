@@ -1,48 +1,44 @@
-//! Source locations and inlining from DWARF (gimli, with addr2line for the
-//! line tables), read only when something asks: `--list`, a recording's
-//! function table, `--srcline`, the JSON report. A module's DWARF is loaded
-//! on its first question and kept; addr2line then parses only the
-//! compilation units that questions land in, so asking about a few functions
-//! of a large library stays cheap. The one whole-file walk, for inlined
-//! copies, runs only for `--list`.
+//! Source locations and inlining from DWARF (gimli; addr2line for the line
+//! of an address that no function entry describes), read only when
+//! something asks: `--list`, a recording's function table, `--srcline`, the
+//! JSON report. A module's DWARF is loaded on its first question and walked
+//! once (dies.rs), then kept; a module nobody asks about is never read.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use gimli::UnitSectionOffset;
 use object::{Object, ObjectSection};
 
 use super::debugfile::{Separate, find_separate};
-use super::dies::{Reader, inlined_entries, unit_decls};
+use super::dies::{Facts, Reader, walk};
 use super::elf::ModuleSymbols;
 
 /// The DWARF of one module, loaded.
 struct Loaded {
     dwarf: Arc<gimli::Dwarf<Reader>>,
     context: addr2line::Context<Reader>,
-    /// Per compilation unit, its functions' declarations, walked on the
-    /// first question about one of them.
-    decls: HashMap<UnitSectionOffset, HashMap<u64, String>>,
-    /// Entry addresses of the out-of-line functions that also have inlined
-    /// copies, walked on the first question about inlining.
-    inlined: Option<HashSet<u64>>,
+    /// Declarations and inlined copies, walked on the first question.
+    facts: Option<Facts>,
 }
 
 impl Loaded {
     /// The declaration of the function at `vaddr`, else the line its entry
     /// address belongs to (code without subprogram entries: assembly).
     fn source(&mut self, vaddr: u64) -> Option<String> {
-        let Loaded { context, decls, .. } = self;
-        if let Some(unit) = context.find_dwarf_and_unit(vaddr).skip_all_loads() {
-            let decls = (decls.entry(unit.unit.header.offset()))
-                .or_insert_with(|| unit_decls(unit.dwarf, unit.unit));
-            if let Some(decl) = decls.get(&vaddr) {
-                return Some(decl.clone());
-            }
+        if let Some(decl) = self.facts().decls.get(&vaddr) {
+            return Some(decl.clone());
         }
-        let location = context.find_location(vaddr).ok()??;
+        let location = self.context.find_location(vaddr).ok()??;
         Some(format!("{}:{}", location.file?, location.line?))
+    }
+
+    fn facts(&mut self) -> &Facts {
+        // Source lines are a help, never a reason to fail: DWARF that does
+        // not parse tells nothing (addr2line may still read its lines).
+        self.facts
+            .get_or_insert_with(|| walk(&self.dwarf).unwrap_or_default())
     }
 }
 
@@ -66,13 +62,8 @@ impl DebugInfo {
     /// Whether the function at `vaddr` was also inlined somewhere: those
     /// calls run no probe.
     pub fn has_inlined_copies(&mut self, module: &ModuleSymbols, vaddr: u64) -> bool {
-        let Some(loaded) = self.loaded(module) else {
-            return false;
-        };
-        let set = loaded
-            .inlined
-            .get_or_insert_with(|| inlined_entries(&loaded.dwarf).unwrap_or_default());
-        set.contains(&vaddr)
+        self.loaded(module)
+            .is_some_and(|l| l.facts().inlined.contains(&vaddr))
     }
 
     /// What could not be used (mismatched debug files, unreadable DWARF),
@@ -95,8 +86,7 @@ impl DebugInfo {
             Ok((dwarf, context)) => Some(Loaded {
                 dwarf,
                 context,
-                decls: HashMap::new(),
-                inlined: None,
+                facts: None,
             }),
             Err(why) => {
                 self.warnings.push(format!(
@@ -130,15 +120,22 @@ fn dwarf_file(module: &ModuleSymbols, warnings: &mut Vec<String>) -> Option<Path
 type Parsed = (Arc<gimli::Dwarf<Reader>>, addr2line::Context<Reader>);
 
 fn load_dwarf(path: &Path) -> Result<Parsed, String> {
-    let data = std::fs::read(path).map_err(|e| e.to_string())?;
+    let data: Arc<[u8]> = std::fs::read(path).map_err(|e| e.to_string())?.into();
     let file = object::File::parse(&*data).map_err(|e| e.to_string())?;
+    let whole = Reader::new(data.clone(), gimli::LittleEndian);
     let section = |id: gimli::SectionId| -> Result<Reader, String> {
-        let bytes = match file.section_by_name(id.name()) {
-            // Decompresses .zdebug / SHF_COMPRESSED sections.
-            Some(s) => s.uncompressed_data().map_err(|e| e.to_string())?,
-            None => Default::default(),
+        let Some(s) = file.section_by_name(id.name()) else {
+            return Ok(Reader::new(Arc::from(&[][..]), gimli::LittleEndian));
         };
-        Ok(Reader::new(Arc::from(&*bytes), gimli::LittleEndian))
+        // Uncompressed sections are read in place; compressed ones
+        // (SHF_COMPRESSED, as distributions ship them) are inflated.
+        match s.uncompressed_data().map_err(|e| e.to_string())? {
+            Cow::Borrowed(bytes) => {
+                let start = bytes.as_ptr() as usize - data.as_ptr() as usize;
+                Ok(whole.range(start..start + bytes.len()))
+            }
+            Cow::Owned(bytes) => Ok(Reader::new(bytes.into(), gimli::LittleEndian)),
+        }
     };
     let dwarf = Arc::new(gimli::Dwarf::load(section)?);
     let context = addr2line::Context::from_arc_dwarf(dwarf.clone()).map_err(|e| e.to_string())?;

@@ -141,8 +141,8 @@ fn functions(
     let found = find_separate(path, build_id, debug);
     debug.separate = Separate::Searched(found.path.clone());
     let mut warnings = found.warnings;
-    if let Some(debug_file) = &found.path {
-        match debug_symbols(debug_file, code) {
+    if let (Some(debug_file), Some(data)) = (&found.path, &found.data) {
+        match debug_symbols(data, code) {
             Some((functions, cold)) if !functions.is_empty() => {
                 return Ok((functions, cold, warnings));
             }
@@ -164,9 +164,8 @@ fn functions(
 
 /// The functions a separate debug file's .symtab names; their code (for
 /// probe placement and exits) is read from the binary's own bytes.
-fn debug_symbols(debug_file: &Path, code: &ModuleCode<'_>) -> Option<(Vec<Symbol>, Vec<ColdPart>)> {
-    let data = std::fs::read(debug_file).ok()?;
-    let elf = Elf::parse(&*data).ok()?;
+fn debug_symbols(data: &[u8], code: &ModuleCode<'_>) -> Option<(Vec<Symbol>, Vec<ColdPart>)> {
+    let elf = Elf::parse(data).ok()?;
     Some(collect(&elf, elf.elf_symbol_table(), code.data, code.segs))
 }
 
