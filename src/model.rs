@@ -58,6 +58,15 @@ pub struct Function {
 }
 
 impl Function {
+    /// The symbol as the symbol table spells it, to join with nm, perf or
+    /// c++filt output: a PLT stub's is its import's.
+    pub fn linkage_name(&self) -> &str {
+        match self.kind {
+            FuncKind::Plt => self.raw_name.strip_suffix("@plt").unwrap_or(&self.raw_name),
+            FuncKind::Function => &self.raw_name,
+        }
+    }
+
     /// Where it is defined without the directories: `a.c:3` from the stored
     /// `/src/dir/a.c:3`, for columns and tags a user reads.
     pub fn short_source(&self) -> Option<String> {

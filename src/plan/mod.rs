@@ -117,12 +117,12 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         warning!("{} '{}' matches nothing{later}", u.option, u.pattern);
     }
     let mut debug = DebugInfo::new();
-    let mut probes = match opts.sources {
-        true => symbols::probe_set_with(&selection, Numbering::default(), &mut |m, addr| {
-            debug.source(m, addr)
-        }),
-        false => symbols::probe_set(&selection, Numbering::default()),
-    };
+    let mut probes = symbols::probe_set_with(
+        &selection,
+        Numbering::default(),
+        &mut |m, addr| debug.source(m, addr),
+        opts.sources,
+    );
     for warning in debug.take_warnings() {
         warning!("{warning}");
     }

@@ -159,9 +159,13 @@ impl CallGraph {
         match line.shape {
             Shape::Pending | Shape::Open | Shape::Leaf { .. } => {
                 push_name(&mut text);
-                // A C++ name keeps its parameter list, so overloads stay distinct.
+                // A C++ name keeps its parameter list, so overloads stay
+                // distinct; a C name gets one, before the tag that tells two
+                // alike apart (`helper() [a.c:3]`, symbols/labels.rs).
                 if !name.contains('(') {
-                    text.push_str("()");
+                    let at = tag_start(name).map_or(text.len(), |i| text.len() - (name.len() - i));
+                    let at = if module.is_some() { text.len() } else { at };
+                    text.insert_str(at, "()");
                 }
                 match line.shape {
                     Shape::Leaf { end, .. } => {
@@ -183,6 +187,11 @@ impl CallGraph {
         self.text = text;
         Ok(written?)
     }
+}
+
+/// Where the ` [tag]` of a tagged name without a parameter list starts.
+fn tag_start(name: &str) -> Option<usize> {
+    name.ends_with(']').then(|| name.rfind(" [")).flatten()
 }
 
 /// `--libname`: a function and the file it is in; for a PLT stub whose

@@ -67,7 +67,7 @@ impl Sink for Json {
             .into_iter()
             .map(|(id, s)| Function {
                 function: table.name(id),
-                linkage_name: table.function(id).map_or("", |f| f.raw_name.as_str()),
+                linkage_name: table.function(id).map_or("", |f| f.linkage_name()),
                 module: table.module_of(id),
                 source: table.function(id).and_then(|f| f.source.as_deref()),
                 calls: s.calls,

@@ -12,13 +12,23 @@ use std::collections::HashMap;
 use crate::model::Function;
 
 /// Tags the functions of `functions` (all of one module) whose names clash.
-pub fn tell_apart(functions: &mut [Function]) {
+/// A clashing function without a source gets one from `source_of` (its
+/// address), so the tag is the same whether or not the run asked for
+/// sources.
+pub fn tell_apart(functions: &mut [Function], source_of: &mut dyn FnMut(u64) -> Option<String>) {
     let mut groups: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, f) in functions.iter().enumerate() {
         groups.entry(f.name.as_str()).or_default().push(i);
     }
-    let clashes: Vec<Vec<usize>> = groups.into_values().filter(|g| g.len() > 1).collect();
+    let mut clashes: Vec<Vec<usize>> = groups.into_values().filter(|g| g.len() > 1).collect();
+    clashes.sort(); // deterministic, whatever the hash order
     for group in clashes {
+        for &i in &group {
+            let f = &mut functions[i];
+            if f.source.is_none() && f.kind == crate::model::FuncKind::Function {
+                f.source = source_of(f.addr);
+            }
+        }
         let tags = tags(&group.iter().map(|&i| &functions[i]).collect::<Vec<_>>());
         for (&i, tag) in group.iter().zip(tags) {
             let f = &mut functions[i];
@@ -156,7 +166,7 @@ mod tests {
             f("twin", "twin", 0x1150, Some("/src/t.c:9")),
             f("main", "main", 0x50, Some("/src/m.c:1")),
         ];
-        tell_apart(&mut functions);
+        tell_apart(&mut functions, &mut |_| None);
         assert_eq!(
             names(&functions),
             [

@@ -296,19 +296,20 @@ impl Numbering {
 /// module's functions, then its PLT stubs. Two selections that share a probe
 /// offset in one module (which uprobe_multi would reject) keep the first.
 pub fn probe_set(selection: &Selection<'_>, numbering: Numbering) -> ProbeSet {
-    probe_set_with(selection, numbering, &mut |_, _| None)
+    probe_set_with(selection, numbering, &mut |_, _| None, false)
 }
 
 /// Where a function is defined (`file:line`), asked per selected function.
 pub type SourceOf<'s> = dyn FnMut(&ModuleSymbols, u64) -> Option<String> + 's;
 
 /// [`probe_set`], with each function's source from `source_of` (module,
-/// address). Names that clash within a module are tagged once the module's
-/// functions and their sources are known (labels.rs).
+/// address): asked for every function when `all`, else only for those whose
+/// names clash within their module, which are tagged (labels.rs).
 pub fn probe_set_with(
     selection: &Selection<'_>,
     numbering: Numbering,
     source_of: &mut SourceOf<'_>,
+    all: bool,
 ) -> ProbeSet {
     let mut set = ProbeSet {
         first: numbering.first_function,
@@ -331,7 +332,8 @@ pub fn probe_set_with(
             // Recursion deeper than the kernel's 64 pending returns is BPF's
             // to handle (HIJACK_BUDGET: ret sites on demand).
             let hijack_safe = !unwinds || sym.leaf;
-            let function = function_of(sym, module_id, source_of(module, sym.vaddr));
+            let source = all.then(|| source_of(module, sym.vaddr)).flatten();
+            let function = function_of(sym, module_id, source);
             let Some(id) = lists.number(&mut set, function, hijack_safe) else {
                 continue;
             };
@@ -356,7 +358,8 @@ pub fn probe_set_with(
             }
         }
         lists.finish(&mut set);
-        labels::tell_apart(&mut set.table.functions[first..]);
+        let mut clashing_source = |addr| source_of(module, addr);
+        labels::tell_apart(&mut set.table.functions[first..], &mut clashing_source);
     }
     set
 }
