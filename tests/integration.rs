@@ -8,6 +8,8 @@ mod common;
 mod attach;
 #[path = "integration/cli_errors.rs"]
 mod cli_errors;
+#[path = "integration/debuginfo.rs"]
+mod debuginfo;
 #[path = "integration/exits.rs"]
 mod exits;
 #[path = "integration/layering.rs"]
