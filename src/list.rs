@@ -3,7 +3,8 @@
 //! where it is defined (from debug info, `-` without) and the name — so a
 //! user can pick filters and see why a function is expensive to trace (a
 //! ret-site exit is single-stepped: a second trap). A closing note names the
-//! functions that were also inlined: those calls cannot be seen.
+//! functions that were also inlined: those calls cannot be seen. A function
+//! the kernel will not probe is listed last, PROBE `refused`, with why.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -49,6 +50,19 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
                 "{base:<24} {offset:>#10x}  {path:<11}  {how:<9}  {source:<width$}  {name}"
             )?;
         }
+    }
+    for r in &plan.refused {
+        let base = module_name(&r.module);
+        let source = r
+            .source
+            .as_deref()
+            .map_or("-", |s| s.rsplit('/').next().unwrap_or(s));
+        let (offset, name, reason) = (r.offset, &r.name, &r.reason);
+        writeln!(
+            out,
+            "{base:<24} {offset:>#10x}  {:<11}  {:<9}  {source:<width$}  {name}  # not traced: {reason}",
+            "refused", "-"
+        )?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! `exit_policy` decides how each function's end is seen.
 
 pub(crate) mod exit_policy;
+pub(crate) mod refused;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,8 @@ pub struct Plan {
     pub helpers: Vec<HelperList>,
     /// The modules' DWARF, loaded when first asked (`--list` asks more).
     pub debug: DebugInfo,
+    /// Selected functions the kernel will not probe, with the reason.
+    pub refused: Vec<refused::Refused>,
 }
 
 impl Plan {
@@ -96,6 +99,10 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         .iter()
         .map(|u| format!("{} '{}'", u.option, u.pattern))
         .collect();
+    let mut debug = DebugInfo::new();
+    let refused = refused::collect(&selection, &mut debug, opts.sources);
+    let named = !opts.filter.functions.is_empty();
+    refused::report(&refused, named, selection.is_empty())?;
     if selection.is_empty() {
         if missed.is_empty() {
             bail!(
@@ -116,7 +123,6 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         };
         warning!("{} '{}' matches nothing{later}", u.option, u.pattern);
     }
-    let mut debug = DebugInfo::new();
     let mut probes = symbols::probe_set_with(
         &selection,
         Numbering::default(),
@@ -149,6 +155,7 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         modules,
         probes,
         debug,
+        refused,
     })
 }
 

@@ -286,6 +286,17 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         size.min(PLACEMENT_WINDOW)
     };
     let code = segs.bytes(data, first.vaddr, window).unwrap_or_default();
+    let mut placement = placement::place(code, first.vaddr, file_offset);
+    let mut refused = None;
+    if !placement.probeable {
+        let body = segs
+            .bytes(data, first.vaddr, size.max(window))
+            .unwrap_or_default();
+        match placement::place_past_refused(body, first.vaddr, file_offset) {
+            Ok(moved) => placement = moved,
+            Err(why) => refused = Some(why),
+        }
+    }
     let mut aliases: Vec<String> = group[1..].iter().map(|c| c.raw.to_string()).collect();
     aliases.dedup();
     Some(Symbol {
@@ -298,7 +309,8 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         global: first.binding < 2,
         // The resolver's own FUNC symbol shares the IFUNC's address.
         ifunc: group.iter().any(|c| c.ifunc),
-        placement: placement::place(code, first.vaddr, file_offset),
+        placement,
+        refused,
         ret_sites: Vec::new(),
         leaf: false,
     })

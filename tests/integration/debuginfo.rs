@@ -436,3 +436,41 @@ fn stripped_program_without_exports_traces_its_plt_calls() {
     let expected: BTreeMap<String, usize> = [("puts@plt".to_string(), 3)].into();
     assert_eq!(count_calls(&t.graph), expected, "{}", t.graph);
 }
+
+#[test]
+fn a_lock_prefixed_entry_is_probed_past_or_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build(
+        dir.path(),
+        "lockfirst",
+        "gcc",
+        &["lockfirst.c"],
+        &["-O2", "-g"],
+    );
+    let reason = "the kernel refuses a uprobe on its first instruction (lock bts), and a branch in it returns there";
+    let (text, _) = list(&bin, &[]);
+    let spin = text
+        .lines()
+        .find(|l| l.contains("spin_once"))
+        .unwrap_or_else(|| panic!("{text}"));
+    let fields: Vec<&str> = spin.split_whitespace().collect();
+    assert_eq!(fields[2..6], ["refused", "-", "-", "spin_once"], "{text}");
+    assert!(spin.ends_with(&format!("# not traced: {reason}")), "{text}");
+    let out = run(
+        utrace().args(["-f", "spin_once", "--"]).arg(&bin),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!("utrace: spin_once cannot be traced: {reason}\n")
+    );
+    if !require_bpf() {
+        return;
+    }
+    // bump's `lock addl` is followed by `ret`: probed there, every call seen.
+    let t = trace(&bin, &[], &["-f", "bump", "-f", "main", "--format=json"]);
+    assert_eq!(t.stdout, "count=5 flag=1\n", "{}", t.stderr);
+    let (counts, _, _) = json_rows(&t.graph);
+    assert_eq!(counts, calls(&[("main", 1), ("bump", 5)]), "{}", t.graph);
+}
