@@ -488,6 +488,39 @@ mod tests {
     }
 
     #[test]
+    fn debug_dirs_repeat_and_sources_are_read_only_where_shown() {
+        let argv = [
+            "utrace",
+            "--debug-dir",
+            "/a",
+            "--debug-dir",
+            "/b",
+            "--srcline",
+            "--format=summary",
+            "--",
+            "x",
+        ];
+        let Mode::Live(trace, report) = parse_from(argv).unwrap() else {
+            panic!("expected live mode")
+        };
+        assert_eq!(trace.debug_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert!(trace.sources && report.srcline);
+        let sources = |argv: &[&str]| match parse_from(argv.iter().copied()).unwrap() {
+            Mode::Live(t, _) | Mode::Record(t, _) | Mode::List(t, _) => t.sources,
+            Mode::Report(..) => panic!("no trace options"),
+        };
+        assert!(!sources(&["utrace", "--", "x"]));
+        assert!(sources(&["utrace", "--list", "--", "x"]));
+        assert!(sources(&["utrace", "--record", "--", "x"]));
+        assert!(sources(&["utrace", "--format=json", "--", "x"]));
+        let Mode::Report(_, report) = parse_from(["utrace", "--report", "--srcline"]).unwrap()
+        else {
+            panic!("expected report")
+        };
+        assert!(report.srcline);
+    }
+
+    #[test]
     fn report_defaults_to_summary_of_utrace_data() {
         let mode = parse_from(["utrace", "--report"]).unwrap();
         let Mode::Report(path, opts) = mode else {

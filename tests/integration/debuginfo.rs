@@ -474,3 +474,29 @@ fn a_lock_prefixed_entry_is_probed_past_or_refused_with_the_reason() {
     let (counts, _, _) = json_rows(&t.graph);
     assert_eq!(counts, calls(&[("main", 1), ("bump", 5)]), "{}", t.graph);
 }
+
+#[test]
+fn list_notes_functions_that_also_have_inlined_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = build(dir.path(), "inlined", "gcc", &["inlined.c"], &["-O2", "-g"]);
+    let (text, stderr) = list(&bin, &[]);
+    let notes: Vec<&str> = stderr.lines().filter(|l| l.contains("note:")).collect();
+    assert_eq!(
+        notes,
+        [
+            "utrace: note: also inlined where they are called, and calls to those copies cannot be seen: square"
+        ],
+        "{stderr}"
+    );
+    assert_eq!(listed_sources(&text)["square"], "inlined.c:6", "{text}");
+    // Without debug info nothing can be said, and nothing is.
+    let bin = build(
+        dir.path(),
+        "inlined-g0",
+        "gcc",
+        &["inlined.c"],
+        &["-O2", "-g0"],
+    );
+    let (_, stderr) = list(&bin, &[]);
+    assert!(!stderr.contains("note:"), "{stderr}");
+}
