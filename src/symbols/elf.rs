@@ -479,6 +479,23 @@ mod tests {
     }
 
     #[test]
+    fn a_program_read_through_proc_pid_exe_is_named_by_its_path() {
+        let fx = Fixture::new();
+        let src = "#include <unistd.h>\nint main(void) { sleep(30); return 0; }";
+        let exe = fx.cc("sleeper", src, &["-O2", "-s"]);
+        let mut child = Command::new(&exe).spawn().expect("running the sleeper");
+        let proc_exe = PathBuf::from(format!("/proc/{}/exe", child.id()));
+        let module = read_module_with(&proc_exe, &[]);
+        let _ = child.kill();
+        let _ = child.wait();
+        let warning = format!(
+            "{} is stripped and exports nothing: only its library calls (PLT stubs) can be traced",
+            std::fs::canonicalize(&exe).expect("real path").display()
+        );
+        assert_eq!(module.expect("its PLT stubs remain").warnings, [warning]);
+    }
+
+    #[test]
     fn nothing_to_trace_at_all_is_an_error() {
         let fx = Fixture::new();
         let src = "__attribute__((visibility(\"hidden\"))) int inner(int x) { return x + 1; }";

@@ -500,3 +500,48 @@ fn list_notes_functions_that_also_have_inlined_copies() {
     let (_, stderr) = list(&bin, &[]);
     assert!(!stderr.contains("note:"), "{stderr}");
 }
+
+#[test]
+fn a_recording_carries_sources_and_linkage_names_without_the_binary() {
+    if !require_bpf() {
+        return;
+    }
+    let s = split_srcline();
+    let data = s.dir.path().join("srcline.data");
+    let out = run(
+        utrace()
+            .arg("--record")
+            .arg("-d")
+            .arg(&data)
+            .arg("--")
+            .arg(&s.full),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_file(&s.full).unwrap(); // a report never needs the binary
+    let out = run(
+        utrace()
+            .args(["--report", "--format=json", "-d"])
+            .arg(&data),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (counts, linkage, sources) = json_rows(&text);
+    assert_eq!(counts["square"], 4, "{text}");
+    assert_eq!(sources["square"], Some(srcline_line(8)));
+    assert_eq!(linkage["printf@plt"], "printf");
+    let out = run(
+        utrace().args(["--report", "--srcline", "-d"]).arg(&data),
+        Duration::from_secs(60),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.contains("  square  "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(row.ends_with("srcline  srcline.c:8"), "{text}");
+}
