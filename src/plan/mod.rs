@@ -188,7 +188,9 @@ fn helper_lists(modules: &[ModuleSymbols], libs: &[PathBuf]) -> Vec<HelperList> 
         .iter()
         .filter(|p| holds(p) && !modules.iter().any(|m| &m.path == *p));
     for path in unread {
-        match symbols::read_module(path) {
+        // The helpers are all exported: a debug file's full table (libc6-dbg
+        // is 4 MB) would add nothing but the time to read it.
+        match symbols::read_module_with(path, &[]) {
             Ok(m) => lists.push(symbols::helper_list(&m)),
             Err(e) => warning!("{e}: exceptions and longjmp there are not followed"),
         }
