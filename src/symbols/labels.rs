@@ -23,10 +23,15 @@ pub fn tell_apart(functions: &mut [Function], source_of: &mut dyn FnMut(u64) -> 
     let mut clashes: Vec<Vec<usize>> = groups.into_values().filter(|g| g.len() > 1).collect();
     clashes.sort(); // deterministic, whatever the hash order
     for group in clashes {
-        for &i in &group {
-            let f = &mut functions[i];
-            if f.source.is_none() && f.kind == crate::model::FuncKind::Function {
-                f.source = source_of(f.addr);
+        // Structor kinds need no debug info: the DWARF is read only for
+        // clashes they do not settle.
+        let kinds = group.iter().map(|&i| structor_kind(&functions[i].raw_name));
+        if distinct(kinds.collect()).is_none() {
+            for &i in &group {
+                let f = &mut functions[i];
+                if f.source.is_none() && f.kind == crate::model::FuncKind::Function {
+                    f.source = source_of(f.addr);
+                }
             }
         }
         let tags = tags(&group.iter().map(|&i| &functions[i]).collect::<Vec<_>>());
@@ -153,6 +158,31 @@ mod tests {
         for (raw, kind) in cases {
             assert_eq!(structor_kind(raw), kind, "{raw}");
         }
+    }
+
+    #[test]
+    fn sources_are_asked_only_for_clashes_kinds_do_not_settle() {
+        let mut functions = vec![
+            f("Base::~Base()", "_ZN4BaseD0Ev", 0x10, None),
+            f("Base::~Base()", "_ZN4BaseD1Ev", 0x20, None),
+            f("helper", "helper", 0x30, None),
+            f("helper", "helper", 0x40, None),
+        ];
+        let mut asked = Vec::new();
+        tell_apart(&mut functions, &mut |addr| {
+            asked.push(addr);
+            Some(format!("/src/h{addr:x}.c:1"))
+        });
+        assert_eq!(asked, [0x30, 0x40]);
+        assert_eq!(
+            names(&functions),
+            [
+                "Base::~Base() [D0]",
+                "Base::~Base() [D1]",
+                "helper [h30.c:1]",
+                "helper [h40.c:1]"
+            ]
+        );
     }
 
     #[test]
