@@ -135,6 +135,7 @@ fn table() -> FuncTable {
             size: 0x40,
             kind: FuncKind::Function,
             library: None,
+            source: None,
         })
         .collect();
     FuncTable {

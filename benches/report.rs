@@ -76,6 +76,7 @@ fn table() -> FuncTable {
                 FuncKind::Function
             },
             library: (i == FUNCTIONS - 1).then(|| "libc.so.6".into()),
+            source: None,
         })
         .collect();
     let modules = vec![

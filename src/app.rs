@@ -36,10 +36,13 @@ pub fn main() -> ExitCode {
 fn run() -> Result<i32> {
     match cli::parse()? {
         Mode::List(trace, output) => {
-            let plan = plan::build(&trace)?;
+            let mut plan = plan::build(&trace)?;
             let mut out = output::open(output.as_deref(), None)?;
             list::print(&plan, trace.exit, &mut out.writer)?;
             out.writer.flush()?;
+            if let Some(note) = list::inlined_note(&mut plan) {
+                eprintln!("utrace: {note}");
+            }
             eprintln!("{}", list::closing_line(&plan, out.file.as_deref()));
             Ok(0)
         }
@@ -63,7 +66,8 @@ fn live(trace: &TraceOptions, opts: &ReportOptions) -> Result<i32> {
         // A live summary is counted in BPF: no event leaves the kernel.
         Format::Summary => {
             let out = output::open(opts.output.as_deref(), None)?;
-            Output::Count(Box::new(Summary::new(out.writer, opts.sort)))
+            let summary = Summary::new(out.writer, opts.sort).with_srcline(opts.srcline);
+            Output::Count(Box::new(summary))
         }
         _ => {
             let shares_stdout = matches!(trace.target, Target::Command(_));

@@ -214,6 +214,15 @@ struct Args {
     /// --syscalls says which; --format=io shows the table.
     #[arg(long)]
     io: bool,
+    /// Look for separate debug files (by build-id, then .gnu_debuglink) in
+    /// DIR instead of /usr/lib/debug (repeatable).
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    debug_dir: Vec<PathBuf>,
+
+    /// Show where each function is defined (file:line, from debug info) in
+    /// the summary.
+    #[arg(long)]
+    srcline: bool,
 }
 
 /// The command line's spelling of [`Format`].
@@ -422,6 +431,7 @@ impl Args {
             output: self.output.clone(),
             color: self.color.into(),
             calls: CallFilter::default(),
+            srcline: self.srcline,
         };
         if self.report {
             let calls = CallFilter {
@@ -467,6 +477,9 @@ impl Args {
                 (set, _, _) => set,
             },
             io: self.io,
+            debug_dirs: self.debug_dir,
+            // Asked only where something shows it: a trace file carries it.
+            sources: self.list || self.record || self.srcline || report.format == Format::Json,
         };
         Ok(if self.list {
             Mode::List(trace, report.output)
@@ -637,6 +650,39 @@ mod tests {
             trace.target,
             Target::Command(vec!["./app".into(), "a b".into(), "c d".into()])
         );
+    }
+
+    #[test]
+    fn debug_dirs_repeat_and_sources_are_read_only_where_shown() {
+        let argv = [
+            "utrace",
+            "--debug-dir",
+            "/a",
+            "--debug-dir",
+            "/b",
+            "--srcline",
+            "--format=summary",
+            "--",
+            "x",
+        ];
+        let Mode::Live(trace, report) = parse_from(argv).unwrap() else {
+            panic!("expected live mode")
+        };
+        assert_eq!(trace.debug_dirs, [PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert!(trace.sources && report.srcline);
+        let sources = |argv: &[&str]| match parse_from(argv.iter().copied()).unwrap() {
+            Mode::Live(t, _) | Mode::Record(t, _) | Mode::List(t, _) => t.sources,
+            Mode::Report(..) => panic!("no trace options"),
+        };
+        assert!(!sources(&["utrace", "--", "x"]));
+        assert!(sources(&["utrace", "--list", "--", "x"]));
+        assert!(sources(&["utrace", "--record", "--", "x"]));
+        assert!(sources(&["utrace", "--format=json", "--", "x"]));
+        let Mode::Report(_, report) = parse_from(["utrace", "--report", "--srcline"]).unwrap()
+        else {
+            panic!("expected report")
+        };
+        assert!(report.srcline);
     }
 
     #[test]

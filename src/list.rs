@@ -1,7 +1,10 @@
 //! `--list`: what would be traced, one function per line — module, probe
 //! offset, how the kernel runs the probed instruction, how its end is seen,
-//! and the name — so a user can pick filters and see why a function is
-//! expensive to trace (a ret-site exit is single-stepped: a second trap).
+//! where it is defined (from debug info, `-` without) and the name — so a
+//! user can pick filters and see why a function is expensive to trace (a
+//! ret-site exit is single-stepped: a second trap). A closing note names the
+//! functions that were also inlined: those calls cannot be seen. A function
+//! the kernel will not probe is listed last, PROBE `refused`, with why.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -16,11 +19,18 @@ use crate::util::fmt::{module_name, plural};
 
 pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
     let table = &plan.probes.table;
-    let head = ("MODULE", "OFFSET", "PROBE", "EXIT");
+    let sources: Vec<String> = table
+        .functions
+        .iter()
+        .map(|f| f.short_source().unwrap_or_else(|| "-".into()))
+        .collect();
+    let width = sources.iter().map(|s| s.chars().count()).max().unwrap_or(0);
+    let width = width.max("SOURCE".len());
+    let head = ("MODULE", "OFFSET", "PROBE", "EXIT", "SOURCE");
     writeln!(
         out,
-        "{:<24} {:>10}  {:<11}  {:<9}  FUNCTION",
-        head.0, head.1, head.2, head.3
+        "{:<24} {:>10}  {:<11}  {:<9}  {:<width$}  FUNCTION",
+        head.0, head.1, head.2, head.3, head.4
     )?;
     for list in &plan.probes.entries {
         let paths = entry_paths(plan, &list.path);
@@ -34,11 +44,25 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
                 ExitProbe::Hijack => "session",
             };
             let name = table.name(id);
+            let source = sources.get(id.index()).map_or("-", String::as_str);
             writeln!(
                 out,
-                "{base:<24} {offset:>#10x}  {path:<11}  {how:<9}  {name}"
+                "{base:<24} {offset:>#10x}  {path:<11}  {how:<9}  {source:<width$}  {name}"
             )?;
         }
+    }
+    for r in &plan.refused {
+        let base = module_name(&r.module);
+        let source = r
+            .source
+            .as_deref()
+            .map_or("-", |s| s.rsplit('/').next().unwrap_or(s));
+        let (offset, name, reason) = (r.offset, &r.name, &r.reason);
+        writeln!(
+            out,
+            "{base:<24} {offset:>#10x}  {:<11}  {:<9}  {source:<width$}  {name}  # not traced: {reason}",
+            "refused", "-"
+        )?;
     }
     Ok(())
 }
@@ -52,6 +76,44 @@ pub fn closing_line(plan: &Plan, file: Option<&std::path::Path>) -> String {
         Some(path) => format!("Wrote {}: {counts}", path.display()),
         None => format!("utrace: {counts}"),
     }
+}
+
+/// "note: also inlined where they are called, …: sq, helper", when a listed
+/// function has inlined copies (debug info tells): calls to those run no
+/// probe. Reads each module's DWARF once, all of it.
+pub fn inlined_note(plan: &mut Plan) -> Option<String> {
+    const SHOWN: usize = 8;
+    let table = &plan.probes.table;
+    let read: Vec<Option<usize>> = (table.modules.iter())
+        .map(|t| plan.modules.iter().position(|m| module_matches(m, &t.path)))
+        .collect();
+    let mut names = Vec::new();
+    for f in &table.functions {
+        let module = read.get(f.module as usize).copied().flatten();
+        let module = module.and_then(|i| plan.modules.get(i));
+        if module.is_some_and(|m| plan.debug.has_inlined_copies(m, f.addr)) {
+            names.push(f.name.as_str());
+        }
+    }
+    if names.is_empty() {
+        return None;
+    }
+    let more = names.len().saturating_sub(SHOWN);
+    let mut list = names[..names.len().min(SHOWN)].join(", ");
+    if more > 0 {
+        list.push_str(&format!(" and {more} more"));
+    }
+    Some(format!(
+        "note: also inlined where they are called, and calls to those copies cannot be seen: {list}"
+    ))
+}
+
+/// The table names a module by its real path (plan.rs: /proc/PID/root and
+/// /proc/PID/exe resolved); the module was read from either.
+fn module_matches(module: &crate::symbols::ModuleSymbols, table_path: &str) -> bool {
+    let read = module.path.to_string_lossy();
+    read == table_path
+        || std::fs::canonicalize(&module.path).is_ok_and(|p| p.to_string_lossy() == table_path)
 }
 
 /// Probe file offset → entry path, for the module read from `path`.

@@ -39,7 +39,10 @@ pub enum FuncKind {
 pub struct Function {
     /// Index into [`FuncTable::modules`].
     pub module: u32,
-    /// Demangled name as shown to users; PLT stubs are `<sym>@plt`.
+    /// Demangled name as shown to users; PLT stubs are `<sym>@plt`. When two
+    /// functions of a module would show the same name, each carries a tag
+    /// that tells them apart: `helper [a.c:3]`, `Base::~Base() [D0]`
+    /// (symbols/labels.rs).
     pub name: String,
     /// Name as in the symbol table.
     pub raw_name: String,
@@ -50,6 +53,26 @@ pub struct Function {
     /// For a PLT stub, the library its import binds to as the program's
     /// loader names it (`libc.so.6`), when known; `None` for functions.
     pub library: Option<String>,
+    /// Where it is defined, `path/file.c:12`, when debug info says.
+    pub source: Option<String>,
+}
+
+impl Function {
+    /// The symbol as the symbol table spells it, to join with nm, perf or
+    /// c++filt output: a PLT stub's is its import's.
+    pub fn linkage_name(&self) -> &str {
+        match self.kind {
+            FuncKind::Plt => self.raw_name.strip_suffix("@plt").unwrap_or(&self.raw_name),
+            FuncKind::Function => &self.raw_name,
+        }
+    }
+
+    /// Where it is defined without the directories: `a.c:3` from the stored
+    /// `/src/dir/a.c:3`, for columns and tags a user reads.
+    pub fn short_source(&self) -> Option<String> {
+        let source = self.source.as_deref()?;
+        Some(source.rsplit('/').next().unwrap_or(source).to_string())
+    }
 }
 
 /// Everything a report needs to name what it shows, without the binary.

@@ -72,6 +72,12 @@ pub struct TraceOptions {
     pub syscalls_only: bool,
     /// `--io`: the page cache, block and writeback I/O below each function.
     pub io: bool,
+    /// `--debug-dir`: where separate debug files are looked for (empty:
+    /// /usr/lib/debug).
+    pub debug_dirs: Vec<PathBuf>,
+    /// Read each traced function's source line from debug info: `--list`, a
+    /// recording, `--srcline` and JSON show it.
+    pub sources: bool,
 }
 
 /// The output formats, live and `--report`.
@@ -151,6 +157,8 @@ pub struct ReportOptions {
     pub color: ColorChoice,
     /// What `--report` keeps of the trace (live, BPF filters at the source).
     pub calls: CallFilter,
+    /// `--srcline`: the summary shows where each function is defined.
+    pub srcline: bool,
 }
 
 /// The replay-time filters of `--report` (uftrace's `replay -F/-N/-D/-t`),
@@ -192,6 +200,7 @@ impl ReportOptions {
             output: None,
             color: ColorChoice::Auto,
             calls: CallFilter::default(),
+            srcline: false,
         }
     }
 }

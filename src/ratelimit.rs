@@ -166,6 +166,7 @@ mod tests {
             size: 1,
             kind: crate::model::FuncKind::Function,
             library: None,
+            source: None,
         };
         let table = FuncTable {
             functions: vec![function; 3],

@@ -4,6 +4,7 @@
 //! `exit_policy` decides how each function's end is seen.
 
 pub(crate) mod exit_policy;
+pub(crate) mod refused;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use crate::model::{FuncKind, FuncTable, RunInfo};
 use crate::options::{ExitMode, Target, TraceOptions};
 use crate::symbols::{
-    self, HelperList, ModuleSymbols, Numbering, ProbeSet, SearchConfig, Selector, libc,
+    self, DebugInfo, HelperList, ModuleSymbols, Numbering, ProbeSet, SearchConfig, Selector, libc,
 };
 use crate::target;
 use crate::util::clock::{mono_now_ns, unix_now_ns};
@@ -33,6 +34,10 @@ pub struct Plan {
     /// `--exit=auto`: the unwinder and longjmp, in the executable and the
     /// libraries that hold them.
     pub helpers: Vec<HelperList>,
+    /// The modules' DWARF, loaded when first asked (`--list` asks more).
+    pub debug: DebugInfo,
+    /// Selected functions the kernel will not probe, with the reason.
+    pub refused: Vec<refused::Refused>,
 }
 
 impl Plan {
@@ -54,7 +59,8 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
             let exe = target::resolve_command(&argv[0])?;
             // --exit=auto probes the unwinder and longjmp in the libraries;
             // what is not an ELF file is said by reading it below.
-            let wants_libs = !opts.filter.nest_libs.is_empty() || opts.exit == ExitMode::Auto;
+            let wants_libs = !opts.syscalls_only
+                && (!opts.filter.nest_libs.is_empty() || opts.exit == ExitMode::Auto);
             let libs = if wants_libs && symbols::is_elf(&exe) {
                 needed_libraries(&exe)?
             } else {
@@ -83,16 +89,19 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
             modules: Vec::new(),
             probes: ProbeSet::default(),
             helpers: Vec::new(),
+            debug: DebugInfo::new(),
+            refused: Vec::new(),
         });
     }
     let selector = Selector::new(&opts.filter)?;
-    let main = symbols::read_module(&exe).map_err(|e| explain_symbol_error(e, &exe))?;
-    if let Some(warning) = &main.warning {
+    let dirs = debug_dirs(&opts.debug_dirs)?;
+    let main = symbols::read_module_with(&exe, &dirs).map_err(|e| explain_symbol_error(e, &exe))?;
+    for warning in &main.warnings {
         warning!("{warning}");
     }
     let mut modules = vec![main];
     for path in lib_paths.iter().filter(|p| selector.nests(p, None)) {
-        match symbols::read_module(path) {
+        match symbols::read_module_with(path, &dirs) {
             Ok(m) => modules.push(m),
             Err(e) => warning!("skipping {}: {e}", path.display()),
         }
@@ -104,6 +113,10 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         .iter()
         .map(|u| format!("{} '{}'", u.option, u.pattern))
         .collect();
+    let mut debug = DebugInfo::new();
+    let refused = refused::collect(&selection, &mut debug, opts.sources);
+    let named = !opts.filter.functions.is_empty();
+    refused::report(&refused, named, selection.is_empty())?;
     if selection.is_empty() {
         if missed.is_empty() {
             bail!(
@@ -124,7 +137,15 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         };
         warning!("{} '{}' matches nothing{later}", u.option, u.pattern);
     }
-    let mut probes = symbols::probe_set(&selection, Numbering::default());
+    let mut probes = symbols::probe_set_with(
+        &selection,
+        Numbering::default(),
+        &mut |m, addr| debug.source(m, addr),
+        opts.sources,
+    );
+    for warning in debug.take_warnings() {
+        warning!("{warning}");
+    }
     warn_no_plt(main, &selection);
     let helpers = match opts.exit {
         ExitMode::Auto => helper_lists(&modules, &lib_paths),
@@ -147,7 +168,21 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         helpers,
         modules,
         probes,
+        debug,
+        refused,
     })
+}
+
+/// `--debug-dir`, checked: a directory that does not exist is a typo the
+/// user should hear about, not a silent miss.
+fn debug_dirs(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if given.is_empty() {
+        return Ok(vec![PathBuf::from(symbols::DEFAULT_DEBUG_DIR)]);
+    }
+    if let Some(dir) = given.iter().find(|d| !d.is_dir()) {
+        bail!("--debug-dir {}: no such directory", dir.display());
+    }
+    Ok(given.to_vec())
 }
 
 /// The helper probes of the executable and of the libraries that can hold
@@ -167,7 +202,9 @@ fn helper_lists(modules: &[ModuleSymbols], libs: &[PathBuf]) -> Vec<HelperList> 
         .iter()
         .filter(|p| holds(p) && !modules.iter().any(|m| &m.path == *p));
     for path in unread {
-        match symbols::read_module(path) {
+        // The helpers are all exported: a debug file's full table (libc6-dbg
+        // is 4 MB) would add nothing but the time to read it.
+        match symbols::read_module_with(path, &[]) {
             Ok(m) => lists.push(symbols::helper_list(&m)),
             Err(e) => warning!("{e}: exceptions and longjmp there are not followed"),
         }

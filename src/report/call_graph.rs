@@ -176,9 +176,13 @@ impl CallGraph {
         match line.shape {
             Shape::Pending | Shape::Open | Shape::Leaf { .. } => {
                 push_name(&mut text);
-                // A C++ name keeps its parameter list, so overloads stay distinct.
+                // A C++ name keeps its parameter list, so overloads stay
+                // distinct; a C name gets one, before the tag that tells two
+                // alike apart (`helper() [a.c:3]`, symbols/labels.rs).
                 if !name.contains('(') {
-                    text.push_str("()");
+                    let at = tag_start(name).map_or(text.len(), |i| text.len() - (name.len() - i));
+                    let at = if module.is_some() { text.len() } else { at };
+                    text.insert_str(at, "()");
                 }
                 match line.shape {
                     Shape::Leaf { end, .. } => {
@@ -200,6 +204,11 @@ impl CallGraph {
         self.text = text;
         Ok(written?)
     }
+}
+
+/// Where the ` [tag]` of a tagged name without a parameter list starts.
+fn tag_start(name: &str) -> Option<usize> {
+    name.ends_with(']').then(|| name.rfind(" [")).flatten()
 }
 
 /// `--libname`: a function and the file it is in; for a PLT stub whose
@@ -418,6 +427,7 @@ mod tests {
             size: 1,
             kind: FuncKind::Function,
             library: None,
+            source: None,
         };
         FuncTable {
             modules: vec![Module {
@@ -504,6 +514,7 @@ mod tests {
             size: 16,
             kind: FuncKind::Plt,
             library: library.map(str::to_owned),
+            source: None,
         };
         t.functions.push(stub("strtol", Some("libc.so.6")));
         t.functions.push(stub("mystery", None));

@@ -72,7 +72,7 @@ impl Sink for Csv {
         else {
             return Ok(());
         };
-        let raw = table.function(func).map_or("", |f| f.raw_name.as_str());
+        let raw = table.function(func).map_or("", |f| f.linkage_name());
         self.row([
             &entry_ts.to_string(),
             &pid.to_string(),

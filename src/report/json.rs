@@ -1,18 +1,21 @@
 //! `--format=json`: the summary, machine-readable, in exactly this shape:
-//! `{"functions":[{"function","module","calls","total_ns","self_ns","avg_ns",
-//! "min_ns","max_ns"}, ...], "syscalls":[{"function","module","syscall",
-//! "calls","errors","total_ns","bytes"}, ...], "lost_events", "threads",
-//! "events"}`. A syscall row's `function` is null when no traced call was
-//! open; `bytes` sums the results ≥ 0 of the read/write family. With `--io`,
-//! `"io":[{"function","module","syscall_read_bytes","syscall_write_bytes",
-//! "cache_hit_pages","cache_miss_pages","dirtied_pages","block_read_bytes",
-//! "block_write_bytes","block_requests","writeback_bytes",
-//! "forced_writeback_bytes","avg_device_ns","max_device_ns","read_amp",
-//! "write_amp"}, ...]` (`function` null outside every traced call, and
-//! "(other traffic)" for the devices' I/O the program did not cause; an
-//! amplification is null when nothing was asked that way).
-//! `module` is the full path of the module holding the function (for a PLT
-//! stub `<sym>@plt`, the calling module).
+//! `{"functions":[{"function","linkage_name","module","source","calls",
+//! "total_ns","self_ns","avg_ns","min_ns","max_ns"}, ...],
+//! "syscalls":[{"function","module","syscall","calls","errors","total_ns",
+//! "bytes"}, ...], "lost_events", "threads", "events"}`. `linkage_name` is
+//! the symbol as the symbol table spells it (to join with nm, perf or
+//! c++filt output); `module` is the full path of the module holding the
+//! function (for a PLT stub `<sym>@plt`, the calling module); `source` is
+//! `path/file.c:12` from debug info, or null. A syscall row's `function` is
+//! null when no traced call was open; `bytes` sums the results ≥ 0 of the
+//! read/write family. With `--io`, `"io":[{"function","module",
+//! "syscall_read_bytes","syscall_write_bytes","cache_hit_pages",
+//! "cache_miss_pages","dirtied_pages","block_read_bytes","block_write_bytes",
+//! "block_requests","writeback_bytes","forced_writeback_bytes",
+//! "avg_device_ns","max_device_ns","read_amp","write_amp"}, ...]`
+//! (`function` null outside every traced call, and "(other traffic)" for
+//! the devices' I/O the program did not cause; an amplification is null
+//! when nothing was asked that way).
 
 use std::io::Write;
 
@@ -38,7 +41,9 @@ struct Report<'a> {
 #[derive(Serialize)]
 struct Function<'a> {
     function: &'a str,
+    linkage_name: &'a str,
     module: &'a str,
+    source: Option<&'a str>,
     calls: u64,
     total_ns: u64,
     self_ns: u64,
@@ -141,7 +146,9 @@ impl Sink for Json {
             .into_iter()
             .map(|(id, s)| Function {
                 function: table.name(id),
+                linkage_name: table.function(id).map_or("", |f| f.linkage_name()),
                 module: table.module_of(id),
+                source: table.function(id).and_then(|f| f.source.as_deref()),
                 calls: s.calls,
                 total_ns: s.total_ns,
                 self_ns: s.self_ns,
@@ -195,10 +202,10 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&text).unwrap();
         let expected = serde_json::json!({
             "functions": [
-                {"function": "main", "module": "/opt/sort", "calls": 1, "total_ns": 100, "self_ns": 20,
-                 "avg_ns": 100, "min_ns": 100, "max_ns": 100},
-                {"function": "fib", "module": "/opt/sort", "calls": 3, "total_ns": 80, "self_ns": 80,
-                 "avg_ns": 50, "min_ns": 20, "max_ns": 80},
+                {"function": "main", "linkage_name": "main", "module": "/opt/sort", "source": null,
+                 "calls": 1, "total_ns": 100, "self_ns": 20, "avg_ns": 100, "min_ns": 100, "max_ns": 100},
+                {"function": "fib", "linkage_name": "fib", "module": "/opt/sort", "source": "/src/fib.c:7",
+                 "calls": 3, "total_ns": 80, "self_ns": 80, "avg_ns": 50, "min_ns": 20, "max_ns": 80},
             ],
             "syscalls": [],
             "lost_events": 3,
@@ -209,7 +216,9 @@ mod tests {
         // Keys in the documented order.
         let keys = [
             "\"function\"",
+            "\"linkage_name\"",
             "\"module\"",
+            "\"source\"",
             "\"calls\"",
             "\"total_ns\"",
             "\"self_ns\"",
@@ -237,6 +246,7 @@ mod tests {
             serde_json::from_str(&report(&events, &options(Format::Json))).unwrap();
         let plt = &value["functions"][1];
         assert_eq!(plt["function"], "qsort@plt");
+        assert_eq!(plt["linkage_name"], "qsort");
         assert_eq!(plt["module"], "/opt/sort");
     }
 }

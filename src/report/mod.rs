@@ -41,7 +41,9 @@ pub const DEFAULT_SVG: &str = "utrace.svg";
 /// flushes it in `finish`.
 pub fn sink_for(format: Format, opts: &ReportOptions, out: Box<dyn Write>) -> Box<dyn Sink> {
     match format {
-        Format::Summary => Box::new(summary::Summary::new(out, opts.sort)),
+        Format::Summary => {
+            Box::new(summary::Summary::new(out, opts.sort).with_srcline(opts.srcline))
+        }
         Format::CallGraph => Box::new(call_graph::CallGraph::new(out, opts.layout)),
         Format::Json => Box::new(json::Json::new(out, opts.sort)),
         Format::Folded => Box::new(folded::Folded::new(out, opts.per_thread)),

@@ -1,7 +1,8 @@
 //! `--format=summary` (the default report): one row per function with calls,
 //! total, self, average, min and max time, sorted by `--sort`, and a footer
-//! with the events, threads, lost events and traced wall time. With
-//! `--syscalls`, strace -c's table and which function made the calls follow.
+//! with the events, threads, lost events and traced wall time. `--srcline`
+//! adds where each function is defined. With `--syscalls`, strace -c's
+//! table and which function made the calls follow.
 
 use std::io::Write;
 
@@ -25,6 +26,7 @@ pub struct Summary {
     syscalls: SyscallTotals,
     /// Counted in BPF: no events were streamed, so there are none to count.
     counted: bool,
+    srcline: bool,
 }
 
 impl Summary {
@@ -35,7 +37,14 @@ impl Summary {
             stats: StatsByFunction::new(),
             syscalls: SyscallTotals::default(),
             counted: false,
+            srcline: false,
         }
+    }
+
+    /// `--srcline`: a Source column (`file.c:12`, `-` without debug info).
+    pub fn with_srcline(mut self, srcline: bool) -> Self {
+        self.srcline = srcline;
+        self
     }
 
     /// Takes the statistics BPF aggregated (counting mode) instead of calls.
@@ -59,10 +68,25 @@ impl Summary {
             head.push_str(&format!("{h:>WIDTH$} "));
             rule.push_str(&format!("{:>WIDTH$} ", "=".repeat(WIDTH - 1)));
         }
-        writeln!(self.out, "{head} {:<name_width$}  Module", "Function")?;
+        // Without --srcline the module is last and unpadded, as it was.
+        let module_width = match self.srcline {
+            true => (rows.iter())
+                .map(|r| module_name(table.module_of(r.0)).chars().count())
+                .fold(6, usize::max),
+            false => 0,
+        };
+        let (source_head, source_rule) = match self.srcline {
+            true => ("  Source", format!("  {}", "=".repeat(6))),
+            false => ("", String::new()),
+        };
         writeln!(
             self.out,
-            "{rule} {}  {}",
+            "{head} {:<name_width$}  {:<module_width$}{source_head}",
+            "Function", "Module"
+        )?;
+        writeln!(
+            self.out,
+            "{rule} {}  {:<module_width$}{source_rule}",
             "=".repeat(name_width),
             "=".repeat(6)
         )?;
@@ -72,11 +96,15 @@ impl Summary {
                 line.push_str(&format!("{:>WIDTH$} ", human_duration(ns)));
             }
             let module = module_name(table.module_of(func));
-            writeln!(
-                self.out,
-                "{line} {:<name_width$}  {module}",
-                table.name(func)
-            )?;
+            let name = table.name(func);
+            let row = format!("{line} {name:<name_width$}  {module:<module_width$}");
+            match self.srcline {
+                true => {
+                    let source = table.function(func).and_then(|f| f.short_source());
+                    writeln!(self.out, "{row}  {}", source.as_deref().unwrap_or("-"))?;
+                }
+                false => writeln!(self.out, "{row}")?,
+            }
         }
         Ok(())
     }

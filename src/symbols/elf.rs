@@ -12,9 +12,10 @@ use object::read::elf::{SectionHeader, Sym, SymbolTable};
 use object::{LittleEndian as LE, Object};
 
 use super::SymbolError;
+use super::debugfile::{DEFAULT_DEBUG_DIR, DebugRef, Separate, find_separate};
 use super::demangle::demangle;
 use super::exit_sites::{self, ColdPart, ModuleCode, cold_parent};
-use super::image::{Elf, Segments, check_ident, check_machine};
+use super::image::{Elf, Segments, check_ident, check_machine, hex};
 use super::libc;
 use super::link::{LinkInfo, link_info};
 use super::placement;
@@ -34,9 +35,11 @@ pub struct ModuleSymbols {
     /// Functions sorted by address, one per address.
     pub functions: Vec<Symbol>,
     pub plt: PltInfo,
-    /// Something the user should know, e.g. that only exported functions
-    /// could be read.
-    pub warning: Option<String>,
+    /// Where its DWARF may be (read lazily, debuginfo.rs).
+    pub debug: DebugRef,
+    /// What the user should know, e.g. that only exported functions could
+    /// be read, or that a debug file did not match.
+    pub warnings: Vec<String>,
 }
 
 impl ModuleSymbols {
@@ -50,14 +53,24 @@ impl ModuleSymbols {
     }
 }
 
-/// Reads the functions, PLT stubs and link facts of the ELF file at `path`.
+/// Reads the functions, PLT stubs and link facts of the ELF file at `path`,
+/// with separate debug files looked for in /usr/lib/debug.
 pub fn read_module(path: &Path) -> Result<ModuleSymbols, SymbolError> {
-    let data = std::fs::read(path).map_err(SymbolError::io(path))?;
-    parse_module(path, &data)
+    read_module_with(path, &[PathBuf::from(DEFAULT_DEBUG_DIR)])
 }
 
-/// [`read_module`] on bytes already in memory.
-pub fn parse_module(path: &Path, data: &[u8]) -> Result<ModuleSymbols, SymbolError> {
+/// [`read_module`], with separate debug files looked for in `debug_dirs`.
+pub fn read_module_with(path: &Path, debug_dirs: &[PathBuf]) -> Result<ModuleSymbols, SymbolError> {
+    let data = std::fs::read(path).map_err(SymbolError::io(path))?;
+    parse_module(path, &data, debug_dirs)
+}
+
+/// [`read_module_with`] on bytes already in memory.
+pub fn parse_module(
+    path: &Path,
+    data: &[u8],
+    debug_dirs: &[PathBuf],
+) -> Result<ModuleSymbols, SymbolError> {
     check_ident(path, data)?;
     let elf = Elf::parse(data).map_err(SymbolError::malformed(path))?;
     check_machine(path, elf.elf_header())?;
@@ -65,22 +78,34 @@ pub fn parse_module(path: &Path, data: &[u8]) -> Result<ModuleSymbols, SymbolErr
     let link = link_info(data).map_err(SymbolError::malformed(path))?;
     let (mut plt, imports) =
         plt::parse_plt(&elf, data, &segments).map_err(SymbolError::malformed(path))?;
-    let (mut functions, cold, warning) = functions(path, &elf, data, &segments)?;
+    let build_id = elf.build_id().ok().flatten().map(hex);
+    let mut debug = DebugRef::of(&elf, debug_dirs);
     let code = ModuleCode {
         data,
         segs: &segments,
         sections: code_sections(&elf),
     };
+    let found = functions(path, &elf, &code, build_id.as_deref(), &mut debug)?;
+    let (mut functions, cold, mut warnings) = found;
+    if functions.is_empty() && plt.stubs.is_empty() {
+        return Err(SymbolError::Stripped(path.to_path_buf()));
+    }
+    if functions.is_empty() {
+        warnings.push(format!(
+            "{} is stripped and exports nothing: only its library calls (PLT stubs) can be traced",
+            shown(path).display()
+        ));
+    }
     let called = exit_sites::scan(&code, &mut functions, &cold, &mut plt.stubs, &imports);
     plt.got_only_imports = plt::got_only_imports(&imports, &called);
-    let build_id = elf.build_id().ok().flatten().map(hex);
     Ok(ModuleSymbols {
         path: path.to_path_buf(),
         build_id,
         link,
         functions,
         plt,
-        warning,
+        debug,
+        warnings,
     })
 }
 
@@ -97,33 +122,61 @@ fn code_sections(elf: &Elf<'_>) -> Vec<(u64, u64)> {
         .collect()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+type Functions = (Vec<Symbol>, Vec<ColdPart>, Vec<String>);
 
-type Functions = (Vec<Symbol>, Vec<ColdPart>, Option<String>);
-
-/// The functions, their `.cold` parts, and a warning when only exported
-/// functions could be read.
+/// The functions and their `.cold` parts: from .symtab; for a stripped file
+/// from its separate debug file's .symtab (the full table); else from
+/// .dynsym (the exports only, said in a warning); else none.
 fn functions(
     path: &Path,
     elf: &Elf<'_>,
-    data: &[u8],
-    segments: &Segments,
+    code: &ModuleCode<'_>,
+    build_id: Option<&str>,
+    debug: &mut DebugRef,
 ) -> Result<Functions, SymbolError> {
-    let (from_symtab, cold) = collect(elf, elf.elf_symbol_table(), data, segments);
+    let (from_symtab, cold) = collect(elf, elf.elf_symbol_table(), code.data, code.segs);
     if !from_symtab.is_empty() {
-        return Ok((from_symtab, cold, None));
+        return Ok((from_symtab, cold, Vec::new()));
     }
-    let (from_dynsym, cold) = collect(elf, elf.elf_dynamic_symbol_table(), data, segments);
-    if from_dynsym.is_empty() {
-        return Err(SymbolError::Stripped(path.to_path_buf()));
+    let found = find_separate(path, build_id, debug);
+    debug.separate = Separate::Searched(found.path.clone());
+    let mut warnings = found.warnings;
+    if let (Some(debug_file), Some(data)) = (&found.path, &found.data) {
+        match debug_symbols(data, code) {
+            Some((functions, cold)) if !functions.is_empty() => {
+                return Ok((functions, cold, warnings));
+            }
+            _ => warnings.push(format!(
+                "{} has no function symbols: not using it",
+                debug_file.display()
+            )),
+        }
     }
-    let warning = format!(
-        "{} is stripped: only its exported functions (.dynsym) can be traced",
-        path.display()
-    );
-    Ok((from_dynsym, cold, Some(warning)))
+    let (from_dynsym, cold) = collect(elf, elf.elf_dynamic_symbol_table(), code.data, code.segs);
+    if !from_dynsym.is_empty() {
+        warnings.push(format!(
+            "{} is stripped: only its exported functions (.dynsym) can be traced",
+            shown(path).display()
+        ));
+    }
+    Ok((from_dynsym, cold, warnings))
+}
+
+/// The functions a separate debug file's .symtab names; their code (for
+/// probe placement and exits) is read from the binary's own bytes.
+fn debug_symbols(data: &[u8], code: &ModuleCode<'_>) -> Option<(Vec<Symbol>, Vec<ColdPart>)> {
+    let elf = Elf::parse(data).ok()?;
+    Some(collect(&elf, elf.elf_symbol_table(), code.data, code.segs))
+}
+
+/// The program a path names, for messages: a traced child that exec'd is
+/// read through /proc/PID/exe, which tells the user nothing.
+fn shown(path: &Path) -> PathBuf {
+    let is_proc_exe = path.starts_with("/proc") && path.ends_with("exe");
+    match is_proc_exe.then(|| std::fs::read_link(path).ok()).flatten() {
+        Some(target) => target,
+        None => path.to_path_buf(),
+    }
 }
 
 /// One function symbol before aliases are merged.
@@ -233,6 +286,17 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         size.min(PLACEMENT_WINDOW)
     };
     let code = segs.bytes(data, first.vaddr, window).unwrap_or_default();
+    let mut placement = placement::place(code, first.vaddr, file_offset);
+    let mut refused = None;
+    if !placement.probeable {
+        let body = segs
+            .bytes(data, first.vaddr, size.max(window))
+            .unwrap_or_default();
+        match placement::place_past_refused(body, first.vaddr, file_offset) {
+            Ok(moved) => placement = moved,
+            Err(why) => refused = Some(why),
+        }
+    }
     let mut aliases: Vec<String> = group[1..].iter().map(|c| c.raw.to_string()).collect();
     aliases.dedup();
     Some(Symbol {
@@ -245,7 +309,8 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         global: first.binding < 2,
         // The resolver's own FUNC symbol shares the IFUNC's address.
         ifunc: group.iter().any(|c| c.ifunc),
-        placement: placement::place(code, first.vaddr, file_offset),
+        placement,
+        refused,
         ret_sites: Vec::new(),
         leaf: false,
     })
@@ -297,7 +362,7 @@ mod tests {
         let module = read_module(&exe).expect("reading a PIE");
         assert!(module.link.is_pie && module.link.is_executable);
         assert_eq!(module.link.needed, ["libc.so.6"]);
-        assert_eq!(module.warning, None);
+        assert!(module.warnings.is_empty());
         assert_eq!(module.build_id, readelf_build_id(&exe));
         assert!(module.build_id.as_ref().is_some_and(|id| id.len() == 40));
         let add = find(&module, "add");
@@ -395,15 +460,73 @@ mod tests {
     }
 
     #[test]
-    fn stripped_executable_is_an_error() {
+    fn stripped_executable_without_exports_keeps_its_plt_stubs() {
         let fx = Fixture::new();
         let exe = fx.cc("full", CALLS_LIBC, &["-O0"]);
         let stripped = fx.strip(&exe, "stripped");
-        let err = read_module(&stripped).expect_err("nothing to trace");
+        let module = read_module_with(&stripped, &[]).expect("its PLT stubs remain");
+        assert!(module.functions.is_empty());
+        let stubs: Vec<&str> = module.plt.stubs.iter().map(|s| s.import.as_str()).collect();
+        assert!(
+            stubs.contains(&"malloc") && stubs.contains(&"printf"),
+            "{stubs:?}"
+        );
+        let warning = format!(
+            "{} is stripped and exports nothing: only its library calls (PLT stubs) can be traced",
+            stripped.display()
+        );
+        assert_eq!(module.warnings, [warning]);
+    }
+
+    #[test]
+    fn a_program_read_through_proc_pid_exe_is_named_by_its_path() {
+        let fx = Fixture::new();
+        let src = "#include <unistd.h>\nint main(void) { sleep(30); return 0; }";
+        let exe = fx.cc("sleeper", src, &["-O2", "-s"]);
+        let mut child = Command::new(&exe).spawn().expect("running the sleeper");
+        let proc_exe = PathBuf::from(format!("/proc/{}/exe", child.id()));
+        let module = read_module_with(&proc_exe, &[]);
+        let _ = child.kill();
+        let _ = child.wait();
+        let warning = format!(
+            "{} is stripped and exports nothing: only its library calls (PLT stubs) can be traced",
+            std::fs::canonicalize(&exe).expect("real path").display()
+        );
+        assert_eq!(module.expect("its PLT stubs remain").warnings, [warning]);
+    }
+
+    #[test]
+    fn nothing_to_trace_at_all_is_an_error() {
+        let fx = Fixture::new();
+        let src = "__attribute__((visibility(\"hidden\"))) int inner(int x) { return x + 1; }";
+        let lib = fx.cc("libnone.so", src, &["-shared", "-fPIC", "-nostdlib"]);
+        let stripped = fx.strip(&lib, "libnone-stripped.so");
+        let err = read_module_with(&stripped, &[]).expect_err("nothing to trace");
         assert!(
             matches!(err, SymbolError::Stripped(ref p) if p == &stripped),
             "{err:?}"
         );
+    }
+
+    #[test]
+    fn stripped_binary_reads_the_full_table_of_its_debug_file() {
+        let fx = Fixture::new();
+        let src = format!(
+            "static __attribute__((noinline)) int hidden(int x) {{ return x * 3; }}\n{CALLS_LIBC}\nint use(int x) {{ return hidden(x); }}"
+        );
+        let exe = fx.cc("prog", &src, &["-O0", "-g"]);
+        let split = fx.split_debug(&exe, "prog.debug");
+        // Found by .gnu_debuglink beside it: the local function is back.
+        let module = read_module_with(&split.stripped, &[]).expect("reading");
+        assert!(names(&module).contains(&"hidden"), "{:?}", names(&module));
+        assert!(module.warnings.is_empty(), "{:?}", module.warnings);
+        let full = read_module(&exe).expect("reading");
+        let offsets = |m: &ModuleSymbols| -> Vec<(String, u64, u64)> {
+            let f = m.functions.iter();
+            f.map(|s| (s.name.clone(), s.file_offset, s.placement.probe_file_offset))
+                .collect()
+        };
+        assert_eq!(offsets(&module), offsets(&full));
     }
 
     #[test]
@@ -418,7 +541,7 @@ mod tests {
             "{} is stripped: only its exported functions (.dynsym) can be traced",
             stripped.display()
         );
-        assert_eq!(module.warning, Some(warning));
+        assert_eq!(module.warnings, [warning]);
         assert!(names(&read_module(&lib).expect("reading")).contains(&"helper"));
     }
 
@@ -445,7 +568,7 @@ mod tests {
         let exe = fx.cc("native", CALLS_LIBC, &["-O0"]);
         let mut data = std::fs::read(&exe).expect("reading");
         data[18..20].copy_from_slice(&183u16.to_le_bytes()); // e_machine = EM_AARCH64
-        let err = parse_module(&exe, &data).expect_err("aarch64");
+        let err = parse_module(&exe, &data, &[]).expect_err("aarch64");
         assert_eq!(
             err.to_string(),
             format!(
@@ -454,7 +577,7 @@ mod tests {
             )
         );
         data[4] = 1; // ELFCLASS32
-        let err = parse_module(&exe, &data).expect_err("32-bit");
+        let err = parse_module(&exe, &data, &[]).expect_err("32-bit");
         assert!(
             matches!(err, SymbolError::UnsupportedArch { ref what, .. } if what == "a 32-bit ELF file")
         );

@@ -569,6 +569,7 @@ mod tests {
             global: true,
             ifunc: false,
             placement: crate::symbols::placement::place(&[], vaddr, vaddr),
+            refused: None,
             ret_sites: Vec::new(),
             leaf: false,
         };

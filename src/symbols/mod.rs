@@ -8,13 +8,19 @@
 //! the [`FuncTable`](crate::model::FuncTable) and also its BPF attach cookie,
 //! so BPF never sees a name. `libc` holds what utrace knows about the C
 //! runtime; `image` the ELF facts every reader shares; `exports` which
-//! library defines an import its stub does not name.
+//! library defines an import its stub does not name; `debugfile` where a
+//! module's DWARF is and `debuginfo` what it says (source lines, inlining),
+//! read only when asked.
 
+pub(crate) mod debugfile;
+pub(crate) mod debuginfo;
 pub(crate) mod demangle;
+mod dies;
 pub(crate) mod elf;
 mod exit_sites;
 mod exports;
 mod image;
+pub(crate) mod labels;
 pub(crate) mod libc;
 pub(crate) mod libs;
 pub(crate) mod link;
@@ -31,7 +37,9 @@ use std::path::{Path, PathBuf};
 
 use crate::model::{FuncId, FuncKind, FuncTable, Function, Module};
 
-pub use elf::{ModuleSymbols, read_module};
+pub use debugfile::DEFAULT_DEBUG_DIR;
+pub use debuginfo::DebugInfo;
+pub use elf::{ModuleSymbols, read_module, read_module_with};
 pub use exports::defining_libraries;
 pub use libs::{SearchConfig, resolve_needed};
 pub use maps::read_process;
@@ -288,6 +296,21 @@ impl Numbering {
 /// module's functions, then its PLT stubs. Two selections that share a probe
 /// offset in one module (which uprobe_multi would reject) keep the first.
 pub fn probe_set(selection: &Selection<'_>, numbering: Numbering) -> ProbeSet {
+    probe_set_with(selection, numbering, &mut |_, _| None, false)
+}
+
+/// Where a function is defined (`file:line`), asked per selected function.
+pub type SourceOf<'s> = dyn FnMut(&ModuleSymbols, u64) -> Option<String> + 's;
+
+/// [`probe_set`], with each function's source from `source_of` (module,
+/// address): asked for every function when `all`, else only for those whose
+/// names clash within their module, which are tagged (labels.rs).
+pub fn probe_set_with(
+    selection: &Selection<'_>,
+    numbering: Numbering,
+    source_of: &mut SourceOf<'_>,
+    all: bool,
+) -> ProbeSet {
     let mut set = ProbeSet {
         first: numbering.first_function,
         ..ProbeSet::default()
@@ -304,11 +327,14 @@ pub fn probe_set(selection: &Selection<'_>, numbering: Numbering) -> ProbeSet {
         });
         let mut lists = ModuleLists::new(&module.path);
         let unwinds = module.can_unwind();
+        let first = set.table.functions.len();
         for sym in &selected.functions {
             // Recursion deeper than the kernel's 64 pending returns is BPF's
             // to handle (HIJACK_BUDGET: ret sites on demand).
             let hijack_safe = !unwinds || sym.leaf;
-            let Some(id) = lists.number(&mut set, function_of(sym, module_id), hijack_safe) else {
+            let source = all.then(|| source_of(module, sym.vaddr)).flatten();
+            let function = function_of(sym, module_id, source);
+            let Some(id) = lists.number(&mut set, function, hijack_safe) else {
                 continue;
             };
             // The same `ret` can end two functions whose bodies overlap:
@@ -332,11 +358,13 @@ pub fn probe_set(selection: &Selection<'_>, numbering: Numbering) -> ProbeSet {
             }
         }
         lists.finish(&mut set);
+        let mut clashing_source = |addr| source_of(module, addr);
+        labels::tell_apart(&mut set.table.functions[first..], &mut clashing_source);
     }
     set
 }
 
-fn function_of(sym: &Symbol, module: u32) -> (Function, u64) {
+fn function_of(sym: &Symbol, module: u32, source: Option<String>) -> (Function, u64) {
     let function = Function {
         module,
         name: sym.name.clone(),
@@ -345,6 +373,7 @@ fn function_of(sym: &Symbol, module: u32) -> (Function, u64) {
         size: sym.size,
         kind: FuncKind::Function,
         library: None,
+        source,
     };
     (function, sym.placement.probe_file_offset)
 }
@@ -358,6 +387,7 @@ fn stub_of(stub: &PltStub, module: &ModuleSymbols, module_id: u32) -> (Function,
         size: stub.size,
         kind: FuncKind::Plt,
         library: select::stub_library(module, stub).map(str::to_owned),
+        source: None,
     };
     (function, stub.placement.probe_file_offset)
 }

@@ -77,6 +77,68 @@ pub fn place(code: &[u8], vaddr: u64, file_offset: u64) -> Placement {
     }
 }
 
+/// For a function whose first instruction the kernel refuses (see
+/// [`place`]): the placement on its second instruction, or why there is
+/// none. `body` is the whole function. Moving the probe is sound only when
+/// the first instruction leaves the stack as it was (a `lock`-prefixed one
+/// writes memory, never %rsp, and is no branch: arguments and the return
+/// address are where the entry left them) and no branch in the function
+/// lands on either instruction (a spin loop back to the `lock`): each such
+/// landing would count as a call.
+pub fn place_past_refused(body: &[u8], vaddr: u64, file_offset: u64) -> Result<Placement, String> {
+    let skip = if body.starts_with(&ENDBR64) {
+        ENDBR64.len()
+    } else {
+        0
+    };
+    let mut decoder =
+        Decoder::with_ip(64, &body[skip..], vaddr + skip as u64, DecoderOptions::NONE);
+    let first = decoder.decode();
+    let what = mnemonic(&first);
+    if first.is_invalid() || !first.has_lock_prefix() {
+        return Err(format!(
+            "the kernel refuses a uprobe on its first instruction ({what})"
+        ));
+    }
+    let second_at = skip + first.len();
+    let second = decoder.decode();
+    let second_bytes = body
+        .get(second_at..second_at + second.len())
+        .unwrap_or_default();
+    if second.is_invalid() || !kernel_accepts(second_bytes) {
+        return Err(format!(
+            "the kernel refuses a uprobe on its first instruction ({what}) and on the next"
+        ));
+    }
+    let (entry, second_vaddr) = (vaddr + skip as u64, second.ip());
+    let mut all = Decoder::with_ip(64, body, vaddr, DecoderOptions::NONE);
+    let lands_back = std::iter::from_fn(|| all.can_decode().then(|| all.decode())).any(|insn| {
+        let branch = insn.op0_kind() == OpKind::NearBranch64 && insn.mnemonic() != Mnemonic::Call;
+        branch && (entry..=second_vaddr).contains(&insn.near_branch_target())
+    });
+    if lands_back {
+        return Err(format!(
+            "the kernel refuses a uprobe on its first instruction ({what}), and a branch in it returns there"
+        ));
+    }
+    let probed = &body[second_at..];
+    Ok(Placement {
+        probe_vaddr: second_vaddr,
+        probe_file_offset: file_offset + second_at as u64,
+        path: classify(probed, second_vaddr),
+        probeable: true,
+    })
+}
+
+/// `lock xadd`, `vpxor`: how a refusal names the instruction.
+fn mnemonic(insn: &Instruction) -> String {
+    let name = format!("{:?}", insn.mnemonic()).to_lowercase();
+    match insn.has_lock_prefix() {
+        true => format!("lock {name}"),
+        false => name,
+    }
+}
+
 /// How the kernel handles a breakpoint on the first instruction of `code`.
 pub fn classify(code: &[u8], vaddr: u64) -> EntryPath {
     if code.starts_with(&NOP5) {
@@ -216,6 +278,34 @@ mod tests {
         assert!(!place(&[0xf3, 0x0f, 0x1e, 0xfa, 0xf0, 0x0f, 0xc1, 0x07], 0, 0).probeable); // endbr64; lock xadd
         assert!(!place(&[0xc5, 0xf9, 0xef, 0xc0], 0, 0).probeable); // vpxor
         assert!(!place(&[], 0, 0).probeable);
+    }
+
+    #[test]
+    fn a_lock_first_instruction_moves_the_probe_unless_a_branch_returns() {
+        // lock addl $1,0x10(%rip); ret
+        let bump = [0xf0, 0x83, 0x05, 0x10, 0, 0, 0, 0x01, 0xc3];
+        assert!(!place(&bump, 0x1000, 0x400).probeable);
+        let moved = place_past_refused(&bump, 0x1000, 0x400).expect("moved");
+        assert_eq!(
+            (moved.probe_vaddr, moved.probe_file_offset),
+            (0x1008, 0x408)
+        );
+        assert!(moved.probeable);
+        // 1: lock btsl $0,0x10(%rip); jc 1b; ret
+        let spin = [
+            0xf0, 0x0f, 0xba, 0x2d, 0x10, 0, 0, 0, 0x00, 0x72, 0xf5, 0xc3,
+        ];
+        let why = place_past_refused(&spin, 0x1000, 0x400).expect_err("loops back");
+        assert_eq!(
+            why,
+            "the kernel refuses a uprobe on its first instruction (lock bts), and a branch in it returns there"
+        );
+        // vpxor %xmm0,%xmm0,%xmm0; ret: not lock, not moved.
+        let why = place_past_refused(&[0xc5, 0xf9, 0xef, 0xc0, 0xc3], 0, 0).expect_err("vex");
+        assert_eq!(
+            why,
+            "the kernel refuses a uprobe on its first instruction (vpxor)"
+        );
     }
 
     #[test]

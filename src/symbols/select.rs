@@ -47,6 +47,8 @@ pub struct SelectedModule<'a> {
     pub module: &'a ModuleSymbols,
     pub functions: Vec<&'a Symbol>,
     pub plt: Vec<&'a PltStub>,
+    /// Selected, but the kernel refuses their probe ([`Symbol::refused`]).
+    pub refused: Vec<&'a Symbol>,
 }
 
 /// Everything selected, main module first.
@@ -132,7 +134,11 @@ impl Selector {
     pub fn unmatched(&self, modules: &[&ModuleSymbols], lib_paths: &[PathBuf]) -> Vec<Unmatched> {
         let mut hit = Hits::default();
         for module in modules {
-            for sym in module.functions.iter().filter(|s| traceable(s)) {
+            for sym in module
+                .functions
+                .iter()
+                .filter(|s| traceable(s) || s.refused.is_some())
+            {
                 hit.names(self, &symbol_names(sym));
             }
             for stub in &module.plt.stubs {
@@ -251,7 +257,7 @@ pub fn select<'a>(
     let modules = std::iter::once(main)
         .chain(nested)
         .map(|module| select_in(module, selector))
-        .filter(|m| !m.functions.is_empty() || !m.plt.is_empty())
+        .filter(|m| !m.functions.is_empty() || !m.plt.is_empty() || !m.refused.is_empty())
         .collect();
     Selection { modules }
 }
@@ -264,9 +270,10 @@ pub fn select<'a>(
 ///
 /// Nor is a function whose first instruction the kernel refuses to probe
 /// (`lock`-prefixed, as in pthread_spin_lock; see
-/// [`kernel_accepts`](super::placement::kernel_accepts)): for a running
-/// process that fails the module's whole uprobe_multi link, and for a new
-/// one the probe is silently not installed.
+/// [`kernel_accepts`](super::placement::kernel_accepts)) when the probe
+/// could not move to the next one: for a running process that fails the
+/// module's whole uprobe_multi link, and for a new one the probe is silently
+/// not installed. It is kept aside with the reason, for `--list` and `-f`.
 ///
 /// The C runtime's start-up and tear-down code is never selected either: it
 /// is not the program's, uftrace does not show it, and `_start` is entered by
@@ -277,11 +284,18 @@ fn traceable(sym: &Symbol) -> bool {
 }
 
 fn select_in<'a>(module: &'a ModuleSymbols, selector: &Selector) -> SelectedModule<'a> {
+    let wanted = |sym: &&Symbol| selector.wants_function(&symbol_names(sym));
     let functions = module
         .functions
         .iter()
-        .filter(|sym| traceable(sym) && selector.wants_function(&symbol_names(sym)))
+        .filter(|s| traceable(s))
+        .filter(wanted)
         .collect();
+    let refused = module
+        .functions
+        .iter()
+        .filter(|s| s.refused.is_some() && !s.ifunc);
+    let refused = refused.filter(wanted).collect();
     let plt = module
         .plt
         .stubs
@@ -294,6 +308,7 @@ fn select_in<'a>(module: &'a ModuleSymbols, selector: &Selector) -> SelectedModu
         module,
         functions,
         plt,
+        refused,
     }
 }
 
@@ -511,13 +526,44 @@ int main(int argc, char **argv) { (void)argv; return foo(argc); }
     }
 
     #[test]
-    fn functions_the_kernel_cannot_probe_are_not_selected() {
+    fn functions_the_kernel_cannot_probe_are_kept_aside_with_the_reason() {
         let fx = Fixture::new();
         let exe = fx.compile("gcc", "S", "asm", ASM_EXITS, &[]);
         let exe = read_module(&exe).expect("reading");
         let all = selected_names(&select(&exe, &[], &selector(|_| {})));
-        assert!(!all.iter().any(|n| n == "locked"), "{all:?}");
         assert!(all.iter().any(|n| n == "rets"), "{all:?}");
+        // `lock incl (%rdi); ret`: probed on the ret.
+        let locked = exe
+            .functions
+            .iter()
+            .find(|s| s.name == "locked")
+            .expect("locked");
+        assert!(all.iter().any(|n| n == "locked"), "{all:?}");
+        assert_eq!(locked.placement.probe_file_offset, locked.file_offset + 3);
+        // A loop back onto the lock: refused, not selected, kept with why.
+        let spin = ".globl spin\n.type spin, @function\nspin:\n1: lock incl (%rdi)\n jne 1b\n ret\n.size spin, .-spin\n\
+                    .globl main\n.type main, @function\nmain:\n ret\n.size main, .-main\n";
+        let exe = read_module(&fx.compile("gcc", "S", "spin", spin, &[])).expect("reading");
+        let selection = select(&exe, &[], &selector(|f| f.functions = strings(&["spin"])));
+        assert!(selection.is_empty());
+        let refused: Vec<&str> = selection.modules[0]
+            .refused
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(refused, ["spin"]);
+        let why = selection.modules[0].refused[0].refused.as_deref();
+        assert_eq!(
+            why,
+            Some(
+                "the kernel refuses a uprobe on its first instruction (lock inc), and a branch in it returns there"
+            )
+        );
+        let only_spin = selector(|f| f.functions = strings(&["spin"]));
+        assert!(
+            only_spin.unmatched(&[&exe], &[]).is_empty(),
+            "named: said by the plan, not unmatched"
+        );
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub struct Symbol {
     /// when the symbol is bound, not the implementation callers reach.
     pub ifunc: bool,
     pub placement: Placement,
+    /// Why it cannot be probed at all, when it cannot (placement.rs):
+    /// `--list` shows it, `-f` naming it says it.
+    pub refused: Option<String>,
     /// File offsets of its `ret`s and direct tail jumps, its `.cold` part's
     /// included (exits.rs), sorted: where the stack pointer is back at its
     /// entry value. Empty for a function that never returns, or leaves only

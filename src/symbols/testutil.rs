@@ -236,6 +236,33 @@ impl Fixture {
         run(Command::new("strip").arg("-o").arg(&out).arg(path));
         out
     }
+
+    /// Splits `path` the way distributions do: `objcopy --only-keep-debug`
+    /// into `debug_name`, `strip`, `objcopy --add-gnu-debuglink`; both files
+    /// in the fixture directory.
+    pub fn split_debug(&self, path: &Path, debug_name: &str) -> Split {
+        let debug = self.path(debug_name);
+        let stripped = self.path(&format!(
+            "{}-stripped",
+            debug_name.trim_end_matches(".debug")
+        ));
+        run(Command::new("objcopy")
+            .arg("--only-keep-debug")
+            .arg(path)
+            .arg(&debug));
+        run(Command::new("strip").arg("-o").arg(&stripped).arg(path));
+        // objcopy records the name and CRC of the file it is given.
+        run(Command::new("objcopy")
+            .arg(format!("--add-gnu-debuglink={}", debug.display()))
+            .arg(&stripped));
+        Split { stripped, debug }
+    }
+}
+
+/// A binary split from its debug info.
+pub struct Split {
+    pub stripped: PathBuf,
+    pub debug: PathBuf,
 }
 
 pub fn run(cmd: &mut Command) -> String {

@@ -102,6 +102,7 @@ fn sample() -> &'static [u8] {
                         FuncKind::Function
                     },
                     library: (i == 3).then(|| "libc.so.6".into()),
+                    source: None,
                 })
                 .collect(),
         };

@@ -91,6 +91,8 @@ const FN_PLT: u8 = 1;
 const FN_RAW_IS_NAME: u8 = 2;
 /// Format 3: the library a PLT stub binds to follows the raw name.
 const FN_LIBRARY: u8 = 4;
+/// Format 4: where the function is defined (`file:line`) follows the library.
+const FN_SOURCE: u8 = 8;
 
 pub fn encode_table(table: &FuncTable) -> Vec<u8> {
     let mut out = Vec::new();
@@ -110,12 +112,15 @@ pub fn encode_table(table: &FuncTable) -> Vec<u8> {
         if f.library.is_some() {
             flags |= FN_LIBRARY;
         }
+        if f.source.is_some() {
+            flags |= FN_SOURCE;
+        }
         out.push(flags);
         if flags & FN_RAW_IS_NAME == 0 {
             put_str(&mut out, &f.raw_name);
         }
-        if let Some(library) = &f.library {
-            put_str(&mut out, library);
+        for extra in [&f.library, &f.source].into_iter().flatten() {
+            put_str(&mut out, extra);
         }
         put(&mut out, f.addr);
         put(&mut out, f.size);
@@ -144,7 +149,7 @@ fn decode_function(c: &mut Cursor) -> Option<Function> {
     let module = c.varint_u32()?;
     let name = c.str()?;
     let flags = c.u8()?;
-    if flags & !(FN_PLT | FN_RAW_IS_NAME | FN_LIBRARY) != 0 {
+    if flags & !(FN_PLT | FN_RAW_IS_NAME | FN_LIBRARY | FN_SOURCE) != 0 {
         return None;
     }
     let raw_name = if flags & FN_RAW_IS_NAME != 0 {
@@ -152,10 +157,12 @@ fn decode_function(c: &mut Cursor) -> Option<Function> {
     } else {
         c.str()?
     };
-    let library = match flags & FN_LIBRARY {
-        0 => None,
-        _ => Some(c.str()?),
+    let mut optional = |flag: u8| match flags & flag {
+        0 => Some(None),
+        _ => c.str().map(Some),
     };
+    let library = optional(FN_LIBRARY)?;
+    let source = optional(FN_SOURCE)?;
     Some(Function {
         module,
         name,
@@ -168,6 +175,7 @@ fn decode_function(c: &mut Cursor) -> Option<Function> {
             FuncKind::Function
         },
         library,
+        source,
     })
 }
 

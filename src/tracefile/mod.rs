@@ -6,7 +6,8 @@
 //! preamble   magic "\x89utrace\n", format version u16, 2 reserved bytes
 //! frame H    header: utrace version, clock, command, pid, start times
 //! frame T    module and function table (zstd): per function its module,
-//!            names, flags, PLT library (format 3), address and size
+//!            names, flags, PLT library (format 3), source `file:line`
+//!            (format 4), address and size
 //! frame C…   chunks of up to 65,536 events each (zstd), see chunk.rs,
 //!            and a frame T again whenever the table grew (dlopen, exec):
 //!            whole, ids unchanged; the last intact one is the table
@@ -45,8 +46,10 @@ pub use writer::{TraceWriter, Written};
 /// its PLT stub binds to (flag `FN_LIBRARY` in meta.rs; version 2 readers
 /// would misread the table), which `--libname` shows, and chunks may hold
 /// end markers (calls left by an exception or a longjmp, threads that ended).
-/// 4: chunks may hold system calls (`--syscalls`), in a column version 3
-/// readers would take for damage.
+/// 4: a function may carry where it is defined (flag `FN_SOURCE`; version 3
+/// readers would misread the table), which the JSON report and `--srcline`
+/// show; chunks may hold system calls (`--syscalls`), in a column version 3
+/// readers would take for damage; an `I` frame holds the `--io` table.
 pub const FORMAT_VERSION: u16 = 4;
 
 /// Why a trace file cannot be read at all. Damage after the function table is

@@ -15,6 +15,7 @@ pub(crate) fn table() -> FuncTable {
         size: 0x40,
         kind,
         library: (kind == FuncKind::Plt).then(|| "libc.so.6".into()),
+        source: None,
     };
     FuncTable {
         modules: vec![
@@ -38,7 +39,10 @@ pub(crate) fn table() -> FuncTable {
             ),
             f(0, "compare", "compare", 0x1200, FuncKind::Function),
             f(0, "qsort@plt", "qsort", 0x400, FuncKind::Plt),
-            f(0, "fib", "fib", 0x1300, FuncKind::Function),
+            Function {
+                source: Some("/src/fib.c:7".into()),
+                ..f(0, "fib", "fib", 0x1300, FuncKind::Function)
+            },
             f(
                 1,
                 "operator<<(std::ostream&, \"x\")",
@@ -183,6 +187,7 @@ fn a_grown_table_names_the_functions_loaded_later() {
         size: 0x10,
         kind: FuncKind::Function,
         library: None,
+        source: None,
     });
     let mut w = TraceWriter::create(&path, &run_info(), &table()).unwrap();
     w.set_chunk_events(1_000);
@@ -410,17 +415,24 @@ fn bad_inputs_give_their_errors() {
 }
 
 #[test]
-fn plt_libraries_round_trip_and_version_2_files_still_read() {
+fn plt_libraries_and_sources_round_trip_and_version_2_files_still_read() {
     let (_d, path) = temp();
     write_trace(&path, &synthetic_events(10), true);
     let r = TraceReader::open(&path).unwrap();
     assert_eq!(r.format_version(), FORMAT_VERSION);
+    assert_eq!(
+        r.table().functions[4].source.as_deref(),
+        Some("/src/fib.c:7")
+    );
     let qsort = &r.table().functions[3];
     assert_eq!(qsort.library.as_deref(), Some("libc.so.6"));
     assert_eq!(r.table(), &table());
-    // A version 2 file is a version 3 file in which no function has a library.
+    // A version 2 file is a version 4 file in which no function has a
+    // library or a source.
     let mut v2 = table();
-    v2.functions.iter_mut().for_each(|f| f.library = None);
+    v2.functions
+        .iter_mut()
+        .for_each(|f| (f.library, f.source) = (None, None));
     let mut w = TraceWriter::create(&path, &run_info(), &v2).unwrap();
     w.write(&synthetic_events(1)[0]).unwrap();
     w.finish(&run_info()).unwrap();

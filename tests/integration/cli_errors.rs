@@ -139,8 +139,44 @@ fn stripped_binary() {
         .status()
         .unwrap();
     assert!(status.success());
-    let line = utrace_fails(&["--list", "--", stripped.to_str().unwrap()]);
-    assert!(line.contains("is stripped"), "{line}");
+    // Its PLT stubs remain (decoded from relocations): those are listed.
+    let out = run(
+        utrace().args(["--list", "--"]).arg(&stripped),
+        Duration::from_secs(60),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("is stripped and exports nothing: only its library calls"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let names: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    assert_eq!(names, ["printf@plt"], "{stdout}");
+    // With no symbol and no library call, nothing is left to trace.
+    let bare = dir.path().join("bare");
+    let src = dir.path().join("bare.c");
+    std::fs::write(
+        &src,
+        "void _start(void) { for (;;) __asm__ volatile(\"\"); }\n",
+    )
+    .unwrap();
+    let status = std::process::Command::new("gcc")
+        .args(["-O2", "-s", "-nostdlib", "-static", "-o"])
+        .arg(&bare)
+        .arg(&src)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let line = utrace_fails(&["--list", "--", bare.to_str().unwrap()]);
+    assert!(
+        line.contains("is stripped: it has no function symbols to trace"),
+        "{line}"
+    );
 }
 
 #[test]
@@ -225,8 +261,9 @@ fn list_shows_module_offset_probe_path_exit_and_name() {
             .lines()
             .skip(1)
             .map(|l| {
+                // MODULE OFFSET PROBE EXIT SOURCE FUNCTION
                 let f: Vec<&str> = l.split_whitespace().collect();
-                (f[4].to_string(), f[2].to_string(), f[3].to_string())
+                (f[5].to_string(), f[2].to_string(), f[3].to_string())
             })
             .collect();
         rows.sort();
