@@ -108,6 +108,10 @@ fn stacks(c: &Context) -> bool {
     formatting(c) && matches!(c.format, Format::Folded | Format::FlameGraph)
 }
 
+fn summary(c: &Context) -> bool {
+    formatting(c) && c.format == Format::Summary
+}
+
 fn call_graph(c: &Context) -> bool {
     formatting(c) && c.format == Format::CallGraph
 }
@@ -137,6 +141,7 @@ const RULES: &[Rule] = &[
     mode("syscalls", "--syscalls", attaching, ATTACHING),
     mode("syscalls_only", "--syscalls-only", attaching, ATTACHING),
     mode("io", "--io", attaching, ATTACHING),
+    mode("debug_dir", "--debug-dir", tracing, TRACING),
     mode(
         "max_depth",
         "--max-depth",
@@ -161,6 +166,7 @@ const RULES: &[Rule] = &[
         "live output and --report (--record stores every event)",
     ),
     format("sort", "--sort", sorted, "--format=summary and json"),
+    format("srcline", "--srcline", summary, "--format=summary"),
     format(
         "per_thread",
         "--per-thread",

@@ -181,6 +181,20 @@ fn table() -> Vec<Row> {
         ),
         row(&["--io"], attaching_only("--io", traced)),
         row(
+            &["--debug-dir", "{dir}"],
+            tracing_only("--debug-dir", traced_or_listed),
+        ),
+        row(
+            &["--format=summary", "--srcline"],
+            [
+                Acts(sources_shown),
+                Acts(sources_shown),
+                format_refused("--record"),
+                Acts(sources_shown),
+                format_refused("--list"),
+            ],
+        ),
+        row(
             &["--max-depth", "0"],
             [
                 Acts(outermost),
@@ -324,6 +338,15 @@ fn names(ran: &Ran, col: Col) -> Vec<String> {
     }
 }
 
+/// The summary names where tick() is defined (spin.c is built with -g).
+fn sources_shown(ran: &Ran, _col: Col) -> Result<(), String> {
+    let ok = ran
+        .out
+        .lines()
+        .any(|l| l.contains("tick") && l.contains("spin.c:"));
+    want(ok, "tick's spin.c:LINE in the summary", ran)
+}
+
 /// finish()'s printf reaches the kernel as write(1, …) when spin exits.
 fn writes_shown(ran: &Ran, _col: Col) -> Result<(), String> {
     let ok = ran.out.lines().any(|l| l.contains("write(1, 0x"));
@@ -392,6 +415,18 @@ fn traced(ran: &Ran, _: Col) -> Result<(), String> {
         "tick 3 times",
         ran,
     )
+}
+
+/// tick traced exactly, or listed (--list).
+fn traced_or_listed(ran: &Ran, col: Col) -> Result<(), String> {
+    match col {
+        Col::List => want(
+            names(ran, col).iter().any(|n| n == "tick"),
+            "tick listed",
+            ran,
+        ),
+        _ => traced(ran, col),
+    }
 }
 
 /// tick's 3 calls come in microseconds: all are seen before the probes go.
