@@ -188,7 +188,7 @@ fn stripped_program_traces_with_its_debug_file_found_by_debuglink() {
     let beside = s.dir.path().join("bin/.debug/srcline.debug");
     std::fs::create_dir_all(beside.parent().unwrap()).unwrap();
     std::fs::rename(&s.debug, &beside).unwrap();
-    let t = trace(&s.stripped, &[], &["--format=json", "--srcline"]);
+    let t = trace(&s.stripped, &[], &["--format=json"]);
     assert_eq!(t.stdout, "sum=30\n", "{}", t.stderr);
     let (counts, _, sources) = json_rows(&t.graph);
     let expected = [
