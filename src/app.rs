@@ -69,6 +69,23 @@ fn live(trace: &TraceOptions, opts: &ReportOptions) -> Result<i32> {
             let summary = Summary::new(out.writer, opts.sort).with_srcline(opts.srcline);
             Output::Count(Box::new(summary))
         }
+        // So is the I/O table: it is made of BPF's counts alone.
+        Format::Io | Format::IoPlot => {
+            if !trace.io {
+                anyhow::bail!(
+                    "--format={} shows what --io counts: add --io",
+                    if opts.format == Format::Io {
+                        "io"
+                    } else {
+                        "io-plot"
+                    }
+                );
+            }
+            let shares_stdout = matches!(trace.target, Target::Command(_));
+            let (sink, file) = report::open_sink(opts, shares_stdout)?;
+            written = file;
+            Output::CountIo(sink)
+        }
         _ => {
             let shares_stdout = matches!(trace.target, Target::Command(_));
             let (sink, file) = report::open_sink(opts, shares_stdout)?;

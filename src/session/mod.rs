@@ -169,7 +169,7 @@ fn bpf_config(opts: &TraceOptions, plan: &Plan, output: &Output) -> BpfConfig {
         max_depth: opts.max_depth,
         min_duration_ns: opts.min_duration_ns,
         ringbuf_bytes: opts.buffer_bytes,
-        count_only: matches!(output, Output::Count(_)),
+        count_only: matches!(output, Output::Count(_) | Output::CountIo(_)),
         count_slots: plan.probes.table.functions.len() as u32,
         follow_forks: opts.follow_forks && matches!(opts.target, Target::Command(_)),
         repair_exits: opts.exit == ExitMode::Auto,

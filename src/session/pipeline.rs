@@ -38,6 +38,9 @@ pub enum Output {
     Record(Recorder),
     /// Counted per function in BPF, no events streamed: the summary at exit.
     Count(Box<Summary>),
+    /// `--io` counted in BPF, no events streamed: the I/O table (or its
+    /// chart) at exit.
+    CountIo(Box<dyn crate::model::Sink>),
 }
 
 /// What the consumers' loop may ask of the probes while the run goes on.
@@ -237,7 +240,7 @@ impl Pipeline {
         }
         match &mut self.output {
             Output::Record(rec) => events.iter().try_for_each(|ev| rec.event(ev)),
-            Output::Count(_) => Ok(()),
+            Output::Count(_) | Output::CountIo(_) => Ok(()),
             Output::Calls(replay) => replay.feed(events, &self.table),
         }
     }
@@ -270,7 +273,7 @@ impl Pipeline {
         match &mut self.output {
             // Flushing the open chunk keeps a crash from losing what came before.
             Output::Record(rec) => rec.idle(),
-            Output::Count(_) => Ok(()),
+            Output::Count(_) | Output::CountIo(_) => Ok(()),
             Output::Calls(replay) => replay.idle(mono_now_ns(), &self.table),
         }
     }
@@ -287,6 +290,7 @@ impl Pipeline {
                 use crate::model::Sink;
                 summary.finish(&self.table, &self.run)
             }
+            Output::CountIo(mut sink) => sink.finish(&self.table, &self.run),
             Output::Calls(replay) => replay.finish(&self.table, &self.run),
         }
     }
