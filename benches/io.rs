@@ -196,7 +196,7 @@ fn stress(utrace: &Path, dir: &Path) {
         let Ok(ran) = common::run_with_limit(&mut cmd, RUN_LIMIT) else {
             continue;
         };
-        let text = ran.stdout + &ran.stderr;
+        let text = format!("{}{}", ran.stdout, ran.stderr);
         let rate: f64 = text
             .lines()
             .filter(|l| l.contains("] hdd ") || l.contains("] iomix "))
@@ -207,6 +207,9 @@ fn stress(utrace: &Path, dir: &Path) {
             .find(|l| l.contains("utrace: lost"))
             .unwrap_or("");
         match alone {
+            _ if rate <= 0.0 => {
+                println!("  {name}: no bogo-ops figures read ({})", ran.stderr_tail())
+            }
             None => {
                 alone = Some(rate);
                 println!("  {name}: {rate:.0}");

@@ -237,7 +237,7 @@ fn bystander(utrace: &Path, bin: &Path, runs: usize) {
         ),
         (
             "beside bpftrace's empty sys_enter/sys_exit (the floor)",
-            svec(&["timeout", "6", "bpftrace", "-e", bpftrace]),
+            svec(&["timeout", "12", "bpftrace", "-e", bpftrace]),
         ),
     ];
     let mut figures: Vec<Vec<f64>> = tracers.iter().map(|_| Vec::new()).collect();
@@ -255,7 +255,8 @@ fn bystander(utrace: &Path, bin: &Path, runs: usize) {
                     .ok()
             });
             // Attached (bpftrace takes longest) before the loop starts.
-            let settle = if running.is_some() { 3000 } else { 0 };
+            // bpftrace compiles its programs first: give it longer.
+            let settle = [0, 3000, 7000][i];
             std::thread::sleep(Duration::from_millis(settle));
             let ran =
                 common::run_with_limit(Command::new(bin).args(["0", "getppid", "2"]), RUN_LIMIT);

@@ -44,6 +44,27 @@ const volatile bool trace_io = false;
 #define barrier() asm volatile("" ::: "memory")
 #define offsetof(type, member) __builtin_offsetof(type, member)
 
+/* A bit per tgid (modulo the size) of every traced process: the syscall and
+ * page cache tracepoints fire for every thread on the machine, and a bit
+ * test costs an untraced one less than the task-storage lookup behind it.
+ * Userspace sets the target's bit; BPF the bits of processes it follows. */
+#define TGID_BITS (1 << 16)
+__u64 traced_tgids[TGID_BITS / 64] = {};
+
+static __always_inline void mark_traced(__u32 tgid)
+{
+	__sync_fetch_and_or(&traced_tgids[(tgid / 64) % (TGID_BITS / 64)], 1ULL << (tgid % 64));
+}
+
+static __always_inline bool maybe_traced(void)
+{
+	/* The task's own field: bpf_get_current_pid_tgid() walks the pid
+	 * namespace (perf showed it at a tenth of a bystander's syscall). */
+	__u32 tgid = bpf_get_current_task_btf()->tgid;
+
+	return traced_tgids[(tgid / 64) % (TGID_BITS / 64)] & (1ULL << (tgid % 64));
+}
+
 /* Keep the generated skeleton carrying utrace.h's types for Rust. */
 struct batch _batch = {};
 enum event_kind _event_kind = EV_ENTRY;
@@ -377,8 +398,10 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 	if (!bpf_map_lookup_elem(&procs, &ptgid))
 		return 0;
 	/* A new thread shares its parent's tgid: only new processes join. */
-	if (follow_forks && !thread)
+	if (follow_forks && !thread) {
 		bpf_map_update_elem(&procs, &ctgid, &one, BPF_ANY);
+		mark_traced(ctgid);
+	}
 	if (trace_syscalls && (thread || follow_forks))
 		adopt(child);
 	return 0;
@@ -910,12 +933,16 @@ static __always_inline bool copy_missing(struct syscall_record *r, struct syscal
 SEC("tp_btf/sys_enter")
 int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
 {
-	/* The only cost to every other thread on the machine: this lookup. */
-	struct thread_state *s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+	struct thread_state *s;
 	struct syscall_record *r;
 	struct syscall_spec *spec;
 	__u32 nr = id, d;
 
+	/* All it costs every other thread on the machine: a bit test, and a
+	 * lookup when its tgid shares the bit with a traced one. */
+	if (!maybe_traced())
+		return 0;
+	s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
 	if (!s)
 		return 0;
 	spec = bpf_map_lookup_elem(&syscall_specs, &nr);
@@ -1012,9 +1039,12 @@ static __always_inline void end_syscall(struct thread_state *s, __s64 ret, __u64
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 {
-	struct thread_state *s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+	struct thread_state *s;
 	struct syscall_spec *spec;
 
+	if (!maybe_traced())
+		return 0;
+	s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
 	if (!s || !s->in_syscall)
 		return 0;
 	claim(s);
@@ -1128,6 +1158,8 @@ static __always_inline __u32 io_caller(struct thread_state *s)
 
 static __always_inline struct thread_state *current_state(void)
 {
+	if (!maybe_traced())
+		return NULL;
 	return bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
 }
 

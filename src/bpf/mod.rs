@@ -140,6 +140,15 @@ impl<'obj> Probes<'obj> {
 
     /// Puts `pid` in the set of traced processes.
     fn register(&mut self, pid: u32) -> Result<()> {
+        // The syscall tracepoints' first test (bpf: traced_tgids).
+        let bits = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .context("BPF object has no .bss")?;
+        let words = bits.traced_tgids.len();
+        bits.traced_tgids[(pid as usize / 64) % words] |= 1 << (pid % 64);
         self.skel
             .maps
             .procs
