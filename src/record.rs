@@ -84,7 +84,7 @@ fn view_hint(path: &Path) -> String {
         format!(" -d {}", path.display())
     };
     format!(
-        "View it with `utrace --report{data}` (--format=call-graph|json|folded|flame-graph|chrome for other views)"
+        "View it with `utrace --report{data}` (--format=call-graph|json|csv|folded|flame-graph|chrome|strace|io|io-plot for other views)"
     )
 }
 

@@ -1,0 +1,214 @@
+//! The kernel's own events from userspace: the system call tracepoints
+//! (`--syscalls`: which numbers, what BPF copies, the threads adopted) and
+//! the page cache, writeback and block tracepoints (`--io`), with the
+//! counts BPF keeps of them.
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags};
+
+use super::Probes;
+use super::abi::{
+    BpfIo, IO_OTHER, SYS_NO_CALLER, SYSCALL_SLOTS, SyscallCounts, SyscallKey, SyscallSpec,
+    copy_kind, io_dir,
+};
+use crate::model::{FuncId, IoCounts, IoOwner};
+use crate::syscall;
+
+impl Probes<'_> {
+    /// `--syscalls`: traces the system calls of `set` made by every thread
+    /// of process `pid` (and of the processes [`Probes::follow`] follows).
+    /// `running`: the process exists already (-p): its threads get their
+    /// state now; a command (-c) gets it at its exec.
+    pub fn trace_syscalls(&mut self, pid: u32, set: &syscall::Set, running: bool) -> Result<()> {
+        for nr in 0..SYSCALL_SLOTS {
+            let spec = syscall_spec(nr, set);
+            // SAFETY: SyscallSpec is a plain repr(C) struct of integers.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (&raw const spec).cast::<u8>(),
+                    std::mem::size_of::<SyscallSpec>(),
+                )
+            };
+            self.skel
+                .maps
+                .syscall_specs
+                .update(&nr.to_ne_bytes(), bytes, MapFlags::ANY)
+                .context("filling the system call table")?;
+        }
+        self.register(pid)?;
+        self.watch_fork()?;
+        self.watch_exec()?;
+        if running {
+            let link = self.skel.progs.adopt_threads.attach();
+            let link = link.context("attaching the thread adoption iterator")?;
+            let mut iter = libbpf_rs::Iter::new(&link).context("adopting the threads")?;
+            std::io::copy(&mut iter, &mut std::io::sink()).context("adopting the threads")?;
+        }
+        let progs = &self.skel.progs;
+        for prog in [&progs.on_sys_exit, &progs.on_sys_enter] {
+            let link = prog.attach();
+            self.links
+                .push(link.context("attaching the raw_syscalls tracepoints")?);
+        }
+        Ok(())
+    }
+
+    /// `--io`: the page cache, writeback and block tracepoints (after
+    /// [`Probes::trace_syscalls`], which gives the threads their state).
+    pub fn trace_io(&mut self) -> Result<()> {
+        let p = &self.skel.progs;
+        for prog in [
+            &p.on_rq_complete,
+            &p.on_rq_issue,
+            &p.on_bio_queue,
+            &p.on_dirty,
+            &p.on_cache_get,
+            &p.on_cache_add,
+        ] {
+            let link = prog.attach();
+            self.links
+                .push(link.context("attaching the page cache, writeback and block tracepoints")?);
+        }
+        Ok(())
+    }
+
+    /// `--io`: the I/O below each function, summed over CPUs.
+    pub fn io_counts(&self) -> Result<Vec<(IoOwner, IoCounts)>> {
+        let map = &self.skel.maps.io_counts;
+        let mut rows = Vec::new();
+        for key in map.keys() {
+            let Some(per_cpu) = map
+                .lookup_percpu(&key, MapFlags::ANY)
+                .context("reading the I/O counts")?
+            else {
+                continue;
+            };
+            let Some(id) = key
+                .get(..4)
+                .and_then(|b| b.try_into().ok())
+                .map(u32::from_ne_bytes)
+            else {
+                continue;
+            };
+            let mut sum = [0u64; 12];
+            let mut max = 0;
+            for bytes in per_cpu {
+                if bytes.len() < std::mem::size_of::<BpfIo>() {
+                    continue;
+                }
+                // SAFETY: the length was checked; plain repr(C) integers.
+                let c: BpfIo = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                let f = IoCounts::from_fields([
+                    c.syscall_read_bytes,
+                    c.syscall_write_bytes,
+                    c.cache_pages,
+                    c.cache_miss_pages,
+                    c.dirtied_pages,
+                    c.block_read_bytes,
+                    c.block_write_bytes,
+                    c.block_requests,
+                    c.writeback_bytes,
+                    c.forced_writeback_bytes,
+                    c.device_ns,
+                    0,
+                ])
+                .fields();
+                sum.iter_mut().zip(f).for_each(|(s, v)| *s += v);
+                max = max.max(c.max_device_ns);
+            }
+            sum[11] = max;
+            // Pages asked for that it did not have to add: its hits.
+            sum[2] = sum[2].saturating_sub(sum[3]);
+            let owner = match id {
+                SYS_NO_CALLER => IoOwner::Outside,
+                IO_OTHER => IoOwner::Other,
+                id => IoOwner::Function(FuncId(id)),
+            };
+            rows.push((owner, IoCounts::from_fields(sum)));
+        }
+        rows.sort_by_key(|r| r.0);
+        Ok(rows)
+    }
+
+    /// Counting mode with --syscalls: the totals per (caller, number),
+    /// summed over CPUs; the caller `None` outside every traced call.
+    pub fn syscall_counts(&self) -> Result<Vec<(Option<FuncId>, u32, SyscallCounts)>> {
+        let map = &self.skel.maps.syscall_counts;
+        let mut out = Vec::new();
+        for key in map.keys() {
+            let Some(per_cpu) = map
+                .lookup_percpu(&key, MapFlags::ANY)
+                .context("reading the system call counts")?
+            else {
+                continue;
+            };
+            if key.len() < std::mem::size_of::<SyscallKey>() {
+                continue;
+            }
+            // SAFETY: the length was checked; plain repr(C) integers.
+            let k: SyscallKey = unsafe { std::ptr::read_unaligned(key.as_ptr().cast()) };
+            let mut sum = SyscallCounts::default();
+            for bytes in per_cpu {
+                if bytes.len() < std::mem::size_of::<SyscallCounts>() {
+                    continue;
+                }
+                // SAFETY: as above.
+                let c: SyscallCounts = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+                if c.count > 0 && (sum.count == 0 || c.min_ns < sum.min_ns) {
+                    sum.min_ns = c.min_ns;
+                }
+                sum.count += c.count;
+                sum.errors += c.errors;
+                sum.total_ns += c.total_ns;
+                sum.max_ns = sum.max_ns.max(c.max_ns);
+                sum.bytes += c.bytes;
+            }
+            let caller = (k.caller != SYS_NO_CALLER).then_some(FuncId(k.caller));
+            out.push((caller, k.nr, sum));
+        }
+        Ok(out)
+    }
+}
+
+/// Which way a read/write-family call moves its bytes.
+fn direction(nr: u32) -> io_dir {
+    if syscall::bytes(nr, 0).is_none() {
+        return io_dir::IO_NONE;
+    }
+    let name = syscall::name(nr);
+    match ["read", "pread", "recv"]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
+        true => io_dir::IO_READS,
+        false => io_dir::IO_WRITES,
+    }
+}
+
+/// What BPF does with system call `nr`: whether it is traced, and which
+/// argument memory it copies at entry (bpf/utrace.h: struct syscall_spec).
+fn syscall_spec(nr: u32, set: &syscall::Set) -> SyscallSpec {
+    // The kernel's own: a uretprobe returns through `uretprobe` (6.11+) and
+    // an optimised uprobe traps through `uprobe`; neither is the program's.
+    let mechanism = ["uretprobe", "uprobe"]
+        .map(syscall::number)
+        .contains(&Some(nr));
+    let mut spec = SyscallSpec {
+        traced: u8::from(set.contains(nr) && !mechanism),
+        moves_bytes: direction(nr).0 as u8,
+        ..SyscallSpec::default()
+    };
+    for (i, copy) in syscall::copies(nr).into_iter().enumerate() {
+        let (kind, arg, len_arg, len) = match copy {
+            syscall::Copy::None => continue,
+            syscall::Copy::Str { arg } => (copy_kind::COPY_STR, arg, 0, 0),
+            syscall::Copy::Bytes { arg, len_arg } => (copy_kind::COPY_BYTES, arg, len_arg, 0),
+            syscall::Copy::Fixed { arg, len } => (copy_kind::COPY_FIXED, arg, 0, len),
+        };
+        spec.copy[i] = kind.0 as u8;
+        spec.arg[i] = arg;
+        spec.len_arg[i] = len_arg;
+        spec.len[i] = len;
+    }
+    spec
+}
