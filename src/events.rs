@@ -33,6 +33,9 @@ const BATCH_LIMIT: usize = 64 * 1024;
 pub struct Reader {
     stop: Arc<AtomicBool>,
     handle: Option<JoinHandle<Result<u64>>>,
+    /// The events channel, so stopping can drain it: the thread blocks on
+    /// a full channel, and would never see the stop flag.
+    events: Receiver<Drained>,
 }
 
 /// The channels the reader feeds.
@@ -58,19 +61,29 @@ pub fn spawn(ring: MapHandle) -> Result<(Reader, Streams)> {
     let reader = Reader {
         stop,
         handle: Some(handle),
+        events: events.clone(),
     };
     Ok((reader, Streams { events, stops }))
 }
 
 impl Reader {
-    /// Asks the thread to drain what is left and end; returns the events it
-    /// could not decode (always 0 unless the layouts disagree).
-    pub fn stop(mut self) -> Result<u64> {
+    /// Asks the thread to drain what is left and end, handing every batch
+    /// still coming to `each` meanwhile; returns the events it could not
+    /// decode (always 0 unless the layouts disagree).
+    pub fn stop(mut self, mut each: impl FnMut(Drained)) -> Result<u64> {
         self.stop.store(true, Ordering::Release);
-        match self.handle.take().map(JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => anyhow::bail!("the reader thread panicked"),
-            None => Ok(0),
+        let Some(handle) = self.handle.take() else {
+            return Ok(0);
+        };
+        while !handle.is_finished() {
+            if let Ok(batch) = self.events.recv_timeout(Duration::from_millis(5)) {
+                each(batch);
+            }
+        }
+        self.events.try_iter().for_each(each);
+        match handle.join() {
+            Ok(result) => result,
+            Err(_) => anyhow::bail!("the reader thread panicked"),
         }
     }
 }
@@ -81,6 +94,10 @@ impl Drop for Reader {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
         if let Some(handle) = self.handle.take() {
+            // Nobody takes its batches any more: drop them so it can end.
+            while !handle.is_finished() {
+                let _ = self.events.recv_timeout(Duration::from_millis(5));
+            }
             let _ = handle.join();
         }
     }

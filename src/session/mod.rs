@@ -63,11 +63,19 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     );
     pipe.run.end_mono_ns = mono_now_ns();
     detach(&mut probes);
-    let undecodable = reader.stop()?;
+    // What is still coming goes through the consumers as the reader drains
+    // the ring buffer: waiting for it first could fill the channel.
+    let mut fed = Ok(());
+    let undecodable = reader.stop(|events| {
+        if fed.is_ok() {
+            fed = pipe.events(&events);
+        }
+    })?;
     // A process stopped at the loader's breakpoint as we detached (or while
     // the run failed) waits for a SIGCONT: dropping its guard sends it.
     streams.stops.try_iter().for_each(drop);
     let exit = traced?;
+    fed?;
     for events in streams.events.iter() {
         pipe.events(&events)?;
     }

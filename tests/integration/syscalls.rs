@@ -469,3 +469,29 @@ fn syscalls_only_follows_an_attached_process_and_prints_strace_lines() {
     );
     assert_eq!(lines[1], format!("{tid}exit_group(0) = ?"), "{text}");
 }
+
+/// 300,000 syscalls as fast as a thread makes them, each a line to format:
+/// the reader runs ahead of the printer and fills the channel between them;
+/// the end of the run must drain it, not wait on it (it once hung there).
+#[test]
+fn a_burst_of_syscalls_is_printed_whole_when_the_run_ends() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(dir.path());
+    let t = trace(
+        &fixture("syscalls", Build::O2),
+        &[conf.to_str().unwrap(), "many"],
+        // Room for the whole burst: the test is about the channel, not loss.
+        &["--syscalls-only", "--buffer-size", "128M"],
+    );
+    assert_eq!(t.code, Some(0), "{}", t.stderr);
+    let pings = t
+        .graph
+        .lines()
+        .filter(|l| l.contains(" getppid() = "))
+        .count();
+    assert_eq!(pings, 3 + 300_000, "{}", t.stderr);
+    assert!(!t.stderr.contains("lost"), "{}", t.stderr);
+}
