@@ -11,7 +11,8 @@
 //! and how much stress-ng's mixed load slows down meanwhile.
 //!
 //! Knobs: UTRACE_BENCH_RUNS (default 5), UTRACE_BENCH_SYSCALLS (syscalls per
-//! run, default 1,000,000; strace gets a fiftieth: it costs ~50× more),
+//! run, default 1,000,000; strace gets a fiftieth, perf trace and the
+//! runs with a traced caller a tenth: they cost that much more),
 //! UTRACE_BIN. Run: `cargo bench --bench syscalls` (as root).
 
 #[path = "common/mod.rs"]
@@ -57,7 +58,7 @@ fn configs(utrace: Option<&Path>, out: &Path) -> Vec<Config> {
         c.push(Config {
             name: "perf trace -o FILE",
             prefix: svec(&["perf", "trace", "-o", &o]),
-            divisor: 5,
+            divisor: 10,
         });
     }
     if let Some(u) = utrace {
@@ -76,12 +77,13 @@ fn configs(utrace: Option<&Path>, out: &Path) -> Vec<Config> {
         c.push(Config {
             name: "utrace -f one -o FILE (calls only)",
             prefix: svec(&[&u, "-f", "one", "-o", &o, "--"]),
-            divisor: 1,
+            // A traced call costs microseconds here: a tenth is plenty.
+            divisor: 10,
         });
         c.push(Config {
             name: "utrace --syscalls -f one -o FILE",
             prefix: svec(&[&u, "--syscalls", "-f", "one", "-o", &o, "--"]),
-            divisor: 1,
+            divisor: 10,
         });
     }
     c
