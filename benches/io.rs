@@ -159,6 +159,14 @@ fn stress(utrace: &Path, dir: &Path) {
         "--temp-path",
     ]);
     line.push(temp.display().to_string());
+    // bpftrace -c wants one binary: `stress-ng` alone can match two (PATH).
+    if let Some(path) = std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("stress-ng"))
+            .find(|p| p.is_file())
+    }) {
+        line[0] = path.display().to_string();
+    }
     let bpftrace = BPFTRACE.replace("io_bench", "stress-ng");
     let utrace = utrace.display().to_string();
     let prefixes: [(&str, Vec<String>); 3] = [
