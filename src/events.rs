@@ -18,7 +18,9 @@ use anyhow::{Context, Result};
 use crossbeam_channel::{Receiver, Sender};
 use libbpf_rs::{MapHandle, RingBufferBuilder};
 
-use crate::bpf::abi::{RawEvent, RawFlags, RawHead, RawKind, RawRecord, RawSyscall, SysFlags};
+use crate::bpf::abi::{
+    RawEvent, RawFlags, RawHead, RawKind, RawRecord, RawSyscall, SysFlags, read_plain,
+};
 use crate::model::{ArgCopy, Event, EventKind, FuncId, Syscall, SyscallIo};
 use crate::target::Stopped;
 
@@ -183,13 +185,9 @@ const HEAD: usize = std::mem::size_of::<RawHead>();
 /// Returns how many events it could not decode (a record of the wrong size
 /// counts one).
 pub fn decode(data: &[u8], each: impl FnMut(Decoded)) -> u64 {
-    if data.len() < HEAD {
+    let Some(head) = read_plain::<RawHead>(data) else {
         return 1;
-    }
-    // SAFETY: the length was checked; RawHead is a plain repr(C) struct of
-    // integers (valid for any bit pattern), and read_unaligned needs no
-    // alignment.
-    let head: RawHead = unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+    };
     match RawRecord(head.kind) {
         RawRecord::REC_BATCH => decode_batch(&head, data, each),
         RawRecord::REC_SYSCALL => decode_syscall(&head, data, each),
@@ -200,11 +198,9 @@ pub fn decode(data: &[u8], each: impl FnMut(Decoded)) -> u64 {
 /// One system call: the call, then the bytes its arguments pointed to.
 fn decode_syscall(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) -> u64 {
     const SYS: usize = std::mem::size_of::<RawSyscall>();
-    if data.len() < HEAD + SYS {
+    let Some(raw) = read_plain::<RawSyscall>(&data[HEAD..]) else {
         return 1;
-    }
-    // SAFETY: as in decode(): the length was checked, plain integers.
-    let raw: RawSyscall = unsafe { std::ptr::read_unaligned(data[HEAD..].as_ptr().cast()) };
+    };
     let copied = &data[HEAD + SYS..];
     let lens = [raw.len[0] as usize, raw.len[1] as usize];
     if lens[0] + lens[1] > copied.len() {
@@ -258,8 +254,10 @@ fn decode_batch(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) -> u
     }
     let mut bad = 0;
     for bytes in data[HEAD..].chunks_exact(EVENT) {
-        // SAFETY: as above; chunks_exact gives EVENT bytes.
-        let raw: RawEvent = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        let Some(raw) = read_plain::<RawEvent>(bytes) else {
+            bad += 1; // not reached: chunks_exact gives EVENT bytes
+            continue;
+        };
         let kind = match RawKind(u32::from(raw.kind)) {
             RawKind::EV_ENTRY => EventKind::Entry,
             RawKind::EV_EXIT => EventKind::Exit,

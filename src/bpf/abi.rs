@@ -26,6 +26,37 @@ pub const MAX_SENT_DEPTH: u32 = utrace_limits::MAX_SENT_DEPTH.0;
 /// Entry cookie flag: the function's exit is probed at its ret sites.
 pub const COOKIE_RET_SITE: u64 = 1 << cookie_bits::COOKIE_RET_SITE_BIT.0;
 
+/// The types of bpf/utrace.h that Rust reads out of map values and
+/// ring-buffer records.
+///
+/// # Safety
+/// An implementor is a plain `repr(C)` struct of integers (arrays of them
+/// included): every bit pattern of its size is a valid value.
+pub(crate) unsafe trait Plain: Copy {}
+
+// SAFETY: all generated from utrace.h's structs of __u8/__u16/__u32/__u64/__s64.
+unsafe impl Plain for RawHead {}
+// SAFETY: as above.
+unsafe impl Plain for RawEvent {}
+// SAFETY: as above.
+unsafe impl Plain for RawSyscall {}
+// SAFETY: as above.
+unsafe impl Plain for BpfCounts {}
+// SAFETY: as above.
+unsafe impl Plain for BpfIo {}
+// SAFETY: as above.
+unsafe impl Plain for SyscallCounts {}
+// SAFETY: as above.
+unsafe impl Plain for SyscallKey {}
+
+/// The start of `bytes` as a `T`; `None` when they are too short for one.
+pub(crate) fn read_plain<T: Plain>(bytes: &[u8]) -> Option<T> {
+    // SAFETY: the length is checked, T is valid for any bytes (Plain), and
+    // read_unaligned needs no alignment.
+    (bytes.len() >= std::mem::size_of::<T>())
+        .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+}
+
 /// The caller BPF names for a system call made outside every traced call.
 pub const SYS_NO_CALLER: u32 = syscall_limits::SYS_NO_CALLER.0;
 

@@ -9,7 +9,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use super::Probes;
 use super::abi::{
     BpfIo, IO_OTHER, SYS_NO_CALLER, SYSCALL_SLOTS, SyscallCounts, SyscallKey, SyscallSpec,
-    copy_kind, io_dir,
+    copy_kind, io_dir, read_plain,
 };
 use crate::model::{FuncId, IoCounts, IoOwner};
 use crate::syscall;
@@ -91,14 +91,8 @@ impl Probes<'_> {
                 continue;
             };
             let mut sum = [0u64; 12];
-            let mut max = 0;
-            for bytes in per_cpu {
-                if bytes.len() < std::mem::size_of::<BpfIo>() {
-                    continue;
-                }
-                // SAFETY: the length was checked; plain repr(C) integers.
-                let c: BpfIo = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
-                let f = IoCounts::from_fields([
+            for c in per_cpu.iter().filter_map(|b| read_plain::<BpfIo>(b)) {
+                let f = [
                     c.syscall_read_bytes,
                     c.syscall_write_bytes,
                     c.cache_pages,
@@ -110,13 +104,10 @@ impl Probes<'_> {
                     c.writeback_bytes,
                     c.forced_writeback_bytes,
                     c.device_ns,
-                    0,
-                ])
-                .fields();
+                ];
                 sum.iter_mut().zip(f).for_each(|(s, v)| *s += v);
-                max = max.max(c.max_device_ns);
+                sum[11] = sum[11].max(c.max_device_ns);
             }
-            sum[11] = max;
             // Pages asked for that it did not have to add: its hits.
             sum[2] = sum[2].saturating_sub(sum[3]);
             let owner = match id {
@@ -142,18 +133,14 @@ impl Probes<'_> {
             else {
                 continue;
             };
-            if key.len() < std::mem::size_of::<SyscallKey>() {
+            let Some(k) = read_plain::<SyscallKey>(&key) else {
                 continue;
-            }
-            // SAFETY: the length was checked; plain repr(C) integers.
-            let k: SyscallKey = unsafe { std::ptr::read_unaligned(key.as_ptr().cast()) };
+            };
             let mut sum = SyscallCounts::default();
-            for bytes in per_cpu {
-                if bytes.len() < std::mem::size_of::<SyscallCounts>() {
-                    continue;
-                }
-                // SAFETY: as above.
-                let c: SyscallCounts = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+            for c in per_cpu
+                .iter()
+                .filter_map(|b| read_plain::<SyscallCounts>(b))
+            {
                 if c.count > 0 && (sum.count == 0 || c.min_ns < sum.min_ns) {
                     sum.min_ns = c.min_ns;
                 }

@@ -372,12 +372,10 @@ impl<'obj> Probes<'obj> {
             .context("reading the counting map")?
             .unwrap_or_default();
         let mut sum = BpfCounts::default();
-        for bytes in per_cpu {
-            if bytes.len() < std::mem::size_of::<BpfCounts>() {
-                continue;
-            }
-            // SAFETY: the length was checked and BpfCounts is plain repr(C) integers.
-            let cpu: BpfCounts = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+        for cpu in per_cpu
+            .iter()
+            .filter_map(|b| abi::read_plain::<BpfCounts>(b))
+        {
             sum.count += cpu.count;
             sum.total_ns += cpu.total_ns;
             sum.self_ns += cpu.self_ns;
