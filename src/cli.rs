@@ -174,8 +174,10 @@ struct Args {
     /// return instructions (survives C++ exceptions, longjmp, deep
     /// recursion; a second trap per call). uretprobe / session: the kernel
     /// hijacks the return address, as other tracers do (cheap, but a C++
-    /// exception crossing such a frame aborts the program). auto: uretprobes
-    /// where nothing can unwind through the frame, ret sites elsewhere.
+    /// exception crossing such a frame aborts the program). auto: session
+    /// returns wherever no unwinder can walk the frame (longjmp included),
+    /// ret sites for deeper than 60 calls and in C++/Rust code that calls
+    /// out.
     #[arg(long, value_enum, default_value_t = ExitArg::Auto, value_name = "MODE")]
     exit: ExitArg,
 

@@ -208,7 +208,7 @@ pub fn unwind_warnings(modules: &[ModuleSymbols], set: &ProbeSet, exit: ExitMode
         .filter(|m| m.can_unwind())
         .map(|m| {
             format!(
-                "{} can unwind through its frames (C++ exceptions, longjmp): {option} may abort it; \
+                "{} can unwind through its frames (C++ exceptions, Rust panics): {option} may abort it; \
                  the default --exit=auto is safe",
                 m.path.display()
             )

@@ -43,8 +43,8 @@ pub struct ModuleSymbols {
 }
 
 impl ModuleSymbols {
-    /// Whether an unwinder (or a longjmp) may pass through this module's
-    /// frames: then a hijacked return address there would abort the program.
+    /// Whether an unwinder may walk through this module's frames: then a
+    /// hijacked return address there would abort the program.
     pub fn can_unwind(&self) -> bool {
         let stubs = self.plt.stubs.iter().map(|s| s.import.as_str());
         let got = self.plt.got_only_imports.iter().map(String::as_str);

@@ -3,10 +3,14 @@
 //! which functions are the runtime's own start-up code rather than the
 //! program's. The symbol readers and the exit policy ask here.
 
-/// Imports through which an unwinder may walk the caller's frames: C++
-/// exceptions, Rust panics, forced unwinding (pthread_exit, cancellation),
-/// and longjmp, which leaves frames behind.
-const UNWINDING_IMPORTS: [&str; 13] = [
+/// Imports through which an unwinder may walk the caller's frames by their
+/// return addresses: C++ exceptions, Rust panics, forced unwinding
+/// (pthread_exit, cancellation). An unwinder that meets a hijacked return
+/// address finds no unwind info for it and aborts the program. longjmp is
+/// not among them: it restores a saved stack pointer without reading return
+/// addresses, and the kernel drops the return instances of the frames it
+/// leaves.
+const UNWINDING_IMPORTS: [&str; 8] = [
     "__cxa_throw",
     "__cxa_rethrow",
     "__cxa_begin_catch",
@@ -15,14 +19,9 @@ const UNWINDING_IMPORTS: [&str; 13] = [
     "_Unwind_ForcedUnwind",
     "pthread_exit",
     "pthread_cancel",
-    "longjmp",
-    "_longjmp",
-    "siglongjmp",
-    "__longjmp_chk",
-    "__sigsetjmp",
 ];
 
-/// Whether calling `import` may unwind (or longjmp) through the caller.
+/// Whether calling `import` may unwind through the caller.
 pub fn may_unwind(import: &str) -> bool {
     UNWINDING_IMPORTS.contains(&import)
         || import.starts_with("_ZSt")

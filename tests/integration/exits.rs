@@ -194,3 +194,40 @@ fn an_exception_through_a_pointer_tail_call_is_not_aborted() {
     ];
     assert_eq!(unwound, expected, "{}", t.graph);
 }
+
+#[test]
+fn longjmp_code_keeps_its_returns_hijacked_and_setjmp_at_its_ret_sites() {
+    if !require_bpf() {
+        return;
+    }
+    // longjmp reads no return address (the kernel drops the return
+    // instances of the frames it leaves): only what returns twice needs
+    // ret sites, and an unwinder-free module needs nothing else.
+    let bin = fixture("jmp", Build::O2);
+    let out = run(
+        utrace().arg("--list").arg("--").arg(&bin),
+        Duration::from_secs(60),
+    );
+    let list = String::from_utf8_lossy(&out.stdout);
+    let exits: Vec<(String, String)> = list
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            Some((cols.last()?.to_string(), cols.get(3)?.to_string()))
+        })
+        .collect();
+    let exit_of = |f: &str| {
+        exits
+            .iter()
+            .find(|(name, _)| name == f)
+            .map(|(_, e)| e.as_str())
+            .unwrap_or_else(|| panic!("{f} not in\n{list}"))
+    };
+    for f in ["main", "jump_round", "level1", "level2", "level3", "longjmp@plt"] {
+        assert_eq!(exit_of(f), "session", "{f}:\n{list}");
+    }
+    for f in ["_setjmp@plt", "__sigsetjmp@plt"] {
+        assert_eq!(exit_of(f), "ret-sites", "{f}:\n{list}");
+    }
+}

@@ -309,7 +309,7 @@ fn hijacking_exits_warn_before_tracing_code_that_unwinds() {
             t.stderr.lines().next(),
             Some(
                 format!(
-                    "utrace: warning: {} can unwind through its frames (C++ exceptions, longjmp): \
+                    "utrace: warning: {} can unwind through its frames (C++ exceptions, Rust panics): \
                      --exit={exit} may abort it; the default --exit=auto is safe",
                     throw.display()
                 )
