@@ -572,6 +572,18 @@ where
     // Whether to show types of expression literals.
     show_expression_literal_types: bool,
 
+    // Whether `Ss`, `So` print as the template-ids they stand for.
+    expand_std_substitutions: bool,
+
+    // While a pack expansion prints its pattern once per element of the
+    // pack it expands, the element being printed: the argument pack then
+    // prints that element alone.
+    pack_index: Option<usize>,
+
+    // Whether thunks, vtables, integer literals and `Dn` print as libiberty
+    // prints them.
+    libiberty_spelling: bool,
+
     // recursion protection.
     state: Cell<DemangleState>,
 }
@@ -622,7 +634,20 @@ where
             show_params: !options.no_params,
             show_return_type: !options.no_return_type,
             show_expression_literal_types: !options.hide_expression_literal_types,
+            expand_std_substitutions: options.expand_std_substitutions,
+            pack_index: None,
+            libiberty_spelling: options.libiberty_spelling,
             state: Cell::new(DemangleState { recursion_level: 0 }),
+        }
+    }
+
+    /// After printing `printed` of `total` arguments, the rest printing
+    /// nothing. libiberty writes their comma and takes it back, and decides
+    /// on `> >` from the last character it wrote, the comma's space: with
+    /// its spelling, `f<A<int>>` when an empty pack follows `A<int>`.
+    fn after_left_out_args(&mut self, printed: usize, total: usize) {
+        if self.libiberty_spelling && 0 < printed && printed < total {
+            self.last_char_written = Some(' ');
         }
     }
 
@@ -1048,6 +1073,10 @@ where
 
         let mut need_comma = false;
         for arg in self.iter() {
+            // An empty pack expansion prints nothing, not even its comma.
+            if is_empty_pack_expansion(arg, ctx.subs, scope) {
+                continue;
+            }
             if need_comma {
                 write!(ctx, ", ")?;
             }
@@ -1559,8 +1588,16 @@ where
             let (scope, function_args) =
                 if let Some(template_args) = name.get_template_args(ctx.subs) {
                     let scope = scope.push(template_args);
-                    let function_args = FunctionArgListAndReturnType::new(&fun_ty.0);
-                    (scope, function_args as &dyn DemangleAsInner<W>)
+                    // Constructors, destructors and conversion operators
+                    // encode no return type, templates or not: the first
+                    // type is a parameter.
+                    if name.is_ctor_dtor_conversion(ctx.subs) {
+                        let function_args = FunctionArgList::new(&fun_ty.0);
+                        (scope, function_args as &dyn DemangleAsInner<W>)
+                    } else {
+                        let function_args = FunctionArgListAndReturnType::new(&fun_ty.0);
+                        (scope, function_args as &dyn DemangleAsInner<W>)
+                    }
                 } else {
                     let function_args = FunctionArgList::new(&fun_ty.0);
                     (scope, function_args as &dyn DemangleAsInner<W>)
@@ -1575,7 +1612,7 @@ where
 /// <clone-suffix> ::= [ . <clone-type-identifier> ] [ . <nonnegative number> ]*
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CloneSuffix(CloneTypeIdentifier, Vec<isize>);
+pub struct CloneSuffix(CloneTypeIdentifier, Vec<(usize, usize)>);
 
 impl Parse for CloneSuffix {
     fn parse<'a, 'b>(
@@ -1588,10 +1625,18 @@ impl Parse for CloneSuffix {
         let tail = consume(b".", input)?;
         let (identifier, mut tail) = CloneTypeIdentifier::parse(ctx, subs, tail)?;
 
+        // The numbers are kept as written, as spans of the input: clang's
+        // `.llvm.<hash>` is a decimal u64 that overflows an isize about
+        // half of the time, which used to split it into `[clone .llvm]
+        // [clone .<hash>]`.
         let mut numbers = Vec::with_capacity(1);
-        while let Ok((n, t)) = consume(b".", tail).and_then(|t| parse_number(10, false, t)) {
-            numbers.push(n);
-            tail = t;
+        while let Ok(t) = consume(b".", tail) {
+            let digits = t.as_ref().iter().take_while(|c| c.is_ascii_digit()).count();
+            if digits == 0 {
+                break;
+            }
+            numbers.push((t.index(), t.index() + digits));
+            tail = t.range_from(digits..);
         }
 
         let clone_suffix = CloneSuffix(identifier, numbers);
@@ -1611,8 +1656,9 @@ where
         let ctx = try_begin_demangle!(self, ctx, scope);
         write!(ctx, " [clone")?;
         self.0.demangle(ctx, scope)?;
-        for nonnegative in &self.1 {
-            write!(ctx, ".{}", nonnegative)?;
+        for &(start, end) in &self.1 {
+            let digits = str::from_utf8(&ctx.input[start..end]).map_err(|_| fmt::Error)?;
+            write!(ctx, ".{}", digits)?;
         }
         write!(ctx, "]")?;
         Ok(())
@@ -2115,7 +2161,7 @@ where
             | NestedName::UnqualifiedExplicitObject(ref p, ref name, _) => {
                 ctx.push_demangle_node(DemangleNodeType::NestedName);
                 if let Some(p) = p.as_ref() {
-                    p.demangle(ctx, scope)?;
+                    demangle_scope(p, ctx, scope)?;
                     ctx.write_str("::")?;
                 }
                 name.demangle(ctx, scope)?;
@@ -2445,7 +2491,7 @@ where
         let ret = match *self {
             Prefix::Unqualified(ref unqualified) => unqualified.demangle(ctx, scope),
             Prefix::Nested(ref prefix, ref unqualified) => {
-                prefix.demangle(ctx, scope)?;
+                demangle_scope(prefix, ctx, scope)?;
                 write!(ctx, "::")?;
                 unqualified.demangle(ctx, scope)
             }
@@ -2458,7 +2504,7 @@ where
             Prefix::TemplateParam(ref param) => param.demangle(ctx, scope),
             Prefix::Decltype(ref dt) => dt.demangle(ctx, scope),
             Prefix::DataMember(ref prefix, ref member) => {
-                prefix.demangle(ctx, scope)?;
+                demangle_scope(prefix, ctx, scope)?;
                 write!(ctx, "::")?;
                 member.demangle(ctx, scope)
             }
@@ -2466,6 +2512,23 @@ where
         ctx.pop_demangle_node();
         ret
     }
+}
+
+/// Demangle the scope `prefix` of a qualified name behind an inner barrier:
+/// the prefix may be a class type from the substitution table, and what waits
+/// on the inner stack (a reference or pointer to the whole qualified name)
+/// goes after the whole name, not after its scope (`A::B::C&`, not
+/// `A::B&::C`, for `RN1A1B1CE` when `A::B` is a substitution).
+fn demangle_scope<'subs, 'prev, 'ctx, W>(
+    prefix: &'subs PrefixHandle,
+    ctx: &'ctx mut DemangleContext<'subs, W>,
+    scope: Option<ArgScopeStack<'prev, 'subs>>,
+) -> fmt::Result
+where
+    W: 'subs + DemangleWrite,
+{
+    inner_barrier!(ctx);
+    prefix.demangle(ctx, scope)
 }
 
 impl IsCtorDtorConversion for Prefix {
@@ -3902,6 +3965,22 @@ where
                 Ok(())
             }
             Type::PackExpansion(ref ty) => {
+                if let Some(len) = expanded_pack_len(ty, ctx.subs, scope) {
+                    // As libiberty: the pattern once per element of the pack,
+                    // so that each element gets the pattern's qualifiers and
+                    // references (`DpOT_` with `T_` = `<int&, long>` is
+                    // `int&, long&&`), and an empty pack prints nothing.
+                    let saved_pack_index = ctx.pack_index;
+                    for index in 0..len {
+                        if index > 0 {
+                            write!(ctx, ", ")?;
+                        }
+                        ctx.pack_index = Some(index);
+                        ty.demangle(ctx, scope)?;
+                    }
+                    ctx.pack_index = saved_pack_index;
+                    return Ok(());
+                }
                 ty.demangle(ctx, scope)?;
                 if !ctx.is_template_argument_pack {
                     write!(ctx, "...")?;
@@ -3909,6 +3988,48 @@ where
                 Ok(())
             }
         }
+    }
+}
+
+/// The length of the argument pack that the pack expansion pattern `pattern`
+/// expands, when the pattern is a template parameter under qualifiers,
+/// pointers and references (`T_`, `OT_`, `RKT_`) and that parameter is an
+/// argument pack; `None` for other patterns.
+fn expanded_pack_len<'subs, 'prev>(
+    pattern: &'subs TypeHandle,
+    subs: &'subs SubstitutionTable,
+    scope: Option<ArgScopeStack<'prev, 'subs>>,
+) -> Option<usize> {
+    let mut ty = subs.get_type(pattern)?;
+    loop {
+        match *ty {
+            Type::Qualified(_, ref inner)
+            | Type::PointerTo(ref inner)
+            | Type::LvalueRef(ref inner)
+            | Type::RvalueRef(ref inner) => ty = subs.get_type(inner)?,
+            Type::TemplateParam(ref param) => {
+                return match scope.get_template_arg(param.0).ok()?.0 {
+                    TemplateArg::ArgPack(ref args) => Some(args.len()),
+                    _ => None,
+                };
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Whether `ty` is a pack expansion of an empty argument pack, which prints
+/// nothing.
+fn is_empty_pack_expansion<'subs, 'prev>(
+    ty: &'subs TypeHandle,
+    subs: &'subs SubstitutionTable,
+    scope: Option<ArgScopeStack<'prev, 'subs>>,
+) -> bool {
+    match subs.get_type(ty) {
+        Some(Type::PackExpansion(ref pattern)) => {
+            expanded_pack_len(pattern, subs, scope) == Some(0)
+        }
+        _ => false,
     }
 }
 
@@ -4405,6 +4526,9 @@ where
         let ctx = try_begin_demangle!(self, ctx, scope);
 
         match *self {
+            BuiltinType::Standard(StandardBuiltinType::Nullptr) if ctx.libiberty_spelling => {
+                write!(ctx, "decltype(nullptr)")
+            }
             BuiltinType::Standard(ref ty) => ty.demangle(ctx, scope),
             BuiltinType::Parametric(ref ty) => ty.demangle(ctx, scope),
             BuiltinType::Extension(ref name) => name.demangle(ctx, scope),
@@ -5525,8 +5649,9 @@ where
         }
         write!(ctx, "<")?;
         ctx.push_demangle_node(DemangleNodeType::TemplateArgs);
+        let printed = printed_arg_count(&self.0, ctx, scope);
         let mut need_comma = false;
-        for arg_index in 0..self.0.len() {
+        for arg_index in 0..printed {
             if need_comma {
                 write!(ctx, ", ")?;
             }
@@ -5536,6 +5661,7 @@ where
             self.0[arg_index].demangle(ctx, scope)?;
             need_comma = true;
         }
+        ctx.after_left_out_args(printed, self.0.len());
 
         // Ensure "> >" because old C++ sucks and libiberty (and its tests)
         // supports old C++.
@@ -5644,20 +5770,66 @@ where
             TemplateArg::Type(ref ty) => ty.demangle(ctx, scope),
             TemplateArg::Expression(ref expr) => expr.demangle(ctx, scope),
             TemplateArg::SimpleExpression(ref expr) => expr.demangle(ctx, scope),
+            TemplateArg::ArgPack(ref args) if ctx.pack_index.is_some() => {
+                // Inside a pack expansion's pattern: the current element only.
+                let index = ctx.pack_index.take();
+                let ret = match index.and_then(|i| args.get(i)) {
+                    Some(arg) => arg.demangle(ctx, scope),
+                    None => Err(fmt::Error),
+                };
+                ctx.pack_index = index;
+                ret
+            }
             TemplateArg::ArgPack(ref args) => {
                 ctx.is_template_argument_pack = true;
+                let printed = printed_arg_count(args, ctx, scope);
                 let mut need_comma = false;
-                for arg in &args[..] {
+                for arg in &args[..printed] {
                     if need_comma {
                         write!(ctx, ", ")?;
                     }
                     arg.demangle(ctx, scope)?;
                     need_comma = true;
                 }
+                ctx.after_left_out_args(printed, args.len());
                 Ok(())
             }
         }
     }
+}
+
+impl TemplateArg {
+    /// Whether this argument prints nothing: an empty argument pack, the
+    /// expansion of one, or a pack of such.
+    fn prints_nothing<'subs, 'prev>(
+        &'subs self,
+        subs: &'subs SubstitutionTable,
+        scope: Option<ArgScopeStack<'prev, 'subs>>,
+    ) -> bool {
+        match *self {
+            TemplateArg::ArgPack(ref args) => args.iter().all(|a| a.prints_nothing(subs, scope)),
+            TemplateArg::Type(ref ty) => is_empty_pack_expansion(ty, subs, scope),
+            _ => false,
+        }
+    }
+}
+
+/// How many of `args` to print: trailing arguments that print nothing are
+/// left out with their commas (`f<int>` for `f<int, <>>`), as libiberty does.
+fn printed_arg_count<'subs, 'prev, W>(
+    args: &'subs [TemplateArg],
+    ctx: &DemangleContext<'subs, W>,
+    scope: Option<ArgScopeStack<'prev, 'subs>>,
+) -> usize
+where
+    W: 'subs + DemangleWrite,
+{
+    let empty = args
+        .iter()
+        .rev()
+        .take_while(|arg| arg.prints_nothing(ctx.subs, scope))
+        .count();
+    args.len() - empty
 }
 
 /// In libiberty, Member and DerefMember expressions have special handling.
@@ -6552,6 +6724,22 @@ where
                 Ok(())
             }
             Expression::PackExpansion(ref pack) => {
+                if let Expression::TemplateParam(ref param) = **pack {
+                    if let Ok(TemplateArg::ArgPack(ref args)) = param.resolve(scope) {
+                        // As libiberty: the pack's elements (`0ul` for
+                        // `sp T_` with `T_` = `<0ul>`), not `(0ul)...`.
+                        let saved_pack_index = ctx.pack_index;
+                        for index in 0..args.len() {
+                            if index > 0 {
+                                write!(ctx, ", ")?;
+                            }
+                            ctx.pack_index = Some(index);
+                            param.demangle(ctx, scope)?;
+                        }
+                        ctx.pack_index = saved_pack_index;
+                        return Ok(());
+                    }
+                }
                 pack.demangle_as_subexpr(ctx, scope)?;
                 write!(ctx, "...")?;
                 Ok(())
@@ -6667,6 +6855,10 @@ impl Parse for UnresolvedName {
             return Ok((UnresolvedName::Nested1(ty, levels, name), tail));
         }
 
+        if let Some(found) = parse_std_class_member(ctx, subs, tail)? {
+            return Ok(found);
+        }
+
         if let Ok((ty, tail)) = try_recurse!(UnresolvedTypeHandle::parse(ctx, subs, tail)) {
             let (name, tail) = BaseUnresolvedName::parse(ctx, subs, tail)?;
             return Ok((UnresolvedName::Nested1(ty, vec![], name), tail));
@@ -6676,6 +6868,40 @@ impl Parse for UnresolvedName {
         let tail = consume(b"E", tail)?;
         let (name, tail) = BaseUnresolvedName::parse(ctx, subs, tail)?;
         Ok((UnresolvedName::Nested2(levels, name), tail))
+    }
+}
+
+/// g++ mangles a member of a class template of `std` (`std::C<T>::x`) as
+/// `sr St 1C IT_E 1x`, a `<type>` after `sr` where the grammar has an
+/// `<unresolved-type>` (`St` is none). libiberty reads a `<type>` there, and
+/// so its substitutions (`std::C`, `std::C<T>`), which later back references
+/// count on. `None`, with the substitution table as it was, when `input`
+/// is not that.
+fn parse_std_class_member<'a, 'b>(
+    ctx: &'a ParseContext,
+    subs: &'a mut SubstitutionTable,
+    input: IndexStr<'b>,
+) -> Result<Option<(UnresolvedName, IndexStr<'b>)>> {
+    if !input.as_ref().starts_with(b"St") {
+        return Ok(None);
+    }
+    let saved_len = subs.len();
+    let parsed = try_recurse!(TypeHandle::parse(ctx, subs, input)).and_then(|(ty, tail)| {
+        let (name, tail) = BaseUnresolvedName::parse(ctx, subs, tail)?;
+        Ok((ty, name, tail))
+    });
+    match parsed {
+        Ok((TypeHandle::BackReference(idx), name, tail)) => {
+            let ty = UnresolvedTypeHandle::BackReference(idx);
+            Ok(Some((UnresolvedName::Nested1(ty, vec![], name), tail)))
+        }
+        Err(error::Error::TooMuchRecursion) => Err(error::Error::TooMuchRecursion),
+        _ => {
+            while subs.len() > saved_len {
+                subs.pop();
+            }
+            Ok(None)
+        }
     }
 }
 
@@ -7161,6 +7387,18 @@ where
                 start,
                 end,
             ) => write_literal(ctx, start, end),
+            ExprPrimary::Literal(
+                TypeHandle::Builtin(BuiltinType::Standard(ref ty)),
+                start,
+                end,
+            ) if ctx.libiberty_spelling && literal_suffix(ty).is_some() => {
+                // libiberty's spelling: `0ul` rather than `(unsigned long)0`.
+                write_literal(ctx, start, end)?;
+                if ctx.show_expression_literal_types {
+                    write!(ctx, "{}", literal_suffix(ty).unwrap_or(""))?;
+                }
+                Ok(())
+            }
             ExprPrimary::Literal(ref ty, start, end) => {
                 if ctx.show_expression_literal_types {
                     write!(ctx, "(")?;
@@ -7170,6 +7408,18 @@ where
                 write_literal(ctx, start, end)
             }
         }
+    }
+}
+
+/// The suffix libiberty gives a literal of type `ty` in place of a cast.
+fn literal_suffix(ty: &StandardBuiltinType) -> Option<&'static str> {
+    match *ty {
+        StandardBuiltinType::UnsignedInt => Some("u"),
+        StandardBuiltinType::Long => Some("l"),
+        StandardBuiltinType::UnsignedLong => Some("ul"),
+        StandardBuiltinType::LongLong => Some("ll"),
+        StandardBuiltinType::UnsignedLongLong => Some("ull"),
+        _ => None,
     }
 }
 
@@ -7639,19 +7889,108 @@ impl Parse for Substitution {
     }
 }
 
-define_vocabulary! {
 /// The `<substitution>` variants that are encoded directly in the grammar,
 /// rather than as back references to other components in the substitution
 /// table.
-    #[derive(Clone, Debug, PartialEq, Eq)]
-    pub enum WellKnownComponent {
-        Std          (b"St", "std"),
-        StdAllocator (b"Sa", "std::allocator"),
-        StdString1   (b"Sb", "std::basic_string"),
-        StdString2   (b"Ss", "std::string"),
-        StdIstream   (b"Si", "std::basic_istream<char, std::char_traits<char> >"),
-        StdOstream   (b"So", "std::ostream"),
-        StdIostream  (b"Sd", "std::basic_iostream<char, std::char_traits<char> >")
+///
+/// Written out rather than with `define_vocabulary!` because how they print
+/// depends on `DemangleOptions::expand_std_substitutions`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WellKnownComponent {
+    /// std
+    Std,
+    /// std::allocator
+    StdAllocator,
+    /// std::basic_string
+    StdString1,
+    /// std::string
+    StdString2,
+    /// std::basic_istream<char, std::char_traits<char> >
+    StdIstream,
+    /// std::ostream
+    StdOstream,
+    /// std::basic_iostream<char, std::char_traits<char> >
+    StdIostream,
+}
+
+impl WellKnownComponent {
+    const ALL: [(&'static [u8], WellKnownComponent); 7] = [
+        (b"St", WellKnownComponent::Std),
+        (b"Sa", WellKnownComponent::StdAllocator),
+        (b"Sb", WellKnownComponent::StdString1),
+        (b"Ss", WellKnownComponent::StdString2),
+        (b"Si", WellKnownComponent::StdIstream),
+        (b"So", WellKnownComponent::StdOstream),
+        (b"Sd", WellKnownComponent::StdIostream),
+    ];
+
+    /// How this component prints: abbreviated (`std::string`) or, with
+    /// `expand`, as the template-id the abbreviation stands for, as
+    /// libiberty prints it with `DMGL_VERBOSE` (c++filt's default).
+    fn printable(&self, expand: bool) -> &'static str {
+        match (self, expand) {
+            (WellKnownComponent::Std, _) => "std",
+            (WellKnownComponent::StdAllocator, _) => "std::allocator",
+            (WellKnownComponent::StdString1, _) => "std::basic_string",
+            (WellKnownComponent::StdString2, false) => "std::string",
+            (WellKnownComponent::StdString2, true) => {
+                "std::basic_string<char, std::char_traits<char>, std::allocator<char> >"
+            }
+            (WellKnownComponent::StdIstream, _) => {
+                "std::basic_istream<char, std::char_traits<char> >"
+            }
+            (WellKnownComponent::StdOstream, false) => "std::ostream",
+            (WellKnownComponent::StdOstream, true) => {
+                "std::basic_ostream<char, std::char_traits<char> >"
+            }
+            (WellKnownComponent::StdIostream, _) => {
+                "std::basic_iostream<char, std::char_traits<char> >"
+            }
+        }
+    }
+}
+
+impl Parse for WellKnownComponent {
+    fn parse<'a, 'b>(
+        ctx: &'a ParseContext,
+        _subs: &'a mut SubstitutionTable,
+        input: IndexStr<'b>,
+    ) -> Result<(WellKnownComponent, IndexStr<'b>)> {
+        try_begin_parse!("WellKnownComponent", ctx, input);
+
+        let mut found_prefix = false;
+        for (mangled, component) in WellKnownComponent::ALL.iter() {
+            if let Some((head, tail)) = input.try_split_at(mangled.len()) {
+                if head.as_ref() == *mangled {
+                    return Ok((component.clone(), tail));
+                }
+            } else {
+                found_prefix |= 0 < input.len()
+                    && input.len() < mangled.len()
+                    && input.as_ref() == &mangled[..input.len()];
+            }
+        }
+
+        if input.is_empty() || found_prefix {
+            Err(error::Error::UnexpectedEnd)
+        } else {
+            Err(error::Error::UnexpectedText)
+        }
+    }
+}
+
+impl<'subs, W> Demangle<'subs, W> for WellKnownComponent
+where
+    W: 'subs + DemangleWrite,
+{
+    fn demangle<'prev, 'ctx>(
+        &'subs self,
+        ctx: &'ctx mut DemangleContext<'subs, W>,
+        scope: Option<ArgScopeStack<'prev, 'subs>>,
+    ) -> fmt::Result {
+        let ctx = try_begin_demangle!(self, ctx, scope);
+        let printable = self.printable(ctx.expand_std_substitutions);
+        write!(ctx, "{}", printable)
     }
 }
 
@@ -7692,8 +8031,14 @@ where
             }
             WellKnownComponent::StdAllocator => write!(ctx, "allocator"),
             WellKnownComponent::StdString1 => write!(ctx, "basic_string"),
+            WellKnownComponent::StdString2 if ctx.expand_std_substitutions => {
+                write!(ctx, "basic_string")
+            }
             WellKnownComponent::StdString2 => write!(ctx, "string"),
             WellKnownComponent::StdIstream => write!(ctx, "basic_istream"),
+            WellKnownComponent::StdOstream if ctx.expand_std_substitutions => {
+                write!(ctx, "basic_ostream")
+            }
             WellKnownComponent::StdOstream => write!(ctx, "ostream"),
             WellKnownComponent::StdIostream => write!(ctx, "basic_iostream"),
         }
@@ -7936,6 +8281,13 @@ where
         let ctx = try_begin_demangle!(self, ctx, scope);
 
         match *self {
+            SpecialName::VirtualTable(ref ty) if ctx.libiberty_spelling => {
+                write!(ctx, "vtable for ")?;
+                ctx.push_demangle_node(DemangleNodeType::VirtualTable);
+                ty.demangle(ctx, scope)?;
+                ctx.pop_demangle_node();
+                Ok(())
+            }
             SpecialName::VirtualTable(ref ty) => {
                 write!(ctx, "{{vtable(")?;
                 ctx.push_demangle_node(DemangleNodeType::VirtualTable);
@@ -7943,6 +8295,10 @@ where
                 ctx.pop_demangle_node();
                 write!(ctx, ")}}")?;
                 Ok(())
+            }
+            SpecialName::Vtt(ref ty) if ctx.libiberty_spelling => {
+                write!(ctx, "VTT for ")?;
+                ty.demangle(ctx, scope)
             }
             SpecialName::Vtt(ref ty) => {
                 write!(ctx, "{{vtt(")?;
@@ -7957,6 +8313,21 @@ where
             SpecialName::TypeinfoName(ref ty) => {
                 write!(ctx, "typeinfo name for ")?;
                 ty.demangle(ctx, scope)
+            }
+            SpecialName::VirtualOverrideThunk(ref offset, ref encoding)
+                if ctx.libiberty_spelling =>
+            {
+                match *offset {
+                    CallOffset::NonVirtual(_) => write!(ctx, "non-virtual thunk to ")?,
+                    CallOffset::Virtual(_) => write!(ctx, "virtual thunk to ")?,
+                }
+                encoding.demangle(ctx, scope)
+            }
+            SpecialName::VirtualOverrideThunkCovariant(_, _, ref encoding)
+                if ctx.libiberty_spelling =>
+            {
+                write!(ctx, "covariant return thunk to ")?;
+                encoding.demangle(ctx, scope)
             }
             SpecialName::VirtualOverrideThunk(ref offset, ref encoding) => {
                 write!(ctx, "{{virtual override thunk(")?;

@@ -50,6 +50,9 @@ pub mod error;
 mod index_str;
 mod subs;
 
+#[cfg(test)]
+mod utrace_patches;
+
 use alloc::string::String;
 use alloc::vec::Vec;
 use ast::{Demangle, Parse, ParseContext};
@@ -84,6 +87,8 @@ pub struct DemangleOptions {
     no_params: bool,
     no_return_type: bool,
     hide_expression_literal_types: bool,
+    expand_std_substitutions: bool,
+    libiberty_spelling: bool,
     recursion_limit: Option<NonZeroU32>,
 }
 
@@ -111,6 +116,31 @@ impl DemangleOptions {
     /// template instance names.
     pub fn hide_expression_literal_types(mut self) -> Self {
         self.hide_expression_literal_types = true;
+        self
+    }
+
+    /// Print the standard abbreviations `Ss` and `So` as the template-ids
+    /// they stand for, `std::basic_string<char, std::char_traits<char>,
+    /// std::allocator<char> >` and `std::basic_ostream<char,
+    /// std::char_traits<char> >` (their constructors and destructors as
+    /// `basic_string` and `~basic_string`), rather than as `std::string` and
+    /// `std::ostream`. This is how libiberty prints them with `DMGL_VERBOSE`,
+    /// which c++filt sets by default. (`Si` and `Sd` print expanded either
+    /// way.)
+    pub fn expand_std_substitutions(mut self) -> Self {
+        self.expand_std_substitutions = true;
+        self
+    }
+
+    /// Spell what cpp_demangle prints its own way as libiberty (c++filt,
+    /// gdb) does: thunks and vtables as `non-virtual thunk to f()`,
+    /// `virtual thunk to f()`, `covariant return thunk to f()`,
+    /// `vtable for T` and `VTT for T`; integer literals of type `unsigned`,
+    /// `long`, `unsigned long`, `long long` and `unsigned long long` with
+    /// their suffix (`0ul` for `(unsigned long)0`); `Dn` as
+    /// `decltype(nullptr)`.
+    pub fn libiberty_spelling(mut self) -> Self {
+        self.libiberty_spelling = true;
         self
     }
 
