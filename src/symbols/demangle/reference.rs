@@ -30,9 +30,10 @@ const MEASURED_BUILD_ID: &str = "289ee39f8c07bd4fa48102dfeeb7e6f9c76158b4";
 /// c++filt does), and bugs fixed there: 34 constructor templates lost their
 /// first parameter, 4 empty packs printed `, &&` or a trailing `, `, 2
 /// references printed inside a nested name, 1 pack expansion expression
-/// printed `((unsigned long)0)...`, 1 name stayed mangled (`sr St…`). The
-/// `_M_realloc_insert` unit test pins a 0-count one (`&&` lost on a pack).
-/// See vendor/cpp_demangle/UTRACE-PATCHES.md.
+/// printed `((unsigned long)0)...`, 1 name stayed mangled (`sr St…`); a
+/// pack losing `&&` occurred in none of these names, only in a program's
+/// (the `_M_realloc_insert` unit test). See
+/// vendor/cpp_demangle/UTRACE-PATCHES.md.
 #[test]
 fn cpp_names_equal_cxxfilt() {
     let Some(names) = cpp_corpus() else { return };
