@@ -53,6 +53,11 @@ const volatile bool trace_io = false;
 #define TGID_BITS (1 << 16)
 __u64 traced_tgids[TGID_BITS / 64] = {};
 
+/* Set by userspace when the run ends, before the probes are detached
+ * (which can take seconds): nothing new is traced from then on, so the
+ * results can be shown at once. Queued events still go out. */
+volatile bool paused = false;
+
 static __always_inline void mark_traced(__u32 tgid)
 {
 	__sync_fetch_and_or(&traced_tgids[(tgid / 64) % (TGID_BITS / 64)], 1ULL << (tgid % 64));
@@ -64,6 +69,8 @@ static __always_inline bool maybe_traced(void)
 	 * namespace (perf showed it at a tenth of a bystander's syscall). */
 	__u32 tgid = bpf_get_current_task_btf()->tgid;
 
+	if (paused)
+		return false;
 	return traced_tgids[(tgid / 64) % (TGID_BITS / 64)] & (1ULL << (tgid % 64));
 }
 
@@ -283,6 +290,8 @@ static __always_inline struct thread_state *state_or_create(void)
 	struct thread_state *s;
 	__u32 tgid;
 
+	if (paused)
+		return NULL;
 	/* Only threads of traced processes ever get state, so having it is
 	 * proof enough: the hot path is this one lookup. */
 	s = bpf_task_storage_get(&threads, task, 0, 0);
@@ -358,6 +367,8 @@ static __always_inline void stop_for_userspace(struct thread_state *s, __u8 kind
 	} *r;
 	__u64 id = bpf_get_current_pid_tgid();
 
+	if (paused) /* nobody attaches anything any more */
+		return;
 	if (s)
 		flush(s);
 	r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
@@ -460,7 +471,7 @@ int BPF_PROG(on_thread_exit, struct task_struct *task)
 		if (s->in_syscall)
 			end_syscall(s, 0, bpf_ktime_get_ns(), SYSF_NO_RETURN);
 		/* Calls still open never return: exit(), pthread_exit(). */
-		if (s->depth && !count_only)
+		if (s->depth && !count_only && !paused)
 			emit(s, EV_GONE, 0, bpf_ktime_get_ns(), 0);
 		flush(s);
 	}
@@ -795,7 +806,7 @@ int BPF_UPROBE(on_helper)
 	__u64 kind = bpf_get_attach_cookie(ctx);
 	__u64 now = bpf_ktime_get_ns();
 
-	if (!s)
+	if (!s || paused)
 		return 0;
 	claim(s);
 	switch (kind) {

@@ -136,6 +136,20 @@ impl<'obj> Probes<'obj> {
         self.watch_exec()
     }
 
+    /// Stops BPF from tracing anything new, before the detach: what was
+    /// traced up to now can then be shown while the kernel takes the
+    /// probes down. Events already queued still go out.
+    pub fn pause(&mut self) -> Result<()> {
+        let bss = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .context("BPF object has no .bss")?;
+        bss.paused = true;
+        Ok(())
+    }
+
     /// Puts `pid` in the set of traced processes.
     pub(super) fn register(&mut self, pid: u32) -> Result<()> {
         // The syscall tracepoints' first test (bpf: traced_tgids).

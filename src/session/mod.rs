@@ -62,7 +62,32 @@ pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
         launched.as_mut(),
     );
     pipe.run.end_mono_ns = mono_now_ns();
-    detach(&mut probes);
+    // Results first: BPF stops tracing now and the probes come down after
+    // the results are out (the kernel can take seconds for that), on every
+    // path. If pausing fails, detaching is what stops the tracing.
+    let paused = probes.pause().is_ok();
+    if !paused {
+        detach(&mut probes);
+    }
+    let outcome = conclude(opts, &mut probes, pipe, reader, &streams, traced);
+    if paused {
+        detach(&mut probes);
+    }
+    outcome
+}
+
+/// The end of a run, once BPF traces nothing new: what is still queued or
+/// in the ring buffer goes through the consumers, stopped processes
+/// resume, and the results and closing lines are written.
+fn conclude(
+    opts: &TraceOptions,
+    probes: &mut Probes,
+    mut pipe: Pipeline,
+    reader: events::Reader,
+    streams: &Streams,
+    traced: Result<Exit>,
+) -> Result<Outcome> {
+    flush_queues(probes);
     // What is still coming goes through the consumers as the reader drains
     // the ring buffer: waiting for it first could fill the channel.
     let mut fed = Ok(());
@@ -253,12 +278,16 @@ fn attach(
     Ok(watch)
 }
 
-/// Removes every probe, then sends what threads still queue; timed, on stderr.
+/// Sends what threads still queue (after -p the process runs on).
+fn flush_queues(probes: &Probes) {
+    if let Err(e) = probes.flush_queues() {
+        warning!("{e:#}: calls threads made just before the end may be missing");
+    }
+}
+
+/// Removes every probe; timed, on stderr.
 fn detach(probes: &mut Probes) {
     let took = probes.detach();
-    if let Err(e) = probes.flush_queues() {
-        warning!("{e:#}: calls threads made just before the detach may be missing");
-    }
     match probes.probe_count() {
         0 => eprintln!("utrace: detached in {} ms", took.as_millis()),
         n => eprintln!("utrace: detached {n} probes in {} ms", took.as_millis()),

@@ -224,10 +224,49 @@ fn longjmp_code_keeps_its_returns_hijacked_and_setjmp_at_its_ret_sites() {
             .map(|(_, e)| e.as_str())
             .unwrap_or_else(|| panic!("{f} not in\n{list}"))
     };
-    for f in ["main", "jump_round", "level1", "level2", "level3", "longjmp@plt"] {
+    for f in [
+        "main",
+        "jump_round",
+        "level1",
+        "level2",
+        "level3",
+        "longjmp@plt",
+    ] {
         assert_eq!(exit_of(f), "session", "{f}:\n{list}");
     }
     for f in ["_setjmp@plt", "__sigsetjmp@plt"] {
         assert_eq!(exit_of(f), "ret-sites", "{f}:\n{list}");
+    }
+}
+
+#[test]
+fn results_come_before_the_detach() {
+    if !require_bpf() {
+        return;
+    }
+    // stdout and stderr into one pipe, in the order they were written: the
+    // kernel may take seconds to take probes down, and the user reads the
+    // results meanwhile.
+    let bin = fixture("calls", Build::O2);
+    for format in ["call-graph", "summary"] {
+        let utrace = env!("CARGO_BIN_EXE_utrace");
+        let script = format!("{utrace} --format={format} -- {} 2>&1", bin.display());
+        let out = run(
+            std::process::Command::new("sh").args(["-c", &script]),
+            Duration::from_secs(60),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("utrace: detached "),
+            "{format}: the last line is {last:?}:\n{text}"
+        );
+        let main = text
+            .lines()
+            .position(|l| l.ends_with("} /* main */") || l.contains(" main "));
+        assert!(
+            main.is_some(),
+            "{format}: no results before the detach:\n{text}"
+        );
     }
 }
