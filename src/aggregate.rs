@@ -27,6 +27,23 @@ impl Stats {
     pub fn avg_ns(&self) -> u64 {
         self.sum_ns.checked_div(self.calls).unwrap_or(0)
     }
+
+    /// Adds the calls of `other`, aggregated apart (counting mode: in BPF,
+    /// and from the events of calls too deep for it).
+    pub fn merge(&mut self, other: &Stats) {
+        if other.calls == 0 {
+            return;
+        }
+        self.min_ns = match self.calls {
+            0 => other.min_ns,
+            _ => self.min_ns.min(other.min_ns),
+        };
+        self.max_ns = self.max_ns.max(other.max_ns);
+        self.calls += other.calls;
+        self.total_ns += other.total_ns;
+        self.self_ns += other.self_ns;
+        self.sum_ns += other.sum_ns;
+    }
 }
 
 /// Counters every aggregate report shows in its footer.
@@ -101,6 +118,24 @@ impl StatsByFunction {
                 self.add(func, ts.saturating_sub(entry_ts), child_ns, outermost);
             }
         }
+    }
+
+    /// Counting mode: `func` is open on thread `tid` below the calls this
+    /// sees (in BPF's frames), so theirs are nested activations, left out
+    /// of Total, until [`StatsByFunction::release`].
+    pub fn hold(&mut self, tid: u32, func: FuncId) {
+        *self.active.get(tid).entry(func).or_insert(0) += 1;
+    }
+
+    pub fn release(&mut self, tid: u32, func: FuncId) {
+        if let Some(n) = self.active.get(tid).get_mut(&func) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Every function's numbers, indexed by function id.
+    pub fn stats(&self) -> &[Stats] {
+        &self.stats
     }
 
     pub fn total_calls(&self) -> u64 {

@@ -24,8 +24,11 @@ pub struct Summary {
     sort: SortKey,
     stats: StatsByFunction,
     syscalls: SyscallTotals,
-    /// Counted in BPF: no events were streamed, so there are none to count.
+    /// Counted in BPF: events were streamed only for calls too deep for it.
     counted: bool,
+    /// Counting mode: the events of those deep calls, and the depth BPF
+    /// counts to.
+    streamed: (u64, u32),
     srcline: bool,
 }
 
@@ -37,6 +40,7 @@ impl Summary {
             stats: StatsByFunction::new(),
             syscalls: SyscallTotals::default(),
             counted: false,
+            streamed: (0, 0),
             srcline: false,
         }
     }
@@ -47,11 +51,19 @@ impl Summary {
         self
     }
 
-    /// Takes the statistics BPF aggregated (counting mode) instead of calls.
-    pub fn load_counted(&mut self, stats: Vec<crate::aggregate::Stats>, syscalls: SyscallTotals) {
+    /// Takes the statistics counting mode aggregated instead of calls:
+    /// BPF's, with those of the calls deeper than `streamed.1` that
+    /// `streamed.0` events brought.
+    pub fn load_counted(
+        &mut self,
+        stats: Vec<crate::aggregate::Stats>,
+        syscalls: SyscallTotals,
+        streamed: (u64, u32),
+    ) {
         self.stats = StatsByFunction::from_counted(stats);
         self.syscalls = syscalls;
         self.counted = true;
+        self.streamed = streamed;
     }
 
     fn write_table(&mut self, table: &FuncTable) -> Result<()> {
@@ -133,12 +145,21 @@ pub fn footer(counts: &Counts, run: &RunInfo) -> String {
     line
 }
 
-/// "1,234,567 calls counted in BPF (no events streamed), 0 lost, 1.234 s traced"
-fn counted_footer(stats: &StatsByFunction, run: &RunInfo) -> String {
+/// "1,234,567 calls counted in BPF (no events streamed), 0 lost, 1.234 s traced";
+/// "(20,002 events streamed for calls deeper than 128)" when some were.
+fn counted_footer(stats: &StatsByFunction, streamed: (u64, u32), run: &RunInfo) -> String {
     let calls = stats.total_calls();
     let wall = run.end_mono_ns.saturating_sub(run.start_mono_ns);
+    let streamed = match streamed {
+        (0, _) => "no events streamed".to_owned(),
+        (n, depth) => format!(
+            "{} event{} streamed for calls deeper than {depth}",
+            thousands(n),
+            if n == 1 { "" } else { "s" },
+        ),
+    };
     format!(
-        "{} call{} counted in BPF (no events streamed), {} lost, {} traced",
+        "{} call{} counted in BPF ({streamed}), {} lost, {} traced",
         thousands(calls),
         if calls == 1 { "" } else { "s" },
         thousands(run.lost_events),
@@ -181,7 +202,7 @@ impl Sink for Summary {
         }
         let mut line = match self.counted {
             true if table.functions.is_empty() => counted_syscalls_footer(&self.syscalls, run),
-            true => counted_footer(&self.stats, run),
+            true => counted_footer(&self.stats, self.streamed, run),
             false => footer(&self.stats.counts(), run),
         };
         let counted_syscalls_only = self.counted && table.functions.is_empty();
