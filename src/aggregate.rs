@@ -386,6 +386,52 @@ mod tests {
     }
 
     #[test]
+    fn merged_stats_are_those_of_all_the_calls() {
+        let bpf = Stats {
+            calls: 3,
+            total_ns: 90,
+            self_ns: 30,
+            min_ns: 20,
+            max_ns: 40,
+            sum_ns: 90,
+        };
+        let deep = Stats {
+            calls: 2,
+            total_ns: 0,
+            self_ns: 10,
+            min_ns: 5,
+            max_ns: 15,
+            sum_ns: 20,
+        };
+        let mut all = Stats::default();
+        all.merge(&bpf);
+        all.merge(&Stats::default());
+        assert_eq!(all, bpf, "nothing merged from no calls");
+        all.merge(&deep);
+        let expected = Stats {
+            calls: 5,
+            total_ns: 90,
+            self_ns: 40,
+            min_ns: 5,
+            max_ns: 40,
+            sum_ns: 110,
+        };
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn a_held_function_keeps_its_calls_out_of_total() {
+        let calls = calls_of(&[ev(Entry, 1, 4, 0, 10), ev(Exit, 1, 4, 0, 30)]);
+        let mut agg = StatsByFunction::new();
+        agg.hold(1, FuncId(4));
+        calls.iter().for_each(|c| agg.call(c));
+        agg.release(1, FuncId(4));
+        calls.iter().for_each(|c| agg.call(c));
+        let fib = agg.stats()[4];
+        assert_eq!((fib.calls, fib.total_ns, fib.sum_ns), (2, 20, 40));
+    }
+
+    #[test]
     fn folded_stacks_merge_threads_unless_asked() {
         let events = [
             ev(Entry, 1, 0, 0, 0),

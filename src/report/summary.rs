@@ -146,25 +146,30 @@ pub fn footer(counts: &Counts, run: &RunInfo) -> String {
 }
 
 /// "1,234,567 calls counted in BPF (no events streamed), 0 lost, 1.234 s traced";
-/// "(20,002 events streamed for calls deeper than 128)" when some were.
+/// "… calls counted (20,002 events streamed for calls deeper than 128 frames,
+/// the rest in BPF) …" when some were. Lost events make counts low: said so.
 fn counted_footer(stats: &StatsByFunction, streamed: (u64, u32), run: &RunInfo) -> String {
     let calls = stats.total_calls();
     let wall = run.end_mono_ns.saturating_sub(run.start_mono_ns);
     let streamed = match streamed {
-        (0, _) => "no events streamed".to_owned(),
+        (0, _) => "in BPF (no events streamed)".to_owned(),
         (n, depth) => format!(
-            "{} event{} streamed for calls deeper than {depth}",
+            "({} event{} streamed for calls deeper than {depth} frames, the rest in BPF)",
             thousands(n),
             if n == 1 { "" } else { "s" },
         ),
     };
-    format!(
-        "{} call{} counted in BPF ({streamed}), {} lost, {} traced",
+    let mut line = format!(
+        "{} call{} counted {streamed}, {} lost, {} traced",
         thousands(calls),
         if calls == 1 { "" } else { "s" },
         thousands(run.lost_events),
         human_duration(wall)
-    )
+    );
+    if run.lost_events > 0 {
+        line.push_str(" (the lost calls are missing from the counts: raise --buffer-size)");
+    }
+    line
 }
 
 /// "1,234 system calls counted in BPF (no events streamed), 0 lost, 1.234 s traced"
@@ -241,6 +246,30 @@ mod tests {
         ]
         .join("\n");
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn the_counted_footer_says_what_came_as_events_and_what_was_lost() {
+        let stats = StatsByFunction::from_counted(vec![crate::aggregate::Stats {
+            calls: 304,
+            ..Default::default()
+        }]);
+        let mut run = RunInfo {
+            start_mono_ns: 1,
+            end_mono_ns: 1_000_001,
+            ..RunInfo::default()
+        };
+        assert_eq!(
+            counted_footer(&stats, (0, 128), &run),
+            "304 calls counted in BPF (no events streamed), 0 lost, 1.000 ms traced"
+        );
+        run.lost_events = 2;
+        assert_eq!(
+            counted_footer(&stats, (348, 128), &run),
+            "304 calls counted (348 events streamed for calls deeper than 128 frames, the rest \
+             in BPF), 2 lost, 1.000 ms traced (the lost calls are missing from the counts: raise \
+             --buffer-size)"
+        );
     }
 
     #[test]

@@ -62,7 +62,7 @@ fn counted(bin: &Path, args: &[&str], opts: &[&str]) -> String {
     let opts: Vec<&str> = ["--format=summary"].iter().chain(opts).copied().collect();
     let t = trace(bin, args, &opts);
     assert!(
-        t.graph.contains("counted in BPF"),
+        t.graph.contains(" counted ") && t.graph.contains(", 0 lost,"),
         "{}\n{}",
         t.graph,
         t.stderr
@@ -131,8 +131,12 @@ fn counting_is_exact_past_the_frames_bpf_keeps() {
     if !require_bpf() {
         return;
     }
-    // recurse nests 300 deep: 172 of its calls are deeper than BPF's frames.
+    // recurse nests 300 deep under main: 173 of its calls and leaf are
+    // deeper than BPF's frames, 348 entries and exits.
     let (live, _) = same_calls(&fixture("deep", Build::O2), &["300"], &[], &[]);
+    let text = counted(&fixture("deep", Build::O2), &["300"], &[]);
+    let streamed = "(348 events streamed for calls deeper than 128 frames, the rest in BPF)";
+    assert!(text.contains(streamed), "{text}");
     let (recurse, main) = (live["recurse"], live["main"]);
     assert_eq!((recurse.calls, live["leaf"].calls, main.calls), (300, 1, 1));
     // Total counts the outermost activation only: within main's.
