@@ -110,6 +110,7 @@ impl Gen {
             depth,
             ts: self.ts,
             after_loss: false,
+            nested: false,
             sys: None,
         }
     }

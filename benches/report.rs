@@ -117,6 +117,7 @@ impl Program {
             depth,
             ts: self.ts,
             after_loss: false,
+            nested: false,
             sys: None,
         });
     }

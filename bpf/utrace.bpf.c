@@ -125,6 +125,9 @@ struct thread_state {
 	struct frame frames[MAX_FRAMES];
 	/* Filled at the system call's entry, sent as it is at its return. */
 	struct syscall_record sys;
+	/* Counting mode: entry of the open call at depth MAX_FRAMES, the first
+	 * without a frame, whose time its caller's frame must not count as its own. */
+	__u64 deep_ts;
 };
 
 /* Task storage lives and dies with the thread: no table to fill up, nothing
@@ -241,7 +244,8 @@ static __always_inline void flush(struct thread_state *s)
 	}
 }
 
-static __always_inline void emit(struct thread_state *s, __u8 kind, __u32 func, __u64 ts, __u32 depth)
+static __always_inline void emit_flags(struct thread_state *s, __u8 kind, __u32 func, __u64 ts,
+				       __u32 depth, __u8 flags)
 {
 	__u32 n = s->queued;
 	struct event *e;
@@ -253,13 +257,18 @@ static __always_inline void emit(struct thread_state *s, __u8 kind, __u32 func, 
 	e->func = func;
 	e->depth = depth;
 	e->kind = kind;
-	e->flags = s->lost ? EVF_AFTER_LOSS : 0;
+	e->flags = flags | (s->lost ? EVF_AFTER_LOSS : 0);
 	s->lost = 0;
 	s->queued = n + 1;
 	/* Held entries (time filter) are older than the first queued event:
 	 * the difference wraps and they go out at once, which is harmless. */
 	if (n + 1 == BATCH_EVENTS || ts - s->out.events[0].ts >= FLUSH_AFTER_NS)
 		flush(s);
+}
+
+static __always_inline void emit(struct thread_state *s, __u8 kind, __u32 func, __u64 ts, __u32 depth)
+{
+	emit_flags(s, kind, func, ts, depth, 0);
 }
 
 /* Brackets a uprobe program's work on `s`: see thread_state.busy. The
@@ -401,6 +410,12 @@ static __always_inline struct thread_state *idle_state(struct task_struct *task)
 /* Sends the system call `s` holds (defined with the syscall programs). */
 static __always_inline void end_syscall(struct thread_state *s, __s64 ret, __u64 now, __u8 flags);
 
+/* Counting mode (defined with the return programs). */
+static __always_inline void count_call(struct thread_state *s, __u32 d, __u64 now);
+static __always_inline void count_frames(struct thread_state *s, __u32 low, __u32 top, __u64 now);
+static __always_inline void count_deep_entry(struct thread_state *s, __u32 func, __u32 d, __u64 now);
+static __always_inline void count_open_calls(struct thread_state *s, __u64 now);
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -444,6 +459,8 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	/* The old program's frames (execve's caller) are gone with it. */
 	if (s && s->depth && !count_only)
 		emit(s, EV_GONE, 0, now, 0);
+	if (s && count_only)
+		count_open_calls(s, now);
 	stop_for_userspace(s, EV_LOAD, 0);
 	if (s) {
 		/* A thread that was not the leader now has its tid. */
@@ -473,6 +490,8 @@ int BPF_PROG(on_thread_exit, struct task_struct *task)
 		/* Calls still open never return: exit(), pthread_exit(). */
 		if (s->depth && !count_only && !paused)
 			emit(s, EV_GONE, 0, bpf_ktime_get_ns(), 0);
+		if (count_only)
+			count_open_calls(s, bpf_ktime_get_ns());
 		flush(s);
 	}
 	/* The group leader leaving ends the process. */
@@ -505,6 +524,10 @@ int flush_all(struct bpf_iter__task *ctx)
 	if (!task)
 		return 0;
 	s = bpf_task_storage_get(&threads, task, 0, 0);
+	/* Counting mode: what is still open ends with the run, as the report
+	 * ends it (after -p). */
+	if (s && count_only)
+		count_open_calls(s, bpf_ktime_get_ns());
 	if (s)
 		flush(s);
 	return 0;
@@ -560,6 +583,10 @@ static __always_inline void drop_dead_frames_at(struct thread_state *s, __u64 sp
 			s->hijacked -= 1;
 		s->depth = d - 1;
 	}
+	/* Counting mode: the dropped frames end where the report ends them
+	 * (EV_UNWIND's time, else the thread's next event: this one). */
+	if (count_only && s->depth < before)
+		count_frames(s, s->depth, before, end_ts ? end_ts : abandoned ? abandoned : bpf_ktime_get_ns());
 	if (s->emitted > s->depth)
 		s->emitted = s->depth;
 	/* A longjmp is over once its frames are found; an exception at its catch. */
@@ -594,6 +621,8 @@ static __always_inline void push_frame(struct thread_state *s, __u32 func, __u8 
 		f->func = func;
 		f->exit = exit;
 	}
+	if (count_only && d >= MAX_FRAMES)
+		count_deep_entry(s, func, d, now);
 	if (d > max_depth || min_duration_ns || count_only)
 		return;
 	emit(s, EV_ENTRY, func, now, d);
@@ -672,14 +701,23 @@ static __always_inline bool open_below(struct thread_state *s, __u32 func, __u32
 	return false;
 }
 
-static __always_inline void count_call(struct thread_state *s, __u32 func, __u32 d, __u64 now)
+/* Counting mode: the call in frame `d` ended at `now` (returned, unwound, or
+ * its thread ended), counted as the report counts it. A call the report's
+ * --max-depth or -t would hide is not counted, and its time stays its
+ * caller's own, as there. */
+static __always_inline void count_call(struct thread_state *s, __u32 d, __u64 now)
 {
-	struct func_counts *st = bpf_map_lookup_elem(&counts, &func);
 	struct frame *f = frame_at(s, d);
-	__u64 dur = now - f->ts;
+	__u32 func = f->func;
+	/* An unwound frame may end at a time stamped before its entry. */
+	__u64 dur = now > f->ts ? now - f->ts : 0;
+	struct func_counts *st;
 
+	if (d > max_depth || dur < min_duration_ns)
+		return;
 	if (d > 0)
 		frame_at(s, d - 1)->child += dur;
+	st = bpf_map_lookup_elem(&counts, &func);
 	if (!st)
 		return;
 	st->count += 1;
@@ -691,6 +729,72 @@ static __always_inline void count_call(struct thread_state *s, __u32 func, __u32
 		st->min_ns = dur;
 	if (dur > st->max_ns)
 		st->max_ns = dur;
+}
+
+/* Counting mode: calls deeper than a thread's frames have none to time them
+ * by, so their entries and exits go to userspace as events, which pairs and
+ * aggregates them as the report does and adds them to these counts. An
+ * entry whose function is open in the frames too is marked: its activation
+ * is nested, and Total counts only outermost ones. */
+static __always_inline void count_deep_entry(struct thread_state *s, __u32 func, __u32 d, __u64 now)
+{
+	if (d == MAX_FRAMES)
+		s->deep_ts = now;
+	if (d > max_depth)
+		return;
+	emit_flags(s, EV_ENTRY, func, now, d, open_below(s, func, MAX_FRAMES) ? EVF_NESTED : 0);
+}
+
+/* The exit of such a call. The outermost one's time is its caller's
+ * callees' time, as count_call() adds it for framed calls. */
+static __always_inline void count_deep_exit(struct thread_state *s, __u32 func, __u32 d, __u64 now)
+{
+	if (d > max_depth)
+		return;
+	if (d == MAX_FRAMES && now - s->deep_ts >= min_duration_ns)
+		frame_at(s, MAX_FRAMES - 1)->child += now - s->deep_ts;
+	emit(s, EV_EXIT, func, now, d);
+}
+
+/* Counting mode: the thread's open calls end at `now` (it exited, or exec'd),
+ * as the report ends them there. Those without a frame are userspace's. */
+static __always_inline void count_open_calls(struct thread_state *s, __u64 now)
+{
+	if (s->depth > MAX_FRAMES) {
+		emit(s, EV_GONE, 0, now, 0);
+		if (MAX_FRAMES <= max_depth && now - s->deep_ts >= min_duration_ns)
+			frame_at(s, MAX_FRAMES - 1)->child += now - s->deep_ts;
+		s->depth = MAX_FRAMES;
+	}
+	count_frames(s, 0, s->depth, now);
+	s->depth = 0;
+}
+
+struct count_range {
+	struct thread_state *s;
+	__u32 low, top;
+	__u64 now;
+};
+
+static long count_one(__u64 i, void *ctx)
+{
+	struct count_range *r = ctx;
+
+	if (r->top <= r->low + i)
+		return 1;
+	count_call(r->s, r->top - 1 - i, r->now);
+	return 0;
+}
+
+/* Counts frames low..top-1, innermost first, as ended at `now`. bpf_loop:
+ * count_call() scans the frames below, and unrolled loops of loops are
+ * more jumps than the verifier follows. */
+static __always_inline void count_frames(struct thread_state *s, __u32 low, __u32 top, __u64 now)
+{
+	struct count_range r = { .s = s, .low = low, .top = top < MAX_FRAMES ? top : MAX_FRAMES, .now = now };
+
+	if (r.top > low)
+		bpf_loop(r.top - low, count_one, &r, 0);
 }
 
 /* A traced function returns; `entry_sp` is the sp its entry saw, `exit`
@@ -717,6 +821,8 @@ static __always_inline void pop_frame(struct thread_state *s, __u32 func, __u64 
 			return;
 		if (same_func && top->func != func) {
 			/* The sibling is dead; userspace closes it as unwound. */
+			if (count_only)
+				count_call(s, d - 1, now);
 			s->depth = d - 1;
 			if (top->exit == EXIT_HIJACKED && s->hijacked)
 				s->hijacked -= 1;
@@ -733,7 +839,9 @@ static __always_inline void pop_frame(struct thread_state *s, __u32 func, __u64 
 	s->depth = d;
 	if (count_only) {
 		if (d < MAX_FRAMES)
-			count_call(s, frame_at(s, d)->func, d, now);
+			count_call(s, d, now);
+		else
+			count_deep_exit(s, func, d, now);
 		return;
 	}
 	if (d > max_depth)

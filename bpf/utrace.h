@@ -95,6 +95,9 @@ enum helper_kind {
 enum event_flags {
 	/* The thread lost events (ring buffer full) just before this one. */
 	EVF_AFTER_LOSS = 1,
+	/* Counting mode, an entry deeper than MAX_FRAMES: its function is open
+	 * in the thread's frames too (a nested activation). */
+	EVF_NESTED = 2,
 };
 
 /* 16 bytes. The thread is in the batch's head: events travel in batches. */
@@ -130,7 +133,9 @@ struct batch {
 	struct event events[BATCH_EVENTS];
 };
 
-/* Counting mode: one per traced function and CPU. */
+/* Counting mode: one per traced function and CPU, for the calls within
+ * MAX_FRAMES of their thread's outermost traced call (the deeper ones come
+ * as events). */
 struct func_counts {
 	__u64 count;
 	__u64 total_ns;

@@ -27,6 +27,23 @@ impl Stats {
     pub fn avg_ns(&self) -> u64 {
         self.sum_ns.checked_div(self.calls).unwrap_or(0)
     }
+
+    /// Adds the calls of `other`, aggregated apart (counting mode: in BPF,
+    /// and from the events of calls too deep for it).
+    pub fn merge(&mut self, other: &Stats) {
+        if other.calls == 0 {
+            return;
+        }
+        self.min_ns = match self.calls {
+            0 => other.min_ns,
+            _ => self.min_ns.min(other.min_ns),
+        };
+        self.max_ns = self.max_ns.max(other.max_ns);
+        self.calls += other.calls;
+        self.total_ns += other.total_ns;
+        self.self_ns += other.self_ns;
+        self.sum_ns += other.sum_ns;
+    }
 }
 
 /// Counters every aggregate report shows in its footer.
@@ -101,6 +118,24 @@ impl StatsByFunction {
                 self.add(func, ts.saturating_sub(entry_ts), child_ns, outermost);
             }
         }
+    }
+
+    /// Counting mode: `func` is open on thread `tid` below the calls this
+    /// sees (in BPF's frames), so theirs are nested activations, left out
+    /// of Total, until [`StatsByFunction::release`].
+    pub fn hold(&mut self, tid: u32, func: FuncId) {
+        *self.active.get(tid).entry(func).or_insert(0) += 1;
+    }
+
+    pub fn release(&mut self, tid: u32, func: FuncId) {
+        if let Some(n) = self.active.get(tid).get_mut(&func) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Every function's numbers, indexed by function id.
+    pub fn stats(&self) -> &[Stats] {
+        &self.stats
     }
 
     pub fn total_calls(&self) -> u64 {
@@ -348,6 +383,52 @@ mod tests {
         assert_eq!(rows[0].0, FuncId(0));
         assert_eq!(agg.counts().events, 8);
         assert_eq!(agg.counts().threads, 1);
+    }
+
+    #[test]
+    fn merged_stats_are_those_of_all_the_calls() {
+        let bpf = Stats {
+            calls: 3,
+            total_ns: 90,
+            self_ns: 30,
+            min_ns: 20,
+            max_ns: 40,
+            sum_ns: 90,
+        };
+        let deep = Stats {
+            calls: 2,
+            total_ns: 0,
+            self_ns: 10,
+            min_ns: 5,
+            max_ns: 15,
+            sum_ns: 20,
+        };
+        let mut all = Stats::default();
+        all.merge(&bpf);
+        all.merge(&Stats::default());
+        assert_eq!(all, bpf, "nothing merged from no calls");
+        all.merge(&deep);
+        let expected = Stats {
+            calls: 5,
+            total_ns: 90,
+            self_ns: 40,
+            min_ns: 5,
+            max_ns: 40,
+            sum_ns: 110,
+        };
+        assert_eq!(all, expected);
+    }
+
+    #[test]
+    fn a_held_function_keeps_its_calls_out_of_total() {
+        let calls = calls_of(&[ev(Entry, 1, 4, 0, 10), ev(Exit, 1, 4, 0, 30)]);
+        let mut agg = StatsByFunction::new();
+        agg.hold(1, FuncId(4));
+        calls.iter().for_each(|c| agg.call(c));
+        agg.release(1, FuncId(4));
+        calls.iter().for_each(|c| agg.call(c));
+        let fib = agg.stats()[4];
+        assert_eq!((fib.calls, fib.total_ns, fib.sum_ns), (2, 20, 40));
     }
 
     #[test]

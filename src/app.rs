@@ -11,7 +11,7 @@ use crate::options::{Format, Mode, ReportOptions, Target, TraceOptions};
 use crate::record::Recorder;
 use crate::replay::Replay;
 use crate::report::summary::Summary;
-use crate::session::{self, Output};
+use crate::session::{self, Counted, Output};
 use crate::util::diag::is_broken_pipe;
 use crate::util::output;
 use crate::{cli, list, plan, report};
@@ -67,7 +67,7 @@ fn live(trace: &TraceOptions, opts: &ReportOptions) -> Result<i32> {
         Format::Summary => {
             let out = output::open(opts.output.as_deref(), None)?;
             let summary = Summary::new(out.writer, opts.sort).with_srcline(opts.srcline);
-            Output::Count(Box::new(summary))
+            Output::Count(Box::new(Counted::new(summary, trace.min_duration_ns)?))
         }
         // So is the I/O table: it is made of BPF's counts alone.
         Format::Io | Format::IoPlot => {

@@ -176,6 +176,7 @@ mod tests {
             depth,
             ts,
             after_loss: false,
+            nested: false,
             sys: None,
         }
     }

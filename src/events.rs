@@ -241,6 +241,7 @@ fn decode_syscall(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) ->
         depth: u32::from(raw.depth),
         ts: raw.ts,
         after_loss: flag(SysFlags::SYSF_AFTER_LOSS),
+        nested: false,
         sys: Some(Box::new(sys)),
     }));
     0
@@ -285,6 +286,7 @@ fn decode_batch(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) -> u
             depth: u32::from(raw.depth),
             ts: raw.ts,
             after_loss: raw.flags & RawFlags::EVF_AFTER_LOSS.0 as u8 != 0,
+            nested: raw.flags & RawFlags::EVF_NESTED.0 as u8 != 0,
             sys: None,
         }));
     }

@@ -281,6 +281,10 @@ pub struct Event {
     /// The thread lost events (ring buffer full) just before this one: its
     /// call stack around here is incomplete.
     pub after_loss: bool,
+    /// Counting mode, an entry deeper than BPF's per-thread frames: its
+    /// function is open in those frames too (a nested activation). Never
+    /// stored in a trace file.
+    pub nested: bool,
     /// `EventKind::Syscall` only: the call. Boxed, so the events of calls,
     /// the many, stay small.
     pub sys: Option<Box<Syscall>>,

@@ -47,8 +47,11 @@ impl RateLimit {
                 self.counts.resize(i + 1, 0);
             }
             self.counts[i] += 1;
-            // Once: its probes are going away.
-            if self.counts[i] == self.max_per_s + 1 {
+            // Once: its probes are going away. (Counting mode rates calls
+            // from BPF's counts too, and the deepest from their events.)
+            if self.counts[i] == self.max_per_s + 1
+                && !self.excluded.iter().any(|&(id, _)| id == ev.func)
+            {
                 self.new.push(ev.func);
                 let elapsed = ev.ts.saturating_sub(start).max(1);
                 self.excluded
@@ -129,6 +132,7 @@ mod tests {
             depth: 0,
             ts,
             after_loss: false,
+            nested: false,
             sys: None,
         }
     }

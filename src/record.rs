@@ -129,6 +129,7 @@ mod tests {
             depth: 0,
             ts,
             after_loss: false,
+            nested: false,
             sys: None,
         };
         rec.event(&ev(EventKind::Entry, 10)).unwrap();

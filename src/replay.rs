@@ -79,6 +79,11 @@ impl Replay {
         self.check(result)
     }
 
+    /// The calls open on thread `tid`.
+    pub fn open_calls(&self, tid: u32) -> u32 {
+        self.stacks.placement(tid).0
+    }
+
     /// No event came for a while (live): the sink may show what is running.
     pub fn idle(&mut self, now: u64, table: &FuncTable) -> Result<()> {
         if self.closed {

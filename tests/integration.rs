@@ -10,6 +10,8 @@ mod attach;
 mod cli_errors;
 #[path = "integration/completions.rs"]
 mod completions;
+#[path = "integration/counting.rs"]
+mod counting;
 #[path = "integration/debuginfo.rs"]
 mod debuginfo;
 #[path = "integration/exits.rs"]

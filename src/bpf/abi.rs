@@ -23,6 +23,10 @@ pub(crate) use skel::{UtraceSkel, UtraceSkelBuilder};
 /// `--max-depth` is capped here: an event's depth field is 16 bits.
 pub const MAX_SENT_DEPTH: u32 = utrace_limits::MAX_SENT_DEPTH.0;
 
+/// Frames BPF keeps per thread: counting mode gets the calls deeper than
+/// this as events.
+pub const MAX_FRAMES: u32 = utrace_limits::MAX_FRAMES.0;
+
 /// Entry cookie flag: the function's exit is probed at its ret sites.
 pub const COOKIE_RET_SITE: u64 = 1 << cookie_bits::COOKIE_RET_SITE_BIT.0;
 

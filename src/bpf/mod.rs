@@ -438,11 +438,9 @@ impl<'obj> Probes<'obj> {
 
     /// After [`Probes::detach`]: sends the events threads still hold in
     /// their queues (after -p the process runs on, and its threads may never
-    /// block or exit while we wait) by walking every task once.
+    /// block or exit while we wait) by walking every task once. In counting
+    /// mode it also counts the calls still open, ended with the run.
     pub fn flush_queues(&self) -> Result<()> {
-        if !self.streams {
-            return Ok(());
-        }
         let link = self
             .skel
             .progs

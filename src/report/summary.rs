@@ -24,8 +24,11 @@ pub struct Summary {
     sort: SortKey,
     stats: StatsByFunction,
     syscalls: SyscallTotals,
-    /// Counted in BPF: no events were streamed, so there are none to count.
+    /// Counted in BPF: events were streamed only for calls too deep for it.
     counted: bool,
+    /// Counting mode: the events of those deep calls, and the depth BPF
+    /// counts to.
+    streamed: (u64, u32),
     srcline: bool,
 }
 
@@ -37,6 +40,7 @@ impl Summary {
             stats: StatsByFunction::new(),
             syscalls: SyscallTotals::default(),
             counted: false,
+            streamed: (0, 0),
             srcline: false,
         }
     }
@@ -47,11 +51,19 @@ impl Summary {
         self
     }
 
-    /// Takes the statistics BPF aggregated (counting mode) instead of calls.
-    pub fn load_counted(&mut self, stats: Vec<crate::aggregate::Stats>, syscalls: SyscallTotals) {
+    /// Takes the statistics counting mode aggregated instead of calls:
+    /// BPF's, with those of the calls deeper than `streamed.1` that
+    /// `streamed.0` events brought.
+    pub fn load_counted(
+        &mut self,
+        stats: Vec<crate::aggregate::Stats>,
+        syscalls: SyscallTotals,
+        streamed: (u64, u32),
+    ) {
         self.stats = StatsByFunction::from_counted(stats);
         self.syscalls = syscalls;
         self.counted = true;
+        self.streamed = streamed;
     }
 
     fn write_table(&mut self, table: &FuncTable) -> Result<()> {
@@ -133,17 +145,31 @@ pub fn footer(counts: &Counts, run: &RunInfo) -> String {
     line
 }
 
-/// "1,234,567 calls counted in BPF (no events streamed), 0 lost, 1.234 s traced"
-fn counted_footer(stats: &StatsByFunction, run: &RunInfo) -> String {
+/// "1,234,567 calls counted in BPF (no events streamed), 0 lost, 1.234 s traced";
+/// "… calls counted (20,002 events streamed for calls deeper than 128 frames,
+/// the rest in BPF) …" when some were. Lost events make counts low: said so.
+fn counted_footer(stats: &StatsByFunction, streamed: (u64, u32), run: &RunInfo) -> String {
     let calls = stats.total_calls();
     let wall = run.end_mono_ns.saturating_sub(run.start_mono_ns);
-    format!(
-        "{} call{} counted in BPF (no events streamed), {} lost, {} traced",
+    let streamed = match streamed {
+        (0, _) => "in BPF (no events streamed)".to_owned(),
+        (n, depth) => format!(
+            "({} event{} streamed for calls deeper than {depth} frames, the rest in BPF)",
+            thousands(n),
+            if n == 1 { "" } else { "s" },
+        ),
+    };
+    let mut line = format!(
+        "{} call{} counted {streamed}, {} lost, {} traced",
         thousands(calls),
         if calls == 1 { "" } else { "s" },
         thousands(run.lost_events),
         human_duration(wall)
-    )
+    );
+    if run.lost_events > 0 {
+        line.push_str(" (the lost calls are missing from the counts: raise --buffer-size)");
+    }
+    line
 }
 
 /// "1,234 system calls counted in BPF (no events streamed), 0 lost, 1.234 s traced"
@@ -181,7 +207,7 @@ impl Sink for Summary {
         }
         let mut line = match self.counted {
             true if table.functions.is_empty() => counted_syscalls_footer(&self.syscalls, run),
-            true => counted_footer(&self.stats, run),
+            true => counted_footer(&self.stats, self.streamed, run),
             false => footer(&self.stats.counts(), run),
         };
         let counted_syscalls_only = self.counted && table.functions.is_empty();
@@ -220,6 +246,30 @@ mod tests {
         ]
         .join("\n");
         assert_eq!(text, expected);
+    }
+
+    #[test]
+    fn the_counted_footer_says_what_came_as_events_and_what_was_lost() {
+        let stats = StatsByFunction::from_counted(vec![crate::aggregate::Stats {
+            calls: 304,
+            ..Default::default()
+        }]);
+        let mut run = RunInfo {
+            start_mono_ns: 1,
+            end_mono_ns: 1_000_001,
+            ..RunInfo::default()
+        };
+        assert_eq!(
+            counted_footer(&stats, (0, 128), &run),
+            "304 calls counted in BPF (no events streamed), 0 lost, 1.000 ms traced"
+        );
+        run.lost_events = 2;
+        assert_eq!(
+            counted_footer(&stats, (348, 128), &run),
+            "304 calls counted (348 events streamed for calls deeper than 128 frames, the rest \
+             in BPF), 2 lost, 1.000 ms traced (the lost calls are missing from the counts: raise \
+             --buffer-size)"
+        );
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub fn ev(kind: EventKind, tid: u32, func: u32, depth: u32, ts: u64) -> Event {
         depth,
         ts,
         after_loss: false,
+        nested: false,
         sys: None,
     }
 }

@@ -5,6 +5,7 @@
 //! everything still pending. Whatever fails on the way, the detach and the
 //! resume happen first.
 
+mod counted;
 mod pipeline;
 mod progress;
 mod watch;
@@ -30,6 +31,7 @@ use crate::util::fmt::plural;
 use pipeline::{Control, Ends, Pipeline};
 use watch::CodeWatch;
 
+pub use counted::Counted;
 pub use pipeline::Output;
 
 /// How a run ended.
@@ -109,7 +111,7 @@ fn conclude(
     if opts.io {
         pipe.run.io = probes.io_counts()?;
     }
-    if let Output::Count(summary) = &mut pipe.output {
+    if let Output::Count(counted_out) = &mut pipe.output {
         let counted = pipe
             .table
             .ids()
@@ -119,7 +121,7 @@ fn conclude(
         for (caller, nr, c) in probes.syscall_counts()? {
             syscalls.insert((caller, nr), pipeline::syscall_stats_of(&c));
         }
-        summary.load_counted(counted, syscalls);
+        counted_out.load(counted, syscalls);
     }
     let received = pipe.received;
     pipe.finish()?;

@@ -11,6 +11,7 @@ use crossbeam_channel::{Receiver, select};
 use nix::sys::signal::Signal;
 use signal_hook::consts::SIGTERM;
 
+use super::counted::Counted;
 use super::progress::Progress;
 use super::watch::CodeWatch;
 use crate::aggregate::Stats;
@@ -22,7 +23,6 @@ use crate::plan::exit_policy;
 use crate::ratelimit::RateLimit;
 use crate::record::Recorder;
 use crate::replay::Replay;
-use crate::report::summary::Summary;
 use crate::report::syscalls::SyscallStats;
 use crate::symbols::ProbeSet;
 use crate::target::{self, Exit, Launched, Stopped};
@@ -36,8 +36,9 @@ pub enum Output {
     Calls(Replay),
     /// Stored raw in a trace file.
     Record(Recorder),
-    /// Counted per function in BPF, no events streamed: the summary at exit.
-    Count(Box<Summary>),
+    /// Counted per function in BPF (events only for calls too deep for it):
+    /// the summary at exit.
+    Count(Box<Counted>),
     /// `--io` counted in BPF, no events streamed: the I/O table (or its
     /// chart) at exit.
     CountIo(Box<dyn crate::model::Sink>),
@@ -240,7 +241,8 @@ impl Pipeline {
         }
         match &mut self.output {
             Output::Record(rec) => events.iter().try_for_each(|ev| rec.event(ev)),
-            Output::Count(_) | Output::CountIo(_) => Ok(()),
+            Output::Count(counted) => counted.events(events, &self.table),
+            Output::CountIo(_) => Ok(()),
             Output::Calls(replay) => replay.feed(events, &self.table),
         }
     }
@@ -286,10 +288,7 @@ impl Pipeline {
         }
         match self.output {
             Output::Record(rec) => rec.finish(&self.run).map(drop),
-            Output::Count(mut summary) => {
-                use crate::model::Sink;
-                summary.finish(&self.table, &self.run)
-            }
+            Output::Count(counted) => counted.finish(&self.table, &self.run),
             Output::CountIo(mut sink) => sink.finish(&self.table, &self.run),
             Output::Calls(replay) => replay.finish(&self.table, &self.run),
         }

@@ -261,6 +261,7 @@ impl ChunkDecoder {
                     depth,
                     ts,
                     after_loss: f & AFTER_LOSS != 0,
+                    nested: false,
                     sys: Some(Box::new(decode_syscall(&mut syscalls, ts)?)),
                 });
                 continue;
@@ -279,6 +280,7 @@ impl ChunkDecoder {
                     depth: (f & DEPTH != 0).then(|| depths.varint_u32()).flatten()?,
                     ts,
                     after_loss: f & AFTER_LOSS != 0,
+                    nested: false,
                     sys: None,
                 });
                 continue;
@@ -308,6 +310,7 @@ impl ChunkDecoder {
                 depth,
                 ts,
                 after_loss: f & AFTER_LOSS != 0,
+                nested: false,
                 sys: None,
             });
         }
@@ -408,6 +411,7 @@ mod tests {
             depth,
             ts,
             after_loss: false,
+            nested: false,
             sys: None,
         }
     }

@@ -131,6 +131,7 @@ fn sample() -> &'static [u8] {
                         depth,
                         ts,
                         after_loss: false,
+                        nested: false,
                         sys: None,
                     });
                 }
@@ -153,6 +154,7 @@ fn sample() -> &'static [u8] {
                         depth: 1,
                         ts,
                         after_loss: false,
+                        nested: false,
                         sys: Some(Box::new(sys)),
                     });
                 }

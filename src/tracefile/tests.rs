@@ -90,6 +90,7 @@ pub(crate) fn synthetic_events(n: usize) -> Vec<Event> {
                 depth,
                 ts,
                 after_loss: false,
+                nested: false,
                 sys: None,
             });
         };
@@ -530,6 +531,7 @@ fn system_calls_round_trip_with_their_arguments_and_copies() {
         depth: 2,
         ts,
         after_loss: false,
+        nested: false,
         sys: Some(Box::new(Syscall {
             nr: 257,
             end_ts: ts + 811,

@@ -1,0 +1,316 @@
+//! Counting mode (the live `--format=summary`, counted in BPF) agrees with
+//! `--record` + `--report --format=summary` of the same run options: the
+//! same calls per function, exactly, at any depth (past BPF's 128 frames),
+//! for calls that end by an exception, a longjmp or their thread's end, and
+//! under -f, -N, --max-depth, -t and --max-rate; where the program sleeps a
+//! known time, the same Total.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::common::{Build, fixture, require_bpf, run, summary_calls, trace, utrace};
+
+/// One row of a summary table: calls, and Total, Self, Avg, Min, Max in ns.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    calls: u64,
+    total: f64,
+    own: f64,
+    avg: f64,
+    min: f64,
+    max: f64,
+}
+
+/// "850 ns", "12.345 us", "1.234 ms", "2.500 s" in ns.
+fn ns(value: &str, unit: &str) -> f64 {
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => panic!("unit {unit}"),
+    };
+    value.parse::<f64>().unwrap() * scale
+}
+
+/// The rows of a summary table by function name.
+fn rows(text: &str) -> BTreeMap<String, Row> {
+    let table = &text[text.find("      Calls").expect("a summary table")..];
+    table
+        .lines()
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let d = |i: usize| ns(f[1 + 2 * i], f[2 + 2 * i]);
+            let row = Row {
+                calls: f[0].replace(',', "").parse().unwrap(),
+                total: d(0),
+                own: d(1),
+                avg: d(2),
+                min: d(3),
+                max: d(4),
+            };
+            (f[f.len() - 2].to_string(), row)
+        })
+        .collect()
+}
+
+/// The live counted summary of `bin args` under `opts`.
+fn counted(bin: &Path, args: &[&str], opts: &[&str]) -> String {
+    let opts: Vec<&str> = ["--format=summary"].iter().chain(opts).copied().collect();
+    let t = trace(bin, args, &opts);
+    assert!(
+        t.graph.contains(" counted ") && t.graph.contains(", 0 lost,"),
+        "{}\n{}",
+        t.graph,
+        t.stderr
+    );
+    t.graph
+}
+
+/// `--record opts` of `bin args`, then `--report --format=summary report`.
+fn reported(bin: &Path, args: &[&str], opts: &[&str], report: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("run.data");
+    let out = run(
+        utrace()
+            .arg("--record")
+            .args(opts)
+            .arg("-d")
+            .arg(&data)
+            .arg("--")
+            .arg(bin)
+            .args(args),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Wrote "), "{stderr}");
+    let out = run(
+        utrace()
+            .args(["--report", "--format=summary", "-d"])
+            .arg(&data)
+            .args(report),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts the counted and the reported summaries have the same calls per
+/// function, and min ≤ avg ≤ max in every counted row; returns both tables.
+#[track_caller]
+fn same_calls(
+    bin: &Path,
+    args: &[&str],
+    opts: &[&str],
+    report: &[&str],
+) -> (BTreeMap<String, Row>, BTreeMap<String, Row>) {
+    let live = counted(bin, args, opts);
+    let recorded = reported(bin, args, opts, report);
+    assert_eq!(
+        summary_calls(&live),
+        summary_calls(&recorded),
+        "live:\n{live}\nreport:\n{recorded}"
+    );
+    let live = rows(&live);
+    for (name, r) in &live {
+        assert!(r.min <= r.avg && r.avg <= r.max, "{name}: {r:?}");
+        assert!(r.own <= r.total + 1.0 || r.calls > 1, "{name}: {r:?}");
+    }
+    (live, rows(&recorded))
+}
+
+#[test]
+fn counting_is_exact_past_the_frames_bpf_keeps() {
+    if !require_bpf() {
+        return;
+    }
+    // recurse nests 300 deep under main: 173 of its calls and leaf are
+    // deeper than BPF's frames, 348 entries and exits.
+    let (live, _) = same_calls(&fixture("deep", Build::O2), &["300"], &[], &[]);
+    let text = counted(&fixture("deep", Build::O2), &["300"], &[]);
+    let streamed = "(348 events streamed for calls deeper than 128 frames, the rest in BPF)";
+    assert!(text.contains(streamed), "{text}");
+    let (recurse, main) = (live["recurse"], live["main"]);
+    assert_eq!((recurse.calls, live["leaf"].calls, main.calls), (300, 1, 1));
+    // Total counts the outermost activation only: within main's.
+    assert!(
+        recurse.total <= main.total && recurse.total >= recurse.max,
+        "{live:?}"
+    );
+    // Self adds up: recurse's own time plus leaf's is all of the outermost call.
+    let sum = recurse.own + live["leaf"].total;
+    assert!(
+        (sum - recurse.total).abs() <= recurse.total * 0.01,
+        "{live:?}"
+    );
+}
+
+#[test]
+fn counting_is_exact_in_deep_mutual_and_pointer_recursion() {
+    if !require_bpf() {
+        return;
+    }
+    let (live, _) = same_calls(&fixture("mutual", Build::O2), &[], &[], &[]);
+    let calls: Vec<u64> = ["ping", "pong", "via"].map(|f| live[f].calls).to_vec();
+    assert_eq!(calls, [5000, 5000, 5000]);
+    // ping and pong open each other: each Total is its outermost call's.
+    assert!(live["ping"].total <= live["main"].total, "{live:?}");
+    assert!(live["via"].total >= live["via"].max, "{live:?}");
+}
+
+#[test]
+fn counting_counts_frames_a_longjmp_abandons() {
+    if !require_bpf() {
+        return;
+    }
+    let (live, _) = same_calls(&fixture("jmp", Build::O2), &[], &[], &[]);
+    let levels: Vec<u64> = ["level1", "level2", "level3"]
+        .map(|f| live[f].calls)
+        .to_vec();
+    assert_eq!(levels, [5, 5, 5]);
+}
+
+#[test]
+fn counting_counts_calls_an_exception_unwinds() {
+    if !require_bpf() {
+        return;
+    }
+    let select = [
+        "-f",
+        "f?",
+        "-f",
+        "worker",
+        "-f",
+        "caught",
+        "-f",
+        "on_rethrow",
+        "-f",
+        "main",
+    ];
+    let (live, _) = same_calls(&fixture("throw", Build::O2), &[], &select, &[]);
+    for f in ["f1(int)", "f2(int)", "f3(int)", "f4(int)", "f5(int)"] {
+        assert_eq!(live[f].calls, 32, "{f}: {live:?}");
+    }
+    assert_eq!(live["caught(int)"].calls, 16);
+}
+
+#[test]
+fn counting_ends_calls_that_never_return_with_their_thread() {
+    if !require_bpf() {
+        return;
+    }
+    // run() sleeps 100 ms, then finish() calls exit(3); quit() pthread_exit()s.
+    let (live, recorded) = same_calls(&fixture("ends", Build::O2), &[], &[], &[]);
+    for f in ["main", "run", "finish", "worker", "quit"] {
+        assert_eq!(live[f].calls, 1, "{f}: {live:?}");
+    }
+    for f in ["main", "run"] {
+        let (l, r) = (live[f].total, recorded[f].total);
+        assert!(l >= 100e6 && r >= 100e6, "{f}: {l} / {r} ns");
+        assert!((l - r).abs() < 20e6, "{f}: {l} / {r} ns");
+    }
+}
+
+#[test]
+fn counting_follows_every_thread() {
+    if !require_bpf() {
+        return;
+    }
+    let (live, _) = same_calls(&fixture("threads", Build::O2), &[], &[], &[]);
+    assert_eq!((live["work"].calls, live["thread_main"].calls), (400, 4));
+}
+
+#[test]
+fn counting_max_depth_hides_what_the_report_hides() {
+    if !require_bpf() {
+        return;
+    }
+    let calls = fixture("calls", Build::O2);
+    for depth in ["0", "1", "2"] {
+        let live = counted(&calls, &[], &["--max-depth", depth]);
+        let recorded = reported(&calls, &[], &[], &["--max-depth", depth]);
+        assert_eq!(
+            summary_calls(&live),
+            summary_calls(&recorded),
+            "--max-depth {depth}"
+        );
+    }
+    let live = counted(&calls, &[], &["--max-depth", "0"]);
+    assert_eq!(summary_calls(&live), crate::common::counts(&[("main", 1)]));
+    // main's own time then includes all it called.
+    let main = rows(&live)["main"];
+    assert_eq!(main.own, main.total, "{live}");
+    // Past BPF's frames too: recurse at depths 1..=200 of 300.
+    let deep = fixture("deep", Build::O2);
+    let live = counted(&deep, &["300"], &["--max-depth", "200"]);
+    let recorded = reported(&deep, &["300"], &[], &["--max-depth", "200"]);
+    assert_eq!(summary_calls(&live), summary_calls(&recorded));
+    assert_eq!(summary_calls(&live)["recurse"], 200);
+}
+
+#[test]
+fn counting_time_filter_keeps_what_the_report_keeps() {
+    if !require_bpf() {
+        return;
+    }
+    // phases: early() at once, late() 300 ms later calling slow() (30 ms).
+    let phases = fixture("phases", Build::O2);
+    let select = [
+        "-f", "main", "-f", "early", "-f", "late", "-f", "slow", "-f", "quick",
+    ];
+    let live = counted(&phases, &[], &[&select[..], &["-t", "10ms"]].concat());
+    let recorded = reported(&phases, &[], &select, &["-t", "10ms"]);
+    assert_eq!(
+        summary_calls(&live),
+        summary_calls(&recorded),
+        "{live}\n{recorded}"
+    );
+    let expected = crate::common::counts(&[("main", 1), ("late", 1), ("slow", 1)]);
+    assert_eq!(summary_calls(&live), expected, "{live}");
+    let (live, recorded) = (rows(&live), rows(&recorded));
+    // The hidden calls' time is their callers' own, as in the report.
+    assert!(
+        live["main"].own > 250e6 && recorded["main"].own > 250e6,
+        "{live:?}"
+    );
+    let (l, r) = (live["slow"].total, recorded["slow"].total);
+    assert!(l >= 30e6 && (l - r).abs() < 10e6, "slow: {l} / {r} ns");
+}
+
+#[test]
+fn counting_function_filters_trace_what_recording_traces() {
+    if !require_bpf() {
+        return;
+    }
+    let calls = fixture("calls", Build::O2);
+    let (live, _) = same_calls(&calls, &[], &["-f", "b", "-f", "c"], &[]);
+    assert_eq!((live["b"].calls, live["c"].calls, live.len()), (6, 6, 2));
+    let (live, _) = same_calls(&calls, &[], &["--no-function", "fib"], &[]);
+    assert!(
+        !live.contains_key("fib") && live["c"].calls == 6,
+        "{live:?}"
+    );
+}
+
+/// Functions --max-rate drops mid-run leave frames whose return is never
+/// seen: they end with their caller, as the report ends them, so the
+/// recursion's outermost call has its Total and its caller less Self.
+#[test]
+fn counting_ends_the_open_calls_of_functions_max_rate_drops() {
+    if !require_bpf() {
+        return;
+    }
+    let sort = fixture("sort", Build::O2);
+    let live = counted(&sort, &["-n", "100000"], &["--max-rate", "2000"]);
+    let live = rows(&live);
+    let (quicksort, sort_numbers) = (live["quicksort"], live["sort_numbers"]);
+    assert!(quicksort.total > 0.9 * sort_numbers.total, "{live:?}");
+    assert!(sort_numbers.own < 0.1 * sort_numbers.total, "{live:?}");
+}
