@@ -281,11 +281,17 @@ fn a_command_killed_by_a_signal_gets_a_closing_line() {
     let out = crate::common::run(&mut cmd, Duration::from_secs(60));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(128 + libc::SIGSEGV), "{stderr}");
+    // The command's end closes the results; only the detach comes after.
+    let lines: Vec<&str> = stderr.lines().collect();
+    let [.., killed, detached] = lines[..] else {
+        panic!("{stderr}");
+    };
     assert_eq!(
-        stderr.lines().last(),
-        Some(format!("utrace: {} killed by SIGSEGV{core}", bin.display()).as_str()),
+        killed,
+        format!("utrace: {} killed by SIGSEGV{core}", bin.display()),
         "{stderr}"
     );
+    assert!(detached.starts_with("utrace: detached "), "{stderr}");
     assert!(
         count_calls(&String::from_utf8_lossy(&out.stdout)).contains_key("crash"),
         "{stderr}"
