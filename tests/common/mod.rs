@@ -548,6 +548,19 @@ pub fn tids(graph: &str) -> std::collections::BTreeSet<&str> {
         .collect()
 }
 
+/// "850 ns", "12.345 us", "1.234 ms", "2.500 s" in ns.
+pub fn ns_of(human: &str) -> f64 {
+    let (value, unit) = human.split_once(' ').expect("value and unit");
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        _ => panic!("unit of {human}"),
+    };
+    value.parse::<f64>().unwrap() * scale
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

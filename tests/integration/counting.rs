@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::common::{Build, fixture, require_bpf, run, summary_calls, trace, utrace};
+use crate::common::{Build, fixture, ns_of, require_bpf, run, summary_calls, trace, utrace};
+use crate::record;
 
 /// One row of a summary table: calls, and Total, Self, Avg, Min, Max in ns.
 #[derive(Debug, Clone, Copy)]
@@ -22,18 +23,6 @@ struct Row {
     max: f64,
 }
 
-/// "850 ns", "12.345 us", "1.234 ms", "2.500 s" in ns.
-fn ns(value: &str, unit: &str) -> f64 {
-    let scale = match unit {
-        "ns" => 1.0,
-        "us" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        _ => panic!("unit {unit}"),
-    };
-    value.parse::<f64>().unwrap() * scale
-}
-
 /// The rows of a summary table by function name.
 fn rows(text: &str) -> BTreeMap<String, Row> {
     let table = &text[text.find("      Calls").expect("a summary table")..];
@@ -43,7 +32,7 @@ fn rows(text: &str) -> BTreeMap<String, Row> {
         .take_while(|l| !l.trim().is_empty())
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let d = |i: usize| ns(f[1 + 2 * i], f[2 + 2 * i]);
+            let d = |i: usize| ns_of(&format!("{} {}", f[1 + 2 * i], f[2 + 2 * i]));
             let row = Row {
                 calls: f[0].replace(',', "").parse().unwrap(),
                 total: d(0),
@@ -74,6 +63,7 @@ fn counted(bin: &Path, args: &[&str], opts: &[&str]) -> String {
 fn reported(bin: &Path, args: &[&str], opts: &[&str], report: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("run.data");
+    // Not record::record(): a fixture may exit non-zero on purpose (`ends`).
     let out = run(
         utrace()
             .arg("--record")
@@ -87,19 +77,8 @@ fn reported(bin: &Path, args: &[&str], opts: &[&str], report: &[&str]) -> String
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Wrote "), "{stderr}");
-    let out = run(
-        utrace()
-            .args(["--report", "--format=summary", "-d"])
-            .arg(&data)
-            .args(report),
-        Duration::from_secs(60),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let summary: Vec<&str> = ["--format=summary"].iter().chain(report).copied().collect();
+    record::report(&data, &summary)
 }
 
 /// Asserts the counted and the reported summaries have the same calls per

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::{
-    Build, assert_text_eq, calls_counts, counts, fixture, normalise, require_bpf, run,
+    Build, assert_text_eq, calls_counts, counts, fixture, normalise, ns_of, require_bpf, run,
     summary_calls, trace, utrace,
 };
 
@@ -254,19 +254,6 @@ fn avg_is_the_mean_of_every_call_even_in_recursion() {
     assert_eq!(fib["max_ns"].as_u64().as_ref(), max, "{fib}");
     // The outermost call is the longest and holds all the others.
     assert_eq!(fib["total_ns"], fib["max_ns"], "{fib}");
-}
-
-/// "850 ns", "12.345 us", "1.234 ms", "2.500 s" in ns.
-fn ns_of(human: &str) -> f64 {
-    let (value, unit) = human.split_once(' ').expect("value and unit");
-    let scale = match unit {
-        "ns" => 1.0,
-        "us" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        _ => panic!("unit of {human}"),
-    };
-    value.parse::<f64>().unwrap() * scale
 }
 
 #[test]
