@@ -28,6 +28,9 @@ pub struct Symbols {
     name_at: HashMap<u64, String>,
     /// utrace's name → (address, raw name) of every function so named.
     by_name: HashMap<String, Vec<(u64, String)>>,
+    /// Raw names on more than one address (local functions of one name in
+    /// several files): bpftrace probes only one of them by that name.
+    shared_raw: BTreeSet<String>,
 }
 
 impl Symbols {
@@ -38,7 +41,17 @@ impl Symbols {
             addr_of: syms.iter().map(|(a, r)| (r.clone(), *a)).collect(),
             name_at: HashMap::new(),
             by_name: HashMap::new(),
+            shared_raw: BTreeSet::new(),
         };
+        let mut addrs_of: HashMap<&str, BTreeSet<u64>> = HashMap::new();
+        for (a, r) in &syms {
+            addrs_of.entry(r).or_default().insert(*a);
+        }
+        s.shared_raw = addrs_of
+            .into_iter()
+            .filter(|(_, a)| a.len() > 1)
+            .map(|(r, _)| r.to_string())
+            .collect();
         match utrace {
             Some(u) => {
                 let known: BTreeSet<u64> = syms.iter().map(|(a, _)| *a).collect();
@@ -72,10 +85,10 @@ impl Symbols {
     }
 
     /// The raw name to probe for utrace's `name`: None for PLT stubs, unknown
-    /// names, and names on more than one address.
+    /// names, and names on more than one address (either name).
     pub fn probe_name(&self, name: &str) -> Option<&str> {
         match self.by_name.get(name)?.as_slice() {
-            [(_, raw)] => Some(raw),
+            [(_, raw)] if !self.shared_raw.contains(raw) => Some(raw),
             _ => None,
         }
     }
@@ -129,7 +142,8 @@ fn listed(utrace: &Path, bin: &Path) -> Result<Vec<(u64, String)>, String> {
         .lines()
         .skip(1)
         .filter_map(|l| {
-            let (cols, name) = columns(l, 4)?;
+            // MODULE OFFSET PROBE EXIT SOURCE, then the name (spaces and all).
+            let (cols, name) = columns(l, 5)?;
             let off = u64::from_str_radix(cols[1].strip_prefix("0x")?, 16).ok()?;
             (!name.ends_with("@plt")).then(|| (off + delta, name.to_string()))
         })
@@ -205,21 +219,19 @@ pub fn utrace_json(text: &str) -> Option<Counts> {
 }
 
 /// utrace's summary table: the Calls column and the Function column, found
-/// by the header's column positions (C++ names hold spaces).
+/// by position from both ends of each row (C++ names hold spaces and may
+/// be wider than their column).
 pub fn utrace_summary(text: &str) -> Option<Counts> {
     let mut lines = text.lines();
-    let header = lines.find(|l| l.trim_start().starts_with("Calls"))?;
-    let (from, to) = (header.find("Function")?, header.find("Module")?);
+    lines.find(|l| l.trim_start().starts_with("Calls"))?;
     let mut counts = Counts::new();
     for line in lines.skip(1).take_while(|l| !l.trim().is_empty()) {
-        let calls: u64 = line
-            .split_whitespace()
-            .next()?
-            .replace(',', "")
-            .parse()
-            .ok()?;
-        let name = line.get(from..to.min(line.len()))?.trim();
-        *counts.entry(name.to_string()).or_default() += calls;
+        // Calls, five "value unit" durations, the name (it may hold spaces
+        // and be wider than its column), the module (it holds none).
+        let (calls, rest) = columns(line, 11)?;
+        let calls: u64 = calls[0].replace(',', "").parse().ok()?;
+        let (name, _module) = rest.rsplit_once(char::is_whitespace)?;
+        *counts.entry(name.trim().to_string()).or_default() += calls;
     }
     Some(counts)
 }

@@ -224,6 +224,10 @@ fn pick_subset(b: &mut Bench) {
         .take(SUBSET)
         .collect();
     b.subset_from = cell.mode.label(0);
+    if b.subset.is_empty() {
+        // Not silently a table without its bpftrace rows.
+        b.note("no hot function could be named for bpftrace: no bpftrace comparison".into());
+    }
 }
 
 fn run_cell(b: &mut Bench, i: usize, rep: usize, utrace: Option<&Path>, scratch: &Scratch) {
