@@ -436,7 +436,7 @@ impl<'obj> Probes<'obj> {
         start.elapsed()
     }
 
-    /// After [`Probes::detach`]: sends the events threads still hold in
+    /// After [`Probes::pause`]: sends the events threads still hold in
     /// their queues (after -p the process runs on, and its threads may never
     /// block or exit while we wait) by walking every task once. In counting
     /// mode it also counts the calls still open, ended with the run.

@@ -1,9 +1,10 @@
 //! One traced run, from attach to the last event: load and attach the
 //! probes, start (or hold) the target, move what the reader thread delivers
 //! through the consumers until the target ends or the user stops it, then
-//! detach (timed), resume every process stopped for us, and drain
-//! everything still pending. Whatever fails on the way, the detach and the
-//! resume happen first.
+//! pause BPF, resume every process stopped for us, drain everything still
+//! pending, write the results, and detach (timed) last: the kernel can take
+//! seconds for that. Whatever fails on the way, the pause and the resume
+//! happen first and the detach happens.
 
 mod counted;
 mod pipeline;
