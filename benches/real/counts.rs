@@ -245,6 +245,9 @@ pub fn uftrace_report(text: &str, syms: &Symbols) -> Result<Counts, String> {
             Some((calls.parse().ok()?, name.trim().to_string()))
         })
         .filter(|(_, n)| !n.starts_with("linux:")) // kernel events, not calls
+        // uftrace reports local functions of one name together: they cannot
+        // be matched to one of utrace's rows.
+        .filter(|(_, n)| !syms.shared_raw.contains(n))
         .collect();
     let raw: Vec<String> = rows.iter().map(|(_, n)| n.clone()).collect();
     let names = demangle(&raw)?;
