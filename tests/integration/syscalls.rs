@@ -495,3 +495,52 @@ fn a_burst_of_syscalls_is_printed_whole_when_the_run_ends() {
     assert_eq!(pings, 3 + 300_000, "{}", t.stderr);
     assert!(!t.stderr.contains("lost"), "{}", t.stderr);
 }
+
+#[test]
+fn the_time_filter_keeps_long_syscalls_and_the_calls_they_are_under() {
+    if !require_bpf() {
+        return;
+    }
+    // phases sleeps 300 ms in main and 30 ms in slow(): with -t 5ms only
+    // those two clock_nanosleep calls and the calls around them are left,
+    // live and in the report of a recording alike.
+    let bin = fixture("phases", Build::O2);
+    let t = trace(&bin, &[], &["--syscalls", "-t", "5ms"]);
+    let expected = "\
+# DURATION     TID     FUNCTION
+            [     1] | main() {
+            [     1] |   usleep@plt() {
+      <dur> [     1] |     clock_nanosleep(CLOCK_REALTIME, 0, {tv_sec=0, tv_nsec=300000000}, NULL) = 0;
+      <dur> [     1] |   } /* usleep@plt */
+            [     1] |   late() {
+            [     1] |     slow() {
+            [     1] |       usleep@plt() {
+      <dur> [     1] |         clock_nanosleep(CLOCK_REALTIME, 0, {tv_sec=0, tv_nsec=30000000}, NULL) = 0;
+      <dur> [     1] |       } /* usleep@plt */
+      <dur> [     1] |     } /* slow */
+      <dur> [     1] |   } /* late */
+      <dur> [     1] | } /* main */
+";
+    assert_text_eq(expected, &normalise(&t.graph));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("phases.data");
+    let out = run(
+        utrace()
+            .args(["--record", "--syscalls", "-d"])
+            .arg(&data)
+            .arg("--")
+            .arg(&bin),
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let report = run(
+        utrace()
+            .args(["--report", "--format=call-graph", "-t", "5ms", "-d"])
+            .arg(&data),
+        Duration::from_secs(60),
+    );
+    assert_text_eq(
+        expected,
+        &normalise(&String::from_utf8_lossy(&report.stdout)),
+    );
+}
