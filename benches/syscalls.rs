@@ -203,10 +203,7 @@ fn report(kind: &str, configs: &[Config], cells: &[Vec<f64>], lost: &[bool]) {
         let added = ns - base;
         let cheaper = match (strace, i) {
             _ if i == 0 || cfg.name.starts_with("strace") => "-".to_string(),
-            (Some(s), _) if added > 0.0 && (s - base) / added >= 1.5 => {
-                format!("{:.0}× cheaper", (s - base) / added)
-            }
-            (Some(s), _) if added > 0.0 => format!("{:.2}× its cost", added / (s - base)),
+            (Some(s), _) if added > 0.0 => ratio_to_strace((s - base) / added),
             _ => "-".to_string(),
         };
         rows.push(vec![
@@ -224,6 +221,15 @@ fn report(kind: &str, configs: &[Config], cells: &[Vec<f64>], lost: &[bool]) {
     }
     println!("\n{kind}():");
     common::print_table(&rows, true);
+}
+
+/// "21× cheaper", "1.3× cheaper", "1.6× dearer": strace's added cost over this one's.
+fn ratio_to_strace(r: f64) -> String {
+    match r {
+        r if r >= 10.0 => format!("{r:.0}× cheaper"),
+        r if r >= 1.0 => format!("{r:.1}× cheaper"),
+        r => format!("{:.1}× dearer", 1.0 / r),
+    }
 }
 
 /// The tracer beside the bystander and stress-ng: `--syscalls-only`, counted
