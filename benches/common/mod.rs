@@ -6,6 +6,8 @@
 //! build and report even while utrace itself is not usable.
 #![allow(dead_code)] // each bench uses a different subset
 
+pub mod rounds;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
@@ -34,6 +36,14 @@ pub fn env_usize(name: &str, default: usize) -> usize {
             .unwrap_or_else(|_| panic!("{name}={v}: not a number")),
         Err(_) => default,
     }
+}
+
+/// Rounds for bench `name`: UTRACE_BENCH_<NAME>_RUNS, else UTRACE_BENCH_RUNS,
+/// else 5 (CI gives the slowest benches fewer rounds than the rest).
+pub fn runs(name: &str) -> usize {
+    let own = format!("UTRACE_BENCH_{}_RUNS", name.to_uppercase());
+    let all = env_usize("UTRACE_BENCH_RUNS", 5);
+    env_usize(&own, all).max(1)
 }
 
 /// The utrace binary Cargo built for this bench (or $UTRACE_BIN), if it runs.

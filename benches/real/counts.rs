@@ -138,13 +138,19 @@ fn listed(utrace: &Path, bin: &Path) -> Result<Vec<(u64, String)>, String> {
         .map_err(|e| format!("utrace --list: {e}"))?;
     let delta = text_delta(bin)?;
     let text = String::from_utf8_lossy(&out.stdout);
-    Ok(text
-        .lines()
-        .skip(1)
+    let mut lines = text.lines();
+    // "MODULE OFFSET PROBE EXIT SOURCE FUNCTION": the name is the last
+    // column (it may hold spaces), so count the columns before it from the
+    // header rather than assume them.
+    let header: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    let offset = header.iter().position(|c| *c == "OFFSET");
+    let (Some(offset), Some(before)) = (offset, header.len().checked_sub(1)) else {
+        return Err(format!("utrace --list: unexpected header {header:?}"));
+    };
+    Ok(lines
         .filter_map(|l| {
-            // MODULE OFFSET PROBE EXIT SOURCE, then the name (spaces and all).
-            let (cols, name) = columns(l, 5)?;
-            let off = u64::from_str_radix(cols[1].strip_prefix("0x")?, 16).ok()?;
+            let (cols, name) = columns(l, before)?;
+            let off = u64::from_str_radix(cols.get(offset)?.strip_prefix("0x")?, 16).ok()?;
             (!name.ends_with("@plt")).then(|| (off + delta, name.to_string()))
         })
         .collect())

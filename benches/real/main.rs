@@ -17,7 +17,8 @@
 //! preloaded: attach and detach drop out), median over rounds that go
 //! round-robin over every configuration, as benches/overhead.rs does.
 //!
-//! Knobs: UTRACE_BENCH_RUNS (default 5), UTRACE_BIN. Run as root:
+//! Knobs: UTRACE_BENCH_REAL_RUNS, else UTRACE_BENCH_RUNS (default 5; CI runs
+//! 3), UTRACE_BIN. Run as root:
 //! `cargo bench --bench real`.
 
 #[path = "../common/mod.rs"]
@@ -83,7 +84,7 @@ impl Bench {
 }
 
 fn main() {
-    let runs = common::env_usize("UTRACE_BENCH_RUNS", 5).max(1);
+    let runs = common::runs("real");
     let dir = common::fixture_dir()
         .parent()
         .map_or_else(|| PathBuf::from("target/real"), |t| t.join("real"));
