@@ -856,6 +856,11 @@ static __always_inline void pop_frame(struct thread_state *s, __u32 func, __u64 
 			emit_held_entries(s, d);
 			s->emitted = d;
 		}
+	} else if (min_duration_ns) {
+		/* No entry time to filter on, and its entry was never sent: an
+		 * exit alone would pair with nothing. Counted, not silent. */
+		count_drops(DROP_UNFILTERED, 1);
+		return;
 	}
 	emit(s, EV_EXIT, func, now, d);
 }

@@ -42,7 +42,10 @@ enum drop_kind {
 	/* A thread's state (task storage) could not be created: its calls
 	 * were not traced at all. */
 	DROP_NOSTATE = 1,
-	DROP_KINDS = 2,
+	/* With a time filter, a call nested deeper than MAX_FRAMES: BPF has
+	 * no entry time to filter it on, and leaves it out. */
+	DROP_UNFILTERED = 2,
+	DROP_KINDS = 3,
 };
 
 /* Signals BPF sends with bpf_send_signal(), which takes a bare number.

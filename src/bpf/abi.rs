@@ -96,11 +96,13 @@ pub struct Drops {
     pub ring_full: u64,
     /// Calls of threads whose BPF state could not be created.
     pub no_state: u64,
+    /// Calls nested deeper than BPF's frames that a time filter left out.
+    pub unfiltered: u64,
 }
 
 impl Drops {
     pub fn total(&self) -> u64 {
-        self.ring_full + self.no_state
+        self.ring_full + self.no_state + self.unfiltered
     }
 
     /// Adds one CPU's counter of kind `kind`.
@@ -108,6 +110,7 @@ impl Drops {
         match drop_kind(kind) {
             drop_kind::DROP_RINGBUF => self.ring_full += n,
             drop_kind::DROP_NOSTATE => self.no_state += n,
+            drop_kind::DROP_UNFILTERED => self.unfiltered += n,
             _ => {}
         }
     }

@@ -321,6 +321,15 @@ fn loss_lines(drops: Drops, undecodable: u64, received: u64) -> Vec<String> {
             }
         ));
     }
+    if drops.unfiltered > 0 {
+        lines.push(format!(
+            "utrace: {} call{} nested deeper than {} frames left out: BPF cannot apply \
+             --time-filter that deep (record without it and filter with --report --time-filter)",
+            drops.unfiltered,
+            plural(drops.unfiltered),
+            crate::bpf::abi::MAX_FRAMES,
+        ));
+    }
     if undecodable > 0 {
         lines.push(format!(
             "utrace: {undecodable} events could not be decoded (the BPF object and utrace disagree \

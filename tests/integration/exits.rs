@@ -270,3 +270,35 @@ fn results_come_before_the_detach() {
         );
     }
 }
+
+#[test]
+fn a_time_filter_past_bpfs_frames_says_what_it_left_out() {
+    if !require_bpf() {
+        return;
+    }
+    // mutual: ping/pong 10,000 deep and via 5,000 deep under main (depth 0).
+    // BPF keeps 128 frames, so the calls at depth 128 and below have no
+    // entry time to filter on: 9,873 + 4,873 of them, said, not dropped
+    // silently.
+    let bin = fixture("mutual", Build::O2);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("mutual.data");
+    let out = run(
+        utrace()
+            .args(["--record", "-t", "1ms", "-d"])
+            .arg(&data)
+            .arg("--")
+            .arg(&bin),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "utrace: 14746 calls nested deeper than 128 frames left out: BPF cannot apply \
+             --time-filter that deep (record without it and filter with --report --time-filter)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains(", 14,746 lost,"), "{stderr}");
+}
