@@ -394,7 +394,7 @@ mod tests {
     fn each_kind_of_loss_names_its_own_remedy() {
         let ring = Drops {
             ring_full: 5,
-            no_state: 0,
+            ..Drops::default()
         };
         assert_eq!(
             loss_lines(ring, 0, 95),
@@ -404,9 +404,20 @@ mod tests {
             ]
         );
         let state = Drops {
-            ring_full: 0,
             no_state: 3,
+            ..Drops::default()
         };
+        let deep = Drops {
+            unfiltered: 2,
+            ..Drops::default()
+        };
+        assert_eq!(
+            loss_lines(deep, 0, 95),
+            [
+                "utrace: 2 calls nested deeper than 128 frames left out: BPF cannot apply \
+                 --time-filter that deep (record without it and filter with --report --time-filter)"
+            ]
+        );
         let lines = loss_lines(state, 0, 95);
         assert_eq!(lines.len(), 1);
         assert!(
