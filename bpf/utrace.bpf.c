@@ -38,6 +38,8 @@ const volatile bool repair_exits = false;
 const volatile bool trace_syscalls = false;
 /* --io: the page cache, block and writeback tracepoints are attached. */
 const volatile bool trace_io = false;
+/* --max-rate: `muted` is consulted at every entry. */
+const volatile bool rate_limited = false;
 
 /* A batch waiting longer than this goes out with the thread's next event
  * (a thread that blocks or exits sends it at once). */
@@ -204,6 +206,17 @@ struct {
 	__type(key, struct syscall_key);
 	__type(value, struct syscall_counts);
 } syscall_counts SEC(".maps");
+
+/* --max-rate: functions being dropped (1), by id. Their new calls are not
+ * traced from the moment userspace sets this; their probes go a second
+ * later, so that the calls open now still end at their own returns.
+ * Sized to the number of traced functions before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8);
+} muted SEC(".maps");
 
 /* Counting mode: per function, per CPU; userspace sums the CPUs. Sized to
  * the number of traced functions before load. */
@@ -650,9 +663,18 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u64 now = bpf_ktime_get_ns();
-	struct thread_state *s = state_or_create();
 	__u8 exit = cookie & COOKIE_RET_SITE ? EXIT_RET_SITES : EXIT_HIJACKED;
+	struct thread_state *s;
 
+	if (rate_limited) {
+		__u32 func = (__u32)cookie;
+		__u8 *mute = bpf_map_lookup_elem(&muted, &func);
+
+		/* No frame, no hijack: its ret sites ignore a frame never seen. */
+		if (mute && *mute)
+			return 1;
+	}
+	s = state_or_create();
 	if (!s)
 		return 1;
 	claim(s);

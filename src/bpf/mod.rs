@@ -45,6 +45,8 @@ pub struct BpfConfig {
     pub trace_syscalls: bool,
     /// --io: count the I/O below each function.
     pub trace_io: bool,
+    /// --max-rate: functions may be muted ([`Probes::mute`]).
+    pub rate_limited: bool,
 }
 
 /// One uprobe_multi link and what it was made of, so it can be made again
@@ -97,10 +99,15 @@ impl<'obj> Probes<'obj> {
         rodata.repair_exits = cfg.repair_exits;
         rodata.trace_syscalls = cfg.trace_syscalls;
         rodata.trace_io = cfg.trace_io;
+        rodata.rate_limited = cfg.rate_limited;
         open.maps
             .counts
             .set_max_entries(cfg.count_slots.max(1))
             .context("sizing the counting map")?;
+        open.maps
+            .muted
+            .set_max_entries(cfg.count_slots.max(1))
+            .context("sizing the muted map")?;
         let skel = open.load().map_err(load_error)?;
         let mut probes = Probes {
             skel,
@@ -264,6 +271,23 @@ impl<'obj> Probes<'obj> {
     /// Stops probing the functions `ids`: every link that holds one is made
     /// again without it. The caller keeps the process stopped meanwhile, so
     /// no call falls between the old link and the new one.
+    /// `--max-rate`: stops tracing new calls of `ids` at once, without a
+    /// stop: the calls open now still end at their own returns, so the
+    /// probes can go later ([`Probes::exclude`]). Returns the ids it could
+    /// not mute (those numbered after load, in code mapped since).
+    pub fn mute(&mut self, ids: &[FuncId]) -> Result<Vec<FuncId>> {
+        let slots = self.skel.maps.muted.info()?.info.max_entries;
+        let (now, later): (Vec<FuncId>, Vec<FuncId>) = ids.iter().partition(|id| id.0 < slots);
+        for id in now {
+            self.skel
+                .maps
+                .muted
+                .update(&id.0.to_ne_bytes(), &[1], MapFlags::ANY)
+                .context("muting a function over --max-rate")?;
+        }
+        Ok(later)
+    }
+
     pub fn exclude(&mut self, ids: &[FuncId]) -> Result<()> {
         let mut remade = Vec::new();
         for i in 0..self.multi.len() {

@@ -180,6 +180,7 @@ fn trace(
         exit_sites: vec![plan.probes.clone()],
         handled: HashMap::new(),
         held: Vec::new(),
+        muted: Vec::new(),
     };
     let ends = Ends {
         signals,
@@ -211,6 +212,7 @@ fn bpf_config(opts: &TraceOptions, plan: &Plan, output: &Output) -> BpfConfig {
         repair_exits: opts.exit == ExitMode::Auto,
         trace_syscalls: opts.syscalls.is_some(),
         trace_io: opts.io,
+        rate_limited: opts.max_rate.is_some(),
     }
 }
 

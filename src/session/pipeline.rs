@@ -30,6 +30,11 @@ use crate::util::clock::mono_now_ns;
 
 const TICK: Duration = Duration::from_millis(50);
 
+/// How long a function over `--max-rate` stays muted before its probes go:
+/// the calls open when it was muted end at their own returns meanwhile (a
+/// call still open after that ends as unwound when its caller goes on).
+const MUTED_NS: u64 = 1_000_000_000;
+
 /// Where the events of a run go.
 pub enum Output {
     /// Paired into calls and shown (live call graph, or a live aggregate).
@@ -57,6 +62,8 @@ pub(super) struct Control<'a, 'obj> {
     /// Processes handled but held stopped: BPF asked to stop them again
     /// before they resumed, and that stop is not handled yet.
     pub held: Vec<Stopped>,
+    /// Functions over `--max-rate` muted in BPF, and when their probes go.
+    pub muted: Vec<(u64, Vec<FuncId>)>,
 }
 
 impl Control<'_, '_> {
@@ -100,11 +107,42 @@ impl Control<'_, '_> {
         }
     }
 
-    /// Drops functions over `--max-rate`, with the process stopped so no
-    /// call falls between the old links and the new ones.
+    /// Drops functions over `--max-rate`: muted in BPF now, their probes
+    /// removed once the calls open now have had time to return
+    /// ([`Control::unprobe_muted`]).
+    fn exclude(&mut self, ids: &[FuncId]) -> Result<()> {
+        let unmuted = self.probes.mute(ids)?;
+        let muted: Vec<FuncId> = ids
+            .iter()
+            .filter(|id| !unmuted.contains(id))
+            .copied()
+            .collect();
+        if !muted.is_empty() {
+            self.muted.push((mono_now_ns() + MUTED_NS, muted));
+        }
+        match unmuted.is_empty() {
+            true => Ok(()),
+            false => self.unprobe(&unmuted),
+        }
+    }
+
+    /// Removes the probes of the functions muted long enough ago.
+    fn unprobe_muted(&mut self) -> Result<()> {
+        let now = mono_now_ns();
+        let (due, waiting): (Vec<_>, Vec<_>) = self.muted.drain(..).partition(|(at, _)| *at <= now);
+        self.muted = waiting;
+        let ids: Vec<FuncId> = due.into_iter().flat_map(|(_, ids)| ids).collect();
+        match ids.is_empty() {
+            true => Ok(()),
+            false => self.unprobe(&ids),
+        }
+    }
+
+    /// Removes the probes of `ids`, with the process stopped so no call
+    /// falls between the old links and the new ones.
     /// A process that ended meanwhile has no code left to relink: its
     /// `/proc/PID/exe` is gone, and that is no error.
-    fn exclude(&mut self, ids: &[FuncId]) -> Result<()> {
+    fn unprobe(&mut self, ids: &[FuncId]) -> Result<()> {
         let stopped = Stopped::stop(self.pid);
         let excluded = self.probes.exclude(ids);
         let excluded = match excluded {
@@ -193,6 +231,7 @@ impl Pipeline {
                         if !over.is_empty() {
                             control.exclude(&over)?;
                         }
+                        control.unprobe_muted()?;
                         self.show_progress(control)?;
                     }
                     Err(_) => anyhow::bail!("the ring buffer reader stopped unexpectedly"),
@@ -207,6 +246,7 @@ impl Pipeline {
                 default(TICK) => {
                     self.idle()?;
                     self.limit_counted(control)?;
+                    control.unprobe_muted()?;
                     self.show_progress(control)?;
                     if launched.is_none() && !target::alive(pid) {
                         if let Some(progress) = &mut self.progress {
