@@ -121,8 +121,9 @@ impl Probes<'_> {
         Ok(rows)
     }
 
-    /// Counting mode with --syscalls: the totals per (caller, number),
-    /// summed over CPUs; the caller `None` outside every traced call.
+    /// Counting mode with --syscalls: the totals per (caller, number), one
+    /// row per CPU that counted any (`SyscallTotals::insert` sums them); the
+    /// caller `None` outside every traced call.
     pub fn syscall_counts(&self) -> Result<Vec<(Option<FuncId>, u32, SyscallCounts)>> {
         let map = &self.skel.maps.syscall_counts;
         let mut out = Vec::new();
@@ -136,22 +137,11 @@ impl Probes<'_> {
             let Some(k) = read_plain::<SyscallKey>(&key) else {
                 continue;
             };
-            let mut sum = SyscallCounts::default();
-            for c in per_cpu
-                .iter()
-                .filter_map(|b| read_plain::<SyscallCounts>(b))
-            {
-                if c.count > 0 && (sum.count == 0 || c.min_ns < sum.min_ns) {
-                    sum.min_ns = c.min_ns;
-                }
-                sum.count += c.count;
-                sum.errors += c.errors;
-                sum.total_ns += c.total_ns;
-                sum.max_ns = sum.max_ns.max(c.max_ns);
-                sum.bytes += c.bytes;
-            }
             let caller = (k.caller != SYS_NO_CALLER).then_some(FuncId(k.caller));
-            out.push((caller, k.nr, sum));
+            let cpus = per_cpu
+                .iter()
+                .filter_map(|b| read_plain::<SyscallCounts>(b));
+            out.extend(cpus.filter(|c| c.count > 0).map(|c| (caller, k.nr, c)));
         }
         Ok(out)
     }

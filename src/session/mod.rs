@@ -119,6 +119,7 @@ fn conclude(
             .map(|id| probes.counts(id).map(|c| pipeline::stats_of(&c)))
             .collect::<Result<Vec<_>>>()?;
         let mut syscalls = crate::report::syscalls::SyscallTotals::default();
+        // One row per CPU: insert() sums them.
         for (caller, nr, c) in probes.syscall_counts()? {
             syscalls.insert((caller, nr), pipeline::syscall_stats_of(&c));
         }
