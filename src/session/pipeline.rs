@@ -128,6 +128,9 @@ impl Control<'_, '_> {
 
     /// Removes the probes of the functions muted long enough ago.
     fn unprobe_muted(&mut self) -> Result<()> {
+        if self.muted.is_empty() {
+            return Ok(()); // the common case, checked after every batch
+        }
         let now = mono_now_ns();
         let (due, waiting): (Vec<_>, Vec<_>) = self.muted.drain(..).partition(|(at, _)| *at <= now);
         self.muted = waiting;
