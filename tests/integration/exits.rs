@@ -283,16 +283,7 @@ fn a_time_filter_past_bpfs_frames_says_what_it_left_out() {
     let bin = fixture("mutual", Build::O2);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("mutual.data");
-    let out = run(
-        utrace()
-            .args(["--record", "-t", "1ms", "-d"])
-            .arg(&data)
-            .arg("--")
-            .arg(&bin),
-        Duration::from_secs(120),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let stderr = crate::record::record(&["-t", "1ms"], &bin, &[], &data);
     assert!(
         stderr.contains(
             "utrace: 14746 calls nested deeper than 128 frames left out: BPF cannot apply \

@@ -524,23 +524,7 @@ fn the_time_filter_keeps_long_syscalls_and_the_calls_they_are_under() {
     assert_text_eq(expected, &normalise(&t.graph));
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("phases.data");
-    let out = run(
-        utrace()
-            .args(["--record", "--syscalls", "-d"])
-            .arg(&data)
-            .arg("--")
-            .arg(&bin),
-        Duration::from_secs(60),
-    );
-    assert!(out.status.success(), "{out:?}");
-    let report = run(
-        utrace()
-            .args(["--report", "--format=call-graph", "-t", "5ms", "-d"])
-            .arg(&data),
-        Duration::from_secs(60),
-    );
-    assert_text_eq(
-        expected,
-        &normalise(&String::from_utf8_lossy(&report.stdout)),
-    );
+    crate::record::record(&["--syscalls"], &bin, &[], &data);
+    let reported = crate::record::report(&data, &["--format=call-graph", "-t", "5ms"]);
+    assert_text_eq(expected, &normalise(&reported));
 }
