@@ -112,6 +112,7 @@ impl Gen {
             after_loss: false,
             nested: false,
             sys: None,
+            values: None,
         }
     }
 
@@ -145,6 +146,7 @@ fn table() -> FuncTable {
             build_id: None,
         }],
         functions,
+        values: Default::default(),
     }
 }
 

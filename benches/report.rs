@@ -89,7 +89,11 @@ fn table() -> FuncTable {
             build_id: None,
         },
     ];
-    FuncTable { modules, functions }
+    FuncTable {
+        modules,
+        functions,
+        values: Default::default(),
+    }
 }
 
 /// A deterministic stand-in for a program's execution.
@@ -119,6 +123,7 @@ impl Program {
             after_loss: false,
             nested: false,
             sys: None,
+            values: None,
         });
     }
 

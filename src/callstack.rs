@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 
 use crate::model::{Call, End, Event, EventKind, FuncId};
 use crate::util::idmap::IdMap;
+use crate::values::Values;
 
 struct Open {
     func: FuncId,
@@ -17,10 +18,52 @@ struct Open {
     child_ns: u64,
 }
 
+/// Values that arrived before the event they belong to, with its depth and
+/// time stamp.
+struct Held {
+    depth: u32,
+    ts: u64,
+    values: Values,
+}
+
 #[derive(Default)]
 struct Thread {
     pid: u32,
     frames: Vec<Open>,
+    /// `-A`: arguments of entries still to come, by increasing depth. With a
+    /// time filter BPF holds entries back until the call proves long, and
+    /// never sends a short call's, so an entry at depth d makes everything
+    /// held at a lower depth stale, and new arguments at depth d everything
+    /// held at d and deeper.
+    args: Vec<Held>,
+    /// `-R`: the return value of the exit that comes next.
+    ret: Option<Held>,
+}
+
+impl Thread {
+    fn take_args(&mut self, depth: u32, ts: u64) -> Option<Values> {
+        let i = self.args.iter().position(|h| h.depth >= depth)?;
+        self.args.drain(..i);
+        let held = self.args.first()?;
+        (held.depth == depth && held.ts == ts).then(|| self.args.remove(0).values)
+    }
+
+    fn hold(&mut self, ev: &Event) {
+        let Some(values) = ev.values.clone() else {
+            return;
+        };
+        let held = Held {
+            depth: ev.depth,
+            ts: ev.ts,
+            values,
+        };
+        if ev.kind == EventKind::Retval {
+            self.ret = Some(held);
+        } else {
+            self.args.retain(|h| h.depth < ev.depth);
+            self.args.push(held);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -51,6 +94,10 @@ impl CallStacks {
         match ev.kind {
             EventKind::Entry => {
                 self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::Unwound, out);
+                let args = match thread.args.is_empty() {
+                    true => None,
+                    false => thread.take_args(ev.depth, ev.ts),
+                };
                 let depth = thread.frames.len() as u32;
                 thread.frames.push(Open {
                     func: ev.func,
@@ -63,12 +110,16 @@ impl CallStacks {
                     func: ev.func,
                     depth,
                     ts: ev.ts,
+                    args,
                 });
             }
             EventKind::Exit => {
                 self.unwound += close_above(thread, ev.tid, depth + 1, ev.ts, End::Unwound, out);
+                let ret = (thread.ret.take())
+                    .filter(|h| h.depth == ev.depth && h.ts == ev.ts)
+                    .map(|h| h.values);
                 if thread.frames.len() == depth + 1 && thread.frames[depth].func == ev.func {
-                    close_top(thread, ev.tid, ev.ts, End::Returned, out);
+                    close_top(thread, ev.tid, ev.ts, End::Returned, ret, out);
                 } else {
                     self.orphan_exits += 1;
                 }
@@ -84,6 +135,7 @@ impl CallStacks {
             EventKind::Syscall => {
                 self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::Unwound, out);
             }
+            EventKind::Args | EventKind::Retval => thread.hold(ev),
         }
     }
 
@@ -134,13 +186,20 @@ fn close_above(
 ) -> u64 {
     let mut closed = 0;
     while thread.frames.len() > keep {
-        close_top(thread, tid, ts, end, out);
+        close_top(thread, tid, ts, end, None, out);
         closed += 1;
     }
     closed
 }
 
-fn close_top(thread: &mut Thread, tid: u32, ts: u64, end: End, out: &mut impl FnMut(&Call)) {
+fn close_top(
+    thread: &mut Thread,
+    tid: u32,
+    ts: u64,
+    end: End,
+    ret: Option<Values>,
+    out: &mut impl FnMut(&Call),
+) {
     let Some(open) = thread.frames.pop() else {
         return;
     };
@@ -160,6 +219,7 @@ fn close_top(thread: &mut Thread, tid: u32, ts: u64, end: End, out: &mut impl Fn
         ts,
         child_ns: open.child_ns.min(total),
         end,
+        ret,
     });
 }
 
@@ -178,6 +238,7 @@ mod tests {
             after_loss: false,
             nested: false,
             sys: None,
+            values: None,
         }
     }
 
@@ -185,9 +246,9 @@ mod tests {
         let mut stacks = CallStacks::new();
         let mut calls = Vec::new();
         for e in events {
-            stacks.push(e, &mut |c| calls.push(*c));
+            stacks.push(e, &mut |c| calls.push(c.clone()));
         }
-        stacks.finish(1000, &mut |c| calls.push(*c));
+        stacks.finish(1000, &mut |c| calls.push(c.clone()));
         (calls, stacks)
     }
 
@@ -211,7 +272,8 @@ mod tests {
                 entry_ts: 10,
                 ts: 40,
                 child_ns: 5,
-                end: End::Returned
+                end: End::Returned,
+                ret: None,
             }
         );
         assert_eq!(stacks.orphan_exits, 0);

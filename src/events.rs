@@ -243,6 +243,7 @@ fn decode_syscall(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) ->
         after_loss: flag(SysFlags::SYSF_AFTER_LOSS),
         nested: false,
         sys: Some(Box::new(sys)),
+        values: None,
     }));
     0
 }
@@ -288,6 +289,7 @@ fn decode_batch(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) -> u
             after_loss: raw.flags & RawFlags::EVF_AFTER_LOSS.0 as u8 != 0,
             nested: raw.flags & RawFlags::EVF_NESTED.0 as u8 != 0,
             sys: None,
+            values: None,
         }));
     }
     bad

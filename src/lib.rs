@@ -30,6 +30,7 @@ mod syscall;
 mod target;
 pub mod tracefile;
 mod util;
+pub mod values;
 
 pub use app::main;
 pub use cli::command;

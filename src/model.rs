@@ -2,6 +2,10 @@
 //! is its index, which is also its BPF attach cookie) and the events that flow
 //! from BPF or a trace file through call-stack pairing into the consumers.
 
+use std::collections::BTreeMap;
+
+use crate::values::{FuncValues, Values};
+
 /// A traced function: its index in the [`FuncTable`] of the run, and the
 /// attach cookie BPF reports it by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,6 +84,8 @@ impl Function {
 pub struct FuncTable {
     pub modules: Vec<Module>,
     pub functions: Vec<Function>,
+    /// `-A`/`-R`: what is read at the entry and return of these functions.
+    pub values: BTreeMap<FuncId, FuncValues>,
 }
 
 impl FuncTable {
@@ -123,6 +129,12 @@ pub enum EventKind {
     /// A system call made at `depth` (under the thread's innermost open
     /// traced call), entered at `ts`; the rest is in [`Event::sys`].
     Syscall,
+    /// The arguments (`-A`) of the entry at `depth` and `ts` that follows
+    /// (held back with a time filter, or never sent if the call was short):
+    /// in [`Event::values`].
+    Args,
+    /// The return value (`-R`) of the exit at `depth` and `ts` that follows.
+    Retval,
 }
 
 /// What a system call event carries beside the common fields.
@@ -288,6 +300,9 @@ pub struct Event {
     /// `EventKind::Syscall` only: the call. Boxed, so the events of calls,
     /// the many, stay small.
     pub sys: Option<Box<Syscall>>,
+    /// `EventKind::Args` and `EventKind::Retval` only: what was read, in the
+    /// order of the function's [`FuncValues`].
+    pub values: Option<Values>,
 }
 
 /// A system call as the sinks see it: placed in its thread's call tree.
@@ -325,7 +340,7 @@ pub enum End {
 }
 
 /// Paired call events, in the order they happened per thread.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Call {
     Enter {
         pid: u32,
@@ -333,6 +348,8 @@ pub enum Call {
         func: FuncId,
         depth: u32,
         ts: u64,
+        /// `-A`: its arguments, as the function table's spec says.
+        args: Option<Values>,
     },
     Leave {
         pid: u32,
@@ -344,6 +361,8 @@ pub enum Call {
         /// Time spent in traced callees (so self time = ts - entry_ts - child_ns).
         child_ns: u64,
         end: End,
+        /// `-R`: its return value (a call that did not return has none).
+        ret: Option<Values>,
     },
 }
 

@@ -134,6 +134,7 @@ mod tests {
             after_loss: false,
             nested: false,
             sys: None,
+            values: None,
         }
     }
 

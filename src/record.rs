@@ -131,6 +131,7 @@ mod tests {
             after_loss: false,
             nested: false,
             sys: None,
+            values: None,
         };
         rec.event(&ev(EventKind::Entry, 10)).unwrap();
         rec.idle().unwrap();

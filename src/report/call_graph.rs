@@ -435,6 +435,7 @@ mod tests {
                 build_id: None,
             }],
             functions: vec![f("main"), f("sort_numbers"), f("compare")],
+            values: Default::default(),
         }
     }
 
@@ -445,6 +446,7 @@ mod tests {
             func: FuncId(func),
             depth,
             ts,
+            args: None,
         }
     }
 
@@ -458,6 +460,7 @@ mod tests {
             ts,
             child_ns: 0,
             end: End::Returned,
+            ret: None,
         }
     }
 

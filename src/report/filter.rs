@@ -25,6 +25,7 @@ use crate::options::{CallFilter, Filter};
 use crate::symbols::Selector;
 use crate::symbols::select::recorded_names;
 use crate::util::idmap::IdMap;
+use crate::values::Values;
 
 /// `sink` behind the filters of `filter`, or `sink` itself when they keep
 /// every call. The patterns were checked against the table ([`check`]).
@@ -110,6 +111,8 @@ struct Shown {
     child_ns: u64,
     /// Its entry was passed on.
     entered: bool,
+    /// `-A`: its arguments, passed on with its entry.
+    args: Option<Values>,
 }
 
 struct Filtered {
@@ -154,7 +157,18 @@ impl Filtered {
         self.min_ns == 0 && ts >= self.since
     }
 
-    fn enter(&mut self, pid: u32, tid: u32, func: FuncId, ts: u64, t: &FuncTable) -> Result<()> {
+    fn enter(&mut self, call: &Call, t: &FuncTable) -> Result<()> {
+        let Call::Enter {
+            pid,
+            tid,
+            func,
+            ts,
+            ref args,
+            ..
+        } = *call
+        else {
+            return Ok(());
+        };
         let m = self.name_match(func, t);
         let (max_depth, until) = (self.max_depth, self.until);
         let at_entry = self.shown_at_entry(ts);
@@ -163,8 +177,8 @@ impl Filtered {
             Some(Frame::Pruned) => Frame::Pruned,
             _ if m.excluded || ts > until => Frame::Pruned,
             Some(Frame::Shown(parent)) if parent.depth >= max_depth => Frame::Pruned,
-            Some(Frame::Shown(parent)) => shown(pid, func, parent.depth + 1, ts),
-            _ if m.included => shown(pid, func, 0, ts),
+            Some(Frame::Shown(parent)) => shown(pid, func, parent.depth + 1, ts, args),
+            _ if m.included => shown(pid, func, 0, ts, args),
             _ => Frame::Above,
         };
         let now = matches!(frame, Frame::Shown(_)) && at_entry;
@@ -198,6 +212,10 @@ impl Filtered {
             return Ok(());
         };
         let ns = ts.saturating_sub(me.entry_ts);
+        let ret = match call {
+            Call::Leave { ret, .. } => ret.clone(),
+            Call::Enter { .. } => None,
+        };
         if ns < self.min_ns || ts < self.since {
             frames.pop();
             return Ok(());
@@ -221,6 +239,7 @@ impl Filtered {
             ts,
             child_ns: me.child_ns.min(ns),
             end,
+            ret,
         };
         self.inner.call(&out, t)
     }
@@ -242,6 +261,7 @@ impl Filtered {
                     func: s.func,
                     depth: s.depth,
                     ts: s.entry_ts,
+                    args: s.args.take(),
                 };
                 self.inner.call(&enter, t)?;
             }
@@ -250,8 +270,9 @@ impl Filtered {
     }
 }
 
-fn shown(pid: u32, func: FuncId, depth: u32, entry_ts: u64) -> Frame {
+fn shown(pid: u32, func: FuncId, depth: u32, entry_ts: u64, args: &Option<Values>) -> Frame {
     Frame::Shown(Shown {
+        args: args.clone(),
         pid,
         func,
         depth,
@@ -297,17 +318,11 @@ impl Sink for Filtered {
             return Ok(());
         }
         match *call {
-            Call::Enter {
-                pid,
-                tid,
-                func,
-                depth,
-                ts,
-            } => {
+            Call::Enter { tid, depth, .. } => {
                 // The pairing closes what an entry leaves behind first.
                 let frames = self.threads.entry(tid).or_default();
                 frames.truncate(depth as usize);
-                self.enter(pid, tid, func, ts, table)
+                self.enter(call, table)
             }
             Call::Leave { .. } => self.leave(call, table),
         }
@@ -337,7 +352,7 @@ mod tests {
 
     impl Sink for Collect {
         fn call(&mut self, call: &Call, _: &FuncTable) -> Result<()> {
-            self.0.borrow_mut().push(*call);
+            self.0.borrow_mut().push(call.clone());
             Ok(())
         }
         fn syscall(&mut self, _: &SyscallCall, _: &FuncTable) -> Result<()> {

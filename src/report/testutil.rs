@@ -24,6 +24,7 @@ pub fn ev(kind: EventKind, tid: u32, func: u32, depth: u32, ts: u64) -> Event {
         after_loss: false,
         nested: false,
         sys: None,
+        values: None,
     }
 }
 
@@ -46,10 +47,10 @@ pub fn calls_of(events: &[Event]) -> Vec<Call> {
     let mut stacks = CallStacks::new();
     let mut calls = Vec::new();
     for e in events {
-        stacks.push(e, &mut |c| calls.push(*c));
+        stacks.push(e, &mut |c| calls.push(c.clone()));
     }
     stacks.finish(events.iter().map(|e| e.ts).max().unwrap_or(0), &mut |c| {
-        calls.push(*c)
+        calls.push(c.clone())
     });
     calls
 }

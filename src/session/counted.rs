@@ -58,6 +58,7 @@ impl Counted {
             let ev = Event {
                 depth: ev.depth.saturating_sub(MAX_FRAMES),
                 sys: None,
+                values: None,
                 ..ev.clone()
             };
             let held = self.held.entry(ev.tid).or_default();

@@ -132,6 +132,10 @@ impl ChunkEncoder {
     }
 
     pub fn push(&mut self, ev: &Event) {
+        // Values are not stored yet (the format that holds them is next).
+        if matches!(ev.kind, EventKind::Args | EventKind::Retval) {
+            return;
+        }
         if self.is_empty() {
             self.base_ts = ev.ts;
             self.prev_ts = ev.ts;
@@ -147,6 +151,7 @@ impl ChunkEncoder {
             EventKind::Unwind => MARK,
             EventKind::Gone => MARK | EXIT,
             EventKind::Syscall => MARK | FUNC,
+            EventKind::Args | EventKind::Retval => return,
         };
         if ev.after_loss {
             flags |= AFTER_LOSS;
@@ -263,6 +268,7 @@ impl ChunkDecoder {
                     after_loss: f & AFTER_LOSS != 0,
                     nested: false,
                     sys: Some(Box::new(decode_syscall(&mut syscalls, ts)?)),
+                    values: None,
                 });
                 continue;
             }
@@ -282,6 +288,7 @@ impl ChunkDecoder {
                     after_loss: f & AFTER_LOSS != 0,
                     nested: false,
                     sys: None,
+                    values: None,
                 });
                 continue;
             }
@@ -312,6 +319,7 @@ impl ChunkDecoder {
                 after_loss: f & AFTER_LOSS != 0,
                 nested: false,
                 sys: None,
+                values: None,
             });
         }
         let used_all = syscalls.is_empty() && threads.is_empty() && depths.is_empty();
@@ -413,6 +421,7 @@ mod tests {
             after_loss: false,
             nested: false,
             sys: None,
+            values: None,
         }
     }
 

@@ -105,6 +105,7 @@ fn sample() -> &'static [u8] {
                     source: None,
                 })
                 .collect(),
+            ..Default::default()
         };
         let run = RunInfo {
             command: "app".into(),
@@ -133,6 +134,7 @@ fn sample() -> &'static [u8] {
                         after_loss: false,
                         nested: false,
                         sys: None,
+                        values: None,
                     });
                 }
                 // A system call now and then, so the syscall column is seeded.
@@ -156,6 +158,7 @@ fn sample() -> &'static [u8] {
                         after_loss: false,
                         nested: false,
                         sys: Some(Box::new(sys)),
+                        values: None,
                     });
                 }
             }

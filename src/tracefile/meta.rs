@@ -142,7 +142,11 @@ pub fn decode_table(buf: &[u8]) -> Option<FuncTable> {
     for _ in 0..n {
         functions.push(decode_function(&mut c)?);
     }
-    Some(FuncTable { modules, functions })
+    Some(FuncTable {
+        modules,
+        functions,
+        values: Default::default(),
+    })
 }
 
 fn decode_function(c: &mut Cursor) -> Option<Function> {

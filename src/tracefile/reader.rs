@@ -472,9 +472,10 @@ impl Iterator for Events<'_> {
         loop {
             if let Some(ev) = self.buf.get_mut(self.next) {
                 self.next += 1;
-                // Each event is read once: a syscall's payload moves out.
+                // Each event is read once: a payload moves out.
                 let sys = ev.sys.take();
-                return Some(Event { sys, ..*ev });
+                let values = ev.values.take();
+                return Some(Event { sys, values, ..*ev });
             }
             self.buf.clear();
             if !self.next_chunk() {

@@ -51,6 +51,7 @@ pub(crate) fn table() -> FuncTable {
                 FuncKind::Function,
             ),
         ],
+        values: Default::default(),
     }
 }
 
@@ -92,6 +93,7 @@ pub(crate) fn synthetic_events(n: usize) -> Vec<Event> {
                 after_loss: false,
                 nested: false,
                 sys: None,
+                values: None,
             });
         };
         use EventKind::*;
@@ -532,6 +534,7 @@ fn system_calls_round_trip_with_their_arguments_and_copies() {
         ts,
         after_loss: false,
         nested: false,
+        values: None,
         sys: Some(Box::new(Syscall {
             nr: 257,
             end_ts: ts + 811,
