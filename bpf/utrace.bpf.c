@@ -10,7 +10,7 @@
  * switched out or exits, and follow forks and execs; a loader probe catches
  * dlopen. System calls (syscalls.bpf.inc) and the I/O below them
  * (io.bpf.inc) come from the kernel's tracepoints into the same per-thread
- * order. Names never reach BPF; drops are counted, never silent.
+ * order; -A/-R values (values.bpf.inc) come just before their events. Names never reach BPF; drops are counted, never silent.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -40,6 +40,8 @@ const volatile bool trace_syscalls = false;
 const volatile bool trace_io = false;
 /* --max-rate: `muted` is consulted at every entry. */
 const volatile bool rate_limited = false;
+/* -A/-R: `value_specs` is consulted at every sent entry and exit. */
+const volatile bool capture_values = false;
 
 /* A batch waiting longer than this goes out with the thread's next event
  * (a thread that blocks or exits sends it at once). */
@@ -98,6 +100,11 @@ enum syscall_flags _syscall_flags = SYSF_AFTER_LOSS;
 struct io_counts _io_counts = {};
 enum io_limits _io_limits = IO_OTHER;
 enum io_dir _io_dir = IO_NONE;
+struct values_record _values_record = {};
+struct value_spec _value_spec = {};
+enum value_source _value_source = VAL_NONE;
+enum value_flags _value_flags = VALF_READ;
+enum value_limits _value_limits = VALUES_MAX;
 
 struct frame {
 	__u64 ts;
@@ -130,6 +137,8 @@ struct thread_state {
 	/* Counting mode: entry of the open call at depth MAX_FRAMES, the first
 	 * without a frame, whose time its caller's frame must not count as its own. */
 	__u64 deep_ts;
+	/* -A/-R: the values being read, sent at once. */
+	struct values_record vals;
 };
 
 /* Task storage lives and dies with the thread: no table to fill up, nothing
@@ -217,6 +226,15 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } muted SEC(".maps");
+
+/* -A/-R: what to read at a function's entry and return, by id. Sized to the
+ * number of traced functions before load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct value_spec);
+} value_specs SEC(".maps");
 
 /* Counting mode: per function, per CPU; userspace sums the CPUs. Sized to
  * the number of traced functions before load. */
@@ -420,6 +438,10 @@ static __always_inline struct thread_state *idle_state(struct task_struct *task)
 	return s && !s->busy ? s : NULL;
 }
 
+/* -A/-R: sends a call's values (defined in values.bpf.inc). */
+static __always_inline void send_values(struct pt_regs *regs, struct thread_state *s, __u32 func,
+					__u32 depth, __u64 ts, bool at_exit, bool tail, bool sleepable);
+
 /* Sends the system call `s` holds (defined with the syscall programs). */
 static __always_inline void end_syscall(struct thread_state *s, __s64 ret, __u64 now, __u8 flags);
 
@@ -615,9 +637,12 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 }
 
 #define COOKIE_RET_SITE (1ULL << COOKIE_RET_SITE_BIT)
+#define COOKIE_TAIL_JUMP (1ULL << COOKIE_TAIL_JUMP_BIT)
 
-static __always_inline void push_frame(struct thread_state *s, __u32 func, __u8 exit, __u64 now, __u64 sp)
+static __always_inline void push_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
+				       __u8 exit, __u64 now, bool sleepable)
 {
+	__u64 sp = PT_REGS_SP(regs);
 	__u32 d;
 
 	drop_dead_frames(s, sp, true);
@@ -636,7 +661,11 @@ static __always_inline void push_frame(struct thread_state *s, __u32 func, __u8 
 	}
 	if (count_only && d >= MAX_FRAMES)
 		count_deep_entry(s, func, d, now);
-	if (d > max_depth || min_duration_ns || count_only)
+	if (d > max_depth || count_only)
+		return;
+	if (capture_values)
+		send_values(regs, s, func, d, now, false, false, sleepable);
+	if (min_duration_ns)
 		return;
 	emit(s, EV_ENTRY, func, now, d);
 }
@@ -659,7 +688,7 @@ static __always_inline __u8 over_budget(struct thread_state *s, __u32 func)
 /* A traced function is entered. `hijacks`: the program's return is a
  * session return, which the entry may decline. Returns 1 to decline it
  * (the thread is not traced, or the frame's exit is seen at ret sites). */
-static __always_inline int enter(struct pt_regs *ctx, bool hijacks)
+static __always_inline int enter(struct pt_regs *ctx, bool hijacks, bool sleepable)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
 	__u64 now = bpf_ktime_get_ns();
@@ -680,7 +709,7 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks)
 	claim(s);
 	if (hijacks && repair_exits && exit == EXIT_HIJACKED)
 		exit = over_budget(s, (__u32)cookie);
-	push_frame(s, (__u32)cookie, exit, now, PT_REGS_SP(ctx));
+	push_frame(ctx, s, (__u32)cookie, exit, now, sleepable);
 	release(s);
 	return exit == EXIT_HIJACKED ? 0 : 1;
 }
@@ -688,7 +717,16 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks)
 SEC("uprobe.multi")
 int BPF_UPROBE(on_entry)
 {
-	enter(ctx, false);
+	enter(ctx, false, false);
+	return 0;
+}
+
+/* -A: the entry of a function whose arguments are read, sleepable so that
+ * a string in a page not mapped yet can be faulted in and read. */
+SEC("uprobe.multi.s")
+int BPF_UPROBE(on_entry_s)
+{
+	enter(ctx, false, true);
 	return 0;
 }
 
@@ -825,8 +863,8 @@ static __always_inline void count_frames(struct thread_state *s, __u32 low, __u3
  * must also be the cookie's function: a call-return site is reached again
  * when a longjmp lands after a setjmp call, where a sibling call (the frame
  * the jump abandoned) sat at the same sp. */
-static __always_inline void pop_frame(struct thread_state *s, __u32 func, __u64 now, __u64 entry_sp,
-				      bool same_func, __u8 exit)
+static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
+				      __u64 now, __u64 entry_sp, bool same_func, __u8 exit)
 {
 	__u32 d;
 
@@ -884,6 +922,8 @@ static __always_inline void pop_frame(struct thread_state *s, __u32 func, __u64 
 		count_drops(DROP_UNFILTERED, 1);
 		return;
 	}
+	if (capture_values)
+		send_values(regs, s, func, d, now, true, bpf_get_attach_cookie(regs) & COOKIE_TAIL_JUMP, false);
 	emit(s, EV_EXIT, func, now, d);
 }
 
@@ -895,7 +935,7 @@ static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool s
 
 	if (s) {
 		claim(s);
-		pop_frame(s, (__u32)cookie, now, entry_sp, same_func, exit);
+		pop_frame(ctx, s, (__u32)cookie, now, entry_sp, same_func, exit);
 		release(s);
 	}
 	return 0;
@@ -930,7 +970,16 @@ int BPF_UPROBE(on_session)
 {
 	if (bpf_session_is_return())
 		return on_return(ctx, PT_REGS_SP(ctx) - 8, true, EXIT_HIJACKED);
-	return enter(ctx, true);
+	return enter(ctx, true, false);
+}
+
+/* -A: on_session for functions whose arguments are read (see on_entry_s). */
+SEC("uprobe.session.s")
+int BPF_UPROBE(on_session_s)
+{
+	if (bpf_session_is_return())
+		return on_return(ctx, PT_REGS_SP(ctx) - 8, true, EXIT_HIJACKED);
+	return enter(ctx, true, true);
 }
 
 /* --exit=auto: the unwinder and longjmp, by cookie (enum helper_kind). */
@@ -991,6 +1040,8 @@ int BPF_UPROBE(on_loader)
 }
 
 /* The kernel's own events, in files of their own: system calls, then the
- * I/O below them. They use the thread state and queues above. */
+ * I/O below them; then -A/-R's values. They use the thread state and queues
+ * above. */
 #include "syscalls.bpf.inc"
 #include "io.bpf.inc"
+#include "values.bpf.inc"

@@ -32,6 +32,9 @@ enum cookie_bits {
 	 * hijacking its return address. On a call-return site (on_exit as a
 	 * plain uprobe): it ends such a frame. */
 	COOKIE_RET_SITE_BIT = 63,
+	/* On a ret site: it is a tail jump, where the return value is not
+	 * computed yet (-R shows it as unknown). */
+	COOKIE_TAIL_JUMP_BIT = 62,
 };
 
 /* What BPF could not deliver, counted per CPU in the `drops` map (indexed
@@ -120,6 +123,7 @@ struct event {
 enum record_kind {
 	REC_BATCH = 0,   /* struct batch: a thread's queued events */
 	REC_SYSCALL = 1, /* struct syscall_record: one system call */
+	REC_VALUES = 2,  /* struct values_record: a call's arguments or return value */
 };
 
 struct batch_head {
@@ -262,6 +266,64 @@ struct io_counts {
 	__u64 forced_writeback_bytes; /* written back because it asked (fsync…) */
 	__u64 device_ns;
 	__u64 max_device_ns;
+};
+
+/* -A/-R: what BPF reads at a traced function's entry and return, per
+ * function id in `value_specs`. Userspace places each value by the x86-64
+ * SysV ABI; SSE registers are out of reach (pt_regs holds none). */
+enum value_limits {
+	VALUES_MAX = 8,     /* values per entry or return */
+	VALUE_STR_MAX = 64, /* bytes copied per string; a longer one is cut and marked */
+};
+
+enum value_source {
+	VAL_NONE = 0,  /* not read */
+	VAL_REG = 1,   /* pt_regs, by `index`: 0-5 rdi rsi rdx rcx r8 r9, 6 rax, 7 rdx */
+	VAL_STACK = 2, /* at entry, the word `offset` bytes above the return address */
+};
+
+struct value_slot {
+	__u8 source; /* enum value_source */
+	__u8 index;
+	__u8 string; /* the word points to a C string: copy it */
+	__u8 pad;
+	__u16 offset;
+	__u16 pad2;
+};
+
+struct value_spec {
+	__u8 nargs;   /* args[0..nargs) are read at entry */
+	__u8 has_ret; /* ret is read at return */
+	__u8 pad[6];
+	struct value_slot args[VALUES_MAX];
+	struct value_slot ret;
+};
+
+enum value_flags {
+	VALF_READ = 1, /* the word was read */
+	VALF_TEXT = 2, /* its string was copied: `len` bytes in data, in order */
+	VALF_CUT = 4,  /* the string went on past VALUE_STR_MAX */
+	VALF_TAIL = 8, /* a return seen at a tail jump: the value is not there yet */
+	VALF_STRING = 16, /* the spec asked for its string (none: NULL or unreadable) */
+};
+
+struct values_event {
+	__u64 ts;    /* the entry's or exit's time stamp: it pairs them */
+	__u32 func;
+	__u16 depth; /* the entry's or exit's depth */
+	__u8 at_exit;
+	__u8 count;
+	__u64 words[VALUES_MAX];
+	__u8 flags[VALUES_MAX]; /* enum value_flags */
+	__u8 len[VALUES_MAX];
+};
+
+/* One ring-buffer record (kind REC_VALUES), sent just before the event it
+ * belongs to: a head, the values, then their strings back to back. */
+struct values_record {
+	struct batch_head head;
+	struct values_event v;
+	__u8 data[VALUES_MAX * VALUE_STR_MAX];
 };
 
 #endif

@@ -19,7 +19,7 @@ use crossbeam_channel::{Receiver, Sender};
 use libbpf_rs::{MapHandle, RingBufferBuilder};
 
 use crate::bpf::abi::{
-    RawEvent, RawFlags, RawHead, RawKind, RawRecord, RawSyscall, SysFlags, read_plain,
+    RawEvent, RawFlags, RawHead, RawKind, RawRecord, RawSyscall, RawValues, SysFlags, read_plain,
 };
 use crate::model::{ArgCopy, Event, EventKind, FuncId, Syscall, SyscallIo};
 use crate::target::Stopped;
@@ -191,8 +191,34 @@ pub fn decode(data: &[u8], each: impl FnMut(Decoded)) -> u64 {
     match RawRecord(head.kind) {
         RawRecord::REC_BATCH => decode_batch(&head, data, each),
         RawRecord::REC_SYSCALL => decode_syscall(&head, data, each),
+        RawRecord::REC_VALUES => decode_values(&head, data, each),
         _ => 1,
     }
+}
+
+/// A call's arguments or return value (`-A`/`-R`), then their strings.
+fn decode_values(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) -> u64 {
+    const FIXED: usize = std::mem::size_of::<RawValues>();
+    let Some(raw) = read_plain::<RawValues>(&data[HEAD..]) else {
+        return 1;
+    };
+    let values = crate::bpf::values::decode(&raw, &data[HEAD + FIXED..]);
+    each(Decoded::Event(Event {
+        kind: match raw.at_exit {
+            0 => EventKind::Args,
+            _ => EventKind::Retval,
+        },
+        pid: head.pid,
+        tid: head.tid,
+        func: FuncId(raw.func),
+        depth: u32::from(raw.depth),
+        ts: raw.ts,
+        after_loss: false,
+        nested: false,
+        sys: None,
+        values: Some(values.into()),
+    }));
+    0
 }
 
 /// One system call: the call, then the bytes its arguments pointed to.

@@ -14,7 +14,8 @@ pub(crate) use skel::types::{
     io_counts as BpfIo, io_dir, io_limits, record_kind as RawRecord,
     syscall_counts as SyscallCounts, syscall_event as RawSyscall, syscall_flags as SysFlags,
     syscall_key as SyscallKey, syscall_limits, syscall_spec as SyscallSpec, utrace_limits,
-    utrace_signal,
+    utrace_signal, value_flags, value_limits, value_slot as RawValueSlot, value_source,
+    value_spec as RawValueSpec, values_event as RawValues,
 };
 
 use crate::symbols::libc::Helper;
@@ -29,6 +30,15 @@ pub const MAX_FRAMES: u32 = utrace_limits::MAX_FRAMES.0;
 
 /// Entry cookie flag: the function's exit is probed at its ret sites.
 pub const COOKIE_RET_SITE: u64 = 1 << cookie_bits::COOKIE_RET_SITE_BIT.0;
+
+/// Ret-site cookie flag: the site is a tail jump (no return value yet).
+pub const COOKIE_TAIL_JUMP: u64 = 1 << cookie_bits::COOKIE_TAIL_JUMP_BIT.0;
+
+/// Values BPF reads per entry or return (`-A`/`-R`).
+pub const VALUES_MAX: usize = value_limits::VALUES_MAX.0 as usize;
+
+/// Bytes BPF copies per string value.
+pub const VALUE_STR_MAX: usize = value_limits::VALUE_STR_MAX.0 as usize;
 
 /// The types of bpf/utrace.h that Rust reads out of map values and
 /// ring-buffer records.
@@ -52,6 +62,8 @@ unsafe impl Plain for BpfIo {}
 unsafe impl Plain for SyscallCounts {}
 // SAFETY: as above.
 unsafe impl Plain for SyscallKey {}
+// SAFETY: as above.
+unsafe impl Plain for RawValues {}
 
 /// The start of `bytes` as a `T`; `None` when they are too short for one.
 pub(crate) fn read_plain<T: Plain>(bytes: &[u8]) -> Option<T> {

@@ -6,7 +6,9 @@
 
 pub(crate) mod abi;
 mod kernel_events;
+pub(crate) mod values;
 
+use std::collections::HashSet;
 use std::mem::MaybeUninit;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -47,6 +49,8 @@ pub struct BpfConfig {
     pub trace_io: bool,
     /// --max-rate: functions may be muted ([`Probes::mute`]).
     pub rate_limited: bool,
+    /// -A/-R: read the values [`Probes::set_values`] asks for.
+    pub capture_values: bool,
 }
 
 /// One uprobe_multi link and what it was made of, so it can be made again
@@ -69,6 +73,11 @@ pub struct Probes<'obj> {
     exec_watched: bool,
     /// The fork tracepoint is attached (following forks, or --syscalls).
     fork_watched: bool,
+    /// -A/-R: ret sites tell a tail jump from a `ret` in their cookies.
+    capture_values: bool,
+    /// -A: the functions whose arguments are read: their entries go to
+    /// the sleepable programs (see [`Probes::set_values`]).
+    with_args: HashSet<FuncId>,
 }
 
 impl<'obj> Probes<'obj> {
@@ -100,6 +109,7 @@ impl<'obj> Probes<'obj> {
         rodata.trace_syscalls = cfg.trace_syscalls;
         rodata.trace_io = cfg.trace_io;
         rodata.rate_limited = cfg.rate_limited;
+        rodata.capture_values = cfg.capture_values;
         open.maps
             .counts
             .set_max_entries(cfg.count_slots.max(1))
@@ -108,6 +118,10 @@ impl<'obj> Probes<'obj> {
             .muted
             .set_max_entries(cfg.count_slots.max(1))
             .context("sizing the muted map")?;
+        open.maps
+            .value_specs
+            .set_max_entries(cfg.count_slots.max(1))
+            .context("sizing the -A/-R table")?;
         let skel = open.load().map_err(load_error)?;
         let mut probes = Probes {
             skel,
@@ -117,6 +131,8 @@ impl<'obj> Probes<'obj> {
             streams: !cfg.count_only,
             exec_watched: false,
             fork_watched: false,
+            capture_values: cfg.capture_values,
+            with_args: HashSet::new(),
         };
         // Threads queue their events (bpf/utrace.h: struct batch): these
         // send the queue when a thread blocks or exits.
@@ -229,6 +245,17 @@ impl<'obj> Probes<'obj> {
         if spec.list.offsets.is_empty() {
             return Ok(());
         }
+        let entries = matches!(spec.kind, ProbeKind::Entry | ProbeKind::Session);
+        let with_args = std::mem::take(&mut self.with_args);
+        let has = |id: &FuncId| with_args.contains(id);
+        let mixed = entries && spec.list.ids.iter().any(has) && !spec.list.ids.iter().all(has);
+        let parts = mixed.then(|| (spec.without(|id| !has(&id)), spec.without(|id| has(&id))));
+        self.with_args = with_args;
+        if let Some((reading, plain)) = parts {
+            // One link per program: those that read arguments are sleepable.
+            self.attach(reading, pid)?;
+            return self.attach(plain, pid);
+        }
         let link = self.link(&spec, pid)?;
         if spec.kind.counts_functions() {
             self.probes += spec.list.offsets.len();
@@ -238,10 +265,13 @@ impl<'obj> Probes<'obj> {
     }
 
     fn link(&self, spec: &LinkSpec, pid: Option<u32>) -> Result<Link> {
+        let args = (spec.list.ids.first()).is_some_and(|id| self.with_args.contains(id));
         let prog = match spec.kind {
+            ProbeKind::Entry if args => &self.skel.progs.on_entry_s,
             ProbeKind::Entry => &self.skel.progs.on_entry,
             ProbeKind::Return | ProbeKind::CallReturn => &self.skel.progs.on_exit,
             ProbeKind::RetSite => &self.skel.progs.on_ret_site,
+            ProbeKind::Session if args => &self.skel.progs.on_session_s,
             ProbeKind::Session => &self.skel.progs.on_session,
             ProbeKind::Helper(_) => &self.skel.progs.on_helper,
         };
@@ -251,10 +281,13 @@ impl<'obj> Probes<'obj> {
             0
         };
         let list = &spec.list;
-        let cookies = match spec.kind {
+        let mut cookies = match spec.kind {
             ProbeKind::Helper(h) => vec![helper_cookie(h); list.offsets.len()],
             _ => list.ids.iter().map(|id| u64::from(id.0) | flags).collect(),
         };
+        if spec.kind == ProbeKind::RetSite && self.capture_values {
+            values::mark_tail_jumps(&list.path, &list.offsets, &mut cookies)?;
+        }
         let opts = UprobeMultiOpts {
             offsets: list.offsets.iter().map(|&o| o as usize).collect(),
             cookies,

@@ -17,6 +17,7 @@ use crate::model::{Call, End, FuncId, FuncKind, FuncTable, RunInfo, Sink, Syscal
 use crate::options::Layout;
 use crate::util::fmt::module_name;
 use crate::util::idmap::IdMap;
+use crate::values::{show_args, show_ret, with_args};
 
 const HOLD_NS: u64 = 100_000_000;
 
@@ -40,6 +41,8 @@ struct Line {
     shape: Shape,
     /// A system call's text, shown instead of a function's name.
     syscall: Option<Box<str>>,
+    /// `-A`/`-R`: the call's argument list and return value, as shown.
+    values: Option<Box<(Option<String>, Option<String>)>>,
 }
 
 pub struct CallGraph {
@@ -159,6 +162,14 @@ impl CallGraph {
             true => name_at_library(table, line.func),
             false => (table.name(line.func), None),
         };
+        let (args, ret) = match &line.values {
+            Some(v) => (v.0.as_deref(), v.1.as_deref()),
+            None => (None, None),
+        };
+        let name = &*match args {
+            Some(args) => std::borrow::Cow::Owned(with_args(name, args)),
+            None => std::borrow::Cow::Borrowed(name),
+        };
         let bold = self.layout.color;
         let push_name = |text: &mut String| {
             if bold {
@@ -186,6 +197,7 @@ impl CallGraph {
                 }
                 match line.shape {
                     Shape::Leaf { end, .. } => {
+                        push_ret(&mut text, ret);
                         text.push(';');
                         text.push_str(marker(end));
                     }
@@ -193,7 +205,12 @@ impl CallGraph {
                 }
             }
             Shape::Close { end, .. } => {
-                text.push_str("} /* ");
+                text.push('}');
+                if ret.is_some() {
+                    push_ret(&mut text, ret);
+                    text.push(';');
+                }
+                text.push_str(" /* ");
                 push_name(&mut text);
                 text.push_str(" */");
                 text.push_str(marker(end));
@@ -203,6 +220,13 @@ impl CallGraph {
         let written = self.out.write_all(text.as_bytes());
         self.text = text;
         Ok(written?)
+    }
+}
+
+fn push_ret(text: &mut String, ret: Option<&str>) {
+    if let Some(ret) = ret {
+        text.push_str(" = ");
+        text.push_str(ret);
     }
 }
 
@@ -278,8 +302,13 @@ impl Sink for CallGraph {
                 func,
                 depth,
                 ts,
+                ref args,
                 ..
             } => {
+                let values = args.as_ref().and_then(|a| {
+                    let spec = table.values.get(&func)?;
+                    Some(Box::new((Some(show_args(spec, a)), None)))
+                });
                 self.open_pending(tid);
                 let shape = if self.layout.flat {
                     Shape::Open
@@ -293,6 +322,7 @@ impl Sink for CallGraph {
                     ts,
                     shape,
                     syscall: None,
+                    values,
                 });
             }
             Call::Leave {
@@ -307,9 +337,14 @@ impl Sink for CallGraph {
                 entry_ts,
                 ts,
                 end,
+                ref ret,
                 ..
             } => {
                 let ns = ts - entry_ts;
+                let ret = ret.as_ref().and_then(|r| {
+                    let spec = table.values.get(&func)?.ret.as_ref()?;
+                    Some(show_ret(spec, r.first()?))
+                });
                 let leaf = match self.pending.get(&tid) {
                     Some(&seq) => self
                         .queue
@@ -321,6 +356,9 @@ impl Sink for CallGraph {
                     let seq = self.pending.remove(&tid).unwrap_or_default();
                     if let Some(line) = self.queue.get_mut((seq - self.front_seq) as usize) {
                         line.shape = Shape::Leaf { ns, end };
+                        if ret.is_some() {
+                            line.values.get_or_insert_default().1 = ret;
+                        }
                     }
                 } else {
                     self.open_pending(tid);
@@ -331,6 +369,7 @@ impl Sink for CallGraph {
                         ts,
                         shape: Shape::Close { ns, end },
                         syscall: None,
+                        values: ret.map(|r| Box::new((None, Some(r)))),
                     });
                 }
             }
@@ -362,6 +401,7 @@ impl Sink for CallGraph {
                 }
                 .into(),
             ),
+            values: None,
         });
         self.drain(call.ts, table)
     }

@@ -4,7 +4,8 @@
 //! memory stays flat; process and thread names follow as metadata events.
 //! Calls still running at the end are closed there and marked in `args.end`.
 //! System calls are complete events of category `syscall`, the call with its
-//! arguments and result in `args.call`.
+//! arguments and result in `args.call`. With `-A`/`-R`, a call's values are
+//! in `args.arguments` and `args.retval`, as the call graph shows them.
 
 use std::io::Write;
 
@@ -12,7 +13,8 @@ use anyhow::Result;
 
 use crate::model::{Call, End, FuncId, FuncTable, RunInfo, Sink, SyscallCall};
 use crate::util::fmt::module_name;
-use crate::util::idmap::PerThread;
+use crate::util::idmap::{IdMap, PerThread};
+use crate::values::{show_args, show_ret};
 
 pub struct Chrome {
     out: Box<dyn Write>,
@@ -21,6 +23,8 @@ pub struct Chrome {
     /// pid of every thread seen, in order of appearance.
     threads: PerThread<u32>,
     started: bool,
+    /// `-A`: per thread, the shown arguments of its open calls by depth.
+    open_args: IdMap<u32, Vec<Option<String>>>,
 }
 
 impl Chrome {
@@ -30,7 +34,52 @@ impl Chrome {
             names: Vec::new(),
             threads: PerThread::default(),
             started: false,
+            open_args: IdMap::default(),
         }
+    }
+
+    /// `-A`: keeps an entry's arguments until its call closes.
+    fn hold_args(&mut self, call: &Call, table: &FuncTable) {
+        let Call::Enter {
+            tid,
+            func,
+            depth,
+            ref args,
+            ..
+        } = *call
+        else {
+            return;
+        };
+        let shown = args.as_ref().and_then(|a| Some(show_args(table.values.get(&func)?, a)));
+        let open = self.open_args.entry(tid).or_default();
+        open.resize(depth as usize, None);
+        open.push(shown);
+    }
+
+    /// `"arguments"` and `"retval"` of a closing call, JSON-escaped.
+    fn values_of(&mut self, call: &Call, table: &FuncTable) -> String {
+        let Call::Leave {
+            tid,
+            func,
+            depth,
+            ref ret,
+            ..
+        } = *call
+        else {
+            return String::new();
+        };
+        let mut out = String::new();
+        if let Some(open) = self.open_args.get_mut(&tid) {
+            if let Some(Some(args)) = open.get_mut(depth as usize).map(Option::take) {
+                out = format!(",\"arguments\":{}", json_str(&args));
+            }
+            open.truncate(depth as usize);
+        }
+        let spec = table.values.get(&func).and_then(|v| v.ret.as_ref());
+        if let (Some(spec), Some(value)) = (spec, ret.as_ref().and_then(|r| r.first().cloned())) {
+            out.push_str(&format!(",\"retval\":{}", json_str(&show_ret(spec, &value))));
+        }
+        out
     }
 
     fn start(&mut self) -> Result<()> {
@@ -81,6 +130,13 @@ impl Chrome {
 
 impl Sink for Chrome {
     fn call(&mut self, call: &Call, table: &FuncTable) -> Result<()> {
+        if !table.values.is_empty() {
+            self.hold_args(call, table);
+        }
+        let values = match table.values.is_empty() {
+            true => String::new(),
+            false => self.values_of(call, table),
+        };
         let Call::Leave {
             pid,
             tid,
@@ -106,7 +162,7 @@ impl Sink for Chrome {
         };
         writeln!(
             self.out,
-            "{sep}{{\"name\":{name},\"cat\":\"function\",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{pid},\"tid\":{tid},\"args\":{{\"module\":{module}{args}}}}}",
+            "{sep}{{\"name\":{name},\"cat\":\"function\",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{pid},\"tid\":{tid},\"args\":{{\"module\":{module}{args}{values}}}}}",
             micros(entry_ts),
             micros(ts.saturating_sub(entry_ts)),
         )?;

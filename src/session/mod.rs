@@ -45,6 +45,7 @@ pub struct Outcome {
 pub fn run(opts: &TraceOptions, plan: Plan, output: Output) -> Result<Outcome> {
     let mut storage = ObjectStorage::uninit();
     let mut probes = Probes::load(&mut storage, bpf_config(opts, &plan, &output))?;
+    probes.set_values(&plan.probes.table.values)?;
     // Forked before any thread of ours exists (see target::launch).
     let mut launched = launch(opts, &plan)?;
     let pid = launched
@@ -214,6 +215,7 @@ fn bpf_config(opts: &TraceOptions, plan: &Plan, output: &Output) -> BpfConfig {
         trace_syscalls: opts.syscalls.is_some(),
         trace_io: opts.io,
         rate_limited: opts.max_rate.is_some(),
+        capture_values: !plan.probes.table.values.is_empty(),
     }
 }
 

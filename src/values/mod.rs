@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 mod show;
 
-pub use show::{show_args, show_ret};
+pub use show::{show_args, show_ret, with_args};
 
 /// Where BPF reads a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

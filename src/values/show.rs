@@ -28,6 +28,43 @@ pub fn show_ret(spec: &ValueSpec, value: &Value) -> String {
     out
 }
 
+/// A function's display name with its parameter list replaced by the
+/// values (`ns::parse(char const*, int) const` → `ns::parse(buf="x", len=1)
+/// const`), or the values added where a C name has none (before a
+/// ` [tag]` that tells two alike apart).
+pub fn with_args(name: &str, args: &str) -> String {
+    let tag = match name.ends_with(']') {
+        true => name.rfind(" [").unwrap_or(name.len()),
+        false => name.len(),
+    };
+    let (base, tag) = name.split_at(tag);
+    match param_list(base) {
+        Some((open, close)) => format!("{}({args}){}{tag}", &base[..open], &base[close + 1..]),
+        None => format!("{base}({args}){tag}"),
+    }
+}
+
+/// Where a demangled name's own parameter list is: the parentheses that
+/// close last, matched back to their opening one (templates and
+/// `operator()` may hold more before them).
+fn param_list(name: &str) -> Option<(usize, usize)> {
+    let close = name.rfind(')')?;
+    let mut depth = 0usize;
+    for (i, c) in name[..=close].char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some((i, close));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn show_one(out: &mut String, spec: &ValueSpec, value: &Value) {
     let word = match value {
         Value::Word(w) => *w,
@@ -178,6 +215,20 @@ mod tests {
             show_args(&spec, &values),
             r#"buf="GET \"/\"\n"..., len=5, neg=-2, ok=false, c='\'', e=RED, x=<xmm0>, p=NULL, s={...}"#
         );
+    }
+
+    #[test]
+    fn values_replace_a_cxx_parameter_list_and_follow_a_c_name() {
+        assert_eq!(
+            with_args("ns::Parser::parse(char const*, int) const", "this=0x10, n=1"),
+            "ns::Parser::parse(this=0x10, n=1) const"
+        );
+        assert_eq!(
+            with_args("f(void (*)(int), long) [D0]", "1, 2"),
+            "f(1, 2) [D0]"
+        );
+        assert_eq!(with_args("helper [a.c:3]", "x=1"), "helper(x=1) [a.c:3]");
+        assert_eq!(with_args("puts@plt", "\"hi\""), "puts@plt(\"hi\")");
     }
 
     #[test]

@@ -1,0 +1,125 @@
+//! `-A`/`-R` from userspace: each function's value spec in the form BPF
+//! reads it (bpf/values.bpf.inc), and the records it sends back decoded
+//! into values in the spec's order.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags};
+
+use super::Probes;
+use super::abi::{
+    COOKIE_TAIL_JUMP, RawValueSlot, RawValueSpec, RawValues, VALUE_STR_MAX, VALUES_MAX, value_flags,
+    value_source,
+};
+use crate::model::FuncId;
+use crate::values::{FuncValues, Slot, Value, ValueSpec};
+
+impl Probes<'_> {
+    /// Fills BPF's spec table; ids past its size (functions numbered after
+    /// load) are left out.
+    pub fn set_values(&mut self, values: &BTreeMap<FuncId, FuncValues>) -> Result<()> {
+        let slots = self.skel.maps.value_specs.info()?.info.max_entries;
+        for (id, v) in values.iter().filter(|(id, _)| id.0 < slots) {
+            if !v.args.is_empty() {
+                self.with_args.insert(*id);
+            }
+            let spec = raw_spec(v);
+            // SAFETY: RawValueSpec is a plain repr(C) struct of integers.
+            let bytes = unsafe {
+                std::slice::from_raw_parts(
+                    (&raw const spec).cast::<u8>(),
+                    std::mem::size_of::<RawValueSpec>(),
+                )
+            };
+            self.skel
+                .maps
+                .value_specs
+                .update(&id.0.to_ne_bytes(), bytes, MapFlags::ANY)
+                .context("filling the -A/-R table")?;
+        }
+        Ok(())
+    }
+}
+
+fn raw_spec(v: &FuncValues) -> RawValueSpec {
+    let mut spec = RawValueSpec::default();
+    let args = v.args.iter().take(VALUES_MAX);
+    for (slot, arg) in spec.args.iter_mut().zip(args) {
+        *slot = raw_slot(arg);
+    }
+    spec.nargs = v.args.len().min(VALUES_MAX) as u8;
+    if let Some(ret) = &v.ret {
+        spec.ret = raw_slot(ret);
+        spec.has_ret = 1;
+    }
+    spec
+}
+
+fn raw_slot(v: &ValueSpec) -> RawValueSlot {
+    let mut slot = RawValueSlot::default();
+    let (source, index, offset) = match v.slot {
+        Slot::Reg(i) if i < 6 => (value_source::VAL_REG, i, 0),
+        Slot::Ret(i) if i < 2 => (value_source::VAL_REG, 6 + i, 0),
+        Slot::Stack(offset) => (value_source::VAL_STACK, 0, offset),
+        _ => (value_source::VAL_NONE, 0, 0),
+    };
+    slot.source = source.0 as u8;
+    slot.index = index;
+    slot.offset = offset;
+    slot.string = u8::from(v.format == crate::values::Format::Str);
+    slot
+}
+
+/// Marks the cookies of the ret sites that are tail jumps rather than
+/// `ret`s: there the return value does not exist yet. The instruction is
+/// read from the file, as the kernel will probe it.
+pub fn mark_tail_jumps(path: &Path, offsets: &[u64], cookies: &mut [u64]) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    for (offset, cookie) in offsets.iter().zip(cookies) {
+        let mut insn = [0u8; 2];
+        file.read_exact_at(&mut insn, *offset)
+            .with_context(|| format!("reading {} at {offset:#x}", path.display()))?;
+        // ret, ret imm16, and `rep ret`/`bnd ret`.
+        let ret = matches!(insn, [0xc3, _] | [0xc2, _] | [0xf3 | 0xf2, 0xc3]);
+        if !ret {
+            *cookie |= COOKIE_TAIL_JUMP;
+        }
+    }
+    Ok(())
+}
+
+/// The values of one record: its fixed part and the strings after it.
+pub fn decode(raw: &RawValues, data: &[u8]) -> Vec<Value> {
+    let count = usize::from(raw.count).min(VALUES_MAX);
+    let mut at = 0usize;
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let flags = raw.flags[i];
+        let has = |f: value_flags| flags & f.0 as u8 != 0;
+        let word = raw.words[i];
+        if has(value_flags::VALF_TAIL) || !has(value_flags::VALF_READ) {
+            out.push(Value::Missing);
+            continue;
+        }
+        if !has(value_flags::VALF_STRING) {
+            out.push(Value::Word(word));
+            continue;
+        }
+        let bytes = has(value_flags::VALF_TEXT).then(|| {
+            let len = usize::from(raw.len[i]).min(VALUE_STR_MAX);
+            let bytes = data.get(at..at + len).unwrap_or_default().to_vec();
+            at += len;
+            bytes
+        });
+        out.push(Value::Text {
+            addr: word,
+            bytes: bytes.filter(|_| word != 0),
+            cut: has(value_flags::VALF_CUT),
+        });
+    }
+    out
+}
