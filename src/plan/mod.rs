@@ -175,7 +175,7 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
 
 /// `--debug-dir`, checked: a directory that does not exist is a typo the
 /// user should hear about, not a silent miss.
-fn debug_dirs(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+pub(crate) fn debug_dirs(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if given.is_empty() {
         return Ok(vec![PathBuf::from(symbols::DEFAULT_DEBUG_DIR)]);
     }

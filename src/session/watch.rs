@@ -34,6 +34,9 @@ pub struct CodeWatch {
     everywhere: HashSet<PathBuf>,
     /// Files probed (or rejected) per process, by canonical path.
     seen: HashSet<(u32, PathBuf)>,
+    /// Where their separate debug files are looked for (`--debug-dir`), as
+    /// for the files read at the start.
+    debug_dirs: Vec<PathBuf>,
 }
 
 impl CodeWatch {
@@ -67,6 +70,7 @@ impl CodeWatch {
             breakpoint,
             everywhere: everywhere.and_then(canonical).into_iter().collect(),
             seen,
+            debug_dirs: crate::plan::debug_dirs(&opts.debug_dirs)?,
         }))
     }
 
@@ -119,7 +123,7 @@ impl CodeWatch {
         if self.everywhere.contains(&real) || !self.seen.insert((pid, real)) {
             return Ok(());
         }
-        let module = match symbols::read_module(path) {
+        let module = match symbols::read_module_with(path, &self.debug_dirs) {
             Ok(m) => m,
             Err(e) => {
                 let what = if exe { "the program" } else { "library" };

@@ -179,6 +179,30 @@ fn stripped_program_traces_with_its_debug_file_found_by_build_id() {
     assert_eq!(listed["printf@plt"], "-", "{text}");
 }
 
+/// A program a followed child execs is read as the one utrace started:
+/// its debug file is looked for in `--debug-dir` too.
+#[test]
+fn a_stripped_program_a_child_execs_is_traced_with_its_debug_file() {
+    if !require_bpf() {
+        return;
+    }
+    let s = split_srcline();
+    let debug_dir = s.dir.path().join("debug");
+    let by_id = build_id_path(&debug_dir, &s.stripped);
+    std::fs::create_dir_all(by_id.parent().unwrap()).unwrap();
+    std::fs::rename(&s.debug, &by_id).unwrap();
+    let fork = crate::common::fixture("fork", crate::common::Build::O2);
+    let program = s.stripped.to_str().unwrap();
+    let dir_arg = debug_dir.to_str().unwrap();
+    let t = trace(&fork, &[program], &["--debug-dir", dir_arg]);
+    assert!(t.stdout.contains("sum=30"), "{}", t.stderr);
+    let c = count_calls(&t.graph);
+    // square is only in the debug file's symbol table.
+    for (name, n) in [("work", 69), ("sum_squares", 1), ("square", 4)] {
+        assert_eq!(c.get(name), Some(&n), "{name}: {c:?}\n{}", t.stderr);
+    }
+}
+
 #[test]
 fn stripped_program_traces_with_its_debug_file_found_by_debuglink() {
     if !require_bpf() {
