@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::rounds::{self, Pairs};
+use common::rounds::{self, Pairs, Sides};
 use common::{find_value, median, thousands};
 
 const RUN_LIMIT: Duration = Duration::from_secs(300);
@@ -238,40 +238,61 @@ const BESIDE: [&str; 4] = ["--syscalls-only", "--format=summary", "-o", "/dev/nu
 
 /// An untraced copy of the fixture running its loop while utrace traces
 /// another program: what every other process pays for the tracepoints.
-/// Short rounds, alone and beside in alternating order.
-/// (Debian's bpftrace 0.17 cannot attach raw tracepoints, so there is no
-/// floor to print beside it.)
+/// Short rounds, alone, beside the floor (the same tracepoints running
+/// programs that do nothing: the kernel's own cost, which no BPF tracer of
+/// these tracepoints can go under) and beside utrace, in rotating order.
+/// (Debian's bpftrace 0.17 cannot attach raw tracepoints.)
 fn bystander(utrace: &Path, bin: &Path, runs: usize) {
     let loop_ns = || {
         let ran = common::run_with_limit(Command::new(bin).args(["0", "getppid", "1"]), RUN_LIMIT);
         ran.ok()
             .and_then(|r| find_value(&r.stdout, "ns_per_syscall"))
     };
-    let mut pairs = Pairs::default();
-    for i in 0..runs.clamp(2, 4) {
+    let (mut traced, mut floor) = (Pairs::default(), Pairs::default());
+    for i in 0..runs.clamp(3, 6) {
         match rounds::beside_round(i, utrace, &BESIDE, loop_ns) {
             None => return,
-            Some((Some(a), Some(b))) => pairs.push(&[a], &[b]),
+            Some(Sides {
+                alone: Some(a),
+                floor: Some(f),
+                traced: Some(t),
+            }) => {
+                traced.push(&[a], &[t]);
+                floor.push(&[a], &[f]);
+            }
             Some(_) => eprintln!("syscalls: bystander round {}: no figure read", i + 1),
         }
     }
-    if let (Some(a), Some(b)) = (median(&pairs.untraced), median(&pairs.traced)) {
-        let added: Vec<f64> = pairs
-            .traced
+    let added = |p: &Pairs| -> Vec<f64> {
+        p.traced
             .iter()
-            .zip(&pairs.untraced)
+            .zip(&p.untraced)
             .map(|(b, a)| b - a)
-            .collect();
-        let (lo, hi) = rounds::spread(&added).unwrap_or((0.0, 0.0));
-        let m = median(&added).unwrap_or(0.0);
-        println!(
-            "\nbystander: an untraced getppid() loop takes {a:.0} ns/syscall alone, {b:.0} ns \
-             while utrace --syscalls-only traces another program: median {m:+.0} ns \
-             (rounds {lo:+.0} … {hi:+.0} ns, {} rounds; target ≤ 100 ns: {})",
-            added.len(),
-            if m <= 100.0 { "met" } else { "NOT met" }
-        );
-    }
+            .collect()
+    };
+    let (by_utrace, by_floor) = (added(&traced), added(&floor));
+    let (Some(a), Some(m), Some(f)) = (
+        median(&traced.untraced),
+        median(&by_utrace),
+        median(&by_floor),
+    ) else {
+        return;
+    };
+    let (lo, hi) = rounds::spread(&by_utrace).unwrap_or((0.0, 0.0));
+    let above: Vec<f64> = by_utrace
+        .iter()
+        .zip(&by_floor)
+        .map(|(u, f)| u - f)
+        .collect();
+    println!(
+        "\nbystander: an untraced getppid() loop takes {a:.0} ns/syscall alone; while utrace \
+         --syscalls-only traces another program it pays median {m:+.0} ns (rounds {lo:+.0} … \
+         {hi:+.0} ns, {} rounds; target ≤ 100 ns: {}); the floor (the same tracepoints, \
+         programs that do nothing) {f:+.0} ns, so utrace's own part is {:+.0} ns",
+        by_utrace.len(),
+        if m <= 100.0 { "met" } else { "NOT met" },
+        median(&above).unwrap_or(0.0),
+    );
 }
 
 /// The stressors of the mixed load.
@@ -292,30 +313,39 @@ fn stress(utrace: &Path) {
     let secs = common::env_usize("UTRACE_BENCH_STRESS_SECONDS", 2).max(1);
     let budget = Duration::from_secs((wanted * secs * 4) as u64);
     let start = Instant::now();
-    let (mut real, mut cpu) = (Pairs::default(), Pairs::default());
+    // Per clock (real, CPU): beside utrace, and beside the floor.
+    let mut pairs: [[Pairs; 2]; 2] = Default::default();
     let mut i = 0;
     while rounds::more_rounds(i, wanted, start, budget) {
         match rounds::beside_round(i, utrace, &BESIDE, || bogo_rates(secs)) {
             None => return,
-            Some((Some(a), Some(b))) => {
-                real.push(&a.0, &b.0);
-                cpu.push(&a.1, &b.1);
+            Some(Sides {
+                alone: Some(a),
+                floor: Some(f),
+                traced: Some(t),
+            }) => {
+                pairs[0][0].push(&a.0, &t.0);
+                pairs[1][0].push(&a.1, &t.1);
+                pairs[0][1].push(&a.0, &f.0);
+                pairs[1][1].push(&a.1, &f.1);
             }
             Some(_) => eprintln!("syscalls: stress-ng round {}: no figures read", i + 1),
         }
         i += 1;
     }
     println!(
-        "\nstress-ng --{} ({secs} s a side, {i} rounds, alternating), while utrace \
-         --syscalls-only traces another program; slow-down = 1 - the geometric mean of the \
-         stressors' traced/untraced ratios:",
+        "\nstress-ng --{} ({secs} s a side, {i} rounds, rotating), while utrace \
+         --syscalls-only traces another program, and beside the floor (the same tracepoints, \
+         programs that do nothing); slow-down = 1 - the geometric mean of the stressors' \
+         traced/untraced ratios:",
         STRESSORS.join(" --"),
     );
-    for (what, p) in [("real time", &real), ("CPU time (usr+sys)", &cpu)] {
+    for (what, [p, floor]) in [("real time", &pairs[0]), ("CPU time (usr+sys)", &pairs[1])] {
         match (median(&p.untraced), median(&p.traced), p.describe()) {
             (Some(a), Some(b), Some(text)) => println!(
-                "  bogo ops/s of {what}: {a:.0} untraced, {b:.0} traced: {text}; {}",
-                rounds::verdict(p, 3.0)
+                "  bogo ops/s of {what}: {a:.0} untraced, {b:.0} traced: {text}; {}; floor: {}",
+                rounds::verdict(p, 3.0),
+                floor.describe().unwrap_or_else(|| "no figures".into()),
             ),
             _ => println!("  bogo ops/s of {what}: no figures read"),
         }

@@ -30,10 +30,13 @@ pub struct Beside {
 
 impl Beside {
     /// `utrace ARGS… -- cat`; None (with the reason on stderr) if it did not
-    /// attach within the limit.
-    pub fn start(utrace: &Path, args: &[&str]) -> Option<Beside> {
+    /// attach within the limit. `floor`: with UTRACE_BENCH_FLOOR=1, the
+    /// syscall tracepoints run programs that do nothing (the kernel's own
+    /// cost of them).
+    pub fn start(utrace: &Path, args: &[&str], floor: bool) -> Option<Beside> {
         let mut child = Command::new(utrace)
             .args(args)
+            .env("UTRACE_BENCH_FLOOR", if floor { "1" } else { "0" })
             .args(["--", "cat"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -89,28 +92,44 @@ impl Beside {
     }
 }
 
-/// Round `i` of `measure`, once alone and once beside `utrace ARGS… -- cat`:
-/// (alone, beside). The order alternates (traced side first in odd rounds),
-/// so a drift in the machine's load hits both sides alike. None when the
-/// tracer did not attach.
+/// What one round measured on each side.
+pub struct Sides<T> {
+    pub alone: Option<T>,
+    /// Beside utrace with programs that do nothing on the same tracepoints.
+    pub floor: Option<T>,
+    /// Beside `utrace ARGS… -- cat`.
+    pub traced: Option<T>,
+}
+
+/// Round `i` of `measure`, alone, beside the floor and beside utrace. The
+/// order rotates from round to round, so a drift in the machine's load hits
+/// every side alike. None when a tracer did not attach.
 pub fn beside_round<T>(
     i: usize,
     utrace: &Path,
     args: &[&str],
     mut measure: impl FnMut() -> Option<T>,
-) -> Option<(Option<T>, Option<T>)> {
-    let traced_first = i % 2 == 1;
-    let (mut alone, mut beside) = (None, None);
-    for traced in [traced_first, !traced_first] {
-        if traced {
-            let tracer = Beside::start(utrace, args)?;
-            beside = measure();
-            tracer.stop();
-        } else {
-            alone = measure();
+) -> Option<Sides<T>> {
+    let mut sides = Sides {
+        alone: None,
+        floor: None,
+        traced: None,
+    };
+    for k in 0..3 {
+        match (i + k) % 3 {
+            0 => sides.alone = measure(),
+            side => {
+                let tracer = Beside::start(utrace, args, side == 1)?;
+                let got = measure();
+                tracer.stop();
+                match side {
+                    1 => sides.floor = got,
+                    _ => sides.traced = got,
+                }
+            }
         }
     }
-    Some((alone, beside))
+    Some(sides)
 }
 
 /// Rounds of (untraced, traced) throughput, one figure per stressor.

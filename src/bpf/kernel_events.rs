@@ -14,6 +14,13 @@ use super::abi::{
 use crate::model::{FuncId, IoCounts, IoOwner};
 use crate::syscall;
 
+/// benches/syscalls' floor: the syscall tracepoints run programs that do
+/// nothing (bpf/syscalls.bpf.inc), so the bench can tell the kernel's own
+/// cost of the tracepoints from utrace's.
+pub(super) fn bench_floor() -> bool {
+    std::env::var_os("UTRACE_BENCH_FLOOR").is_some_and(|v| v == "1")
+}
+
 impl Probes<'_> {
     /// `--syscalls`: traces the system calls of `set` made by every thread
     /// of process `pid` (and of the processes [`Probes::follow`] follows).
@@ -45,7 +52,11 @@ impl Probes<'_> {
             std::io::copy(&mut iter, &mut std::io::sink()).context("adopting the threads")?;
         }
         let progs = &self.skel.progs;
-        for prog in [&progs.on_sys_exit, &progs.on_sys_enter] {
+        let pair = match bench_floor() {
+            true => [&progs.floor_sys_exit, &progs.floor_sys_enter],
+            false => [&progs.on_sys_exit, &progs.on_sys_enter],
+        };
+        for prog in pair {
             let link = prog.attach();
             self.links
                 .push(link.context("attaching the raw_syscalls tracepoints")?);

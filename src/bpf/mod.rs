@@ -122,6 +122,10 @@ impl<'obj> Probes<'obj> {
             .value_specs
             .set_max_entries(cfg.count_slots.max(1))
             .context("sizing the -A/-R table")?;
+        if !kernel_events::bench_floor() {
+            open.progs.floor_sys_enter.set_autoload(false);
+            open.progs.floor_sys_exit.set_autoload(false);
+        }
         let skel = open.load().map_err(load_error)?;
         let mut probes = Probes {
             skel,

@@ -12,8 +12,8 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use super::Probes;
 use super::abi::{
-    COOKIE_TAIL_JUMP, RawValueSlot, RawValueSpec, RawValues, VALUE_STR_MAX, VALUES_MAX, value_flags,
-    value_source,
+    COOKIE_TAIL_JUMP, RawValueSlot, RawValueSpec, RawValues, VALUE_STR_MAX, VALUES_MAX,
+    value_flags, value_source,
 };
 use crate::model::FuncId;
 use crate::values::{FuncValues, Slot, Value, ValueSpec};

@@ -50,7 +50,9 @@ impl Chrome {
         else {
             return;
         };
-        let shown = args.as_ref().and_then(|a| Some(show_args(table.values.get(&func)?, a)));
+        let shown = args
+            .as_ref()
+            .and_then(|a| Some(show_args(table.values.get(&func)?, a)));
         let open = self.open_args.entry(tid).or_default();
         open.resize(depth as usize, None);
         open.push(shown);
@@ -77,7 +79,10 @@ impl Chrome {
         }
         let spec = table.values.get(&func).and_then(|v| v.ret.as_ref());
         if let (Some(spec), Some(value)) = (spec, ret.as_ref().and_then(|r| r.first().cloned())) {
-            out.push_str(&format!(",\"retval\":{}", json_str(&show_ret(spec, &value))));
+            out.push_str(&format!(
+                ",\"retval\":{}",
+                json_str(&show_ret(spec, &value))
+            ));
         }
         out
     }

@@ -220,7 +220,10 @@ mod tests {
     #[test]
     fn values_replace_a_cxx_parameter_list_and_follow_a_c_name() {
         assert_eq!(
-            with_args("ns::Parser::parse(char const*, int) const", "this=0x10, n=1"),
+            with_args(
+                "ns::Parser::parse(char const*, int) const",
+                "this=0x10, n=1"
+            ),
             "ns::Parser::parse(this=0x10, n=1) const"
         );
         assert_eq!(
