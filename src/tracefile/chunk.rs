@@ -27,6 +27,11 @@ use crate::model::{ArgCopy, Event, EventKind, FuncId, Syscall, SyscallIo};
 /// writer, and at most this many events lost to one damaged chunk.
 pub const CHUNK_EVENTS: usize = 1 << 16;
 
+/// A chunk is written early once its columns hold this many bytes: copied
+/// strings (values, syscall arguments) can make events large, and the
+/// reader takes chunks of up to twice this (reader.rs, `MAX_CHUNK_RAW`).
+pub const CHUNK_BYTES: usize = 16 << 20;
+
 const EXIT: u8 = 1;
 const SWITCH: u8 = 2;
 const DEPTH: u8 = 4;
@@ -143,6 +148,13 @@ impl ChunkEncoder {
 
     pub fn is_empty(&self) -> bool {
         self.flags.is_empty()
+    }
+
+    /// The bytes buffered, without the few of the chunk's head.
+    pub fn bytes(&self) -> usize {
+        let cols = [&self.flags, &self.threads, &self.depths, &self.funcs];
+        let rest = [&self.deltas, &self.syscalls, &self.values];
+        cols.into_iter().chain(rest).map(Vec::len).sum()
     }
 
     pub fn push(&mut self, ev: &Event) {

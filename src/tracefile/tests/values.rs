@@ -359,3 +359,34 @@ fn a_format_4_file_reads_with_no_values() {
     assert_eq!(status.chunks, format4_events().len().div_ceil(64) as u64);
     assert_eq!(read, format4_events());
 }
+
+/// Long strings fill a chunk's bytes before its events: the writer starts
+/// a new chunk early, so no chunk grows past what the reader takes.
+#[test]
+fn large_values_end_a_chunk_early() {
+    let (_d, path) = temp();
+    let text = Value::Text {
+        addr: 0x1000,
+        bytes: Some(vec![b'x'; 64 << 10]),
+        cut: true,
+    };
+    let mut events = Vec::new();
+    for ev in synthetic_events(120) {
+        if ev.kind == EventKind::Entry {
+            let values: Values = [text.clone(), Value::Word(1)].into();
+            events.push(Event {
+                kind: EventKind::Args,
+                values: Some(values),
+                ..ev.clone()
+            });
+        }
+        events.push(ev);
+    }
+    let mut w = TraceWriter::create(&path, &run_info(), &table_with_values()).unwrap();
+    events.iter().for_each(|e| w.write(e).unwrap());
+    w.finish(&run_info()).unwrap();
+    let (read, status) = read_all(&path).unwrap();
+    assert!(status.is_clean(), "{:?}", status.warnings());
+    assert!(status.chunks >= 3, "{} chunks", status.chunks);
+    assert!(read == events);
+}
