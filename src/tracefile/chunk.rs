@@ -9,15 +9,28 @@
 //!
 //! System calls (format 4) are markers with a function (their caller) and
 //! a column of their own after the deltas, which older chunks lack.
+//!
+//! Arguments and return values (format 5) are markers too: their depth and
+//! function are coded against the model like the entry or exit they precede,
+//! without changing it, and what was read goes in a values column after the
+//! syscall column. Neither column has a length (older chunks end after the
+//! syscall column), so the values are decoded once every syscall record has
+//! been: the bytes left then are the values column.
 
 use std::collections::HashMap;
 
+use super::values::{decode_values, encode_values};
 use super::varint::{Cursor, put, unzigzag, zigzag};
 use crate::model::{ArgCopy, Event, EventKind, FuncId, Syscall, SyscallIo};
 
 /// Events per chunk: about 150 KB raw, a few hundred KB of memory for the
 /// writer, and at most this many events lost to one damaged chunk.
 pub const CHUNK_EVENTS: usize = 1 << 16;
+
+/// A chunk is written early once its columns hold this many bytes: copied
+/// strings (values, syscall arguments) can make events large, and the
+/// reader takes chunks of up to twice this (reader.rs, `MAX_CHUNK_RAW`).
+pub const CHUNK_BYTES: usize = 16 << 20;
 
 const EXIT: u8 = 1;
 const SWITCH: u8 = 2;
@@ -28,6 +41,11 @@ const AFTER_LOSS: u8 = 16;
 /// An end marker (format 3): `Unwind`, or `Gone` with EXIT set. Its depth
 /// is always stored, it has no function, and the model ignores it.
 const MARK: u8 = 32;
+/// Format 5: an `Args` marker, or with EXIT a `Retval`; never with MARK.
+/// DEPTH and FUNC mean what they mean for an entry or exit.
+const VALUES: u8 = 64;
+/// Bits no format sets: a chunk with them is damaged.
+const UNKNOWN: u8 = 128;
 /// A marker with FUNC set is a system call (format 4); these say what its
 /// record in the syscall column holds.
 const SYS_NO_RETURN: u8 = 1;
@@ -115,6 +133,7 @@ pub struct ChunkEncoder {
     funcs: Vec<u8>,
     deltas: Vec<u8>,
     syscalls: Vec<u8>,
+    values: Vec<u8>,
     base_ts: u64,
     prev_ts: u64,
     /// (tid, pid) of the previous event and its model's index.
@@ -131,27 +150,32 @@ impl ChunkEncoder {
         self.flags.is_empty()
     }
 
+    /// The bytes buffered, without the few of the chunk's head.
+    pub fn bytes(&self) -> usize {
+        let cols = [&self.flags, &self.threads, &self.depths, &self.funcs];
+        let rest = [&self.deltas, &self.syscalls, &self.values];
+        cols.into_iter().chain(rest).map(Vec::len).sum()
+    }
+
     pub fn push(&mut self, ev: &Event) {
-        // Values are not stored yet (the format that holds them is next).
-        if matches!(ev.kind, EventKind::Args | EventKind::Retval) {
-            return;
-        }
         if self.is_empty() {
             self.base_ts = ev.ts;
             self.prev_ts = ev.ts;
         }
-        let exit = ev.kind == EventKind::Exit;
+        let exit = matches!(ev.kind, EventKind::Exit | EventKind::Retval);
         let mark = matches!(
             ev.kind,
             EventKind::Unwind | EventKind::Gone | EventKind::Syscall
         );
+        let values = matches!(ev.kind, EventKind::Args | EventKind::Retval);
         let mut flags = match ev.kind {
             EventKind::Entry => 0,
             EventKind::Exit => EXIT,
             EventKind::Unwind => MARK,
             EventKind::Gone => MARK | EXIT,
             EventKind::Syscall => MARK | FUNC,
-            EventKind::Args | EventKind::Retval => return,
+            EventKind::Args => VALUES,
+            EventKind::Retval => VALUES | EXIT,
         };
         if ev.after_loss {
             flags |= AFTER_LOSS;
@@ -172,14 +196,25 @@ impl ChunkEncoder {
             flags |= DEPTH;
             put(&mut self.depths, ev.depth.into());
         }
-        if let Some(sys) = &ev.sys {
+        if ev.kind == EventKind::Syscall {
+            // Its flags promise a record: one without its call gets an empty one.
             put(&mut self.funcs, ev.func.0.into());
+            let empty;
+            let sys = match ev.sys.as_deref() {
+                Some(sys) => sys,
+                None => {
+                    empty = Syscall::default();
+                    &empty
+                }
+            };
             encode_syscall(&mut self.syscalls, ev.ts, sys);
         } else if !mark && (!exit || model.func_at(ev.depth) != Some(ev.func.0)) {
             flags |= FUNC;
             put(&mut self.funcs, ev.func.0.into());
         }
-        if !mark {
+        if values {
+            encode_values(&mut self.values, ev.values.as_deref());
+        } else if !mark {
             model.update(exit, ev.depth, ev.func.0);
         }
         put(
@@ -197,7 +232,8 @@ impl ChunkEncoder {
         for col in [&self.threads, &self.depths, &self.funcs, &self.deltas] {
             put(out, col.len() as u64);
         }
-        // The syscall column takes the rest of the chunk: no length of its own.
+        // The syscall and values columns take the rest of the chunk: no
+        // lengths of their own.
         for col in [
             &mut self.flags,
             &mut self.threads,
@@ -205,6 +241,7 @@ impl ChunkEncoder {
             &mut self.funcs,
             &mut self.deltas,
             &mut self.syscalls,
+            &mut self.values,
         ] {
             out.extend_from_slice(col);
             col.clear();
@@ -247,6 +284,9 @@ impl ChunkDecoder {
         out.reserve(n);
         for _ in 0..n {
             let f = flags.u8()?;
+            if f & UNKNOWN != 0 || f & (MARK | VALUES) == MARK | VALUES {
+                return None;
+            }
             if f & SWITCH != 0 {
                 let (tid, pid) = (threads.varint_u32()?, threads.varint_u32()?);
                 cur = Some((tid, pid, self.models.index_of(tid)));
@@ -302,12 +342,15 @@ impl ChunkDecoder {
             } else {
                 model.func_at(depth)?
             };
-            model.update(exit, depth, func);
+            if f & VALUES == 0 {
+                model.update(exit, depth, func);
+            }
             ts = ts.wrapping_add(unzigzag(deltas.varint()?) as u64);
-            let kind = if exit {
-                EventKind::Exit
-            } else {
-                EventKind::Entry
+            let kind = match (f & VALUES != 0, exit) {
+                (false, false) => EventKind::Entry,
+                (false, true) => EventKind::Exit,
+                (true, false) => EventKind::Args,
+                (true, true) => EventKind::Retval,
             };
             out.push(Event {
                 kind,
@@ -322,7 +365,14 @@ impl ChunkDecoder {
                 values: None,
             });
         }
-        let used_all = syscalls.is_empty() && threads.is_empty() && depths.is_empty();
+        // Every syscall record is read: the rest is the values column.
+        let mut values = syscalls;
+        for ev in out.iter_mut() {
+            if matches!(ev.kind, EventKind::Args | EventKind::Retval) {
+                ev.values = decode_values(&mut values)?;
+            }
+        }
+        let used_all = values.is_empty() && threads.is_empty() && depths.is_empty();
         (used_all && funcs.is_empty() && deltas.is_empty()).then_some(())
     }
 }

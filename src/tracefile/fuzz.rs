@@ -14,6 +14,7 @@ use super::chunk::ChunkDecoder;
 use super::varint::Cursor;
 use super::{TraceReader, TraceWriter};
 use crate::model::{Event, EventKind, FuncId, FuncKind, FuncTable, Function, Module, RunInfo};
+use crate::values::{Format, FuncValues, Slot, Value, ValueSpec, Values};
 
 /// Reads whatever `data` makes of a trace file; must never panic or hang.
 #[doc(hidden)]
@@ -79,94 +80,26 @@ fn edited(base: &[u8], script: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// A small valid trace: two threads, nesting, recursion, several chunks.
+/// A small valid trace: two threads, nesting, recursion, system calls,
+/// arguments and return values, several chunks.
 fn sample() -> &'static [u8] {
     static SAMPLE: OnceLock<Vec<u8>> = OnceLock::new();
     SAMPLE.get_or_init(|| {
         let path = scratch_path().with_extension("sample");
-        let table = FuncTable {
-            modules: vec![Module {
-                path: "/bin/app".into(),
-                build_id: Some("abcd".into()),
-            }],
-            functions: (0..4)
-                .map(|i| Function {
-                    module: 0,
-                    name: format!("f{i}"),
-                    raw_name: format!("f{i}"),
-                    addr: i * 16,
-                    size: 16,
-                    kind: if i == 3 {
-                        FuncKind::Plt
-                    } else {
-                        FuncKind::Function
-                    },
-                    library: (i == 3).then(|| "libc.so.6".into()),
-                    source: None,
-                })
-                .collect(),
-            ..Default::default()
-        };
         let run = RunInfo {
             command: "app".into(),
             pid: 1,
             ..RunInfo::default()
         };
         let mut bytes = Vec::new();
-        if let Ok(mut w) = TraceWriter::create(&path, &run, &table) {
+        if let Ok(mut w) = TraceWriter::create(&path, &run, &sample_table()) {
             w.set_chunk_events(64);
-            let mut ts = 0;
-            for i in 0..100u32 {
-                for (kind, func, depth) in [
-                    (EventKind::Entry, 0, 0),
-                    (EventKind::Entry, 1 + i % 3, 1),
-                    (EventKind::Exit, 1 + i % 3, 1),
-                    (EventKind::Exit, 0, 0),
-                ] {
-                    ts += 10 + u64::from(i % 7);
-                    let _ = w.write(&Event {
-                        kind,
-                        pid: 1,
-                        tid: 1 + i % 2,
-                        func: FuncId(func),
-                        depth,
-                        ts,
-                        after_loss: false,
-                        nested: false,
-                        sys: None,
-                        values: None,
-                    });
-                }
-                // A system call now and then, so the syscall column is seeded.
-                if i % 5 == 0 {
-                    let sys = crate::model::Syscall {
-                        nr: 257,
-                        end_ts: ts + 5,
-                        ret: Some(-2),
-                        args: [u64::MAX - 99, 0x7ffd_0000, 0, 0, 0, 0],
-                        copies: [Some(crate::model::ArgCopy { len: 4, cut: false }), None],
-                        data: b"/etc".to_vec(),
-                        io: None,
-                    };
-                    let _ = w.write(&Event {
-                        kind: EventKind::Syscall,
-                        pid: 1,
-                        tid: 1,
-                        func: FuncId(0),
-                        depth: 1,
-                        ts,
-                        after_loss: false,
-                        nested: false,
-                        sys: Some(Box::new(sys)),
-                        values: None,
-                    });
-                }
-            }
-            if w.finish(&RunInfo {
-                end_mono_ns: ts + 1,
-                ..run
-            })
-            .is_ok()
+            let events = sample_events();
+            let end_mono_ns = events.last().map_or(0, |e| e.ts + 1);
+            let wrote = events.iter().try_for_each(|e| w.write(e));
+            if wrote
+                .and_then(|()| w.finish(&RunInfo { end_mono_ns, ..run }))
+                .is_ok()
             {
                 bytes = std::fs::read(&path).unwrap_or_default();
             }
@@ -174,6 +107,124 @@ fn sample() -> &'static [u8] {
         let _ = std::fs::remove_file(&path);
         bytes
     })
+}
+
+/// Four functions; f1 has `-A`/`-R` specs, so the table's values section is
+/// seeded too.
+fn sample_table() -> FuncTable {
+    let spec = |name: Option<&str>, slot, format| ValueSpec {
+        name: name.map(Into::into),
+        slot,
+        format,
+    };
+    let f1 = FuncValues {
+        args: vec![
+            spec(Some("n"), Slot::Reg(0), Format::Signed(4)),
+            spec(Some("s"), Slot::Reg(1), Format::Str),
+            spec(None, Slot::Stack(8), Format::Hex(8)),
+        ],
+        ret: Some(spec(
+            None,
+            Slot::Ret(0),
+            Format::Enum {
+                size: 4,
+                names: vec![(-1, "ERR".into()), (0, "OK".into())],
+            },
+        )),
+    };
+    FuncTable {
+        modules: vec![Module {
+            path: "/bin/app".into(),
+            build_id: Some("abcd".into()),
+        }],
+        functions: (0..4)
+            .map(|i| Function {
+                module: 0,
+                name: format!("f{i}"),
+                raw_name: format!("f{i}"),
+                addr: i * 16,
+                size: 16,
+                kind: if i == 3 {
+                    FuncKind::Plt
+                } else {
+                    FuncKind::Function
+                },
+                library: (i == 3).then(|| "libc.so.6".into()),
+                source: None,
+            })
+            .collect(),
+        values: [(FuncId(1), f1)].into(),
+    }
+}
+
+fn sample_events() -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut ts = 0;
+    for i in 0..100u32 {
+        let tid = 1 + i % 2;
+        let ev = |kind, func, depth, ts| Event {
+            kind,
+            pid: 1,
+            tid,
+            func: FuncId(func),
+            depth,
+            ts,
+            after_loss: false,
+            nested: false,
+            sys: None,
+            values: None,
+        };
+        for (kind, func, depth) in [
+            (EventKind::Entry, 0, 0),
+            (EventKind::Entry, 1 + i % 3, 1),
+            (EventKind::Exit, 1 + i % 3, 1),
+            (EventKind::Exit, 0, 0),
+        ] {
+            ts += 10 + u64::from(i % 7);
+            // f1's arguments and return value, so the values column is seeded.
+            if func == 1 {
+                let marker = match kind {
+                    EventKind::Entry => EventKind::Args,
+                    _ => EventKind::Retval,
+                };
+                out.push(Event {
+                    values: Some(sample_values(i, kind == EventKind::Exit)),
+                    ..ev(marker, func, depth, ts)
+                });
+            }
+            out.push(ev(kind, func, depth, ts));
+        }
+        // A system call now and then, so the syscall column is seeded.
+        if i % 5 == 0 {
+            let sys = crate::model::Syscall {
+                nr: 257,
+                end_ts: ts + 5,
+                ret: Some(-2),
+                args: [u64::MAX - 99, 0x7ffd_0000, 0, 0, 0, 0],
+                copies: [Some(crate::model::ArgCopy { len: 4, cut: false }), None],
+                data: b"/etc".to_vec(),
+                io: None,
+            };
+            out.push(Event {
+                sys: Some(Box::new(sys)),
+                ..ev(EventKind::Syscall, 0, 1, ts)
+            });
+        }
+    }
+    out
+}
+
+/// Every kind of value, varied by `i`.
+fn sample_values(i: u32, ret: bool) -> Values {
+    if ret {
+        return [Value::Word(u64::from(i % 2).wrapping_sub(1))].into();
+    }
+    let text = Value::Text {
+        addr: 0x7ffd_0000 + u64::from(i),
+        bytes: (!i.is_multiple_of(3)).then(|| b"GET /".to_vec()),
+        cut: i.is_multiple_of(2),
+    };
+    [Value::Word(i.into()), text, Value::Missing].into()
 }
 
 #[cfg(test)]

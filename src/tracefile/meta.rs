@@ -2,6 +2,9 @@
 //! function table (everything a report needs to name what it shows, so the
 //! traced binary is never needed again) and the fixed-size trailer.
 
+use std::collections::BTreeMap;
+
+use super::values::{decode_specs, encode_specs};
 use super::varint::{Cursor, put, put_str};
 use crate::model::{FuncId, FuncKind, FuncTable, Function, IoCounts, IoOwner, Module, RunInfo};
 
@@ -125,6 +128,8 @@ pub fn encode_table(table: &FuncTable) -> Vec<u8> {
         put(&mut out, f.addr);
         put(&mut out, f.size);
     }
+    // Format 5: the `-A`/`-R` specs follow the functions (values.rs).
+    encode_specs(&mut out, &table.values);
     out
 }
 
@@ -142,10 +147,15 @@ pub fn decode_table(buf: &[u8]) -> Option<FuncTable> {
     for _ in 0..n {
         functions.push(decode_function(&mut c)?);
     }
-    Some(FuncTable {
+    // A table that ends after its functions (format 4 and older) has no specs.
+    let values = match c.is_empty() {
+        true => BTreeMap::new(),
+        false => decode_specs(&mut c)?,
+    };
+    c.is_empty().then_some(FuncTable {
         modules,
         functions,
-        values: Default::default(),
+        values,
     })
 }
 

@@ -7,7 +7,8 @@
 //! frame H    header: utrace version, clock, command, pid, start times
 //! frame T    module and function table (zstd): per function its module,
 //!            names, flags, PLT library (format 3), source `file:line`
-//!            (format 4), address and size
+//!            (format 4), address and size; then (format 5) the `-A`/`-R`
+//!            specs of the functions that have them (values.rs)
 //! frame C…   chunks of up to 65,536 events each (zstd), see chunk.rs,
 //!            and a frame T again whenever the table grew (dlopen, exec):
 //!            whole, ids unchanged; the last intact one is the table
@@ -26,6 +27,7 @@ mod frame;
 mod fuzz;
 mod meta;
 mod reader;
+mod values;
 mod varint;
 mod writer;
 
@@ -50,7 +52,11 @@ pub use writer::{TraceWriter, Written};
 /// readers would misread the table), which the JSON report and `--srcline`
 /// show; chunks may hold system calls (`--syscalls`), in a column version 3
 /// readers would take for damage; an `I` frame holds the `--io` table.
-pub const FORMAT_VERSION: u16 = 4;
+/// 5: the table ends with the `-A`/`-R` specs (a version 4 table ends after
+/// its functions: no specs) and chunks may hold `Args` and `Retval` markers,
+/// with what was read in a values column after the syscall column, which
+/// version 4 readers would take for damage.
+pub const FORMAT_VERSION: u16 = 5;
 
 /// Why a trace file cannot be read at all. Damage after the function table is
 /// not an error: the reader skips it and says so in its [`ReadStatus`].

@@ -15,7 +15,8 @@ use super::{FORMAT_VERSION, TraceFileError};
 use crate::model::{Event, FuncTable, RunInfo};
 
 /// Chunks claiming more than this are damaged (the writer puts 65,536 in
-/// one); bounds what one chunk can make the reader allocate.
+/// one, of at most `CHUNK_BYTES` and one event); bounds what one chunk can
+/// make the reader allocate.
 const MAX_CHUNK_EVENTS: u32 = 1 << 20;
 const MAX_CHUNK_RAW: u32 = 32 << 20;
 const TRAILER_FRAME_LEN: u64 = (HEADER_LEN + TRAILER_PAYLOAD_LEN) as u64;

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use super::*;
 use crate::model::{Event, EventKind, FuncId, FuncKind, FuncTable, Function, Module, RunInfo};
 
+mod values;
+
 pub(crate) fn table() -> FuncTable {
     let f = |module, name: &str, raw: &str, addr, kind| Function {
         module,

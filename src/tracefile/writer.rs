@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::FORMAT_VERSION;
-use super::chunk::{CHUNK_EVENTS, ChunkEncoder};
+use super::chunk::{CHUNK_BYTES, CHUNK_EVENTS, ChunkEncoder};
 use super::frame::{FLAG_ZSTD, FrameHeader, Kind, MAGIC, MAX_PAYLOAD};
 use super::meta::{Trailer, encode_header, encode_table};
 use crate::model::{Event, EventKind, FuncTable, RunInfo};
@@ -87,7 +87,7 @@ impl TraceWriter {
         self.chunk.push(ev);
         self.summary.events += 1;
         self.summary.calls += u64::from(ev.kind == EventKind::Entry);
-        if self.chunk.len() >= self.chunk_events {
+        if self.chunk.len() >= self.chunk_events || self.chunk.bytes() >= CHUNK_BYTES {
             self.flush_chunk()
         } else {
             Ok(())
