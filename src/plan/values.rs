@@ -146,16 +146,19 @@ impl Tally {
             ValueAt::Return => "retval",
         };
         if self.undescribed == self.matched {
+            let which = match self.matched {
+                1 => format!("{example}, the function it matches, has"),
+                n => format!("the {n} functions it matches (e.g. {example}) have"),
+            };
             bail!(
-                "{flag} '{pattern}': no debug info describes {} (of {} matched): name the registers \
-                 ({flag} '{example}@{registers}'), or give its debug files with --debug-dir",
-                example,
-                self.matched
+                "{flag} '{pattern}': {which} no debug info: name the registers \
+                 ({flag} '{example}@{registers}'), or give the debug files with --debug-dir"
             );
         }
+        let have = if self.undescribed == 1 { "has" } else { "have" };
         warning!(
-            "{flag} '{pattern}': {} of the {} functions it matches have no debug info \
-             (e.g. {example}; PLT stubs, libraries without debug files): shown without values",
+            "{flag} '{pattern}': {} of the {} functions it matches {have} no debug info \
+             (e.g. {example}: a PLT stub, or a library without debug files): shown without values",
             self.undescribed,
             self.matched
         );

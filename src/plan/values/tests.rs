@@ -33,7 +33,11 @@ fn r(arg: &str) -> ValueRequest {
 
 /// values.c's table with `requests` filled in, or the error.
 fn filled(requests: &[ValueRequest]) -> Result<FuncTable> {
-    let module = read_module(&built("gcc", "values.c")).expect("reading values.c's binary");
+    filled_in(&built("gcc", "values.c"), requests)
+}
+
+fn filled_in(exe: &std::path::Path, requests: &[ValueRequest]) -> Result<FuncTable> {
+    let module = read_module(exe).expect("reading the fixture");
     let selector = Selector::new(&Filter::default()).expect("no globs");
     let selection = symbols::select(&module, &[], &selector);
     let mut table = symbols::probe_set(&selection, Numbering::default()).table;
@@ -100,8 +104,8 @@ fn stubs_without_dwarf_need_registers() {
     let err = filled(&[a("printf@plt")]).unwrap_err().to_string();
     assert_eq!(
         err,
-        "-A 'printf@plt': no debug info describes printf@plt (of 1 matched): name the registers \
-         (-A 'printf@plt@arg1,arg2'), or give its debug files with --debug-dir"
+        "-A 'printf@plt': printf@plt, the function it matches, has no debug info: name the \
+         registers (-A 'printf@plt@arg1,arg2'), or give the debug files with --debug-dir"
     );
     let table = filled(&[a("printf@plt@arg1/s")]).unwrap();
     let got = with_values(&table);
@@ -130,4 +134,25 @@ fn long_arg() -> crate::values::ValueSpec {
         slot: Slot::Reg(0),
         format: Format::Signed(8),
     }
+}
+
+#[test]
+fn compiler_clones_get_no_values_from_dwarf() {
+    let fx = crate::symbols::testutil::Fixture::new();
+    let exe = fx.cc(
+        "clones",
+        crate::symbols::testutil::COLD_AND_ALIASES,
+        &["-O2", "-g"],
+    );
+    let table = filled_in(&exe, &[a("scale*"), a("check")]).unwrap();
+    let got = with_values(&table);
+    let names: Vec<&str> = got.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        names,
+        ["check"],
+        "scale.constprop.0 does not take scale's arguments"
+    );
+    // Registers the user names are read as given, clone or not.
+    let table = filled_in(&exe, &[a("scale*@arg1")]).unwrap();
+    assert_eq!(with_values(&table).len(), 1);
 }

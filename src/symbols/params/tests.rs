@@ -133,3 +133,67 @@ fn no_debug_info_is_no_values() {
     let mut info = DebugInfo::new();
     assert_eq!(info.values(&module, 1), None);
 }
+
+/// The ABI's corners the fixture does not need end to end.
+const CORNERS: &str = r#"
+struct fl { float a, b; };
+struct dl { double a; long b; };
+struct dd { double a, b; };
+struct __attribute__((packed)) pk { char c; int i; };
+struct arr { char tag[3]; float f; };
+__attribute__((noipa)) int floats(struct fl x, int k) { return (int)x.a + k; }
+__attribute__((noipa)) int mixed(struct dl x, int k) { return (int)x.a + k; }
+__attribute__((noipa)) double doubles(struct dd x, double y) { return x.a + y; }
+__attribute__((noipa)) int packed(struct pk x, int k) { return x.i + k; }
+__attribute__((noipa)) int array(struct arr x, int k) { return x.tag[0] + k; }
+__attribute__((noipa)) int ld(long double x, int k) { return (int)x + k; }
+__attribute__((noipa)) long double ld_ret(int k) { return k; }
+__attribute__((noipa)) int wide(int a, __int128 b, int c) { return a + (int)b + c; }
+__attribute__((noipa)) int vsum(int n, ...) { return n; }
+__attribute__((noipa)) double nine(double a, double b, double c, double d, double e,
+                                   double f, double g, double h, double i) { return a + i; }
+__attribute__((noipa)) struct dd pair_ret(int k) { struct dd r = { k, k }; return r; }
+int main(void) {
+    struct fl f = { 1, 2 }; struct dl m = { 1, 2 }; struct dd d = { 1, 2 };
+    struct pk p = { 1, 2 }; struct arr a = { "ab", 1 };
+    return floats(f, 1) + mixed(m, 1) + (int)doubles(d, 1) + packed(p, 1) + array(a, 1)
+        + ld(1.0L, 1) + (int)ld_ret(1) + wide(1, 2, 3) + vsum(1, 2) + (int)nine(1, 2, 3, 4, 5, 6, 7, 8, 9)
+        + (int)pair_ret(1).a;
+}
+"#;
+
+#[test]
+fn aggregates_long_double_int128_and_varargs_at_o0_and_o2() {
+    use Format::*;
+    use Slot::*;
+    let fx = crate::symbols::testutil::Fixture::new();
+    for opt in ["-O0", "-O2"] {
+        let exe = fx.cc(&format!("corners{opt}"), CORNERS, &["-g", opt]);
+        let module = read_module(&exe).expect("reading corners");
+        let mut info = DebugInfo::new();
+        let mut of = |name: &str| slots(&values_of(&module, &mut info, name));
+        assert_eq!(of("floats"), [Sse(0), Reg(0)], "{opt}");
+        // A double then a long: xmm0 and rdi, so k is in rsi.
+        assert_eq!(of("mixed"), [Sse(0), Reg(1)], "{opt}");
+        assert_eq!(of("doubles"), [Sse(0), Sse(2)], "{opt}");
+        assert_eq!(of("packed"), [Memory, Reg(0)], "{opt}");
+        // tag[3] and f share the first eightbyte: INTEGER.
+        assert_eq!(of("array"), [Reg(0), Reg(1)], "{opt}");
+        assert_eq!(of("ld"), [Memory, Reg(0)], "{opt}");
+        assert_eq!(of("wide"), [Reg(0), Reg(1), Reg(3)], "{opt}");
+        assert_eq!(of("vsum"), [Reg(0)], "{opt}");
+        let mut nine: Vec<Slot> = (0..8).map(Sse).collect();
+        nine.push(Stack(8));
+        assert_eq!(of("nine"), nine, "{opt}");
+        let ld_ret = values_of(&module, &mut info, "ld_ret");
+        assert_eq!(ld_ret.ret, ret(Memory, Float(16)), "{opt}");
+        assert_eq!(slots(&ld_ret), [Reg(0)]);
+        let pair_ret = values_of(&module, &mut info, "pair_ret");
+        assert_eq!(pair_ret.ret, ret(Sse(0), Aggregate), "{opt}");
+        assert_eq!(
+            slots(&pair_ret),
+            [Reg(0)],
+            "{opt}: a register return takes no rdi"
+        );
+    }
+}
