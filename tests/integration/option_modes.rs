@@ -682,8 +682,12 @@ fn the_table_has_a_row_for_every_option_of_help() {
                 .any(|a| a.split('=').next() == Some(long) || Some(*a) == short)
         })
     };
+    // Option lines are indented 2 (or 6, without a short flag); a wrapped
+    // description line that starts with `-f` is indented to its column.
+    let indent = |l: &str| l.len() - l.trim_start().len();
     for line in help
         .lines()
+        .filter(|l| indent(l) <= 6)
         .map(str::trim_start)
         .filter(|l| l.starts_with('-'))
     {
