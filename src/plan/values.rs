@@ -38,76 +38,107 @@ pub fn fill(
     if requests.is_empty() {
         return Ok(());
     }
-    let globs = requests.iter().map(glob).collect::<Result<Vec<_>>>()?;
-    let mut tallies: Vec<Tally> = requests.iter().map(|_| Tally::default()).collect();
-    let mut clones = Vec::new();
-    let mut capped = Vec::new();
+    let mut filler = Filler {
+        requests,
+        globs: requests.iter().map(glob).collect::<Result<Vec<_>>>()?,
+        tallies: requests.iter().map(|_| Tally::default()).collect(),
+        clones: Vec::new(),
+        capped: Vec::new(),
+    };
     for id in table.ids() {
         let Some(f) = table.function(id) else {
             continue;
         };
-        let names = recorded_names(f);
-        let matches = |i: &usize| names.iter().any(|n| globs[*i].is_match(n));
-        let hits: Vec<usize> = (0..requests.len()).filter(matches).collect();
+        let hits = filler.hits(f);
         if hits.is_empty() {
             continue;
         }
-        let module = table
-            .modules
-            .get(f.module as usize)
-            .map(|m| m.path.as_str());
+        let module = (table.modules.get(f.module as usize)).map(|m| m.path.as_str());
         let module = modules
             .iter()
             .find(|m| Some(&*m.path.display().to_string()) == module);
-        let is_clone = CLONES.iter().any(|c| f.raw_name.contains(c));
-        let described = match (module, f.kind, is_clone) {
-            (Some(m), FuncKind::Function, false) => debug.values(m, f.addr),
+        let values = filler.function(f, &hits, |f| match (module, f.kind) {
+            (Some(m), FuncKind::Function) => debug.values(m, f.addr),
             _ => None,
-        };
-        for &i in &hits {
-            tallies[i].matched += 1;
-        }
-        let mut values = FuncValues::default();
-        for at in [ValueAt::Entry, ValueAt::Return] {
-            // The last request given for a function wins.
-            let Some(&i) = hits.iter().rev().find(|&&i| requests[i].at == at) else {
-                continue;
-            };
-            let chosen = match (&requests[i].spec, &described) {
-                (Some(spec), _) => Some(spec.clone()),
-                (None, Some(dwarf)) => Some(match at {
-                    ValueAt::Entry => dwarf.args.clone(),
-                    ValueAt::Return => dwarf.ret.iter().cloned().collect(),
-                }),
-                (None, None) if is_clone => {
-                    clones.push(f.name.clone());
-                    None
-                }
-                (None, None) => {
-                    tallies[i].note_undescribed(f);
-                    None
-                }
-            };
-            match (at, chosen) {
-                (ValueAt::Entry, Some(args)) => values.args = args,
-                (ValueAt::Return, Some(ret)) => values.ret = ret.into_iter().next(),
-                (_, None) => {}
-            }
-        }
-        if values.args.len() > VALUES_MAX {
-            capped.push((f.name.clone(), values.args.len()));
-            values.args.truncate(VALUES_MAX);
-        }
+        });
         if !values.args.is_empty() || values.ret.is_some() {
             table.values.insert(id, values);
         }
     }
-    for (request, tally) in requests.iter().zip(&tallies) {
+    for (request, tally) in requests.iter().zip(&filler.tallies) {
         tally.check(request)?;
     }
-    warn_clones(&clones);
-    warn_capped(&capped);
+    warn_clones(&filler.clones);
+    warn_capped(&filler.capped);
     Ok(())
+}
+
+/// The requests, and what they met on the way, for the messages after.
+struct Filler<'r> {
+    requests: &'r [ValueRequest],
+    globs: Vec<GlobMatcher>,
+    tallies: Vec<Tally>,
+    clones: Vec<String>,
+    /// Functions with more than [`VALUES_MAX`] arguments, and how many.
+    capped: Vec<(String, usize)>,
+}
+
+impl Filler<'_> {
+    /// The requests matching `f`, by index, counted as matched.
+    fn hits(&mut self, f: &Function) -> Vec<usize> {
+        let names = recorded_names(f);
+        let matches = |i: &usize| names.iter().any(|n| self.globs[*i].is_match(n));
+        let hits: Vec<usize> = (0..self.requests.len()).filter(matches).collect();
+        for &i in &hits {
+            self.tallies[i].matched += 1;
+        }
+        hits
+    }
+
+    /// The values of `f`, which `hits` match: per side the last request
+    /// given wins; its registers, else what `dwarf` says.
+    fn function(
+        &mut self,
+        f: &Function,
+        hits: &[usize],
+        dwarf: impl FnOnce(&Function) -> Option<FuncValues>,
+    ) -> FuncValues {
+        let is_clone = CLONES.iter().any(|c| f.raw_name.contains(c));
+        let described = if is_clone { None } else { dwarf(f) };
+        let mut values = FuncValues::default();
+        let mut clone_missed = false;
+        for at in [ValueAt::Entry, ValueAt::Return] {
+            let Some(&i) = hits.iter().rev().find(|&&i| self.requests[i].at == at) else {
+                continue;
+            };
+            let chosen = match (&self.requests[i].spec, &described) {
+                (Some(spec), _) => spec.clone(),
+                (None, Some(dwarf)) => match at {
+                    ValueAt::Entry => dwarf.args.clone(),
+                    ValueAt::Return => dwarf.ret.iter().cloned().collect(),
+                },
+                (None, None) => {
+                    match is_clone {
+                        true => clone_missed = true,
+                        false => self.tallies[i].note_undescribed(f),
+                    }
+                    continue;
+                }
+            };
+            match at {
+                ValueAt::Entry => values.args = chosen,
+                ValueAt::Return => values.ret = chosen.into_iter().next(),
+            }
+        }
+        if clone_missed {
+            self.clones.push(f.name.clone());
+        }
+        if values.args.len() > VALUES_MAX {
+            self.capped.push((f.name.clone(), values.args.len()));
+            values.args.truncate(VALUES_MAX);
+        }
+        values
+    }
 }
 
 fn glob(request: &ValueRequest) -> Result<GlobMatcher> {

@@ -123,14 +123,14 @@ fn cxx_this_comes_first_and_non_trivial_classes_go_by_address() {
 
 #[test]
 fn no_debug_info_is_no_values() {
-    let module = read_module(Path::new("/proc/self/exe")).expect("reading the test binary");
-    let main = module.functions.iter().find(|s| s.name == "main");
-    if let Some(main) = main {
-        // Rust's main is described, with no C parameters to mis-place;
-        // what matters is that asking never fails.
-        let _ = DebugInfo::new().values(&module, main.vaddr);
-    }
+    let fx = crate::symbols::testutil::Fixture::new();
+    let src =
+        "__attribute__((noipa)) int f(int x) { return x; }\nint main(void) { return f(1); }\n";
+    let exe = fx.cc("nodebug", src, &["-g0"]);
+    let module = read_module(&exe).expect("reading nodebug");
+    let f = module.functions.iter().find(|s| s.name == "f").expect("f");
     let mut info = DebugInfo::new();
+    assert_eq!(info.values(&module, f.vaddr), None);
     assert_eq!(info.values(&module, 1), None);
 }
 
@@ -196,4 +196,27 @@ fn aggregates_long_double_int128_and_varargs_at_o0_and_o2() {
             "{opt}: a register return takes no rdi"
         );
     }
+}
+
+#[test]
+fn an_out_of_line_copy_takes_names_and_types_from_its_abstract_origin() {
+    const SRC: &str = r#"
+static inline long sq(long x, const char *why) { (void)why; return x * x; }
+__attribute__((noinline)) long outer(long x) { return sq(x, "in") + 1; }
+long (*volatile keep)(long, const char *) = sq;
+int main(int argc, char **argv) { (void)argv; return (int)(outer(argc) + keep(argc, "out")); }
+"#;
+    let fx = crate::symbols::testutil::Fixture::new();
+    let exe = fx.cc("origin", SRC, &["-O2", "-g"]);
+    let module = read_module(&exe).expect("reading origin");
+    let mut info = DebugInfo::new();
+    let sq = values_of(&module, &mut info, "sq");
+    assert_eq!(
+        sq.args,
+        [
+            named("x", Slot::Reg(0), Format::Signed(8)),
+            named("why", Slot::Reg(1), Format::Str),
+        ]
+    );
+    assert_eq!(sq.ret, ret(Slot::Ret(0), Format::Signed(8)));
 }
