@@ -2,8 +2,6 @@
 //! built with -g -O0 (cached next to the test binary), every function's
 //! slots and formats checked against the SysV ABI.
 
-use std::path::Path;
-
 use crate::symbols::testutil::built;
 use crate::symbols::{DebugInfo, ModuleSymbols, read_module};
 use crate::values::{Format, FuncValues, Slot, ValueSpec};
