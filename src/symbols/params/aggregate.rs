@@ -38,9 +38,19 @@ pub(super) fn aggregate(cx: &Cx<'_>, entry: &Entry, depth: usize) -> Option<Type
     };
     bytes.members(cx, entry, 0, depth)?;
     let align = Cx::udata(entry, gimli::DW_AT_alignment).unwrap_or(bytes.align);
+    let empty = bytes.classes.iter().all(Option::is_none);
+    if empty && !bytes.memory {
+        // An empty struct (C's size 0, C++'s 1) takes no register and no
+        // stack word.
+        return Some(Type {
+            size: 0,
+            align: 1,
+            format: Format::Aggregate,
+            pass: Pass::Memory,
+        });
+    }
     let pass = match size {
-        // A C empty struct takes no register and no stack (Memory of size 0).
-        _ if bytes.memory || size > 16 || size == 0 => Pass::Memory,
+        _ if bytes.memory || size > 16 => Pass::Memory,
         _ => {
             let words = size.div_ceil(8) as usize;
             // An eightbyte of padding only (NO_CLASS) is counted as SSE.
@@ -69,7 +79,9 @@ fn by_reference(cx: &Cx<'_>, entry: &Entry, depth: usize) -> bool {
     if depth > HOPS {
         return false;
     }
-    let class = cx.name(entry).unwrap_or_default();
+    // A template's constructors are named without its arguments.
+    let name = cx.name(entry).unwrap_or_default();
+    let class = name.split('<').next().unwrap_or_default();
     let Ok(mut tree) = cx.unit.entries_tree(Some(entry.offset())) else {
         return false;
     };
@@ -80,7 +92,11 @@ fn by_reference(cx: &Cx<'_>, entry: &Entry, depth: usize) -> bool {
     while let Ok(Some(child)) = children.next() {
         let child = child.entry();
         let non_trivial = match child.tag() {
-            gimli::DW_TAG_subprogram => special_member(cx, child, &class),
+            gimli::DW_TAG_subprogram => special_member(cx, child, class),
+            // A virtual base makes copying non-trivial.
+            gimli::DW_TAG_inheritance if child.attr_value(gimli::DW_AT_virtuality).is_some() => {
+                true
+            }
             gimli::DW_TAG_inheritance | gimli::DW_TAG_member
                 if child.attr_value(gimli::DW_AT_declaration).is_none() =>
             {

@@ -109,6 +109,12 @@ fn cxx_this_comes_first_and_non_trivial_classes_go_by_address() {
         ]
     );
     assert_eq!(add.ret, ret(Slot::Ret(0), Format::Signed(4)));
+    let skip = values_of(&module, &mut info, "skip(int, Empty, int)");
+    assert_eq!(
+        skip.args.iter().map(|a| a.slot).collect::<Vec<_>>(),
+        [Slot::Reg(0), Slot::Memory, Slot::Reg(1)],
+        "an empty class takes no register"
+    );
     let consume = values_of(&module, &mut info, "consume(Handle, int)");
     assert_eq!(
         consume.args,
