@@ -83,7 +83,7 @@ impl Cx<'_> {
         let entry = self.unit.entry(offset).ok()?;
         // gcc marks functions it changed the calling convention of.
         if let Some(AttributeValue::CallingConvention(gimli::DW_CC_nocall)) =
-            entry.attr_value(gimli::DW_AT_calling_convention)
+            self.inherited(&entry, gimli::DW_AT_calling_convention)
         {
             return None;
         }
@@ -101,30 +101,41 @@ impl Cx<'_> {
         Some(FuncValues { args, ret })
     }
 
-    /// `offset`'s formal parameters, else those of the entry it is a copy
-    /// or the definition of (a declaration lists them too). Variadic
+    /// `offset`'s formal parameters, or those of the entry it is a copy or
+    /// the definition of when that lists more: an optimised copy may leave
+    /// out a parameter it never uses, which still takes its register (a
+    /// declaration lists them all, though often without names). Variadic
     /// functions: the named ones.
-    fn params(&self, mut offset: UnitOffset) -> Option<Vec<Param>> {
+    fn params(&self, offset: UnitOffset) -> Option<Vec<Param>> {
+        let mut best: Option<Vec<Param>> = None;
+        let mut at = Some(offset);
         for _ in 0..HOPS {
-            let mut params = Vec::new();
-            let mut tree = self.unit.entries_tree(Some(offset)).ok()?;
-            let root = tree.root().ok()?;
-            let origin = self.origin(root.entry());
-            let mut children = root.children();
-            while let Some(child) = children.next().ok()? {
-                let child = child.entry();
-                match child.tag() {
-                    gimli::DW_TAG_formal_parameter => params.push(self.param(child)),
-                    gimli::DW_TAG_unspecified_parameters => break,
-                    _ => {}
-                }
+            let Some(offset) = at else { break };
+            let (params, origin) = self.own_params(offset)?;
+            if best.as_ref().is_none_or(|b| params.len() > b.len()) {
+                best = Some(params);
             }
-            match origin {
-                Some(next) if params.is_empty() => offset = next,
-                _ => return Some(params),
+            at = origin;
+        }
+        best
+    }
+
+    /// The formal parameters listed under `offset`, and its origin.
+    fn own_params(&self, offset: UnitOffset) -> Option<(Vec<Param>, Option<UnitOffset>)> {
+        let mut params = Vec::new();
+        let mut tree = self.unit.entries_tree(Some(offset)).ok()?;
+        let root = tree.root().ok()?;
+        let origin = self.origin(root.entry());
+        let mut children = root.children();
+        while let Some(child) = children.next().ok()? {
+            let child = child.entry();
+            match child.tag() {
+                gimli::DW_TAG_formal_parameter => params.push(self.param(child)),
+                gimli::DW_TAG_unspecified_parameters => break,
+                _ => {}
             }
         }
-        None
+        Some((params, origin))
     }
 
     fn param(&self, entry: &Entry) -> Param {
