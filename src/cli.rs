@@ -768,11 +768,11 @@ mod tests {
         let refused = |argv: &[&str]| parse_from(argv.iter().copied()).unwrap_err().to_string();
         assert!(
             refused(&["utrace", "-A", "f@arg1,ar2", "--", "x"])
-                .starts_with("-A \"f@arg1,ar2\": \"ar2\" is not an argument: use argN")
+                .starts_with("-A 'f@arg1,ar2': \"ar2\" is not an argument: use argN")
         );
         assert!(
             refused(&["utrace", "-R", "@retval", "--", "x"])
-                .starts_with("-R \"@retval\" names no function")
+                .starts_with("-R '@retval' names no function")
         );
         assert_eq!(
             refused(&["utrace", "--format=summary", "-A", "f", "--", "x"]),

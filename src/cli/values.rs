@@ -135,7 +135,7 @@ fn value_request(flag: &str, at: ValueAt, s: &str) -> Result<ValueRequest, Strin
     let (pattern, list) = split_request(s);
     if pattern.is_empty() {
         return Err(format!(
-            "{flag} {s:?} names no function: give FUNC or FUNC@SPEC, e.g. {flag} 'parse*'"
+            "{flag} '{s}' names no function: give FUNC or FUNC@SPEC, e.g. {flag} 'parse*'"
         ));
     }
     let spec = match (list, at) {
@@ -145,7 +145,7 @@ fn value_request(flag: &str, at: ValueAt, s: &str) -> Result<ValueRequest, Strin
     };
     let spec = spec
         .transpose()
-        .map_err(|why| format!("{flag} {s:?}: {why}"))?;
+        .map_err(|why| format!("{flag} '{s}': {why}"))?;
     Ok(ValueRequest {
         pattern: pattern.to_owned(),
         at,

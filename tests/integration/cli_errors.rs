@@ -206,7 +206,7 @@ fn values_requests_name_what_they_miss_and_the_way_out() {
     let (code, stderr) = usage(&["-A", "parse@arg1,ar2", "--", bin]);
     assert_eq!(code, Some(2));
     assert!(
-        stderr.starts_with("utrace: -A \"parse@arg1,ar2\": \"ar2\" is not an argument: use argN"),
+        stderr.starts_with("utrace: -A 'parse@arg1,ar2': \"ar2\" is not an argument: use argN"),
         "{stderr}"
     );
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
