@@ -8,15 +8,15 @@ use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 use crate::options::{
     CallFilter, ColorChoice, ExitMode, Filter, Format, Layout, Mode, ReportOptions, SortKey,
-    Target, TraceOptions,
+    Target, TraceOptions, ValueRequest,
 };
 
 mod scope;
 mod values;
 
 use values::{
-    parse_depth, parse_duration, parse_pid, parse_rate, parse_since, parse_size, parse_syscalls,
-    parse_tid, parse_until, split_command,
+    parse_argument, parse_depth, parse_duration, parse_pid, parse_rate, parse_retval, parse_since,
+    parse_size, parse_syscalls, parse_tid, parse_until, split_command,
 };
 
 const EXAMPLES: &str = "\
@@ -27,6 +27,7 @@ Examples:
   utrace -c ./app -f 'parse*' --no-function 'std::*'
   utrace -c ./app --lib 'libc.so*'           only calls into matching libraries
   utrace -c ./app --nest-lib 'libfoo*'       also trace inside matching libraries
+  utrace -c ./app -f 'parse*' -A 'parse*' -R 'parse*'   with arguments and return values
   utrace -c ./app --list                     show what would be traced, attach nothing
   utrace --record -c \"./sort -n 5000\"        write ./utrace.data
   utrace --report --format=summary           per-function table from ./utrace.data
@@ -81,6 +82,21 @@ struct Args {
     /// Also trace the functions inside shared libraries matching GLOB.
     #[arg(long = "nest-lib", value_name = "GLOB")]
     nest_lib: Vec<String>,
+
+    /// Show the arguments of the traced functions matching FUNC (a glob, as
+    /// -f matches; repeatable): their names, types and registers from debug
+    /// info, or the registers SPEC lists (uftrace's syntax: argN[/FMT] for
+    /// integer argument N, fpargN[/32] for float argument N; FMT d, i, u, x
+    /// with a size 8/16/32/64, s string, c char, p pointer, b bool).
+    /// Examples: -A 'parse*', -A 'f@arg1,arg2/s', -A 'malloc@plt@arg1/u'.
+    #[arg(short = 'A', long = "argument", value_name = "FUNC[@SPEC]", value_parser = parse_argument)]
+    argument: Vec<ValueRequest>,
+
+    /// Show the return values of the traced functions matching FUNC (as
+    /// -A; repeatable): typed from debug info, or as SPEC says, which is
+    /// retval[/FMT] (rax). Examples: -R 'parse*', -R 'f@retval/x'.
+    #[arg(short = 'R', long = "retval", value_name = "FUNC[@SPEC]", value_parser = parse_retval)]
+    retval: Vec<ValueRequest>,
 
     /// Print what would be traced (module, offset, probe path, name) and exit.
     #[arg(long)]
@@ -488,6 +504,7 @@ impl Args {
             debug_dirs: self.debug_dir,
             // Asked only where something shows it: a trace file carries it.
             sources: self.list || self.record || self.srcline || report.format == Format::Json,
+            values: self.argument.into_iter().chain(self.retval).collect(),
         };
         Ok(if self.list {
             Mode::List(trace, report.output)
@@ -707,6 +724,60 @@ mod tests {
         assert_eq!(
             refused(&["--report", "--since", "2", "--until", "1"]),
             "--since is after --until: the window holds no call"
+        );
+    }
+
+    #[test]
+    fn arguments_and_retvals_keep_their_order_and_specs() {
+        use crate::options::ValueAt;
+        use crate::values::{Format, Slot, ValueSpec};
+        let argv = [
+            "utrace",
+            "-R",
+            "f@retval/x",
+            "-A",
+            "parse*",
+            "-A",
+            "f@arg1,arg2/s",
+            "-A",
+            "malloc@plt",
+            "--",
+            "x",
+        ];
+        let Mode::Live(trace, _) = parse_from(argv).unwrap() else {
+            panic!("expected live mode")
+        };
+        let got: Vec<_> = (trace.values.iter())
+            .map(|r| (r.pattern.as_str(), r.at, r.spec.as_ref().map(Vec::len)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("parse*", ValueAt::Entry, None),
+                ("f", ValueAt::Entry, Some(2)),
+                ("malloc@plt", ValueAt::Entry, None),
+                ("f", ValueAt::Return, Some(1)),
+            ]
+        );
+        let ret = ValueSpec {
+            name: None,
+            slot: Slot::Ret(0),
+            format: Format::Hex(8),
+        };
+        assert_eq!(trace.values[3].spec, Some(vec![ret]));
+        let refused = |argv: &[&str]| parse_from(argv.iter().copied()).unwrap_err().to_string();
+        assert!(
+            refused(&["utrace", "-A", "f@arg1,ar2", "--", "x"])
+                .starts_with("-A 'f@arg1,ar2': \"ar2\" is not an argument: use argN")
+        );
+        assert!(
+            refused(&["utrace", "-R", "@retval", "--", "x"])
+                .starts_with("-R '@retval' names no function")
+        );
+        assert_eq!(
+            refused(&["utrace", "--format=summary", "-A", "f", "--", "x"]),
+            "-A applies to tracing with --format=call-graph or chrome (-c, -p), and --record, \
+             not to --format=summary"
         );
     }
 

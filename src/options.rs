@@ -78,6 +78,39 @@ pub struct TraceOptions {
     /// Read each traced function's source line from debug info: `--list`, a
     /// recording, `--srcline` and JSON show it.
     pub sources: bool,
+    /// `-A`/`-R`, in the order given (a later request for a function wins).
+    pub values: Vec<ValueRequest>,
+}
+
+/// Whether a `-A`/`-R` request reads a function's arguments or its return
+/// value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueAt {
+    /// `-A`: at the entry.
+    Entry,
+    /// `-R`: at the return.
+    Return,
+}
+
+/// One `-A FUNC[@SPEC]` or `-R FUNC[@SPEC]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValueRequest {
+    /// The FUNC glob, matched against the traced functions as `-f` matches.
+    pub pattern: String,
+    pub at: ValueAt,
+    /// The registers the user named (for `Return`, one spec); `None`: what
+    /// the function's debug info says.
+    pub spec: Option<Vec<crate::values::ValueSpec>>,
+}
+
+impl ValueRequest {
+    /// The option as the user spelled it, for messages: `-A 'parse*'`.
+    pub fn flag(&self) -> &'static str {
+        match self.at {
+            ValueAt::Entry => "-A",
+            ValueAt::Return => "-R",
+        }
+    }
 }
 
 /// The output formats, live and `--report`.

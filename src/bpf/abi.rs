@@ -37,6 +37,9 @@ pub const COOKIE_TAIL_JUMP: u64 = 1 << cookie_bits::COOKIE_TAIL_JUMP_BIT.0;
 /// Values BPF reads per entry or return (`-A`/`-R`).
 pub const VALUES_MAX: usize = value_limits::VALUES_MAX.0 as usize;
 
+// The plan caps a function's values at the same number.
+const _: () = assert!(VALUES_MAX == crate::values::VALUES_MAX);
+
 /// Bytes BPF copies per string value.
 pub const VALUE_STR_MAX: usize = value_limits::VALUE_STR_MAX.0 as usize;
 

@@ -34,8 +34,19 @@ struct Rule {
     acts: fn(&Context) -> bool,
     /// "applies to …": where it does act.
     applies: &'static str,
-    /// Whether it is about the output format rather than the mode.
-    by_format: bool,
+    /// What a refusal names: the mode, or the output format.
+    by: By,
+}
+
+/// What decides where an option acts, and so what a refusal names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum By {
+    Mode,
+    /// The format, live and with --report.
+    Format,
+    /// The format when tracing live; else the mode (`-A`: a recording
+    /// keeps the values for any format, a report has them already).
+    LiveFormat,
 }
 
 const fn mode(
@@ -49,7 +60,7 @@ const fn mode(
         flag,
         acts,
         applies,
-        by_format: false,
+        by: By::Mode,
     }
 }
 
@@ -64,7 +75,22 @@ const fn format(
         flag,
         acts,
         applies,
-        by_format: true,
+        by: By::Format,
+    }
+}
+
+const fn live_format(
+    id: &'static str,
+    flag: &'static str,
+    acts: fn(&Context) -> bool,
+    applies: &'static str,
+) -> Rule {
+    Rule {
+        id,
+        flag,
+        acts,
+        applies,
+        by: By::LiveFormat,
     }
 }
 
@@ -112,6 +138,15 @@ fn summary(c: &Context) -> bool {
     formatting(c) && c.format == Format::Summary
 }
 
+/// `-A`/`-R`: read when probing; live, only the formats that show values.
+fn valued(c: &Context) -> bool {
+    match c.run {
+        Run::Record => true,
+        Run::Live => matches!(c.format, Format::CallGraph | Format::Chrome),
+        Run::Report | Run::List => false,
+    }
+}
+
 fn call_graph(c: &Context) -> bool {
     formatting(c) && c.format == Format::CallGraph
 }
@@ -121,6 +156,7 @@ const ATTACHING: &str = "tracing (-c, -p, --record)";
 const LAUNCHING: &str = "a command utrace starts (-c or --)";
 const REPORT: &str = "--report (a recorded trace)";
 const CALL_GRAPH: &str = "the call graph (--format=call-graph)";
+const VALUED: &str = "tracing with --format=call-graph or chrome (-c, -p), and --record";
 
 /// Every option but the ones that choose the mode and the target.
 const RULES: &[Rule] = &[
@@ -142,6 +178,8 @@ const RULES: &[Rule] = &[
     mode("syscalls_only", "--syscalls-only", attaching, ATTACHING),
     mode("io", "--io", attaching, ATTACHING),
     mode("debug_dir", "--debug-dir", tracing, TRACING),
+    live_format("argument", "-A", valued, VALUED),
+    live_format("retval", "-R", valued, VALUED),
     mode(
         "max_depth",
         "--max-depth",
@@ -197,7 +235,10 @@ pub fn check(matches: &ArgMatches, ctx: &Context) -> Result<(), UsageError> {
 /// What the run is, in the words of the rule that refused an option.
 fn this(rule: &Rule, ctx: &Context) -> String {
     match ctx.run {
-        Run::Live | Run::Report if rule.by_format => format!("--format={}", name(ctx.format)),
+        Run::Live | Run::Report if rule.by == By::Format => {
+            format!("--format={}", name(ctx.format))
+        }
+        Run::Live if rule.by == By::LiveFormat => format!("--format={}", name(ctx.format)),
         Run::Live if rule.applies == LAUNCHING => "-p".to_owned(),
         Run::Record if rule.applies == LAUNCHING => "--record -p".to_owned(),
         Run::Live => "live tracing".to_owned(),

@@ -1,8 +1,11 @@
 //! The values of single options, parsed and checked: pids, sizes,
-//! durations, depths, rates, syscall sets and `-c`'s command line. Each
-//! error names the option and what it takes, in one line.
+//! durations, depths, rates, syscall sets, `-A`/`-R` requests and `-c`'s
+//! command line. Each error names the option and what it takes, in one line.
 
 use anyhow::{Context, Result, bail};
+
+use crate::options::{ValueAt, ValueRequest};
+use crate::values::spec;
 
 pub(super) fn parse_syscalls(s: &str) -> Result<crate::syscall::Set, String> {
     crate::syscall::Set::parse(s).map_err(|e| e.to_string())
@@ -116,4 +119,45 @@ pub(super) fn parse_tid(s: &str) -> Result<u32, String> {
     s.trim()
         .parse()
         .map_err(|_| format!("--tid takes thread ids like 4242 or 4242,4243, not {s:?}"))
+}
+
+/// `-A FUNC[@SPEC]`: SPEC is a register list (values/spec.rs).
+pub(super) fn parse_argument(s: &str) -> Result<ValueRequest, String> {
+    value_request("-A", ValueAt::Entry, s)
+}
+
+/// `-R FUNC[@retval[/FMT]]`.
+pub(super) fn parse_retval(s: &str) -> Result<ValueRequest, String> {
+    value_request("-R", ValueAt::Return, s)
+}
+
+fn value_request(flag: &str, at: ValueAt, s: &str) -> Result<ValueRequest, String> {
+    let (pattern, list) = split_request(s);
+    if pattern.is_empty() {
+        return Err(format!(
+            "{flag} '{s}' names no function: give FUNC or FUNC@SPEC, e.g. {flag} 'parse*'"
+        ));
+    }
+    let spec = match (list, at) {
+        (None, _) => None,
+        (Some(list), ValueAt::Entry) => Some(spec::parse_args(list)),
+        (Some(list), ValueAt::Return) => Some(spec::parse_ret(list).map(|r| vec![r])),
+    };
+    let spec = spec
+        .transpose()
+        .map_err(|why| format!("{flag} '{s}': {why}"))?;
+    Ok(ValueRequest {
+        pattern: pattern.to_owned(),
+        at,
+        spec,
+    })
+}
+
+/// FUNC and SPEC, split at the last `@`; a name ending in `@plt` (a PLT
+/// stub, as utrace names them) is a FUNC without a SPEC.
+fn split_request(s: &str) -> (&str, Option<&str>) {
+    match s.rsplit_once('@') {
+        Some((_, "plt")) | None => (s, None),
+        Some((func, list)) => (func, Some(list)),
+    }
 }

@@ -1,10 +1,12 @@
 //! From a target to what gets probed: which ELF files (the executable, and
 //! with `--nest-lib` its libraries), which of their functions the filters
 //! select, and the function table whose ids are the BPF attach cookies.
-//! `exit_policy` decides how each function's end is seen.
+//! `exit_policy` decides how each function's end is seen; `values` which
+//! functions show arguments and return values (`-A`/`-R`).
 
 pub(crate) mod exit_policy;
 pub(crate) mod refused;
+mod values;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -151,6 +153,10 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         ExitMode::Auto => helper_lists(&modules, &lib_paths),
         _ => Vec::new(),
     };
+    values::fill(&mut probes.table, &modules, &mut debug, &opts.values)?;
+    for warning in debug.take_warnings() {
+        warning!("{warning}");
+    }
     for module in &mut probes.table.modules {
         module.path = real_path(&module.path, pid);
     }

@@ -14,6 +14,8 @@ use object::{Object, ObjectSection};
 use super::debugfile::{Separate, find_separate};
 use super::dies::{Facts, Reader, walk};
 use super::elf::ModuleSymbols;
+use super::params;
+use crate::values::FuncValues;
 
 /// The DWARF of one module, loaded.
 struct Loaded {
@@ -21,6 +23,9 @@ struct Loaded {
     context: addr2line::Context<Reader>,
     /// Declarations and inlined copies, walked on the first question.
     facts: Option<Facts>,
+    /// The functions' parameters (`-A`/`-R`), indexed on the first question;
+    /// `None` inside when the DWARF did not parse.
+    params: Option<Option<params::Index>>,
 }
 
 impl Loaded {
@@ -32,6 +37,12 @@ impl Loaded {
         }
         let location = self.context.find_location(vaddr).ok()??;
         Some(format!("{}:{}", location.file?, location.line?))
+    }
+
+    fn values(&mut self, vaddr: u64) -> Option<FuncValues> {
+        let dwarf = &self.dwarf;
+        let index = self.params.get_or_insert_with(|| params::index(dwarf).ok());
+        index.as_ref()?.values(dwarf, vaddr)
     }
 
     fn facts(&mut self) -> &Facts {
@@ -57,6 +68,13 @@ impl DebugInfo {
     /// `path:line` where the function at `vaddr` of `module` is defined.
     pub fn source(&mut self, module: &ModuleSymbols, vaddr: u64) -> Option<String> {
         self.loaded(module)?.source(vaddr)
+    }
+
+    /// The arguments and return value of the function at `vaddr`, typed and
+    /// placed in their registers, when its DWARF says (`-A`/`-R`); `None`
+    /// when the module has no debug info, or not for this function.
+    pub fn values(&mut self, module: &ModuleSymbols, vaddr: u64) -> Option<FuncValues> {
+        self.loaded(module)?.values(vaddr)
     }
 
     /// Whether the function at `vaddr` was also inlined somewhere: those
@@ -87,6 +105,7 @@ impl DebugInfo {
                 dwarf,
                 context,
                 facts: None,
+                params: None,
             }),
             Err(why) => {
                 self.warnings.push(format!(

@@ -110,7 +110,7 @@ impl Walk {
 
 /// Where a function's code starts: DW_AT_low_pc, or for one split into hot
 /// and cold parts (DW_AT_ranges) its entry_pc or its first range.
-fn entry_address(
+pub(super) fn entry_address(
     dwarf: &Dwarf,
     unit: &Unit,
     entry: &gimli::DebuggingInformationEntry<Reader>,

@@ -9,9 +9,11 @@
 //! so BPF never sees a name. `libc` holds what utrace knows about the C
 //! runtime; `image` the ELF facts every reader shares; `exports` which
 //! library defines an import its stub does not name; `debugfile` where a
-//! module's DWARF is and `debuginfo` what it says (source lines, inlining),
-//! read only when asked.
+//! module's DWARF is and `debuginfo` what it says (source lines, inlining,
+//! and with `params` and `abi` the arguments of `-A`/`-R`), read only when
+//! asked.
 
+mod abi;
 pub(crate) mod debugfile;
 pub(crate) mod debuginfo;
 pub(crate) mod demangle;
@@ -25,12 +27,13 @@ pub(crate) mod libc;
 pub(crate) mod libs;
 pub(crate) mod link;
 pub(crate) mod maps;
+mod params;
 pub(crate) mod placement;
 pub(crate) mod plt;
 pub(crate) mod select;
 mod symbol;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

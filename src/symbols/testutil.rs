@@ -338,3 +338,35 @@ pub fn symtab_names(path: &Path) -> Vec<String> {
         .filter_map(|s| s.name().ok().map(str::to_string))
         .collect()
 }
+
+/// `tests/fixtures/<source>` compiled by `compiler -g -O0`, rebuilt when
+/// the source is newer than the cached binary.
+pub fn built(compiler: &str, source: &str) -> PathBuf {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let src = fixtures.join(source);
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>")
+        .join("unit-fixtures");
+    std::fs::create_dir_all(&dir).expect("creating the fixture cache");
+    let out = dir.join(source.replace('.', "-"));
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&out).is_some() && modified(&out) >= modified(&src) {
+        return out;
+    }
+    // Built under a private name, then renamed: tests run in parallel.
+    let tmp = dir.join(format!("{}.{}", source, std::process::id()));
+    let status = Command::new(compiler)
+        .args(["-g", "-O0", "-I"])
+        .arg(&fixtures)
+        .arg("-o")
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .expect("running the compiler");
+    assert!(status.success(), "{compiler} {source} failed");
+    std::fs::rename(&tmp, &out).expect("caching the fixture");
+    out
+}

@@ -7,8 +7,10 @@
 use std::sync::Arc;
 
 mod show;
+pub mod spec;
 
 pub use show::{show_args, show_ret, with_args};
+pub use spec::VALUES_MAX;
 
 /// Where BPF reads a value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

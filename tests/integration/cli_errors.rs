@@ -190,6 +190,29 @@ fn pattern_matching_nothing_points_at_list() {
 }
 
 #[test]
+fn values_requests_name_what_they_miss_and_the_way_out() {
+    let bin = fixture("values", Build::O0);
+    let bin = bin.to_str().unwrap();
+    assert_eq!(
+        utrace_fails(&["-A", "nomatch*", "--", bin]),
+        "utrace: -A 'nomatch*' matches no traced function \
+         (see --list; -A applies to the functions -f selects)"
+    );
+    assert_eq!(
+        utrace_fails(&["-R", "printf@plt", "--", bin]),
+        "utrace: -R 'printf@plt': printf@plt, the function it matches, has no debug info: \
+         name the registers (-R 'printf@plt@retval'), or give the debug files with --debug-dir"
+    );
+    let (code, stderr) = usage(&["-A", "parse@arg1,ar2", "--", bin]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.starts_with("utrace: -A 'parse@arg1,ar2': \"ar2\" is not an argument: use argN"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+#[test]
 fn no_bpf_permission_names_the_capabilities() {
     if !require_bpf() {
         return; // dropping privileges needs root to begin with

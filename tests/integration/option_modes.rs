@@ -61,6 +61,7 @@ const TRACING: &str = "tracing (-c, -p, --record, --list)";
 const ATTACHING: &str = "tracing (-c, -p, --record)";
 const LAUNCHING: &str = "a command utrace starts (-c or --)";
 const REPORT: &str = "--report (a recorded trace)";
+const VALUED: &str = "tracing with --format=call-graph or chrome (-c, -p), and --record";
 
 /// Columns in the order of [`Col`].
 fn table() -> Vec<Row> {
@@ -116,6 +117,29 @@ fn table() -> Vec<Row> {
             refused(flag, REPORT, "--record"),
             Acts(check),
             refused(flag, REPORT, "--list"),
+        ]
+    };
+    // -A/-R: read by the probes; live, only where values are shown.
+    let valued = |flag: &str, check: Check| -> [Cell; 5] {
+        [
+            Acts(check),
+            Acts(check),
+            Acts(check),
+            refused(flag, VALUED, "--report"),
+            refused(flag, VALUED, "--list"),
+        ]
+    };
+    let unvalued = |flag: &str| -> [Cell; 5] {
+        [
+            refused(flag, VALUED, "--format=summary"),
+            refused(flag, VALUED, "--format=summary"),
+            refused(
+                "--format",
+                "live output and --report (--record stores every event)",
+                "--record",
+            ),
+            refused(flag, VALUED, "--report"),
+            refused(flag, VALUED, "--list"),
         ]
     };
     let filters = "tracing and --report";
@@ -184,6 +208,10 @@ fn table() -> Vec<Row> {
             &["--debug-dir", "{dir}"],
             tracing_only("--debug-dir", traced_or_listed),
         ),
+        row(&["-A", "tick"], valued("-A", traced)),
+        row(&["-R", "tick@retval/x"], valued("-R", traced)),
+        row(&["--format=summary", "-A", "tick"], unvalued("-A")),
+        row(&["--format=summary", "-R", "tick"], unvalued("-R")),
         row(
             &["--format=summary", "--srcline"],
             [
@@ -654,8 +682,12 @@ fn the_table_has_a_row_for_every_option_of_help() {
                 .any(|a| a.split('=').next() == Some(long) || Some(*a) == short)
         })
     };
+    // Option lines are indented 2 (or 6, without a short flag); a wrapped
+    // description line that starts with `-f` is indented to its column.
+    let indent = |l: &str| l.len() - l.trim_start().len();
     for line in help
         .lines()
+        .filter(|l| indent(l) <= 6)
         .map(str::trim_start)
         .filter(|l| l.starts_with('-'))
     {

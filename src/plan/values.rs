@@ -1,0 +1,228 @@
+//! `-A`/`-R`: which traced functions get values, and where each value is.
+//! A request's FUNC glob matches a traced function by the names `-f`
+//! matches; its values come from the user's register list, else from the
+//! function's DWARF (symbols/params.rs). What cannot be known is said once
+//! per request, in one line, never guessed.
+
+use anyhow::{Result, bail};
+use globset::{Glob, GlobMatcher};
+
+use crate::model::{FuncKind, FuncTable, Function};
+use crate::options::{ValueAt, ValueRequest};
+use crate::symbols::select::recorded_names;
+use crate::symbols::{DebugInfo, ModuleSymbols};
+use crate::util::diag::warning;
+use crate::values::{FuncValues, VALUES_MAX};
+
+/// Suffixes of the copies gcc makes with their own calling convention
+/// (`foo.isra.0` drops or splits arguments; `.cold` is a jump target).
+const CLONES: &[&str] = &[".isra.", ".constprop.", ".part.", ".cold"];
+
+/// What one request matched, for its messages.
+#[derive(Default)]
+struct Tally {
+    matched: usize,
+    /// Matched functions without debug info, and the first one's name.
+    undescribed: usize,
+    example: Option<String>,
+}
+
+/// Fills `table.values` for `requests`. `modules` are the modules read,
+/// `debug` their DWARF.
+pub fn fill(
+    table: &mut FuncTable,
+    modules: &[ModuleSymbols],
+    debug: &mut DebugInfo,
+    requests: &[ValueRequest],
+) -> Result<()> {
+    if requests.is_empty() {
+        return Ok(());
+    }
+    let mut filler = Filler {
+        requests,
+        globs: requests.iter().map(glob).collect::<Result<Vec<_>>>()?,
+        tallies: requests.iter().map(|_| Tally::default()).collect(),
+        clones: Vec::new(),
+        capped: Vec::new(),
+    };
+    for id in table.ids() {
+        let Some(f) = table.function(id) else {
+            continue;
+        };
+        let hits = filler.hits(f);
+        if hits.is_empty() {
+            continue;
+        }
+        let module = (table.modules.get(f.module as usize)).map(|m| m.path.as_str());
+        let module = modules
+            .iter()
+            .find(|m| Some(&*m.path.display().to_string()) == module);
+        let values = filler.function(f, &hits, |f| match (module, f.kind) {
+            (Some(m), FuncKind::Function) => debug.values(m, f.addr),
+            _ => None,
+        });
+        if !values.args.is_empty() || values.ret.is_some() {
+            table.values.insert(id, values);
+        }
+    }
+    for (request, tally) in requests.iter().zip(&filler.tallies) {
+        tally.check(request)?;
+    }
+    warn_clones(&filler.clones);
+    warn_capped(&filler.capped);
+    Ok(())
+}
+
+/// The requests, and what they met on the way, for the messages after.
+struct Filler<'r> {
+    requests: &'r [ValueRequest],
+    globs: Vec<GlobMatcher>,
+    tallies: Vec<Tally>,
+    clones: Vec<String>,
+    /// Functions with more than [`VALUES_MAX`] arguments, and how many.
+    capped: Vec<(String, usize)>,
+}
+
+impl Filler<'_> {
+    /// The requests matching `f`, by index, counted as matched.
+    fn hits(&mut self, f: &Function) -> Vec<usize> {
+        let names = recorded_names(f);
+        let matches = |i: &usize| names.iter().any(|n| self.globs[*i].is_match(n));
+        let hits: Vec<usize> = (0..self.requests.len()).filter(matches).collect();
+        for &i in &hits {
+            self.tallies[i].matched += 1;
+        }
+        hits
+    }
+
+    /// The values of `f`, which `hits` match: per side the last request
+    /// given wins; its registers, else what `dwarf` says.
+    fn function(
+        &mut self,
+        f: &Function,
+        hits: &[usize],
+        dwarf: impl FnOnce(&Function) -> Option<FuncValues>,
+    ) -> FuncValues {
+        let is_clone = CLONES.iter().any(|c| f.raw_name.contains(c));
+        let described = if is_clone { None } else { dwarf(f) };
+        let mut values = FuncValues::default();
+        let mut clone_missed = false;
+        for at in [ValueAt::Entry, ValueAt::Return] {
+            let Some(&i) = hits.iter().rev().find(|&&i| self.requests[i].at == at) else {
+                continue;
+            };
+            let chosen = match (&self.requests[i].spec, &described) {
+                (Some(spec), _) => spec.clone(),
+                (None, Some(dwarf)) => match at {
+                    ValueAt::Entry => dwarf.args.clone(),
+                    ValueAt::Return => dwarf.ret.iter().cloned().collect(),
+                },
+                (None, None) => {
+                    match is_clone {
+                        true => clone_missed = true,
+                        false => self.tallies[i].note_undescribed(f),
+                    }
+                    continue;
+                }
+            };
+            match at {
+                ValueAt::Entry => values.args = chosen,
+                ValueAt::Return => values.ret = chosen.into_iter().next(),
+            }
+        }
+        if clone_missed {
+            self.clones.push(f.name.clone());
+        }
+        if values.args.len() > VALUES_MAX {
+            self.capped.push((f.name.clone(), values.args.len()));
+            values.args.truncate(VALUES_MAX);
+        }
+        values
+    }
+}
+
+fn glob(request: &ValueRequest) -> Result<GlobMatcher> {
+    match Glob::new(&request.pattern) {
+        Ok(glob) => Ok(glob.compile_matcher()),
+        Err(err) => bail!(
+            "{} '{}' is not a valid glob: {}",
+            request.flag(),
+            request.pattern,
+            err.kind()
+        ),
+    }
+}
+
+impl Tally {
+    fn note_undescribed(&mut self, f: &Function) {
+        self.undescribed += 1;
+        self.example.get_or_insert_with(|| f.name.clone());
+    }
+
+    /// A request that matched nothing, or only functions without debug
+    /// info and no registers to read, is an error; some without, a warning.
+    fn check(&self, request: &ValueRequest) -> Result<()> {
+        let (flag, pattern) = (request.flag(), &request.pattern);
+        if self.matched == 0 {
+            bail!(
+                "{flag} '{pattern}' matches no traced function \
+                 (see --list; {flag} applies to the functions -f selects)"
+            );
+        }
+        let Some(example) = &self.example else {
+            return Ok(());
+        };
+        let registers = match request.at {
+            ValueAt::Entry => "arg1,arg2",
+            ValueAt::Return => "retval",
+        };
+        if self.undescribed == self.matched {
+            let which = match self.matched {
+                1 => format!("{example}, the function it matches, has"),
+                n => format!("the {n} functions it matches (e.g. {example}) have"),
+            };
+            bail!(
+                "{flag} '{pattern}': {which} no debug info: name the registers \
+                 ({flag} '{example}@{registers}'), or give the debug files with --debug-dir"
+            );
+        }
+        let have = if self.undescribed == 1 { "has" } else { "have" };
+        warning!(
+            "{flag} '{pattern}': {} of the {} functions it matches {have} no debug info \
+             (e.g. {example}: a PLT stub, or a library without debug files): shown without values",
+            self.undescribed,
+            self.matched
+        );
+        Ok(())
+    }
+}
+
+fn warn_clones(clones: &[String]) {
+    if let Some(first) = clones.first() {
+        warning!(
+            "{} matched functions are compiler clones (.isra, .constprop, .part, .cold) that do not \
+             follow the calling convention, e.g. {first}: shown without values",
+            clones.len()
+        );
+    }
+}
+
+fn warn_capped(capped: &[(String, usize)]) {
+    if let Some((name, n)) = capped.first() {
+        let more = match capped.len() {
+            1 => String::new(),
+            k => format!(" ({} more functions like it)", k - 1),
+        };
+        warning!("{name} has {n} arguments: only the first {VALUES_MAX} are read{more}");
+    }
+}
+
+/// The ids of `table` with values, for tests.
+#[cfg(test)]
+fn with_values(table: &FuncTable) -> Vec<(&str, &FuncValues)> {
+    let name = |id: &crate::model::FuncId| table.name(*id);
+    table.values.iter().map(|(id, v)| (name(id), v)).collect()
+}
+
+#[cfg(test)]
+mod tests;
