@@ -36,3 +36,5 @@ mod robust;
 mod syscalls;
 #[path = "integration/terminal.rs"]
 mod terminal;
+#[path = "integration/values.rs"]
+mod values;

@@ -12,7 +12,7 @@ use crate::options::{ValueAt, ValueRequest};
 use crate::symbols::select::recorded_names;
 use crate::symbols::{DebugInfo, ModuleSymbols};
 use crate::util::diag::warning;
-use crate::values::{FuncValues, VALUES_MAX};
+use crate::values::{FuncValues, Slot, VALUES_MAX};
 
 /// Suffixes of the copies gcc makes with their own calling convention
 /// (`foo.isra.0` drops or splits arguments; `.cold` is a jump target).
@@ -70,7 +70,24 @@ pub fn fill(
     }
     warn_clones(&filler.clones);
     warn_capped(&filler.capped);
+    note_sse(table);
     Ok(())
+}
+
+/// Floating point travels in SSE registers, which no BPF probe can read:
+/// said once, so `<xmm0>` in the output is not taken for a bug.
+fn note_sse(table: &FuncTable) {
+    let sse = |v: &FuncValues| {
+        let mut specs = v.args.iter().chain(&v.ret);
+        specs.any(|s| matches!(s.slot, Slot::Sse(_)))
+    };
+    if let Some((id, _)) = table.values.iter().find(|(_, v)| sse(v)) {
+        eprintln!(
+            "utrace: floating-point values travel in SSE registers, which a BPF probe cannot \
+             read (its pt_regs holds none): they show as <xmm0>, <xmm1>… (e.g. in {})",
+            table.name(*id)
+        );
+    }
 }
 
 /// The requests, and what they met on the way, for the messages after.

@@ -208,8 +208,8 @@ fn table() -> Vec<Row> {
             &["--debug-dir", "{dir}"],
             tracing_only("--debug-dir", traced_or_listed),
         ),
-        row(&["-A", "tick"], valued("-A", traced)),
-        row(&["-R", "tick@retval/x"], valued("-R", traced)),
+        row(&["-A", "tick@arg1/x"], valued("-A", with_args)),
+        row(&["-R", "tick@retval/x"], valued("-R", with_retval)),
         row(&["--format=summary", "-A", "tick"], unvalued("-A")),
         row(&["--format=summary", "-R", "tick"], unvalued("-R")),
         row(
@@ -443,6 +443,25 @@ fn traced(ran: &Ran, _: Col) -> Result<(), String> {
         "tick 3 times",
         ran,
     )
+}
+
+/// tick's 3 calls, each with the register -A names (rdi: whatever the
+/// caller left there; tick takes nothing).
+fn with_args(ran: &Ran, _: Col) -> Result<(), String> {
+    let shown = ran.out.lines().filter(|l| l.contains("tick(0x")).count();
+    want(shown == 3, "tick(0x…) 3 times", ran)
+}
+
+/// tick's 3 calls, each with the return value -R names (rax: the count).
+fn with_retval(ran: &Ran, _: Col) -> Result<(), String> {
+    let shown: Vec<&str> = ran
+        .out
+        .lines()
+        .filter(|l| l.contains("tick() = "))
+        .collect();
+    let ends = ["tick() = 0x1;", "tick() = 0x2;", "tick() = 0x3;"];
+    let counted = shown.len() == 3 && shown.iter().zip(ends).all(|(l, e)| l.ends_with(e));
+    want(counted, "tick() = 0x1, 0x2, 0x3", ran)
 }
 
 /// tick traced exactly, or listed (--list).
