@@ -71,11 +71,8 @@ const fn format(
     applies: &'static str,
 ) -> Rule {
     Rule {
-        id,
-        flag,
-        acts,
-        applies,
         by: By::Format,
+        ..mode(id, flag, acts, applies)
     }
 }
 
@@ -86,11 +83,8 @@ const fn live_format(
     applies: &'static str,
 ) -> Rule {
     Rule {
-        id,
-        flag,
-        acts,
-        applies,
         by: By::LiveFormat,
+        ..mode(id, flag, acts, applies)
     }
 }
 

@@ -140,6 +140,16 @@ fn split_srcline() -> Split {
     }
 }
 
+/// Moves the split's debug file under DIR/.build-id/ (not beside the
+/// program: found by build-id only); returns DIR, for --debug-dir.
+fn by_build_id(s: &Split) -> PathBuf {
+    let debug_dir = s.dir.path().join("debug");
+    let by_id = build_id_path(&debug_dir, &s.stripped);
+    std::fs::create_dir_all(by_id.parent().unwrap()).unwrap();
+    std::fs::rename(&s.debug, &by_id).unwrap();
+    debug_dir
+}
+
 fn srcline_line(line: u32) -> String {
     format!("{}:{line}", fixture_src("srcline.c").display())
 }
@@ -150,10 +160,7 @@ fn stripped_program_traces_with_its_debug_file_found_by_build_id() {
         return;
     }
     let s = split_srcline();
-    let debug_dir = s.dir.path().join("debug");
-    let by_id = build_id_path(&debug_dir, &s.stripped);
-    std::fs::create_dir_all(by_id.parent().unwrap()).unwrap();
-    std::fs::rename(&s.debug, &by_id).unwrap(); // not beside it: build-id only
+    let debug_dir = by_build_id(&s);
     let dir_arg = debug_dir.to_str().unwrap();
     let t = trace(&s.stripped, &[], &["--debug-dir", dir_arg, "--format=json"]);
     assert_eq!(t.stdout, "sum=30\n", "{}", t.stderr);
@@ -187,10 +194,7 @@ fn a_stripped_program_a_child_execs_is_traced_with_its_debug_file() {
         return;
     }
     let s = split_srcline();
-    let debug_dir = s.dir.path().join("debug");
-    let by_id = build_id_path(&debug_dir, &s.stripped);
-    std::fs::create_dir_all(by_id.parent().unwrap()).unwrap();
-    std::fs::rename(&s.debug, &by_id).unwrap();
+    let debug_dir = by_build_id(&s);
     let fork = crate::common::fixture("fork", crate::common::Build::O2);
     let program = s.stripped.to_str().unwrap();
     let dir_arg = debug_dir.to_str().unwrap();
