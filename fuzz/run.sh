@@ -13,5 +13,9 @@ else
     export RUSTC_BOOTSTRAP=1
 fi
 mkdir -p corpus/trace_reader
-exec cargo "${toolchain[@]}" fuzz run trace_reader corpus/trace_reader -- \
+# No AddressSanitizer (-s none): the reader and everything it calls are safe
+# Rust (no `unsafe` under src/tracefile/), so what the fuzzer hunts is a
+# panic, an overflow or a hang, which need no sanitizer; without it the
+# build takes a minute less in CI and each run goes several times faster.
+exec cargo "${toolchain[@]}" fuzz run -s none trace_reader corpus/trace_reader -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
