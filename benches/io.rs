@@ -6,7 +6,8 @@
 //! the traced function one(); the median ns per round of the runs is
 //! reported with what each tracer adds. Then stress-ng's --hdd and --iomix
 //! stressors (bounded in time) run untraced, under `utrace --syscalls-only
-//! --io` and under bpftrace, in short rounds whose order rotates; the median
+//! --io`, beside the floor (the same tracepoints running programs that do
+//! nothing) and under bpftrace, in short rounds whose order rotates; the median
 //! drop in their bogo ops/s (issue 12's target: 5%) is printed with the
 //! spread of the rounds and the events lost.
 //!
@@ -42,6 +43,15 @@ fn svec(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// `utrace ARGS` as the floor: with UTRACE_BENCH_FLOOR=1 the syscall and
+/// --io tracepoints run programs that do nothing, so what is left is the
+/// kernel's own cost of them, which no tracer of these tracepoints goes under.
+fn floor(utrace_args: &[&str]) -> Vec<String> {
+    let mut argv = svec(&["env", "UTRACE_BENCH_FLOOR=1"]);
+    argv.extend(svec(utrace_args));
+    argv
+}
+
 fn main() {
     let runs = common::env_usize("UTRACE_BENCH_RUNS", 5).max(1);
     let rounds = common::env_usize("UTRACE_BENCH_ROUNDS", 20_000);
@@ -74,6 +84,10 @@ fn main() {
         configs.push((
             "utrace --io -f one --format=io",
             svec(&[&u, "--io", "-f", "one", "--format=io", "-o", &o, "--"]),
+        ));
+        configs.push((
+            "floor: the same tracepoints, empty programs",
+            floor(&[&u, "--syscalls-only", "--io", "--format=io", "-o", &o, "--"]),
         ));
     }
     if common::have("bpftrace") {
@@ -237,7 +251,8 @@ fn stress_line(temp: &Path, secs: usize) -> Vec<String> {
     line
 }
 
-/// Untraced first (the reference), then utrace, then bpftrace if installed.
+/// Untraced first (the reference), then utrace, the floor, and bpftrace if
+/// installed.
 fn sides(utrace: &Path) -> Vec<Side> {
     let utrace = utrace.display().to_string();
     let mut sides: Vec<Side> = vec![
@@ -255,6 +270,16 @@ fn sides(utrace: &Path) -> Vec<Side> {
             ]),
         ),
     ];
+    let floor_args = floor(&[
+        &utrace,
+        "--syscalls-only",
+        "--io",
+        "--format=io",
+        "-o",
+        "/dev/null",
+        "--",
+    ]);
+    sides.push(("floor: the same tracepoints, empty programs", floor_args));
     if common::have("bpftrace") {
         let bpftrace = BPFTRACE.replace("io_bench", "stress-ng");
         sides.push((

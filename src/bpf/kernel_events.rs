@@ -14,9 +14,9 @@ use super::abi::{
 use crate::model::{FuncId, IoCounts, IoOwner};
 use crate::syscall;
 
-/// benches/syscalls' floor: the syscall tracepoints run programs that do
-/// nothing (bpf/syscalls.bpf.inc), so the bench can tell the kernel's own
-/// cost of the tracepoints from utrace's.
+/// The benches' floor: the syscall and --io tracepoints run programs that do
+/// nothing (bpf/syscalls.bpf.inc, io.bpf.inc), so a bench can tell the
+/// kernel's own cost of the tracepoints from utrace's.
 pub(super) fn bench_floor() -> bool {
     std::env::var_os("UTRACE_BENCH_FLOOR").is_some_and(|v| v == "1")
 }
@@ -68,14 +68,25 @@ impl Probes<'_> {
     /// [`Probes::trace_syscalls`], which gives the threads their state).
     pub fn trace_io(&mut self) -> Result<()> {
         let p = &self.skel.progs;
-        for prog in [
-            &p.on_rq_complete,
-            &p.on_rq_issue,
-            &p.on_bio_queue,
-            &p.on_dirty,
-            &p.on_cache_get,
-            &p.on_cache_add,
-        ] {
+        let progs = match bench_floor() {
+            true => [
+                &p.floor_rq_complete,
+                &p.floor_rq_issue,
+                &p.floor_bio_queue,
+                &p.floor_dirty,
+                &p.floor_cache_get,
+                &p.floor_cache_add,
+            ],
+            false => [
+                &p.on_rq_complete,
+                &p.on_rq_issue,
+                &p.on_bio_queue,
+                &p.on_dirty,
+                &p.on_cache_get,
+                &p.on_cache_add,
+            ],
+        };
+        for prog in progs {
             let link = prog.attach();
             self.links
                 .push(link.context("attaching the page cache, writeback and block tracepoints")?);

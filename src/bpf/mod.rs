@@ -122,9 +122,25 @@ impl<'obj> Probes<'obj> {
             .value_specs
             .set_max_entries(cfg.count_slots.max(1))
             .context("sizing the -A/-R table")?;
-        if !kernel_events::bench_floor() {
-            open.progs.floor_sys_enter.set_autoload(false);
-            open.progs.floor_sys_exit.set_autoload(false);
+        if kernel_events::bench_floor() {
+            eprintln!(
+                "utrace: UTRACE_BENCH_FLOOR=1: the syscall and I/O tracepoints run programs \
+                 that do nothing (for the benches' floor): no system call or I/O is seen"
+            );
+        } else {
+            let p = &mut open.progs;
+            for prog in [
+                &mut p.floor_sys_enter,
+                &mut p.floor_sys_exit,
+                &mut p.floor_cache_add,
+                &mut p.floor_cache_get,
+                &mut p.floor_dirty,
+                &mut p.floor_bio_queue,
+                &mut p.floor_rq_issue,
+                &mut p.floor_rq_complete,
+            ] {
+                prog.set_autoload(false);
+            }
         }
         let skel = open.load().map_err(load_error)?;
         let mut probes = Probes {
