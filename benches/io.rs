@@ -255,31 +255,23 @@ fn stress_line(temp: &Path, secs: usize) -> Vec<String> {
 /// installed.
 fn sides(utrace: &Path) -> Vec<Side> {
     let utrace = utrace.display().to_string();
-    let mut sides: Vec<Side> = vec![
-        ("untraced", vec![]),
-        (
-            "utrace --syscalls-only --io",
-            svec(&[
-                &utrace,
-                "--syscalls-only",
-                "--io",
-                "--format=io",
-                "-o",
-                "/dev/null",
-                "--",
-            ]),
-        ),
-    ];
-    let floor_args = floor(&[
-        &utrace,
+    let traced = [
+        utrace.as_str(),
         "--syscalls-only",
         "--io",
         "--format=io",
         "-o",
         "/dev/null",
         "--",
-    ]);
-    sides.push(("floor: the same tracepoints, empty programs", floor_args));
+    ];
+    let mut sides: Vec<Side> = vec![
+        ("untraced", vec![]),
+        ("utrace --syscalls-only --io", svec(&traced)),
+        (
+            "floor: the same tracepoints, empty programs",
+            floor(&traced),
+        ),
+    ];
     if common::have("bpftrace") {
         let bpftrace = BPFTRACE.replace("io_bench", "stress-ng");
         sides.push((
