@@ -80,7 +80,9 @@ fn fixture(n: usize) -> Option<PathBuf> {
     }
     let bin = dir.join(format!("many-{n}"));
     let start = std::time::Instant::now();
-    match common::build_cached("gcc", &["-O2"], &[&src], &[], &bin) {
+    // -O1: the same one-instruction bodies as -O2 (`lea N(%rdi),%eax; ret`),
+    // built in 27 s instead of 37 for 50,000 functions on a fresh CI VM.
+    match common::build_cached("gcc", &["-O1"], &[&src], &[], &bin) {
         Ok(()) => {
             if start.elapsed() > Duration::from_secs(1) {
                 eprintln!(
