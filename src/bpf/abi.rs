@@ -44,11 +44,12 @@ const _: () = assert!(VALUES_MAX == crate::values::VALUES_MAX);
 pub const VALUE_STR_MAX: usize = value_limits::VALUE_STR_MAX.0 as usize;
 
 /// The types of bpf/utrace.h that Rust reads out of map values and
-/// ring-buffer records.
+/// ring-buffer records, or writes into maps.
 ///
 /// # Safety
 /// An implementor is a plain `repr(C)` struct of integers (arrays of them
-/// included): every bit pattern of its size is a valid value.
+/// included) with no implicit padding (utrace.h pads by hand): every bit
+/// pattern of its size is a valid value, and every byte is initialised.
 pub(crate) unsafe trait Plain: Copy {}
 
 // SAFETY: all generated from utrace.h's structs of __u8/__u16/__u32/__u64/__s64.
@@ -67,6 +68,10 @@ unsafe impl Plain for SyscallCounts {}
 unsafe impl Plain for SyscallKey {}
 // SAFETY: as above.
 unsafe impl Plain for RawValues {}
+// SAFETY: as above.
+unsafe impl Plain for SyscallSpec {}
+// SAFETY: as above.
+unsafe impl Plain for RawValueSpec {}
 
 /// The start of `bytes` as a `T`; `None` when they are too short for one.
 pub(crate) fn read_plain<T: Plain>(bytes: &[u8]) -> Option<T> {
@@ -74,6 +79,13 @@ pub(crate) fn read_plain<T: Plain>(bytes: &[u8]) -> Option<T> {
     // read_unaligned needs no alignment.
     (bytes.len() >= std::mem::size_of::<T>())
         .then(|| unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) })
+}
+
+/// `value`'s bytes, as a map update takes them.
+pub(crate) fn plain_bytes<T: Plain>(value: &T) -> &[u8] {
+    // SAFETY: T has no padding (Plain), so all size_of::<T>() bytes behind
+    // the reference are initialised, and they live as long as it does.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
 }
 
 /// The caller BPF names for a system call made outside every traced call.

@@ -9,7 +9,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use super::Probes;
 use super::abi::{
     BpfIo, IO_OTHER, SYS_NO_CALLER, SYSCALL_SLOTS, SyscallCounts, SyscallKey, SyscallSpec,
-    copy_kind, io_dir, read_plain,
+    copy_kind, io_dir, plain_bytes, read_plain,
 };
 use crate::model::{FuncId, IoCounts, IoOwner};
 use crate::syscall;
@@ -29,17 +29,10 @@ impl Probes<'_> {
     pub fn trace_syscalls(&mut self, pid: u32, set: &syscall::Set, running: bool) -> Result<()> {
         for nr in 0..SYSCALL_SLOTS {
             let spec = syscall_spec(nr, set);
-            // SAFETY: SyscallSpec is a plain repr(C) struct of integers.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(
-                    (&raw const spec).cast::<u8>(),
-                    std::mem::size_of::<SyscallSpec>(),
-                )
-            };
             self.skel
                 .maps
                 .syscall_specs
-                .update(&nr.to_ne_bytes(), bytes, MapFlags::ANY)
+                .update(&nr.to_ne_bytes(), plain_bytes(&spec), MapFlags::ANY)
                 .context("filling the system call table")?;
         }
         self.register(pid)?;

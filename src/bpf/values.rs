@@ -13,7 +13,7 @@ use libbpf_rs::{MapCore, MapFlags};
 use super::Probes;
 use super::abi::{
     COOKIE_TAIL_JUMP, RawValueSlot, RawValueSpec, RawValues, VALUE_STR_MAX, VALUES_MAX,
-    value_flags, value_source,
+    plain_bytes, value_flags, value_source,
 };
 use crate::model::FuncId;
 use crate::values::{FuncValues, Slot, Value, ValueSpec};
@@ -28,17 +28,10 @@ impl Probes<'_> {
                 self.with_args.insert(*id);
             }
             let spec = raw_spec(v);
-            // SAFETY: RawValueSpec is a plain repr(C) struct of integers.
-            let bytes = unsafe {
-                std::slice::from_raw_parts(
-                    (&raw const spec).cast::<u8>(),
-                    std::mem::size_of::<RawValueSpec>(),
-                )
-            };
             self.skel
                 .maps
                 .value_specs
-                .update(&id.0.to_ne_bytes(), bytes, MapFlags::ANY)
+                .update(&id.0.to_ne_bytes(), plain_bytes(&spec), MapFlags::ANY)
                 .context("filling the -A/-R table")?;
         }
         Ok(())
