@@ -94,10 +94,7 @@ impl CallStacks {
         match ev.kind {
             EventKind::Entry => {
                 self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::Unwound, out);
-                let args = match thread.args.is_empty() {
-                    true => None,
-                    false => thread.take_args(ev.depth, ev.ts),
-                };
+                let args = thread.take_args(ev.depth, ev.ts);
                 let depth = thread.frames.len() as u32;
                 thread.frames.push(Open {
                     func: ev.func,

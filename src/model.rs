@@ -110,6 +110,18 @@ impl FuncTable {
         FuncId(self.functions.len() as u32)
     }
 
+    /// `-A`: the arguments `values` of a call of `id`, as shown
+    /// (`buf="GET /", len=5`); `None` when `id` has no spec.
+    pub fn shown_args(&self, id: FuncId, values: &Values) -> Option<String> {
+        Some(crate::values::show_args(self.values.get(&id)?, values))
+    }
+
+    /// `-R`: the return value in `values` of a call of `id`, as shown.
+    pub fn shown_ret(&self, id: FuncId, values: &Values) -> Option<String> {
+        let spec = self.values.get(&id)?.ret.as_ref()?;
+        Some(crate::values::show_ret(spec, values.first()?))
+    }
+
     /// Every id in the table, in order.
     pub fn ids(&self) -> impl Iterator<Item = FuncId> + use<> {
         (0..self.functions.len() as u32).map(FuncId)

@@ -17,7 +17,7 @@ use crate::model::{Call, End, FuncId, FuncKind, FuncTable, RunInfo, Sink, Syscal
 use crate::options::Layout;
 use crate::util::fmt::module_name;
 use crate::util::idmap::IdMap;
-use crate::values::{show_args, show_ret, with_args};
+use crate::values::with_args;
 
 const HOLD_NS: u64 = 100_000_000;
 
@@ -305,10 +305,9 @@ impl Sink for CallGraph {
                 ref args,
                 ..
             } => {
-                let values = args.as_ref().and_then(|a| {
-                    let spec = table.values.get(&func)?;
-                    Some(Box::new((Some(show_args(spec, a)), None)))
-                });
+                let values = (args.as_ref())
+                    .and_then(|a| table.shown_args(func, a))
+                    .map(|a| Box::new((Some(a), None)));
                 self.open_pending(tid);
                 let shape = if self.layout.flat {
                     Shape::Open
@@ -341,10 +340,7 @@ impl Sink for CallGraph {
                 ..
             } => {
                 let ns = ts - entry_ts;
-                let ret = ret.as_ref().and_then(|r| {
-                    let spec = table.values.get(&func)?.ret.as_ref()?;
-                    Some(show_ret(spec, r.first()?))
-                });
+                let ret = ret.as_ref().and_then(|r| table.shown_ret(func, r));
                 let leaf = match self.pending.get(&tid) {
                     Some(&seq) => self
                         .queue

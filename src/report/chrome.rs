@@ -14,7 +14,6 @@ use anyhow::Result;
 use crate::model::{Call, End, FuncId, FuncTable, RunInfo, Sink, SyscallCall};
 use crate::util::fmt::module_name;
 use crate::util::idmap::{IdMap, PerThread};
-use crate::values::{show_args, show_ret};
 
 pub struct Chrome {
     out: Box<dyn Write>,
@@ -50,9 +49,7 @@ impl Chrome {
         else {
             return;
         };
-        let shown = args
-            .as_ref()
-            .and_then(|a| Some(show_args(table.values.get(&func)?, a)));
+        let shown = args.as_ref().and_then(|a| table.shown_args(func, a));
         let open = self.open_args.entry(tid).or_default();
         open.resize(depth as usize, None);
         open.push(shown);
@@ -77,12 +74,8 @@ impl Chrome {
             }
             open.truncate(depth as usize);
         }
-        let spec = table.values.get(&func).and_then(|v| v.ret.as_ref());
-        if let (Some(spec), Some(value)) = (spec, ret.as_ref().and_then(|r| r.first().cloned())) {
-            out.push_str(&format!(
-                ",\"retval\":{}",
-                json_str(&show_ret(spec, &value))
-            ));
+        if let Some(shown) = ret.as_ref().and_then(|r| table.shown_ret(func, r)) {
+            out.push_str(&format!(",\"retval\":{}", json_str(&shown)));
         }
         out
     }
@@ -135,12 +128,12 @@ impl Chrome {
 
 impl Sink for Chrome {
     fn call(&mut self, call: &Call, table: &FuncTable) -> Result<()> {
-        if !table.values.is_empty() {
-            self.hold_args(call, table);
-        }
         let values = match table.values.is_empty() {
             true => String::new(),
-            false => self.values_of(call, table),
+            false => {
+                self.hold_args(call, table);
+                self.values_of(call, table)
+            }
         };
         let Call::Leave {
             pid,
