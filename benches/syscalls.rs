@@ -250,17 +250,13 @@ fn bystander(utrace: &Path, bin: &Path, runs: usize) {
     };
     let (mut traced, mut floor) = (Pairs::default(), Pairs::default());
     for i in 0..runs.clamp(3, 6) {
-        match rounds::beside_round(i, utrace, &BESIDE, loop_ns) {
+        match rounds::beside_round(i, utrace, &BESIDE, loop_ns).map(Sides::all) {
             None => return,
-            Some(Sides {
-                alone: Some(a),
-                floor: Some(f),
-                traced: Some(t),
-            }) => {
+            Some(Some((a, f, t))) => {
                 traced.push(&[a], &[t]);
                 floor.push(&[a], &[f]);
             }
-            Some(_) => eprintln!("syscalls: bystander round {}: no figure read", i + 1),
+            Some(None) => eprintln!("syscalls: bystander round {}: no figure read", i + 1),
         }
     }
     let added = |p: &Pairs| -> Vec<f64> {
@@ -298,9 +294,9 @@ fn bystander(utrace: &Path, bin: &Path, runs: usize) {
 /// The stressors of the mixed load.
 const STRESSORS: [&str; 4] = ["get", "switch", "timer", "open"];
 
-/// stress-ng's mixed load, untraced and while utrace traces another program:
-/// short rounds, the two sides alternating, the median slow-down against
-/// issue 11's 3%. Two figures: bogo ops per second of real time (what a user
+/// stress-ng's mixed load, untraced, while utrace traces another program and
+/// beside the floor: short rounds, the order of the three sides rotating,
+/// the median slow-down against issue 11's 3%. Two figures: bogo ops per second of real time (what a user
 /// sees, but on a shared VM it moves with what the other tenants run) and
 /// per second of the stressors' own CPU time (usr+sys: what the tracepoints
 /// add to each syscall shows there, other tenants' load much less).
@@ -317,19 +313,15 @@ fn stress(utrace: &Path) {
     let mut pairs: [[Pairs; 2]; 2] = Default::default();
     let mut i = 0;
     while rounds::more_rounds(i, wanted, start, budget) {
-        match rounds::beside_round(i, utrace, &BESIDE, || bogo_rates(secs)) {
+        match rounds::beside_round(i, utrace, &BESIDE, || bogo_rates(secs)).map(Sides::all) {
             None => return,
-            Some(Sides {
-                alone: Some(a),
-                floor: Some(f),
-                traced: Some(t),
-            }) => {
+            Some(Some((a, f, t))) => {
                 pairs[0][0].push(&a.0, &t.0);
                 pairs[1][0].push(&a.1, &t.1);
                 pairs[0][1].push(&a.0, &f.0);
                 pairs[1][1].push(&a.1, &f.1);
             }
-            Some(_) => eprintln!("syscalls: stress-ng round {}: no figures read", i + 1),
+            Some(None) => eprintln!("syscalls: stress-ng round {}: no figures read", i + 1),
         }
         i += 1;
     }

@@ -101,6 +101,13 @@ pub struct Sides<T> {
     pub traced: Option<T>,
 }
 
+impl<T> Sides<T> {
+    /// (alone, floor, traced) when every side was measured.
+    pub fn all(self) -> Option<(T, T, T)> {
+        Some((self.alone?, self.floor?, self.traced?))
+    }
+}
+
 /// Round `i` of `measure`, alone, beside the floor and beside utrace. The
 /// order rotates from round to round, so a drift in the machine's load hits
 /// every side alike. None when a tracer did not attach.
