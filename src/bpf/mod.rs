@@ -266,11 +266,12 @@ impl<'obj> Probes<'obj> {
             return Ok(());
         }
         let entries = matches!(spec.kind, ProbeKind::Entry | ProbeKind::Session);
-        let with_args = std::mem::take(&mut self.with_args);
-        let has = |id: &FuncId| with_args.contains(id);
-        let mixed = entries && spec.list.ids.iter().any(has) && !spec.list.ids.iter().all(has);
-        let parts = mixed.then(|| (spec.without(|id| !has(&id)), spec.without(|id| has(&id))));
-        self.with_args = with_args;
+        let parts = {
+            let has = |id: &FuncId| self.with_args.contains(id);
+            let ids = &spec.list.ids;
+            let mixed = entries && ids.iter().any(has) && !ids.iter().all(has);
+            mixed.then(|| (spec.without(|id| !has(&id)), spec.without(|id| has(&id))))
+        };
         if let Some((reading, plain)) = parts {
             // One link per program: those that read arguments are sleepable.
             self.attach(reading, pid)?;
