@@ -45,6 +45,15 @@ pub fn fill(
         clones: Vec::new(),
         capped: Vec::new(),
     };
+    // Per module of the table, the one read, found by path once rather than
+    // per function.
+    let read: Vec<Option<&ModuleSymbols>> = (table.modules.iter())
+        .map(|t| {
+            modules
+                .iter()
+                .find(|m| m.path.display().to_string() == t.path)
+        })
+        .collect();
     for id in table.ids() {
         let Some(f) = table.function(id) else {
             continue;
@@ -53,10 +62,7 @@ pub fn fill(
         if hits.is_empty() {
             continue;
         }
-        let module = (table.modules.get(f.module as usize)).map(|m| m.path.as_str());
-        let module = modules
-            .iter()
-            .find(|m| Some(&*m.path.display().to_string()) == module);
+        let module = read.get(f.module as usize).copied().flatten();
         let values = filler.function(f, &hits, |f| match (module, f.kind) {
             (Some(m), FuncKind::Function) => debug.values(m, f.addr),
             _ => None,
