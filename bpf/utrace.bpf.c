@@ -593,31 +593,46 @@ int adopt_threads(struct bpf_iter__task *ctx)
  * caller of a tail call if its return is hijacked (the returns chain), but
  * dead if its exit is probed at its ret sites (the tail jump already ended
  * it), or if frames were abandoned since (no tail call crosses a longjmp). */
+struct drop_scan {
+	struct thread_state *s;
+	__u64 sp, abandoned;
+	bool at_entry;
+};
+
+static long drop_one(__u64 i, void *ctx)
+{
+	struct drop_scan *c = ctx;
+	struct thread_state *s = c->s;
+	__u32 d = s->depth;
+	struct frame *f;
+	bool keep_same_sp;
+
+	if (d == 0 || d > MAX_FRAMES)
+		return 1;
+	f = frame_at(s, d - 1);
+	/* Entered since frames were abandoned: alive (a catch's own stub). */
+	if (c->abandoned && f->ts >= c->abandoned)
+		keep_same_sp = true;
+	else
+		keep_same_sp = !c->at_entry || (f->exit == EXIT_HIJACKED && !c->abandoned);
+	if (f->sp > c->sp || (f->sp == c->sp && keep_same_sp))
+		return 1;
+	if (f->exit == EXIT_HIJACKED && s->hijacked)
+		s->hijacked -= 1;
+	s->depth = d - 1;
+	return 0;
+}
+
 static __always_inline void drop_dead_frames_at(struct thread_state *s, __u64 sp, bool at_entry,
 						__u64 end_ts)
 {
 	__u64 abandoned = s->abandoned_ts;
 	__u32 before = s->depth;
+	struct drop_scan scan = { .s = s, .sp = sp, .abandoned = abandoned, .at_entry = at_entry };
 
-	for (int i = 0; i < MAX_FRAMES; i++) {
-		__u32 d = s->depth;
-		struct frame *f;
-		bool keep_same_sp;
-
-		if (d == 0 || d > MAX_FRAMES)
-			break;
-		f = frame_at(s, d - 1);
-		/* Entered since frames were abandoned: alive (a catch's own stub). */
-		if (abandoned && f->ts >= abandoned)
-			keep_same_sp = true;
-		else
-			keep_same_sp = !at_entry || (f->exit == EXIT_HIJACKED && !abandoned);
-		if (f->sp > sp || (f->sp == sp && keep_same_sp))
-			break;
-		if (f->exit == EXIT_HIJACKED && s->hijacked)
-			s->hijacked -= 1;
-		s->depth = d - 1;
-	}
+	/* bpf_loop: an unrolled loop over every frame is more jumps than the
+	 * verifier follows. Almost always it stops at the first frame. */
+	bpf_loop(MAX_FRAMES, drop_one, &scan, 0);
 	/* Counting mode: the dropped frames end where the report ends them
 	 * (EV_UNWIND's time, else the thread's next event: this one). */
 	if (count_only && s->depth < before)
@@ -671,13 +686,16 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 }
 
 /* --exit=auto: a call the kernel cannot hijack the return of (the thread
- * holds HIJACK_BUDGET already) is seen at its ret sites instead. The first
- * time a function needs them, the process stops until they are attached. */
-static __always_inline __u8 over_budget(struct thread_state *s, __u32 func)
+ * holds HIJACK_BUDGET already, or SHORT_BUDGET for a short call) is seen at
+ * its ret sites instead. So is one deeper than the frames BPF keeps: were a
+ * longjmp to leave it, nothing would find it dead and give its hijack back.
+ * The first time a function needs ret sites, the process stops until they
+ * are attached. */
+static __always_inline __u8 over_budget(struct thread_state *s, __u32 func, bool short_call)
 {
 	__u8 asked = 1;
 
-	if (s->hijacked < HIJACK_BUDGET)
+	if (s->hijacked < (short_call ? SHORT_BUDGET : HIJACK_BUDGET) && s->depth < MAX_FRAMES)
 		return EXIT_HIJACKED;
 	if (!bpf_map_lookup_elem(&exit_sites, &func) &&
 	    !bpf_map_update_elem(&exit_sites, &func, &asked, BPF_NOEXIST))
@@ -708,7 +726,7 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks, bool sleepab
 		return 1;
 	claim(s);
 	if (hijacks && repair_exits && exit == EXIT_HIJACKED)
-		exit = over_budget(s, (__u32)cookie);
+		exit = over_budget(s, (__u32)cookie, cookie & (1ULL << COOKIE_SHORT_BIT));
 	push_frame(ctx, s, (__u32)cookie, exit, now, sleepable);
 	release(s);
 	return exit == EXIT_HIJACKED ? 0 : 1;
@@ -733,32 +751,65 @@ int BPF_UPROBE(on_entry_s)
 /* With a time filter, entries are held back until a call proves long
  * enough; an ancestor of a long call is longer still, so its entry is sent
  * (with its original timestamp) before the child's. */
+struct held_scan {
+	struct thread_state *s;
+	__u32 d;
+};
+
+static long emit_held_one(__u64 i, void *ctx)
+{
+	struct held_scan *c = ctx;
+	struct thread_state *s = c->s;
+	__u32 k = s->emitted;
+	struct frame *f;
+
+	if (k > c->d || k >= MAX_FRAMES)
+		return 1;
+	f = frame_at(s, k);
+	if (k <= max_depth)
+		emit(s, EV_ENTRY, f->func, f->ts, k);
+	s->emitted = k + 1;
+	return 0;
+}
+
 static __always_inline void emit_held_entries(struct thread_state *s, __u32 d)
 {
-	for (int i = 0; i < MAX_FRAMES; i++) {
-		__u32 k = s->emitted;
-		struct frame *f;
+	struct held_scan scan = { .s = s, .d = d };
 
-		if (k > d || k >= MAX_FRAMES)
-			break;
-		f = frame_at(s, k);
-		if (k <= max_depth)
-			emit(s, EV_ENTRY, f->func, f->ts, k);
-		s->emitted = k + 1;
-	}
+	bpf_loop(MAX_FRAMES, emit_held_one, &scan, 0);
 }
 
 /* Whether `func` is also open below depth `d`: a recursive function's
  * total counts only its outermost activation (as uftrace does). */
+struct open_scan {
+	struct thread_state *s;
+	__u32 func;
+	bool found;
+};
+
+static long open_one(__u64 i, void *ctx)
+{
+	struct open_scan *c = ctx;
+
+	if (frame_at(c->s, i)->func == c->func) {
+		c->found = true;
+		return 1;
+	}
+	return 0;
+}
+
 static __always_inline bool open_below(struct thread_state *s, __u32 func, __u32 d)
 {
-	for (int i = 0; i < MAX_FRAMES; i++) {
-		if (i >= d)
-			break;
-		if (frame_at(s, i)->func == func)
-			return true;
-	}
-	return false;
+	struct open_scan scan = { .s = s, .func = func };
+
+	/* A bpf_loop the verifier knows runs 0 times leaves its callback
+	 * unverified, which 6.18's verifier then fails to JIT: skip it. */
+	if (d == 0)
+		return false;
+	if (d > MAX_FRAMES)
+		d = MAX_FRAMES;
+	bpf_loop(d, open_one, &scan, 0);
+	return scan.found;
 }
 
 /* Counting mode: the call in frame `d` ended at `now` (returned, unwound, or

@@ -15,7 +15,7 @@ enum utrace_limits {
 	/* Frames kept per thread with timestamp and stack pointer. Deeper
 	 * calls are still counted (depth stays exact) but cannot be
 	 * time-filtered or checked against the stack pointer. */
-	MAX_FRAMES = 128,
+	MAX_FRAMES = 1024,
 	/* Events a thread queues before they go out as one record. */
 	BATCH_EVENTS = 32,
 	/* struct event's depth is 16 bits: --max-depth is capped here. */
@@ -23,6 +23,14 @@ enum utrace_limits {
 	/* Returns hijacked at once per thread (--exit=auto), below the
 	 * kernel's 64 (MAX_URETPROBE_DEPTH): deeper calls get ret sites. */
 	HIJACK_BUDGET = 60,
+	/* The hijacks above HIJACK_BUDGET, up to this, are kept for short
+	 * calls (COOKIE_SHORT_BIT): deep recursion holds the first 60 for
+	 * long, and the small functions called at the bottom of it are most
+	 * of the calls a program makes there. One per level of a short call's
+	 * nesting (symbols' SHORT_HEIGHT + 1), one spare below the kernel's
+	 * 64: every hijack checks a budget, and a longjmp's stale return
+	 * instances never push the kernel's count past the highest budget. */
+	SHORT_BUDGET = 63,
 };
 
 /* Entry cookies carry the function id in their low 32 bits and these flags
@@ -35,6 +43,9 @@ enum cookie_bits {
 	/* On a ret site: it is a tail jump, where the return value is not
 	 * computed yet (-R shows it as unknown). */
 	COOKIE_TAIL_JUMP_BIT = 62,
+	/* Entry: a short call (a leaf, or a PLT stub into a library), which
+	 * may take a hijack up to SHORT_BUDGET. */
+	COOKIE_SHORT_BIT = 61,
 };
 
 /* What BPF could not deliver, counted per CPU in the `drops` map (indexed

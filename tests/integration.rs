@@ -22,6 +22,8 @@ mod io;
 mod layering;
 #[path = "integration/live.rs"]
 mod live;
+#[path = "integration/moved.rs"]
+mod moved;
 #[path = "integration/option_modes.rs"]
 mod option_modes;
 #[path = "integration/options.rs"]

@@ -31,6 +31,16 @@ pub const MAX_FRAMES: u32 = utrace_limits::MAX_FRAMES.0;
 /// Entry cookie flag: the function's exit is probed at its ret sites.
 pub const COOKIE_RET_SITE: u64 = 1 << cookie_bits::COOKIE_RET_SITE_BIT.0;
 
+/// Entry cookie flag: a short call, which may use the hijacks BPF keeps
+/// above the budget of the others (`SHORT_BUDGET`).
+pub const COOKIE_SHORT: u64 = 1 << cookie_bits::COOKIE_SHORT_BIT.0;
+
+// One hijack kept above the budget per level a short call may nest.
+const _: () = assert!(
+    utrace_limits::SHORT_BUDGET.0 - utrace_limits::HIJACK_BUDGET.0
+        == crate::symbols::SHORT_HEIGHT as u32 + 1
+);
+
 /// Ret-site cookie flag: the site is a tail jump (no return value yet).
 pub const COOKIE_TAIL_JUMP: u64 = 1 << cookie_bits::COOKIE_TAIL_JUMP_BIT.0;
 

@@ -20,7 +20,8 @@ use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, Uprob
 use crate::model::FuncId;
 use crate::plan::exit_policy::{LinkSpec, ProbeKind};
 use abi::{
-    BpfCounts, COOKIE_RET_SITE, Drops, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder, helper_cookie,
+    BpfCounts, COOKIE_RET_SITE, COOKIE_SHORT, Drops, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder,
+    helper_cookie,
 };
 
 /// A detach slower than this says on stderr that it is under way.
@@ -296,10 +297,10 @@ impl<'obj> Probes<'obj> {
             ProbeKind::Session => &self.skel.progs.on_session,
             ProbeKind::Helper(_) => &self.skel.progs.on_helper,
         };
-        let flags = if spec.ret_site_exits {
-            COOKIE_RET_SITE
-        } else {
-            0
+        let flags = match (spec.ret_site_exits, spec.short_calls) {
+            (true, _) => COOKIE_RET_SITE,
+            (false, true) => COOKIE_SHORT,
+            (false, false) => 0,
         };
         let list = &spec.list;
         let mut cookies = match spec.kind {

@@ -49,6 +49,9 @@ pub struct LinkSpec {
     /// Entry probes of functions whose exits are probed at their ret sites:
     /// BPF then expects no hijacked return for them.
     pub ret_site_exits: bool,
+    /// Entry probes of short calls (symbols' [`ExitFacts::short`]), which
+    /// BPF lets use the hijacks it keeps above the others' budget.
+    pub short_calls: bool,
 }
 
 impl LinkSpec {
@@ -98,32 +101,46 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
     let how = |id| exit_probe(set.exit_facts(id), exit);
     let by_ret_site = |id| how(id) == ExitProbe::RetSites;
     let hijacked = |id| how(id) == ExitProbe::Hijack;
+    // Only auto keeps hijacks for short calls (bpf's SHORT_BUDGET).
+    let short = |id| exit == ExitMode::Auto && set.exit_facts(id).short;
     let mut specs = Vec::new();
-    let mut push = |kind, list: AttachList, ret_site_exits| {
+    let mut push = |kind, list: AttachList, ret_site_exits, short_calls| {
         if !list.offsets.is_empty() {
             specs.push(LinkSpec {
                 kind,
                 list,
                 ret_site_exits,
+                short_calls,
             });
         }
     };
     for list in &set.ret_sites {
-        push(ProbeKind::RetSite, keep(list, by_ret_site), true);
+        push(ProbeKind::RetSite, keep(list, by_ret_site), true, false);
     }
     for list in &set.call_returns {
-        push(ProbeKind::CallReturn, keep(list, by_ret_site), true);
+        push(ProbeKind::CallReturn, keep(list, by_ret_site), true, false);
     }
     for list in &set.entries {
         // A session link is entry and return at once: functions with
         // ret-site exits get a plain entry link instead.
         if matches!(exit, ExitMode::Session | ExitMode::Auto) {
-            push(ProbeKind::Session, keep(list, hijacked), false);
+            push(
+                ProbeKind::Session,
+                keep(list, |id| hijacked(id) && !short(id)),
+                false,
+                false,
+            );
+            push(
+                ProbeKind::Session,
+                keep(list, |id| hijacked(id) && short(id)),
+                false,
+                true,
+            );
         } else {
-            push(ProbeKind::Return, keep(list, hijacked), false);
-            push(ProbeKind::Entry, keep(list, hijacked), false);
+            push(ProbeKind::Return, keep(list, hijacked), false, false);
+            push(ProbeKind::Entry, keep(list, hijacked), false, false);
         }
-        push(ProbeKind::Entry, keep(list, by_ret_site), true);
+        push(ProbeKind::Entry, keep(list, by_ret_site), true, false);
     }
     specs
 }
@@ -158,6 +175,7 @@ pub fn helper_links(helpers: &[HelperList]) -> Vec<LinkSpec> {
                     ids: Vec::new(),
                 },
                 ret_site_exits: false,
+                short_calls: false,
             });
         }
     }
@@ -183,6 +201,7 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
                         kind,
                         list,
                         ret_site_exits: true,
+                        short_calls: false,
                     });
                 }
             }
@@ -237,30 +256,38 @@ mod tests {
     use std::path::PathBuf;
 
     fn set() -> ProbeSet {
-        let facts = |hijack_safe, returns_twice| ExitFacts {
+        let facts = |hijack_safe, returns_twice, short| ExitFacts {
             hijack_safe,
             returns_twice,
+            short,
         };
         let list = |offsets: &[u64], ids: &[u32]| AttachList {
             path: PathBuf::from("/bin/x"),
             offsets: offsets.to_vec(),
             ids: ids.iter().copied().map(FuncId).collect(),
         };
-        // 10: safe to hijack; 11: not (an unwinder may meet it); 12: setjmp.
+        // 10: safe to hijack; 11: not (an unwinder may meet it); 12: setjmp;
+        // 13: a leaf.
         ProbeSet {
             first: FuncId(10),
-            exits: vec![facts(true, false), facts(false, false), facts(true, true)],
-            entries: vec![list(&[0x100, 0x200, 0x300], &[10, 11, 12])],
-            ret_sites: vec![list(&[0x110, 0x210, 0x310], &[10, 11, 12])],
+            exits: vec![
+                facts(true, false, false),
+                facts(false, false, false),
+                facts(true, true, false),
+                facts(true, false, true),
+            ],
+            entries: vec![list(&[0x100, 0x200, 0x300, 0x400], &[10, 11, 12, 13])],
+            ret_sites: vec![list(&[0x110, 0x210, 0x310, 0x410], &[10, 11, 12, 13])],
             ..ProbeSet::default()
         }
     }
 
-    fn shape(specs: &[LinkSpec]) -> Vec<(ProbeKind, Vec<u32>, bool)> {
+    /// (kind, ids, ret-site exits, short calls) per link.
+    fn shape(specs: &[LinkSpec]) -> Vec<(ProbeKind, Vec<u32>, bool, bool)> {
         let ids = |s: &LinkSpec| s.list.ids.iter().map(|id| id.0).collect();
         specs
             .iter()
-            .map(|s| (s.kind, ids(s), s.ret_site_exits))
+            .map(|s| (s.kind, ids(s), s.ret_site_exits, s.short_calls))
             .collect()
     }
 
@@ -270,9 +297,10 @@ mod tests {
         assert_eq!(
             shape(&links(&set(), ExitMode::Auto)),
             [
-                (RetSite, vec![11, 12], true),
-                (Session, vec![10], false),
-                (Entry, vec![11, 12], true),
+                (RetSite, vec![11, 12], true, false),
+                (Session, vec![10], false, false),
+                (Session, vec![13], false, true),
+                (Entry, vec![11, 12], true, false),
             ]
         );
     }
@@ -282,7 +310,7 @@ mod tests {
         use ProbeKind::*;
         assert_eq!(
             shape(&on_demand_links(&[set()], FuncId(11))),
-            [(RetSite, vec![11], true)]
+            [(RetSite, vec![11], true, false)]
         );
         assert!(on_demand_links(&[set()], FuncId(99)).is_empty());
     }
@@ -293,13 +321,14 @@ mod tests {
         assert_eq!(
             shape(&links(&set(), ExitMode::RetSites)),
             [
-                (RetSite, vec![10, 11, 12], true),
-                (Entry, vec![10, 11, 12], true)
+                (RetSite, vec![10, 11, 12, 13], true, false),
+                (Entry, vec![10, 11, 12, 13], true, false)
             ]
         );
+        // Only auto keeps hijacks for short calls.
         assert_eq!(
             shape(&links(&set(), ExitMode::Session)),
-            [(Session, vec![10, 11], false)]
+            [(Session, vec![10, 11, 13], false, false)]
         );
     }
 }

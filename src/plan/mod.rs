@@ -154,6 +154,7 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         _ => Vec::new(),
     };
     values::fill(&mut probes.table, &modules, &mut debug, &opts.values)?;
+    values::keep_arguments_exact(&mut probes, &modules);
     for warning in debug.take_warnings() {
         warning!("{warning}");
     }

@@ -10,7 +10,7 @@ use globset::{Glob, GlobMatcher};
 use crate::model::{FuncKind, FuncTable, Function};
 use crate::options::{ValueAt, ValueRequest};
 use crate::symbols::select::recorded_names;
-use crate::symbols::{DebugInfo, ModuleSymbols};
+use crate::symbols::{DebugInfo, ModuleSymbols, ProbeSet};
 use crate::util::diag::warning;
 use crate::values::{FuncValues, Slot, VALUES_MAX};
 
@@ -25,6 +25,41 @@ struct Tally {
     /// Matched functions without debug info, and the first one's name.
     undescribed: usize,
     example: Option<String>,
+}
+
+/// Puts back on its first instruction the entry probe of each function
+/// whose arguments are read, when the instructions it was moved past write
+/// argument registers (symbols/placement.rs): there they hold what the
+/// caller passed.
+pub fn keep_arguments_exact(probes: &mut ProbeSet, modules: &[ModuleSymbols]) {
+    let table = &probes.table;
+    for (&id, _) in table.values.iter().filter(|(_, v)| !v.args.is_empty()) {
+        let Some(f) = table.function(id) else {
+            continue;
+        };
+        let Some(path) = table.modules.get(f.module as usize).map(|m| &m.path) else {
+            continue;
+        };
+        let Some(module) = modules
+            .iter()
+            .find(|m| m.path.display().to_string() == *path)
+        else {
+            continue;
+        };
+        let moved = module
+            .functions
+            .iter()
+            .find(|s| s.vaddr == f.addr && f.kind == FuncKind::Function)
+            .and_then(|s| s.placement.moved);
+        let Some(moved) = moved.filter(|m| m.clobbers != 0) else {
+            continue;
+        };
+        for list in probes.entries.iter_mut().filter(|l| l.path == module.path) {
+            if let Some(i) = list.ids.iter().position(|&i| i == id) {
+                list.offsets[i] = moved.probe_file_offset;
+            }
+        }
+    }
 }
 
 /// Fills `table.values` for `requests`. `modules` are the modules read,

@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(
             loss_lines(deep, 0, 95),
             [
-                "utrace: 2 calls nested deeper than 128 frames left out: BPF cannot apply \
+                "utrace: 2 calls nested deeper than 1024 frames left out: BPF cannot apply \
                  --time-filter that deep (record without it and filter with --report --time-filter)"
             ]
         );

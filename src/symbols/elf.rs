@@ -18,7 +18,7 @@ use super::exit_sites::{self, ColdPart, ModuleCode, cold_parent};
 use super::image::{Elf, Segments, check_ident, check_machine, hex};
 use super::libc;
 use super::link::{LinkInfo, link_info};
-use super::placement;
+use super::placement::{self, EntryPath};
 use super::plt::{self, PltInfo};
 use super::symbol::Symbol;
 
@@ -288,14 +288,14 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
     let code = segs.bytes(data, first.vaddr, window).unwrap_or_default();
     let mut placement = placement::place(code, first.vaddr, file_offset);
     let mut refused = None;
+    let body = |size| segs.bytes(data, first.vaddr, size).unwrap_or_default();
     if !placement.probeable {
-        let body = segs
-            .bytes(data, first.vaddr, size.max(window))
-            .unwrap_or_default();
-        match placement::place_past_refused(body, first.vaddr, file_offset) {
+        match placement::place_past_refused(body(size.max(window)), first.vaddr, file_offset) {
             Ok(moved) => placement = moved,
             Err(why) => refused = Some(why),
         }
+    } else if placement.path == EntryPath::SingleStep && size > 0 {
+        placement = placement::move_to_emulated(placement, body(size), first.vaddr, file_offset);
     }
     let mut aliases: Vec<String> = group[1..].iter().map(|c| c.raw.to_string()).collect();
     aliases.dedup();
@@ -313,6 +313,7 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         refused,
         ret_sites: Vec::new(),
         leaf: false,
+        short: false,
     })
 }
 

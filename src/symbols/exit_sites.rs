@@ -76,6 +76,9 @@ pub(crate) fn scan(
 ) -> BTreeSet<u64> {
     let mut scanner = Scanner::new(stubs, imports);
     let mut parts = ColdIndex::new(cold, functions);
+    // Per function, what it calls or jumps to outside itself; `None` when
+    // some of it is unknown (an indirect branch, or code not decoded).
+    let mut callees: Vec<Option<Vec<u64>>> = vec![None; functions.len()];
     for (index, function) in functions.iter_mut().enumerate() {
         let Some((bytes, offset)) = code.piece(function.vaddr, function.size) else {
             continue;
@@ -89,6 +92,7 @@ pub(crate) fn scan(
         function.leaf = found.calls.is_empty()
             && !found.indirect_branch
             && function.ret_sites.iter().all(|s| found.rets.contains(s));
+        callees[index] = found.callees(|t| !in_range(t, range) && !parts.belongs(t, index));
     }
     for (part, parent) in parts.parts.iter().zip(&parts.parent) {
         let Some((bytes, offset)) = code.piece(part.vaddr, part.size) else {
@@ -102,17 +106,68 @@ pub(crate) fn scan(
         let range = (f.vaddr, f.vaddr + f.size);
         f.ret_sites
             .extend(found.sites(|t| !in_range(t, range) && !parts.belongs(t, index)));
+        // A jump back from the part that lands between the function's first
+        // instruction and a probe moved forward would count as a call.
+        if let Some(moved) = f.placement.moved {
+            let window = moved.probe_vaddr + 1..=f.placement.probe_vaddr;
+            if found.jumps_out.iter().any(|(_, t)| window.contains(t)) {
+                f.placement = f.placement.unmoved();
+            }
+        }
         // What its `.cold` part calls (abort, __cxa_throw...) the function calls.
         f.leaf &= found.calls.is_empty() && !found.indirect_branch;
+        let part_callees = found.callees(|t| !in_range(t, range) && !parts.belongs(t, index));
+        callees[index] = match (callees[index].take(), part_callees) {
+            (Some(mut own), Some(more)) => {
+                own.extend(more);
+                Some(own)
+            }
+            _ => None,
+        };
         f.ret_sites.sort_unstable();
         f.ret_sites.dedup();
     }
+    mark_short(functions, &callees, stubs);
     for (start, end) in uncovered(&code.sections, functions, cold) {
         if let Some((bytes, offset)) = code.piece(start, end - start) {
             scanner.decode(bytes, start, offset);
         }
     }
     scanner.finish(stubs)
+}
+
+/// How many calls deep below it a short call may nest: BPF keeps one
+/// hijack above the others' budget per level (bpf's SHORT_BUDGET).
+pub const SHORT_HEIGHT: usize = 2;
+
+/// Sets each function's `short`: its calls (`callees`, by index) reach only
+/// PLT stubs and functions that are short one level lower, down to leaves.
+fn mark_short(functions: &mut [Symbol], callees: &[Option<Vec<u64>>], stubs: &[PltStub]) {
+    let index: HashMap<u64, usize> = functions
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.vaddr, i))
+        .collect();
+    let stub_at: BTreeSet<u64> = stubs.iter().map(|s| s.vaddr).collect();
+    // height[i]: the levels of calls below function i, when at most SHORT_HEIGHT.
+    let mut height: Vec<Option<usize>> = vec![None; functions.len()];
+    for level in 0..=SHORT_HEIGHT {
+        // A PLT stub is a call of its own, with nothing traced below it.
+        let below = |t: &u64| match index.get(t) {
+            Some(&j) => height[j].is_some_and(|h| h < level),
+            None => stub_at.contains(t) && level > 0,
+        };
+        let now: Vec<usize> = (0..functions.len())
+            .filter(|&i| height[i].is_none())
+            .filter(|&i| callees[i].as_ref().is_some_and(|c| c.iter().all(below)))
+            .collect();
+        for i in now {
+            height[i] = Some(level);
+        }
+    }
+    for (f, h) in functions.iter_mut().zip(height) {
+        f.short = h.is_some();
+    }
 }
 
 fn in_range(addr: u64, (start, end): (u64, u64)) -> bool {
@@ -136,6 +191,17 @@ struct Found {
 }
 
 impl Found {
+    /// What the piece calls, and the targets of its jumps that `leaves`
+    /// says are outside the function; `None` when it also branches
+    /// somewhere unknown.
+    fn callees(&self, leaves: impl Fn(u64) -> bool) -> Option<Vec<u64>> {
+        if self.indirect_branch {
+            return None;
+        }
+        let jumps = self.jumps_out.iter().map(|j| j.1).filter(|&t| leaves(t));
+        Some(self.calls.iter().copied().chain(jumps).collect())
+    }
+
     /// The sites: every `ret`, and the jumps out whose target `leaves` says
     /// is outside the function (not into its own `.cold` part or back).
     fn sites(&self, leaves: impl Fn(u64) -> bool) -> Vec<u64> {
@@ -572,6 +638,7 @@ mod tests {
             refused: None,
             ret_sites: Vec::new(),
             leaf: false,
+            short: false,
         };
         let functions = [
             code(0x10, 0x10),

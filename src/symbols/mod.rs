@@ -43,6 +43,7 @@ use crate::model::{FuncId, FuncKind, FuncTable, Function, Module};
 pub use debugfile::DEFAULT_DEBUG_DIR;
 pub use debuginfo::DebugInfo;
 pub use elf::{ModuleSymbols, read_module, read_module_with};
+pub use exit_sites::SHORT_HEIGHT;
 pub use exports::defining_libraries;
 pub use libs::{SearchConfig, resolve_needed};
 pub use maps::read_process;
@@ -125,6 +126,11 @@ pub struct ExitFacts {
     /// It returns twice (setjmp and kin): its return address must never be
     /// hijacked at all.
     pub returns_twice: bool,
+    /// Its calls are short: a PLT stub (the library function it reaches is
+    /// not traced), or a function whose calls nest only a few levels below
+    /// it (Symbol's `short`). BPF keeps a few hijacks for such calls when
+    /// deep recursion has used up the others.
+    pub short: bool,
 }
 
 /// What the probe stage needs: the functions (numbered from `first`), what
@@ -228,12 +234,14 @@ impl ModuleLists {
         set: &mut ProbeSet,
         (function, offset): (Function, u64),
         hijack_safe: bool,
+        short: bool,
     ) -> Option<FuncId> {
         let id = FuncId(set.first.0 + set.table.functions.len() as u32);
         self.entries.add(offset, id).then(|| {
             set.exits.push(ExitFacts {
                 hijack_safe,
                 returns_twice: libc::returns_twice(&function.raw_name),
+                short,
             });
             set.table.functions.push(function);
             id
@@ -270,8 +278,9 @@ pub fn helper_list(module: &ModuleSymbols) -> HelperList {
     };
     for sym in module.functions.iter().filter(|s| s.placement.probeable) {
         let names = std::iter::once(&sym.raw_name).chain(&sym.aliases);
+        // On the first instruction: helpers read their arguments.
         if let Some(kind) = names.clone().find_map(|n| libc::helper_of(n)) {
-            add(sym.placement.probe_file_offset, kind);
+            add(sym.placement.unmoved().probe_file_offset, kind);
         }
     }
     list
@@ -337,7 +346,7 @@ pub fn probe_set_with(
             let hijack_safe = !unwinds || sym.leaf;
             let source = all.then(|| source_of(module, sym.vaddr)).flatten();
             let function = function_of(sym, module_id, source);
-            let Some(id) = lists.number(&mut set, function, hijack_safe) else {
+            let Some(id) = lists.number(&mut set, function, hijack_safe, sym.short) else {
                 continue;
             };
             // The same `ret` can end two functions whose bodies overlap:
@@ -352,8 +361,8 @@ pub fn probe_set_with(
             }
         }
         for stub in &selected.plt {
-            let Some(id) = lists.number(&mut set, stub_of(stub, module, module_id), !unwinds)
-            else {
+            let stub_fn = stub_of(stub, module, module_id);
+            let Some(id) = lists.number(&mut set, stub_fn, !unwinds, true) else {
                 continue;
             };
             for &site in &stub.call_returns {

@@ -34,4 +34,9 @@ pub struct Symbol {
     /// Calls nothing and jumps to no other function: nothing can unwind
     /// through it (exits.rs).
     pub leaf: bool,
+    /// Its calls nest at most [`SHORT_HEIGHT`](super::exit_sites::SHORT_HEIGHT)
+    /// calls deep below it, all direct, to functions of its module or PLT
+    /// stubs: a short call, for BPF's hijacks kept above the budget of the
+    /// others (bpf's SHORT_BUDGET).
+    pub short: bool,
 }

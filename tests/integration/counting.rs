@@ -1,6 +1,6 @@
 //! Counting mode (the live `--format=summary`, counted in BPF) agrees with
 //! `--record` + `--report --format=summary` of the same run options: the
-//! same calls per function, exactly, at any depth (past BPF's 128 frames),
+//! same calls per function, exactly, at any depth (past BPF's 1,024 frames),
 //! for calls that end by an exception, a longjmp or their thread's end, and
 //! under -f, -N, --max-depth, -t and --max-rate; where the program sleeps a
 //! known time, the same Total.
@@ -110,14 +110,17 @@ fn counting_is_exact_past_the_frames_bpf_keeps() {
     if !require_bpf() {
         return;
     }
-    // recurse nests 300 deep under main: 173 of its calls and leaf are
-    // deeper than BPF's frames, 348 entries and exits.
-    let (live, _) = same_calls(&fixture("deep", Build::O2), &["300"], &[], &[]);
-    let text = counted(&fixture("deep", Build::O2), &["300"], &[]);
-    let streamed = "(348 events streamed for calls deeper than 128 frames, the rest in BPF)";
+    // recurse nests 1,200 deep under main: 177 of its calls and leaf are
+    // deeper than BPF's 1,024 frames, 356 entries and exits.
+    let (live, _) = same_calls(&fixture("deep", Build::O2), &["1200"], &[], &[]);
+    let text = counted(&fixture("deep", Build::O2), &["1200"], &[]);
+    let streamed = "(356 events streamed for calls deeper than 1024 frames, the rest in BPF)";
     assert!(text.contains(streamed), "{text}");
     let (recurse, main) = (live["recurse"], live["main"]);
-    assert_eq!((recurse.calls, live["leaf"].calls, main.calls), (300, 1, 1));
+    assert_eq!(
+        (recurse.calls, live["leaf"].calls, main.calls),
+        (1200, 1, 1)
+    );
     // Total counts the outermost activation only: within main's.
     assert!(
         recurse.total <= main.total && recurse.total >= recurse.max,

@@ -277,8 +277,8 @@ fn a_time_filter_past_bpfs_frames_says_what_it_left_out() {
         return;
     }
     // mutual: ping/pong 10,000 deep and via 5,000 deep under main (depth 0).
-    // BPF keeps 128 frames, so the calls at depth 128 and below have no
-    // entry time to filter on: 9,873 + 4,873 of them, said, not dropped
+    // BPF keeps 1,024 frames, so the calls at depth 1,024 and below have
+    // no entry time to filter on: 8,977 + 3,977 of them, said, not dropped
     // silently.
     let bin = fixture("mutual", Build::O2);
     let dir = tempfile::tempdir().unwrap();
@@ -286,10 +286,10 @@ fn a_time_filter_past_bpfs_frames_says_what_it_left_out() {
     let stderr = crate::record::record(&["-t", "1ms"], &bin, &[], &data);
     assert!(
         stderr.contains(
-            "utrace: 14746 calls nested deeper than 128 frames left out: BPF cannot apply \
+            "utrace: 12954 calls nested deeper than 1024 frames left out: BPF cannot apply \
              --time-filter that deep (record without it and filter with --report --time-filter)"
         ),
         "{stderr}"
     );
-    assert!(stderr.contains(", 14,746 lost,"), "{stderr}");
+    assert!(stderr.contains(", 12,954 lost,"), "{stderr}");
 }

@@ -1,0 +1,105 @@
+//! Entry probes moved off a single-stepped first instruction onto the
+//! emulated one a few instructions on (symbols/placement.rs): where they go,
+//! that every call is still seen once, and that arguments are still read
+//! where the caller left them.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::{Build, assert_text_eq, fixture, normalise, require_bpf, run, trace, utrace};
+
+/// File offset of the first conditional jump of `function`, by objdump (a
+/// PIE's text is mapped at its file offset).
+fn first_jcc(bin: &Path, function: &str) -> String {
+    let out = Command::new("objdump")
+        .args(["-d", "--no-show-raw-insn"])
+        .arg(bin)
+        .output()
+        .expect("objdump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let head = format!("<{function}>:");
+    let body = text
+        .split(head.as_str())
+        .nth(1)
+        .expect("function in objdump");
+    let line = body
+        .lines()
+        .find(|l| l.split('\t').nth(1).is_some_and(|m| m.starts_with('j')))
+        .expect("a jump");
+    format!("0x{}", line.trim().split(':').next().unwrap())
+}
+
+#[test]
+fn a_single_stepped_entry_is_probed_at_its_first_jcc_and_counted_once() {
+    let bin = fixture("moved", Build::O2);
+    let out = run(
+        utrace().args(["--list", "--"]).arg(&bin),
+        Duration::from_secs(60),
+    );
+    let list = String::from_utf8_lossy(&out.stdout);
+    for function in ["sum_pos", "scale", "bump"] {
+        let row = list
+            .lines()
+            .find(|l| l.ends_with(&format!(" {function}")))
+            .unwrap_or_else(|| panic!("{function} listed:\n{list}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(
+            (cols[1], cols[2]),
+            (first_jcc(&bin, function).as_str(), "emulated"),
+            "{row}"
+        );
+    }
+    if !require_bpf() {
+        return;
+    }
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(t.stdout, "moved ok=77\n");
+    let expected = "\
+# DURATION     TID     FUNCTION
+            [     1] | main() {
+            [     1] |   run() {
+      <dur> [     1] |     sum_pos();
+      <dur> [     1] |     scale();
+      <dur> [     1] |     sum_pos();
+      <dur> [     1] |     scale();
+      <dur> [     1] |     sum_pos();
+      <dur> [     1] |     scale();
+      <dur> [     1] |     bump();
+      <dur> [     1] |   } /* run */
+      <dur> [     1] |   printf@plt();
+      <dur> [     1] | } /* main */
+";
+    assert_text_eq(&normalise(&t.graph), expected);
+}
+
+#[test]
+fn arguments_are_read_before_the_instructions_the_probe_moved_past() {
+    if !require_bpf() {
+        return;
+    }
+    // bump's `shl $3,%rsi` comes before its jcc: probed there, y would
+    // read 16. Its probe stays on the first instruction.
+    let bin = fixture("moved", Build::O2);
+    let opts = [
+        "-f",
+        "bump",
+        "-f",
+        "scale",
+        "-A",
+        "bump@arg1/d,arg2/d",
+        "-R",
+        "bump@retval/d",
+        "-A",
+        "scale",
+    ];
+    let t = trace(&bin, &[], &opts);
+    let expected = "\
+# DURATION     TID     FUNCTION
+      <dur> [     1] | scale(x=0, by=7, cap=1);
+      <dur> [     1] | scale(x=1, by=7, cap=1);
+      <dur> [     1] | scale(x=2, by=7, cap=1);
+      <dur> [     1] | bump(-1, 2) = 15;
+";
+    assert_text_eq(&normalise(&t.graph), expected);
+}
