@@ -62,6 +62,12 @@ __u64 traced_tgids[TGID_BITS / 64] = {};
  * results can be shown at once. Queued events still go out. */
 volatile bool paused = false;
 
+/* --exit=auto: threads with more calls open than HIJACK_BUDGET. Only they
+ * can hold calls whose return BPF declined to hijack, the ones the ret
+ * sites attached on demand end: when none is left, userspace takes those
+ * ret sites away again (a BPF request brings them back). */
+__u64 deep_threads = 0;
+
 static __always_inline void mark_traced(__u32 tgid)
 {
 	__sync_fetch_and_or(&traced_tgids[(tgid / 64) % (TGID_BITS / 64)], 1ULL << (tgid % 64));
@@ -324,6 +330,20 @@ static __always_inline struct frame *frame_at(struct thread_state *s, __u64 i)
 	return &s->frames[i];
 }
 
+/* Every change of a thread's depth goes through here, for deep_threads. */
+static __always_inline void set_depth(struct thread_state *s, __u32 depth)
+{
+	if (repair_exits) {
+		bool was = s->depth > HIJACK_BUDGET, is = depth > HIJACK_BUDGET;
+
+		if (is && !was)
+			__sync_fetch_and_add(&deep_threads, 1);
+		else if (was && !is)
+			__sync_fetch_and_add(&deep_threads, -1);
+	}
+	s->depth = depth;
+}
+
 static __always_inline struct thread_state *state_or_create(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -499,7 +519,7 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	stop_for_userspace(s, EV_LOAD, 0);
 	if (s) {
 		/* A thread that was not the leader now has its tid. */
-		s->depth = 0;
+		set_depth(s, 0);
 		s->emitted = 0;
 		s->hijacked = 0;
 		s->abandoned_ts = 0;
@@ -527,6 +547,7 @@ int BPF_PROG(on_thread_exit, struct task_struct *task)
 			emit(s, EV_GONE, 0, bpf_ktime_get_ns(), 0);
 		if (count_only)
 			count_open_calls(s, bpf_ktime_get_ns());
+		set_depth(s, 0);
 		flush(s);
 	}
 	/* The group leader leaving ends the process. */
@@ -619,7 +640,7 @@ static long drop_one(__u64 i, void *ctx)
 		return 1;
 	if (f->exit == EXIT_HIJACKED && s->hijacked)
 		s->hijacked -= 1;
-	s->depth = d - 1;
+	set_depth(s, d - 1);
 	return 0;
 }
 
@@ -662,7 +683,7 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 
 	drop_dead_frames(s, sp, true);
 	d = s->depth;
-	s->depth = d + 1;
+	set_depth(s, d + 1);
 	if (exit == EXIT_HIJACKED)
 		s->hijacked += 1;
 	if (d < MAX_FRAMES) {
@@ -875,10 +896,10 @@ static __always_inline void count_open_calls(struct thread_state *s, __u64 now)
 		emit(s, EV_GONE, 0, now, 0);
 		if (MAX_FRAMES <= max_depth && now - s->deep_ts >= min_duration_ns)
 			frame_at(s, MAX_FRAMES - 1)->child += now - s->deep_ts;
-		s->depth = MAX_FRAMES;
+		set_depth(s, MAX_FRAMES);
 	}
 	count_frames(s, 0, s->depth, now);
-	s->depth = 0;
+	set_depth(s, 0);
 }
 
 struct count_range {
@@ -934,7 +955,7 @@ static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state 
 			/* The sibling is dead; userspace closes it as unwound. */
 			if (count_only)
 				count_call(s, d - 1, now);
-			s->depth = d - 1;
+			set_depth(s, d - 1);
 			if (top->exit == EXIT_HIJACKED && s->hijacked)
 				s->hijacked -= 1;
 			if (s->emitted > s->depth)
@@ -947,7 +968,7 @@ static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state 
 	if (exit == EXIT_HIJACKED && s->hijacked)
 		s->hijacked -= 1;
 	d -= 1;
-	s->depth = d;
+	set_depth(s, d);
 	if (count_only) {
 		if (d < MAX_FRAMES)
 			count_call(s, d, now);

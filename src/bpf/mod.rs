@@ -60,6 +60,9 @@ struct MultiLink {
     spec: LinkSpec,
     pid: Option<u32>,
     link: Link,
+    /// `--exit=auto`: the function whose ret sites BPF asked for, when the
+    /// link holds them ([`Probes::attach_exits`]).
+    demand: Option<FuncId>,
 }
 
 pub struct Probes<'obj> {
@@ -79,6 +82,9 @@ pub struct Probes<'obj> {
     /// -A: the functions whose arguments are read: their entries go to
     /// the sleepable programs (see [`Probes::set_values`]).
     with_args: HashSet<FuncId>,
+    /// `--exit=auto`: functions given ret sites on demand, and how many
+    /// times they were taken away again, for the closing line.
+    demanded: (usize, usize),
 }
 
 impl<'obj> Probes<'obj> {
@@ -154,6 +160,7 @@ impl<'obj> Probes<'obj> {
             fork_watched: false,
             capture_values: cfg.capture_values,
             with_args: HashSet::new(),
+            demanded: (0, 0),
         };
         // Threads queue their events (bpf/utrace.h: struct batch): these
         // send the queue when a thread blocks or exits.
@@ -255,14 +262,96 @@ impl<'obj> Probes<'obj> {
     ) -> Result<()> {
         for spec in specs {
             let pid = pid_for(&spec.list.path);
-            self.attach(spec, pid)?;
+            self.attach(spec, pid, None)?;
         }
         Ok(())
     }
 
+    /// `--exit=auto`: attaches the ret sites (`specs`) BPF asked for
+    /// function `id`, in process `pid`, and tells BPF they are there.
+    /// [`Probes::retract_exits`] takes them away again.
+    pub fn attach_exits(&mut self, id: FuncId, specs: Vec<LinkSpec>, pid: u32) -> Result<()> {
+        if !specs.is_empty() {
+            self.demanded.0 += 1;
+        }
+        for spec in specs {
+            self.attach(spec, Some(pid), Some(id))?;
+        }
+        self.exits_attached(id)
+    }
+
+    /// What the ret sites attached on demand were, for the closing lines:
+    /// deep recursion costs a trap at every `ret` of those functions while
+    /// they are there.
+    pub fn demanded_exits(&self) -> Option<String> {
+        let times = |n: usize| match n {
+            1 => "once".to_string(),
+            n => format!("{n} times"),
+        };
+        let (attached, retracted) = self.demanded;
+        let gone = match retracted {
+            0 => String::new(),
+            n => format!(", taken away again {} when the recursion ended", times(n)),
+        };
+        (attached > 0).then(|| {
+            format!(
+                "calls nested deeper than the kernel's 64 pending returns: ret sites attached on demand {}{gone}",
+                times(attached)
+            )
+        })
+    }
+
+    /// Whether ret sites attached on demand are attached now.
+    pub fn has_demanded_exits(&self) -> bool {
+        self.multi.iter().any(|m| m.demand.is_some())
+    }
+
+    /// `--exit=auto`: takes away the ret sites attached on demand, when no
+    /// thread is deep enough to hold a call that needs them (bpf's
+    /// `deep_threads`). BPF forgets they were there first, so a call that
+    /// needs them from then on stops the process until they are attached
+    /// again; if a thread went deep meanwhile, they stay. Returns how many
+    /// functions lost theirs.
+    pub fn retract_exits(&mut self) -> Result<usize> {
+        if self.deep_threads()? > 0 {
+            return Ok(0);
+        }
+        let mut ids: Vec<FuncId> = self.multi.iter().filter_map(|m| m.demand).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let sites = &self.skel.maps.exit_sites;
+        for id in &ids {
+            // Absent when BPF never asked (a function without ret sites).
+            let _ = sites.delete(&id.0.to_ne_bytes());
+        }
+        if self.deep_threads()? > 0 {
+            for &id in &ids {
+                self.exits_attached(id)?;
+            }
+            return Ok(0);
+        }
+        let (gone, kept) = self.multi.drain(..).partition(|m| m.demand.is_some());
+        self.multi = kept;
+        // Each release waits out grace periods (tens of ms here, per link):
+        // from threads of their own they overlap, and the events keep
+        // flowing meanwhile.
+        for m in gone {
+            std::thread::spawn(move || drop(m.link));
+        }
+        self.demanded.1 += 1;
+        Ok(ids.len())
+    }
+
+    fn deep_threads(&self) -> Result<u64> {
+        let bss = (self.skel.maps.bss_data.as_deref()).context("BPF object has no .bss")?;
+        // SAFETY: the .bss is mapped shared with BPF, which updates it
+        // atomically; a volatile read sees its current value.
+        Ok(unsafe { std::ptr::read_volatile(&bss.deep_threads) })
+    }
+
     /// Attaches one uprobe_multi link, filtered to `pid` so no other
     /// process pays for the probes.
-    fn attach(&mut self, spec: LinkSpec, pid: Option<u32>) -> Result<()> {
+    fn attach(&mut self, spec: LinkSpec, pid: Option<u32>, demand: Option<FuncId>) -> Result<()> {
         if spec.list.offsets.is_empty() {
             return Ok(());
         }
@@ -275,14 +364,19 @@ impl<'obj> Probes<'obj> {
         };
         if let Some((reading, plain)) = parts {
             // One link per program: those that read arguments are sleepable.
-            self.attach(reading, pid)?;
-            return self.attach(plain, pid);
+            self.attach(reading, pid, demand)?;
+            return self.attach(plain, pid, demand);
         }
         let link = self.link(&spec, pid)?;
         if spec.kind.counts_functions() {
             self.probes += spec.list.offsets.len();
         }
-        self.multi.push(MultiLink { spec, pid, link });
+        self.multi.push(MultiLink {
+            spec,
+            pid,
+            link,
+            demand,
+        });
         Ok(())
     }
 
@@ -354,7 +448,7 @@ impl<'obj> Probes<'obj> {
             if m.spec.kind.counts_functions() {
                 self.probes -= m.spec.list.offsets.len() - spec.list.offsets.len();
             }
-            let pid = m.pid;
+            let (pid, demand) = (m.pid, m.demand);
             // The calls still open keep their returns only for consumers of
             // the kind the kernel calls for any pending return: a new session
             // link would miss them, a uretprobe link sees them.
@@ -375,7 +469,12 @@ impl<'obj> Probes<'obj> {
             self.multi[i].spec.list.offsets.clear();
             for spec in specs.into_iter().filter(|s| !s.list.offsets.is_empty()) {
                 let link = self.link(&spec, pid)?;
-                remade.push(MultiLink { spec, pid, link });
+                remade.push(MultiLink {
+                    spec,
+                    pid,
+                    link,
+                    demand,
+                });
             }
         }
         self.multi.retain(|m| !m.spec.list.offsets.is_empty());
@@ -413,7 +512,7 @@ impl<'obj> Probes<'obj> {
 
     /// `--exit=auto`: function `id`'s ret sites are attached (or it has
     /// none): BPF stops asking for them.
-    pub fn exits_attached(&self, id: FuncId) -> Result<()> {
+    fn exits_attached(&self, id: FuncId) -> Result<()> {
         self.skel
             .maps
             .exit_sites

@@ -183,6 +183,7 @@ fn trace(
         handled: HashMap::new(),
         held: Vec::new(),
         muted: Vec::new(),
+        retract: (0, pipeline::RETRACT_FIRST_NS),
     };
     let ends = Ends {
         signals,
@@ -295,6 +296,9 @@ fn flush_queues(probes: &Probes) {
 
 /// Removes every probe; timed, on stderr.
 fn detach(probes: &mut Probes) {
+    if let Some(line) = probes.demanded_exits() {
+        eprintln!("utrace: {line}");
+    }
     let took = probes.detach();
     match probes.probe_count() {
         0 => eprintln!("utrace: detached in {} ms", took.as_millis()),

@@ -35,6 +35,13 @@ const TICK: Duration = Duration::from_millis(50);
 /// call still open after that ends as unwound when its caller goes on).
 const MUTED_NS: u64 = 1_000_000_000;
 
+/// `--exit=auto`: how often the ret sites attached on demand are checked
+/// for taking away, at first; each time they are taken away the wait
+/// doubles, up to RETRACT_MAX_NS, so a program that keeps recursing deep
+/// is not stopped over and over to attach them again.
+pub(super) const RETRACT_FIRST_NS: u64 = 10_000_000;
+const RETRACT_MAX_NS: u64 = 10_000_000_000;
+
 /// Where the events of a run go.
 pub enum Output {
     /// Paired into calls and shown (live call graph, or a live aggregate).
@@ -64,6 +71,9 @@ pub(super) struct Control<'a, 'obj> {
     pub held: Vec<Stopped>,
     /// Functions over `--max-rate` muted in BPF, and when their probes go.
     pub muted: Vec<(u64, Vec<FuncId>)>,
+    /// When the ret sites attached on demand are next checked for taking
+    /// away, and the wait after that.
+    pub retract: (u64, u64),
 }
 
 impl Control<'_, '_> {
@@ -100,9 +110,7 @@ impl Control<'_, '_> {
             (StopReason::Mapped, None) => Ok(()),
             (StopReason::NeedExits(id), _) => {
                 let links = exit_policy::on_demand_links(&self.exit_sites, id);
-                let pid = stop.stopped.pid();
-                self.probes.attach_all(links, |_| Some(pid))?;
-                self.probes.exits_attached(id)
+                self.probes.attach_exits(id, links, stop.stopped.pid())
             }
         }
     }
@@ -124,6 +132,23 @@ impl Control<'_, '_> {
             true => Ok(()),
             false => self.unprobe(&unmuted),
         }
+    }
+
+    /// `--exit=auto`: takes away the ret sites attached on demand once no
+    /// thread recurses deep ([`Probes::retract_exits`]): a program past its
+    /// deep recursion pays for hijacked returns again, not for a trap at
+    /// every `ret` of every function that was ever called that deep.
+    fn retract_exits(&mut self) -> Result<()> {
+        let now = mono_now_ns();
+        let (at, wait) = self.retract;
+        if now < at || !self.probes.has_demanded_exits() {
+            return Ok(());
+        }
+        self.retract.0 = now + wait;
+        if self.probes.retract_exits()? > 0 {
+            self.retract.1 = (wait * 2).min(RETRACT_MAX_NS);
+        }
+        Ok(())
     }
 
     /// Removes the probes of the functions muted long enough ago.
@@ -235,6 +260,7 @@ impl Pipeline {
                             control.exclude(&over)?;
                         }
                         control.unprobe_muted()?;
+                        control.retract_exits()?;
                         self.show_progress(control)?;
                     }
                     Err(_) => anyhow::bail!("the ring buffer reader stopped unexpectedly"),
@@ -250,6 +276,7 @@ impl Pipeline {
                     self.idle()?;
                     self.limit_counted(control)?;
                     control.unprobe_muted()?;
+                    control.retract_exits()?;
                     self.show_progress(control)?;
                     if launched.is_none() && !target::alive(pid) {
                         if let Some(progress) = &mut self.progress {

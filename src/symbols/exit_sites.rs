@@ -466,6 +466,38 @@ mod tests {
     }
 
     #[test]
+    fn short_calls_nest_at_most_short_height_levels_below() {
+        let source = r#"
+#include <string.h>
+#define T __attribute__((noipa))
+T int leaf(int x) { return x * 3; }
+T int one(int x) { return leaf(x) + 1; }
+T int two(int x) { return one(x) + 2; }
+T int three(int x) { return two(x) + 3; }
+T size_t via_plt(const char *s) { return strlen(s) + 1; }
+T int rec(int x) { int r = x > 0 ? rec(x - 1) : 0; __asm__ volatile("" : "+r"(r)); return r + x; }
+T int via_pointer(int (*f)(int), int x) { return f(x) + 1; }
+int main(int c, char **v) {
+    return leaf(c) + three(c) + (int)via_plt(v[0]) + rec(c) + via_pointer(leaf, c);
+}
+"#;
+        let fx = Fixture::new();
+        let exe = fx.cc("short", source, &["-O2"]);
+        let module = read_module(&exe).expect("reading");
+        let short = |name| find(&module, name).short;
+        // leaf 0, one 1, two 2 levels below; three is a level too deep.
+        assert!(short("leaf") && short("one") && short("two"));
+        assert!(!short("three"));
+        // A PLT stub is a level of its own.
+        assert!(short("via_plt"));
+        // Recursion never ends its levels; a call through a pointer may go
+        // anywhere.
+        assert!(!short("rec"));
+        assert!(!short("via_pointer"));
+        assert!(!short("main"));
+    }
+
+    #[test]
     fn early_return_gives_both_rets() {
         let fx = Fixture::new();
         let exe = fx.cc("exits", EXITS, &["-O2"]);

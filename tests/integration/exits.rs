@@ -293,3 +293,44 @@ fn a_time_filter_past_bpfs_frames_says_what_it_left_out() {
     );
     assert!(stderr.contains(", 12,954 lost,"), "{stderr}");
 }
+
+#[test]
+fn ret_sites_attached_for_deep_recursion_go_when_it_ends_and_come_back() {
+    if !require_bpf() {
+        return;
+    }
+    // down recurses 200 deep, shallow runs 1,000 times, the program sleeps,
+    // and both happen again: down's ret sites are attached for the deep
+    // calls, taken away while the program sleeps, attached again.
+    let bin = fixture("redeep", Build::O2);
+    let calls = [
+        ("main", 1),
+        ("down", 402),
+        ("bottom", 2),
+        ("phase", 2),
+        ("shallow", 2000),
+        ("usleep@plt", 1),
+        ("printf@plt", 1),
+    ];
+    for opts in [&[][..], &["--format=summary"]] {
+        let t = trace(&bin, &[], opts);
+        assert_eq!(t.stdout, "redeep=1402\n", "{}", t.stderr);
+        let line = "utrace: calls nested deeper than the kernel's 64 pending returns: \
+                    ret sites attached on demand 2 times, taken away again ";
+        assert!(t.stderr.contains(line), "{opts:?}: {}", t.stderr);
+        if opts.is_empty() {
+            assert_eq!(count_calls(&t.graph), counts(&calls), "{}", t.stderr);
+            // Each call ended at its own return, the deep ones at ret sites.
+            assert!(!t.graph.contains("/* unwound */"), "{}", t.graph);
+            // main, phase, down 201 deep, bottom.
+            assert_eq!(max_depth(&t.graph), 203);
+        } else {
+            assert_eq!(
+                crate::common::summary_calls(&t.graph),
+                counts(&calls),
+                "{}",
+                t.graph
+            );
+        }
+    }
+}
