@@ -675,10 +675,10 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 #define COOKIE_RET_SITE (1ULL << COOKIE_RET_SITE_BIT)
 #define COOKIE_TAIL_JUMP (1ULL << COOKIE_TAIL_JUMP_BIT)
 
+/* `sp`: the stack pointer at the function's first instruction. */
 static __always_inline void push_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
-				       __u8 exit, __u64 now, bool sleepable)
+				       __u8 exit, __u64 now, bool sleepable, __u64 sp)
 {
-	__u64 sp = PT_REGS_SP(regs);
 	__u32 d;
 
 	drop_dead_frames(s, sp, true);
@@ -748,7 +748,9 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks, bool sleepab
 	claim(s);
 	if (hijacks && repair_exits && exit == EXIT_HIJACKED)
 		exit = over_budget(s, (__u32)cookie, cookie & (1ULL << COOKIE_SHORT_BIT));
-	push_frame(ctx, s, (__u32)cookie, exit, now, sleepable);
+	/* At the call, the return address is not pushed yet. */
+	push_frame(ctx, s, (__u32)cookie, exit, now, sleepable,
+		   PT_REGS_SP(ctx) - (cookie & (1ULL << COOKIE_AT_CALL_BIT) ? 8 : 0));
 	release(s);
 	return exit == EXIT_HIJACKED ? 0 : 1;
 }

@@ -46,6 +46,9 @@ enum cookie_bits {
 	/* Entry: a short call (a leaf, or a PLT stub into a library), which
 	 * may take a hijack up to SHORT_BUDGET. */
 	COOKIE_SHORT_BIT = 61,
+	/* Entry: probed at a `call` to the function (a PLT stub), where the
+	 * stack pointer is one slot above the function's entry value. */
+	COOKIE_AT_CALL_BIT = 60,
 };
 
 /* What BPF could not deliver, counted per CPU in the `drops` map (indexed

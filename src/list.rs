@@ -1,16 +1,18 @@
 //! `--list`: what would be traced, one function per line — module, probe
-//! offset, how the kernel runs the probed instruction, how its end is seen,
+//! offset, how the kernel runs the probed instruction (`at-calls`: a PLT
+//! stub probed at each call to it, an emulated `call`), how its end is seen,
 //! where it is defined (from debug info, `-` without) and the name — so a
 //! user can pick filters and see why a function is expensive to trace (a
 //! ret-site exit is single-stepped: a second trap). A closing note names the
 //! functions that were also inlined: those calls cannot be seen. A function
 //! the kernel will not probe is listed last, PROBE `refused`, with why.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use anyhow::Result;
 
+use crate::model::FuncId;
 use crate::options::ExitMode;
 use crate::plan::Plan;
 use crate::plan::exit_policy::{ExitProbe, exit_probe};
@@ -32,12 +34,20 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
         "{:<24} {:>10}  {:<11}  {:<9}  {:<width$}  FUNCTION",
         head.0, head.1, head.2, head.3, head.4
     )?;
+    // PLT stubs entered at their calls (emulated) when their exits are seen there.
+    let at_calls: HashSet<FuncId> = (plan.probes.call_site_entries.iter())
+        .flat_map(|l| l.ids.iter().copied())
+        .collect();
     for list in &plan.probes.entries {
         let paths = entry_paths(plan, &list.path);
         for (&offset, &id) in list.offsets.iter().zip(&list.ids) {
             let base = module_name(table.module_of(id));
-            let path = paths.get(&offset).map_or("?", |p| describe(*p));
-            let how = match exit_probe(plan.probes.exit_facts(id), exit) {
+            let exit_probe = exit_probe(plan.probes.exit_facts(id), exit);
+            let path = match exit_probe == ExitProbe::RetSites && at_calls.contains(&id) {
+                true => "at-calls",
+                false => paths.get(&offset).map_or("?", |p| describe(*p)),
+            };
+            let how = match exit_probe {
                 ExitProbe::RetSites => "ret-sites",
                 ExitProbe::Untraced => "untraced",
                 ExitProbe::Hijack if exit == ExitMode::Uretprobe => "uretprobe",

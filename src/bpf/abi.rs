@@ -41,6 +41,9 @@ const _: () = assert!(
         == crate::symbols::SHORT_HEIGHT as u32 + 1
 );
 
+/// Entry cookie flag: probed at a call to the function (a PLT stub).
+pub const COOKIE_AT_CALL: u64 = 1 << cookie_bits::COOKIE_AT_CALL_BIT.0;
+
 /// Ret-site cookie flag: the site is a tail jump (no return value yet).
 pub const COOKIE_TAIL_JUMP: u64 = 1 << cookie_bits::COOKIE_TAIL_JUMP_BIT.0;
 

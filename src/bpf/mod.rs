@@ -20,8 +20,8 @@ use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, Uprob
 use crate::model::FuncId;
 use crate::plan::exit_policy::{LinkSpec, ProbeKind};
 use abi::{
-    BpfCounts, COOKIE_RET_SITE, COOKIE_SHORT, Drops, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder,
-    helper_cookie,
+    BpfCounts, COOKIE_AT_CALL, COOKIE_RET_SITE, COOKIE_SHORT, Drops, MAX_SENT_DEPTH, UtraceSkel,
+    UtraceSkelBuilder, helper_cookie,
 };
 
 /// A detach slower than this says on stderr that it is under way.
@@ -369,7 +369,7 @@ impl<'obj> Probes<'obj> {
         }
         let link = self.link(&spec, pid)?;
         if spec.kind.counts_functions() {
-            self.probes += spec.list.offsets.len();
+            self.probes += spec.functions();
         }
         self.multi.push(MultiLink {
             spec,
@@ -391,10 +391,11 @@ impl<'obj> Probes<'obj> {
             ProbeKind::Session => &self.skel.progs.on_session,
             ProbeKind::Helper(_) => &self.skel.progs.on_helper,
         };
-        let flags = match (spec.ret_site_exits, spec.short_calls) {
-            (true, _) => COOKIE_RET_SITE,
-            (false, true) => COOKIE_SHORT,
-            (false, false) => 0,
+        let flags = match (spec.ret_site_exits, spec.short_calls, spec.at_calls) {
+            (true, _, true) => COOKIE_RET_SITE | COOKIE_AT_CALL,
+            (true, _, false) => COOKIE_RET_SITE,
+            (false, true, _) => COOKIE_SHORT,
+            (false, false, _) => 0,
         };
         let list = &spec.list;
         let mut cookies = match spec.kind {
@@ -446,7 +447,7 @@ impl<'obj> Probes<'obj> {
             }
             let spec = m.spec.without(|id| ids.contains(&id));
             if m.spec.kind.counts_functions() {
-                self.probes -= m.spec.list.offsets.len() - spec.list.offsets.len();
+                self.probes -= m.spec.functions() - spec.functions();
             }
             let (pid, demand) = (m.pid, m.demand);
             // The calls still open keep their returns only for consumers of

@@ -12,6 +12,8 @@
 //! a longjmp leaves, where and when they leave them. Only functions that
 //! return twice get ret sites from the start.
 
+use std::collections::HashSet;
+
 use crate::model::FuncId;
 use crate::options::ExitMode;
 use crate::symbols::libc::Helper;
@@ -52,9 +54,33 @@ pub struct LinkSpec {
     /// Entry probes of short calls (symbols' [`ExitFacts::short`]), which
     /// BPF lets use the hijacks it keeps above the others' budget.
     pub short_calls: bool,
+    /// Entry probes on the calls to a PLT stub ([`ProbeSet`]'s
+    /// `call_site_entries`): the stack pointer is one slot above the
+    /// stub's entry value there.
+    pub at_calls: bool,
 }
 
 impl LinkSpec {
+    /// An empty entry link with no flags, to build others from.
+    fn plain() -> LinkSpec {
+        LinkSpec {
+            kind: ProbeKind::Entry,
+            list: AttachList::default(),
+            ret_site_exits: false,
+            short_calls: false,
+            at_calls: false,
+        }
+    }
+
+    /// How many functions it probes: an entry at the calls to a stub has a
+    /// probe per call.
+    pub fn functions(&self) -> usize {
+        match self.at_calls {
+            true => self.list.ids.iter().collect::<HashSet<_>>().len(),
+            false => self.list.offsets.len(),
+        }
+    }
+
     /// The same link without the probes of the functions `drop` names.
     pub fn without(&self, drop: impl Fn(FuncId) -> bool) -> LinkSpec {
         LinkSpec {
@@ -93,54 +119,83 @@ pub fn exit_probe(facts: ExitFacts, exit: ExitMode) -> ExitProbe {
     }
 }
 
-/// The links that trace `set` under `exit`. Exit probes come first: where a
-/// function's entry and a ret site share an offset (a body that is just
-/// `ret`), the kernel runs the link attached last first, and the entry must
-/// be seen before the exit.
+/// The links that trace `set` under `exit`. Exit probes come before the
+/// entries: where a function's entry and a ret site share an offset (a body
+/// that is just `ret`), the kernel runs the link attached last first, and
+/// the entry must be seen before the exit. Entries at the calls to a PLT
+/// stub come before the exits: such a call can be the call return of the
+/// call just before it, whose exit must be seen first.
 pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
     let how = |id| exit_probe(set.exit_facts(id), exit);
     let by_ret_site = |id| how(id) == ExitProbe::RetSites;
     let hijacked = |id| how(id) == ExitProbe::Hijack;
     // Only auto keeps hijacks for short calls (bpf's SHORT_BUDGET).
     let short = |id| exit == ExitMode::Auto && set.exit_facts(id).short;
+    let at_calls: HashSet<FuncId> = (set.call_site_entries.iter())
+        .flat_map(|l| l.ids.iter().copied())
+        .filter(|&id| by_ret_site(id))
+        .collect();
     let mut specs = Vec::new();
-    let mut push = |kind, list: AttachList, ret_site_exits, short_calls| {
+    let mut push = |kind, list: AttachList, how: LinkSpec| {
         if !list.offsets.is_empty() {
-            specs.push(LinkSpec {
-                kind,
-                list,
-                ret_site_exits,
-                short_calls,
-            });
+            specs.push(LinkSpec { kind, list, ..how });
         }
     };
+    let plain = LinkSpec::plain();
+    let ret_site_exits = LinkSpec {
+        ret_site_exits: true,
+        ..plain.clone()
+    };
+    for list in &set.call_site_entries {
+        let how = LinkSpec {
+            at_calls: true,
+            ..ret_site_exits.clone()
+        };
+        push(
+            ProbeKind::Entry,
+            keep(list, |id| at_calls.contains(&id)),
+            how,
+        );
+    }
     for list in &set.ret_sites {
-        push(ProbeKind::RetSite, keep(list, by_ret_site), true, false);
+        push(
+            ProbeKind::RetSite,
+            keep(list, by_ret_site),
+            ret_site_exits.clone(),
+        );
     }
     for list in &set.call_returns {
-        push(ProbeKind::CallReturn, keep(list, by_ret_site), true, false);
+        push(
+            ProbeKind::CallReturn,
+            keep(list, by_ret_site),
+            ret_site_exits.clone(),
+        );
     }
     for list in &set.entries {
         // A session link is entry and return at once: functions with
         // ret-site exits get a plain entry link instead.
         if matches!(exit, ExitMode::Session | ExitMode::Auto) {
-            push(
-                ProbeKind::Session,
-                keep(list, |id| hijacked(id) && !short(id)),
-                false,
-                false,
-            );
+            let long = |id| hijacked(id) && !short(id);
+            push(ProbeKind::Session, keep(list, long), plain.clone());
+            let short_calls = LinkSpec {
+                short_calls: true,
+                ..plain.clone()
+            };
             push(
                 ProbeKind::Session,
                 keep(list, |id| hijacked(id) && short(id)),
-                false,
-                true,
+                short_calls,
             );
         } else {
-            push(ProbeKind::Return, keep(list, hijacked), false, false);
-            push(ProbeKind::Entry, keep(list, hijacked), false, false);
+            push(ProbeKind::Return, keep(list, hijacked), plain.clone());
+            push(ProbeKind::Entry, keep(list, hijacked), plain.clone());
         }
-        push(ProbeKind::Entry, keep(list, by_ret_site), true, false);
+        let own_entry = |id| by_ret_site(id) && !at_calls.contains(&id);
+        push(
+            ProbeKind::Entry,
+            keep(list, own_entry),
+            ret_site_exits.clone(),
+        );
     }
     specs
 }
@@ -174,8 +229,7 @@ pub fn helper_links(helpers: &[HelperList]) -> Vec<LinkSpec> {
                     offsets,
                     ids: Vec::new(),
                 },
-                ret_site_exits: false,
-                short_calls: false,
+                ..LinkSpec::plain()
             });
         }
     }
@@ -201,7 +255,7 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
                         kind,
                         list,
                         ret_site_exits: true,
-                        short_calls: false,
+                        ..LinkSpec::plain()
                     });
                 }
             }
@@ -303,6 +357,31 @@ mod tests {
                 (Entry, vec![11, 12], true, false),
             ]
         );
+    }
+
+    #[test]
+    fn a_stub_with_ret_site_exits_is_entered_at_its_calls_before_any_exit() {
+        use ProbeKind::*;
+        let mut with_calls = set();
+        // 11 (ret-site exits) and 10 (hijacked) are both called directly.
+        with_calls.call_site_entries = vec![AttachList {
+            path: PathBuf::from("/bin/x"),
+            offsets: vec![0x500, 0x510, 0x520],
+            ids: vec![FuncId(11), FuncId(11), FuncId(10)],
+        }];
+        let specs = links(&with_calls, ExitMode::Auto);
+        assert_eq!(
+            shape(&specs),
+            [
+                (Entry, vec![11, 11], true, false),
+                (RetSite, vec![11, 12], true, false),
+                (Session, vec![10], false, false),
+                (Session, vec![13], false, true),
+                (Entry, vec![12], true, false),
+            ]
+        );
+        assert!(specs[0].at_calls && specs[0].functions() == 1);
+        assert!(specs.iter().skip(1).all(|s| !s.at_calls));
     }
 
     #[test]

@@ -30,10 +30,18 @@ struct Tally {
 /// Puts back on its first instruction the entry probe of each function
 /// whose arguments are read, when the instructions it was moved past write
 /// argument registers (symbols/placement.rs): there they hold what the
-/// caller passed.
+/// caller passed. A PLT stub's is put back from its calls.
 pub fn keep_arguments_exact(probes: &mut ProbeSet, modules: &[ModuleSymbols]) {
     let table = &probes.table;
     for (&id, _) in table.values.iter().filter(|(_, v)| !v.args.is_empty()) {
+        // At a call, stack arguments sit a slot lower than at the entry the
+        // specs describe: the stub's own entry is probed instead.
+        for list in &mut probes.call_site_entries {
+            let (offsets, ids) = (list.offsets.iter().zip(&list.ids))
+                .filter(|&(_, &i)| i != id)
+                .unzip();
+            (list.offsets, list.ids) = (offsets, ids);
+        }
         let Some(f) = table.function(id) else {
             continue;
         };

@@ -97,6 +97,9 @@ pub fn parse_module(
         ));
     }
     let called = exit_sites::scan(&code, &mut functions, &cold, &mut plt.stubs, &imports);
+    if elf.elf_header().e_type.get(LE) != elf::ET_DYN {
+        plt.stubs.iter_mut().for_each(|s| s.call_sites.clear());
+    }
     plt.got_only_imports = plt::got_only_imports(&imports, &called);
     Ok(ModuleSymbols {
         path: path.to_path_buf(),

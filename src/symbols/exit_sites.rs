@@ -17,7 +17,7 @@
 //! warning. Every site is checked with [`kernel_accepts`]: one refused
 //! offset fails a whole uprobe_multi link.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic};
 
@@ -226,6 +226,10 @@ struct Scanner<'a> {
     imports: &'a Imports,
     /// (stub index, file offset of the instruction after the call).
     call_returns: Vec<(usize, u64)>,
+    /// (stub index, file offset of the call).
+    call_sites: Vec<(usize, u64)>,
+    /// Stubs some direct jump goes to (a tail call into the library).
+    jumped_to: HashSet<usize>,
     got_slots: BTreeSet<u64>,
     insn: Instruction,
 }
@@ -242,6 +246,8 @@ impl<'a> Scanner<'a> {
             stub_at,
             imports,
             call_returns: Vec::new(),
+            call_sites: Vec::new(),
+            jumped_to: HashSet::new(),
             got_slots: BTreeSet::new(),
             insn: Instruction::default(),
         }
@@ -270,10 +276,16 @@ impl<'a> Scanner<'a> {
                 // A call that ends the piece never returns (noreturn): what
                 // follows is another function or padding, so it has no site.
                 after_call = self.stub_at.get(&insn.near_branch_target()).copied();
+                if let Some(stub) = after_call.filter(|_| probeable()) {
+                    self.call_sites.push((stub, site));
+                }
             } else if insn.mnemonic() == Mnemonic::Ret {
                 found.rets.extend(probeable().then_some(site));
             } else if is_direct_jmp(insn) || is_jcc(insn) {
                 let target = insn.near_branch_target();
+                if let Some(&stub) = self.stub_at.get(&target) {
+                    self.jumped_to.insert(stub);
+                }
                 if !in_range(target, (start, end)) && probeable() {
                     found.jumps_out.push((site, target));
                 }
@@ -302,6 +314,16 @@ impl<'a> Scanner<'a> {
         for (stub, site) in self.call_returns {
             if let Some(s) = stubs.get_mut(stub) {
                 s.call_returns.push(site);
+            }
+        }
+        self.call_sites.sort_unstable();
+        self.call_sites.dedup();
+        for (stub, site) in self.call_sites {
+            if let Some(s) = stubs
+                .get_mut(stub)
+                .filter(|_| !self.jumped_to.contains(&stub))
+            {
+                s.call_sites.push(site);
             }
         }
         self.got_slots
@@ -571,6 +593,43 @@ int main(int c, char **v) {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_stub_only_called_is_entered_at_its_calls() {
+        let source = r#"
+#include <stdlib.h>
+#include <string.h>
+__attribute__((noipa)) size_t measure(const char *s) { return strlen(s) + strlen(s + 1); }
+__attribute__((noipa)) void release(void *p) { free(p); }
+int main(int c, char **v) { char *p = malloc(8); release(p); return (int)measure(v[0]) + c; }
+"#;
+        let fx = Fixture::new();
+        let exe = fx.cc("callsites", source, &["-O2"]);
+        let module = read_module(&exe).expect("reading");
+        let insns = testutil::objdump_insns(&exe);
+        let strlen = stub(&module, "strlen");
+        let measure = find(&module, "measure");
+        // Each `call strlen@plt`, and nothing else.
+        let calls: Vec<u64> = insns
+            .iter()
+            .filter(|(_, text)| text.starts_with("call") && text.ends_with("<strlen@plt>"))
+            .map(|&(a, _)| offset_in(measure, a))
+            .collect();
+        assert_eq!(calls.len(), 2, "{insns:?}");
+        assert_eq!(strlen.call_sites, calls);
+        // release's `free(p)` is a tail call: `jmp free@plt` skips any call
+        // site, so free's entry stays on the stub.
+        assert!(
+            insns
+                .iter()
+                .any(|(_, t)| t.starts_with("jmp") && t.ends_with("<free@plt>"))
+        );
+        assert!(stub(&module, "free").call_sites.is_empty());
+        // A non-PIE executable's pointers to an import may hold its stub.
+        let exe = fx.cc("callsites_nopie", source, &["-O2", "-fno-pie", "-no-pie"]);
+        let module = read_module(&exe).expect("reading");
+        assert!(stub(&module, "strlen").call_sites.is_empty());
     }
 
     #[test]

@@ -162,6 +162,11 @@ pub struct ProbeSet {
     /// function are not all known (some are indirect); the stub's frame is
     /// closed as unwound when the thread is next seen higher up the stack.
     pub call_returns: Vec<AttachList>,
+    /// For selected PLT stubs only called directly (PltStub's
+    /// `call_sites`): every `call` to the stub, where its entry is probed
+    /// when its exits are seen at its call returns. The stack pointer is
+    /// one slot above the stub's entry value there.
+    pub call_site_entries: Vec<AttachList>,
 }
 
 impl ProbeSet {
@@ -217,6 +222,7 @@ struct ModuleLists {
     entries: ListBuilder,
     ret_sites: ListBuilder,
     call_returns: ListBuilder,
+    call_sites: ListBuilder,
 }
 
 impl ModuleLists {
@@ -225,6 +231,7 @@ impl ModuleLists {
             entries: ListBuilder::new(path),
             ret_sites: ListBuilder::new(path),
             call_returns: ListBuilder::new(path),
+            call_sites: ListBuilder::new(path),
         }
     }
 
@@ -252,6 +259,7 @@ impl ModuleLists {
         self.entries.finish(&mut set.entries);
         self.ret_sites.finish(&mut set.ret_sites);
         self.call_returns.finish(&mut set.call_returns);
+        self.call_sites.finish(&mut set.call_site_entries);
     }
 }
 
@@ -367,6 +375,9 @@ pub fn probe_set_with(
             };
             for &site in &stub.call_returns {
                 lists.call_returns.add(site, id);
+            }
+            for &site in &stub.call_sites {
+                lists.call_sites.add(site, id);
             }
         }
         lists.finish(&mut set);

@@ -52,6 +52,14 @@ pub struct PltStub {
     /// function returns to, with the stack pointer one slot above the stub's
     /// entry value.
     pub call_returns: Vec<u64>,
+    /// File offsets of each direct `call` to this stub, when those are its
+    /// only way in (exits.rs): no jump targets it, and the module is
+    /// position independent (a non-PIE executable's pointers to an import
+    /// hold its stub's address). Empty otherwise. Where the stub's exits
+    /// are seen at `call_returns`, its entry is probed here rather than at
+    /// its `jmp *slot`: the kernel emulates a `call`, and single-steps the
+    /// indirect jump.
+    pub call_sites: Vec<u64>,
 }
 
 /// The PLT stubs of a module, and whether some imports bypass them.
@@ -211,6 +219,7 @@ fn make_stub(jump: &StubJump, imports: &Imports, data: &[u8], segs: &Segments) -
         library: import.library.clone(),
         placement: placement::place(code, vaddr, file_offset),
         call_returns: Vec::new(),
+        call_sites: Vec::new(),
     })
 }
 

@@ -1,7 +1,9 @@
-//! Entry probes moved off a single-stepped first instruction onto the
-//! emulated one a few instructions on (symbols/placement.rs): where they go,
-//! that every call is still seen once, and that arguments are still read
-//! where the caller left them.
+//! Entry probes off a single-stepped first instruction: moved onto the
+//! emulated one a few instructions on (symbols/placement.rs), or for a PLT
+//! stub whose exits are seen after its calls, at the calls themselves
+//! (symbols/exit_sites.rs). Where they go, that every call is still seen
+//! once, in order, and that arguments are still read where the caller left
+//! them.
 
 use std::path::Path;
 use std::process::Command;
@@ -102,4 +104,48 @@ fn arguments_are_read_before_the_instructions_the_probe_moved_past() {
       <dur> [     1] | bump(-1, 2) = 15;
 ";
     assert_text_eq(&normalise(&t.graph), expected);
+}
+
+#[test]
+fn a_plt_stub_of_a_cxx_module_is_entered_at_its_calls_in_order() {
+    let bin = fixture("pltcalls", Build::O2);
+    let out = run(
+        utrace().args(["--list", "--"]).arg(&bin),
+        Duration::from_secs(60),
+    );
+    let list = String::from_utf8_lossy(&out.stdout);
+    for stub in ["getpid@plt", "getppid@plt", "strlen@plt"] {
+        let row = list.lines().find(|l| l.ends_with(&format!(" {stub}")));
+        let cols: Vec<&str> = row.unwrap_or_default().split_whitespace().collect();
+        assert_eq!(
+            cols.get(2..4),
+            Some(&["at-calls", "ret-sites"][..]),
+            "{list}"
+        );
+    }
+    if !require_bpf() {
+        return;
+    }
+    // getppid's call is also getpid's call return: getpid ends first.
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(t.stdout, "pltcalls ok=1 n=15\n", "{}", t.stderr);
+    let twice = [
+        "            [     1] |   twice() {",
+        "      <dur> [     1] |     getpid@plt();",
+        "      <dur> [     1] |     getppid@plt();",
+        "      <dur> [     1] |     strlen@plt();",
+        "      <dur> [     1] |   } /* twice() */",
+    ];
+    let lines = [
+        "# DURATION     TID     FUNCTION",
+        "            [     1] | main() {",
+    ]
+    .into_iter()
+    .chain(twice.iter().cycle().take(3 * twice.len()).copied())
+    .chain([
+        "      <dur> [     1] |   printf@plt();",
+        "      <dur> [     1] | } /* main */",
+    ]);
+    let expected: String = lines.map(|l| format!("{l}\n")).collect();
+    assert_text_eq(&normalise(&t.graph), &expected);
 }
