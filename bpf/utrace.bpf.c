@@ -605,15 +605,7 @@ int adopt_threads(struct bpf_iter__task *ctx)
 	return 0;
 }
 
-/* Frames whose return was never seen (longjmp, exceptions, a lost
- * return probe) sit below the stack pointer of a live call. Drop every frame
- * whose sp is below `sp` so depth stays exact; userspace closes them as
- * unwound when the next event of the thread carries the lower depth, or at
- * once (EV_UNWIND) when an exception or a longjmp is known to have left them.
- * `at_entry`: a new call enters at `sp`. A frame at that same sp is then the
- * caller of a tail call if its return is hijacked (the returns chain), but
- * dead if its exit is probed at its ret sites (the tail jump already ended
- * it), or if frames were abandoned since (no tail call crosses a longjmp). */
+/* drop_dead_frames_at's walk, frame by frame from the top. */
 struct drop_scan {
 	struct thread_state *s;
 	__u64 sp, abandoned;
@@ -644,6 +636,15 @@ static long drop_one(__u64 i, void *ctx)
 	return 0;
 }
 
+/* Frames whose return was never seen (longjmp, exceptions, a lost
+ * return probe) sit below the stack pointer of a live call. Drop every frame
+ * whose sp is below `sp` so depth stays exact; userspace closes them as
+ * unwound when the next event of the thread carries the lower depth, or at
+ * once (EV_UNWIND) when an exception or a longjmp is known to have left them.
+ * `at_entry`: a new call enters at `sp`. A frame at that same sp is then the
+ * caller of a tail call if its return is hijacked (the returns chain), but
+ * dead if its exit is probed at its ret sites (the tail jump already ended
+ * it), or if frames were abandoned since (no tail call crosses a longjmp). */
 static __always_inline void drop_dead_frames_at(struct thread_state *s, __u64 sp, bool at_entry,
 						__u64 end_ts)
 {

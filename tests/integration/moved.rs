@@ -32,25 +32,30 @@ fn first_jcc(bin: &Path, function: &str) -> String {
     format!("0x{}", line.trim().split(':').next().unwrap())
 }
 
+/// `utrace --list` of `bin`, and a function's row of it split in columns
+/// (MODULE OFFSET PROBE EXIT SOURCE FUNCTION).
+fn listed(bin: &Path) -> String {
+    let out = run(
+        utrace().args(["--list", "--"]).arg(bin),
+        Duration::from_secs(60),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn row<'a>(list: &'a str, function: &str) -> Vec<&'a str> {
+    let row = list.lines().find(|l| l.ends_with(&format!(" {function}")));
+    let row = row.unwrap_or_else(|| panic!("{function} listed:\n{list}"));
+    row.split_whitespace().collect()
+}
+
 #[test]
 fn a_single_stepped_entry_is_probed_at_its_first_jcc_and_counted_once() {
     let bin = fixture("moved", Build::O2);
-    let out = run(
-        utrace().args(["--list", "--"]).arg(&bin),
-        Duration::from_secs(60),
-    );
-    let list = String::from_utf8_lossy(&out.stdout);
+    let list = listed(&bin);
     for function in ["sum_pos", "scale", "bump"] {
-        let row = list
-            .lines()
-            .find(|l| l.ends_with(&format!(" {function}")))
-            .unwrap_or_else(|| panic!("{function} listed:\n{list}"));
-        let cols: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(
-            (cols[1], cols[2]),
-            (first_jcc(&bin, function).as_str(), "emulated"),
-            "{row}"
-        );
+        let cols = row(&list, function);
+        let jcc = first_jcc(&bin, function);
+        assert_eq!(cols[1..3], [jcc.as_str(), "emulated"], "{list}");
     }
     if !require_bpf() {
         return;
