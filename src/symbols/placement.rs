@@ -116,65 +116,31 @@ const ARG_REGISTERS: [Register; 6] = [
 ];
 
 /// For a function whose probe would be single-stepped: the placement on the
-/// first emulated instruction its entry reaches in a straight line, if every
-/// instruction before it falls through, writes neither memory nor %rsp, and
-/// no branch of the function (`body`, all of it) lands after the first
-/// instruction and up to the new probe (each such landing would count as a
-/// call). The new probe is a `push`, a nop, a direct `call`, or a `jcc`
-/// that stays in the function: never a `ret` or a jump out, which are exit
-/// sites of their own. Otherwise `placement` as it was.
+/// first emulated instruction its entry reaches in a straight line
+/// ([`emulated_ahead`]), if no branch of the function (`body`, all of it)
+/// lands after the first instruction and up to the new probe (each such
+/// landing would count as a call). Otherwise `placement` as it was.
 pub fn move_to_emulated(
     placement: Placement,
     body: &[u8],
     vaddr: u64,
     file_offset: u64,
 ) -> Placement {
-    if placement.path != EntryPath::SingleStep || !placement.probeable || body.is_empty() {
+    if placement.path != EntryPath::SingleStep || !placement.probeable {
         return placement;
     }
-    let end = vaddr + body.len() as u64;
-    let start = (placement.probe_vaddr - vaddr) as usize;
-    let Some(code) = body.get(start..) else {
+    let Some((to, written)) = emulated_ahead(body, vaddr, placement.probe_vaddr) else {
         return placement;
     };
-    let mut decoder = Decoder::with_ip(64, code, placement.probe_vaddr, DecoderOptions::NONE);
-    let mut info = InstructionInfoFactory::new();
-    let mut clobbers = 0u8;
-    let mut target = None;
-    for _ in 0..MOVE_LIMIT {
-        let at = start + decoder.position();
-        let insn = decoder.decode();
-        if insn.is_invalid() {
-            return placement;
-        }
-        let bytes = &body[at..at + insn.len()];
-        if is_emulated(&insn, bytes) {
-            let stays = match insn.flow_control() {
-                FlowControl::ConditionalBranch => (vaddr..end).contains(&insn.near_branch_target()),
-                FlowControl::Call | FlowControl::Next => true,
-                _ => false,
-            };
-            if stays && kernel_accepts(bytes) {
-                target = Some(insn);
-            }
-            break;
-        }
-        match registers_only(&mut info, &insn) {
-            Some(written) => clobbers |= written,
-            None => return placement,
-        }
-    }
-    let Some(insn) = target else {
-        return placement;
-    };
-    let landing = (placement.probe_vaddr + 1)..=insn.ip();
-    if lands_in(body, vaddr, &landing) {
+    if lands_in(body, vaddr, &((placement.probe_vaddr + 1)..=to)) {
         return placement;
     }
-    let offset = file_offset + (insn.ip() - vaddr);
+    let clobbers = (ARG_REGISTERS.iter().enumerate())
+        .filter(|&(_, &r)| written & gpr_bit(r) != 0)
+        .fold(0u8, |bits, (i, _)| bits | 1 << i);
     Placement {
-        probe_vaddr: insn.ip(),
-        probe_file_offset: offset,
+        probe_vaddr: to,
+        probe_file_offset: file_offset + (to - vaddr),
         path: EntryPath::Emulated,
         probeable: true,
         moved: Some(Moved {
@@ -186,10 +152,51 @@ pub fn move_to_emulated(
     }
 }
 
-/// For an instruction that falls through and writes only registers other
-/// than %rsp: the argument registers it writes (bits as in
-/// [`Moved::clobbers`]). `None` for anything else.
-fn registers_only(info: &mut InstructionInfoFactory, insn: &Instruction) -> Option<u8> {
+/// For code `body` at `vaddr`, from the instruction at `from`: the address
+/// of the first instruction the kernel emulates that a straight line of at
+/// most MOVE_LIMIT instructions reaches, and the general registers the ones
+/// before it write (bits by [`gpr_bit`]). Those must fall through and write
+/// neither memory nor %rsp, so the stack is as it was at `from`. The
+/// instruction found is a `push`, a nop, a direct `call`, or a `jcc` that
+/// stays in `body`: never a `ret` or a jump out, which are exit sites of
+/// their own. `from` itself is the answer when it qualifies. Whether a
+/// branch lands between is the caller's to check.
+pub(crate) fn emulated_ahead(body: &[u8], vaddr: u64, from: u64) -> Option<(u64, u32)> {
+    let end = vaddr + body.len() as u64;
+    let start = usize::try_from(from.checked_sub(vaddr)?).ok()?;
+    let code = body.get(start..)?;
+    let mut decoder = Decoder::with_ip(64, code, from, DecoderOptions::NONE);
+    let mut info = InstructionInfoFactory::new();
+    let mut written = 0u32;
+    for _ in 0..MOVE_LIMIT {
+        let at = start + decoder.position();
+        let insn = decoder.decode();
+        if insn.is_invalid() {
+            return None;
+        }
+        let bytes = &body[at..at + insn.len()];
+        if is_emulated(&insn, bytes) {
+            let stays = match insn.flow_control() {
+                FlowControl::ConditionalBranch => (vaddr..end).contains(&insn.near_branch_target()),
+                FlowControl::Call | FlowControl::Next => true,
+                _ => false,
+            };
+            return (stays && kernel_accepts(bytes)).then_some((insn.ip(), written));
+        }
+        written |= registers_only(&mut info, &insn)?;
+    }
+    None
+}
+
+/// A general register's bit in [`emulated_ahead`]'s mask.
+pub(crate) fn gpr_bit(reg: Register) -> u32 {
+    1 << (reg.full_register() as u32 - Register::RAX as u32)
+}
+
+/// For an instruction that falls through and writes only general registers
+/// other than %rsp: those it writes (bits by [`gpr_bit`]). `None` for
+/// anything else.
+fn registers_only(info: &mut InstructionInfoFactory, insn: &Instruction) -> Option<u32> {
     if insn.flow_control() != FlowControl::Next || insn.has_lock_prefix() {
         return None;
     }
@@ -197,17 +204,18 @@ fn registers_only(info: &mut InstructionInfoFactory, insn: &Instruction) -> Opti
     if used.used_memory().iter().any(|m| writes(m.access())) {
         return None;
     }
-    let mut clobbers = 0;
+    let mut written = 0;
     for reg in used.used_registers().iter().filter(|r| writes(r.access())) {
         let full = reg.register().full_register();
-        if full == Register::RSP || full == Register::RIP || reg.register().is_segment_register() {
-            return None;
-        }
-        if let Some(i) = ARG_REGISTERS.iter().position(|&a| a == full) {
-            clobbers |= 1 << i;
+        match full {
+            Register::RSP | Register::RIP => return None,
+            _ if (Register::RAX..=Register::R15).contains(&full) => written |= gpr_bit(full),
+            // Vector registers are nothing a probe reads.
+            _ if reg.register().is_segment_register() => return None,
+            _ => {}
         }
     }
-    Some(clobbers)
+    Some(written)
 }
 
 fn writes(access: OpAccess) -> bool {
