@@ -772,9 +772,7 @@ int BPF_UPROBE(on_entry_s)
 	return 0;
 }
 
-/* With a time filter, entries are held back until a call proves long
- * enough; an ancestor of a long call is longer still, so its entry is sent
- * (with its original timestamp) before the child's. */
+/* emit_held_entries' walk, from the first frame not sent up. */
 struct held_scan {
 	struct thread_state *s;
 	__u32 d;
@@ -796,6 +794,9 @@ static long emit_held_one(__u64 i, void *ctx)
 	return 0;
 }
 
+/* With a time filter, entries are held back until a call proves long
+ * enough; an ancestor of a long call is longer still, so its entry is sent
+ * (with its original timestamp) before the child's. */
 static __always_inline void emit_held_entries(struct thread_state *s, __u32 d)
 {
 	struct held_scan scan = { .s = s, .d = d };
@@ -803,8 +804,7 @@ static __always_inline void emit_held_entries(struct thread_state *s, __u32 d)
 	bpf_loop(MAX_FRAMES, emit_held_one, &scan, 0);
 }
 
-/* Whether `func` is also open below depth `d`: a recursive function's
- * total counts only its outermost activation (as uftrace does). */
+/* open_below's walk, from the outermost frame. */
 struct open_scan {
 	struct thread_state *s;
 	__u32 func;
@@ -822,6 +822,8 @@ static long open_one(__u64 i, void *ctx)
 	return 0;
 }
 
+/* Whether `func` is also open below depth `d`: a recursive function's
+ * total counts only its outermost activation (as uftrace does). */
 static __always_inline bool open_below(struct thread_state *s, __u32 func, __u32 d)
 {
 	struct open_scan scan = { .s = s, .func = func };
