@@ -71,6 +71,48 @@ pub fn never_returns(import: &str) -> bool {
         || (import.starts_with("_ZSt") && import.contains("__throw_"))
 }
 
+/// Library functions no unwinder can pass through while they run: C
+/// functions that call back into nothing, are no cancellation point, and
+/// throw nothing, and C++'s noexcept `operator delete`s. A hijacked return
+/// of a call to one is safe even in code that can unwind.
+const NEVER_UNWOUND: [&str; 30] = [
+    "memcpy",
+    "memmove",
+    "memset",
+    "memcmp",
+    "memchr",
+    "strlen",
+    "strnlen",
+    "strcmp",
+    "strncmp",
+    "strcpy",
+    "strncpy",
+    "strcat",
+    "strchr",
+    "strrchr",
+    "strstr",
+    "strcoll",
+    "malloc",
+    "calloc",
+    "realloc",
+    "free",
+    "_ZdlPv",
+    "_ZdlPvm",
+    "_ZdaPv",
+    "_ZdaPvm",
+    "_ZdlPvSt11align_val_t",
+    "_ZdlPvmSt11align_val_t",
+    "_ZdaPvSt11align_val_t",
+    "_ZdaPvmSt11align_val_t",
+    "__ctype_b_loc",
+    "__errno_location",
+];
+
+/// Whether no unwinder can walk through a call to `import` ([`NEVER_UNWOUND`]).
+pub fn never_unwound(import: &str) -> bool {
+    NEVER_UNWOUND.contains(&import)
+}
+
 /// Functions that return twice (or into a copied stack) save the return
 /// address a uretprobe has replaced: a longjmp back then lands in the
 /// trampoline and the kernel kills the program (SIGILL).

@@ -369,8 +369,14 @@ pub fn probe_set_with(
             }
         }
         for stub in &selected.plt {
+            // A call to a library function nothing unwinds through keeps its
+            // hijacked return: exact when a function tail-jumps to the stub,
+            // where no probe after a call sees the return. Called only, the
+            // stub is cheaper entered at its calls (PltStub's call_sites).
+            let hijack_safe =
+                !unwinds || (stub.call_sites.is_empty() && libc::never_unwound(&stub.import));
             let stub_fn = stub_of(stub, module, module_id);
-            let Some(id) = lists.number(&mut set, stub_fn, !unwinds, true) else {
+            let Some(id) = lists.number(&mut set, stub_fn, hijack_safe, true) else {
                 continue;
             };
             for &site in &stub.call_returns {

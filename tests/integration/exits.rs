@@ -334,3 +334,35 @@ fn ret_sites_attached_for_deep_recursion_go_when_it_ends_and_come_back() {
         }
     }
 }
+
+#[test]
+fn a_cxx_tail_call_into_free_ends_at_its_own_return() {
+    if !require_bpf() {
+        return;
+    }
+    // release() is `jmp free@plt` in a module that unwinds (ret-site
+    // exits): free's return lands in main, where no probe after a call to
+    // free is. Nothing unwinds through free, so its return stays hijacked.
+    let bin = fixture("tailfree", Build::O2);
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(t.stdout, "tailfree ok=1\n", "{}", t.stderr);
+    let round = [
+        "            [     1] |   make() {",
+        "      <dur> [     1] |     malloc@plt();",
+        "      <dur> [     1] |   } /* make() */",
+        "      <dur> [     1] |   release(char*);",
+        "      <dur> [     1] |   free@plt();",
+    ];
+    let lines = [
+        "# DURATION     TID     FUNCTION",
+        "            [     1] | main() {",
+    ]
+    .into_iter()
+    .chain(round.iter().cycle().take(3 * round.len()).copied())
+    .chain([
+        "      <dur> [     1] |   printf@plt();",
+        "      <dur> [     1] | } /* main */",
+    ]);
+    let expected: String = lines.map(|l| format!("{l}\n")).collect();
+    crate::common::assert_text_eq(&normalise(&t.graph), &expected);
+}
