@@ -273,6 +273,26 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Output {
 /// `[ 12345]` and every number after `pid`/`tid` (`pid=42`, `PID 42`, `tid: 42`) is renumbered
 /// 1, 2, 3… by first appearance, one numbering for both (a main thread's TID is its PID);
 /// trailing spaces are removed.
+/// The normalised graph of a `main` that runs `round` (lines below main,
+/// indented as in the graph) `times` times, then calls printf: the shape
+/// of the fixtures that loop a few calls and print their result.
+pub fn looped_main(round: &[&str], times: usize) -> String {
+    let head = [
+        "# DURATION     TID     FUNCTION",
+        "            [     1] | main() {",
+    ];
+    let tail = [
+        "      <dur> [     1] |   printf@plt();",
+        "      <dur> [     1] | } /* main */",
+    ];
+    let body = round.iter().cycle().take(times * round.len()).copied();
+    head.into_iter()
+        .chain(body)
+        .chain(tail)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 pub fn normalise(output: &str) -> String {
     let mut ids = Ids::default();
     let lines: Vec<String> = output

@@ -353,16 +353,6 @@ fn a_cxx_tail_call_into_free_ends_at_its_own_return() {
         "      <dur> [     1] |   release(char*);",
         "      <dur> [     1] |   free@plt();",
     ];
-    let lines = [
-        "# DURATION     TID     FUNCTION",
-        "            [     1] | main() {",
-    ]
-    .into_iter()
-    .chain(round.iter().cycle().take(3 * round.len()).copied())
-    .chain([
-        "      <dur> [     1] |   printf@plt();",
-        "      <dur> [     1] | } /* main */",
-    ]);
-    let expected: String = lines.map(|l| format!("{l}\n")).collect();
+    let expected = crate::common::looped_main(&round, 3);
     crate::common::assert_text_eq(&normalise(&t.graph), &expected);
 }

@@ -141,16 +141,6 @@ fn a_plt_stub_of_a_cxx_module_is_entered_at_its_calls_in_order() {
         "      <dur> [     1] |     strlen@plt();",
         "      <dur> [     1] |   } /* twice() */",
     ];
-    let lines = [
-        "# DURATION     TID     FUNCTION",
-        "            [     1] | main() {",
-    ]
-    .into_iter()
-    .chain(twice.iter().cycle().take(3 * twice.len()).copied())
-    .chain([
-        "      <dur> [     1] |   printf@plt();",
-        "      <dur> [     1] | } /* main */",
-    ]);
-    let expected: String = lines.map(|l| format!("{l}\n")).collect();
+    let expected = crate::common::looped_main(&twice, 3);
     assert_text_eq(&normalise(&t.graph), &expected);
 }
