@@ -675,6 +675,8 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 
 #define COOKIE_RET_SITE (1ULL << COOKIE_RET_SITE_BIT)
 #define COOKIE_TAIL_JUMP (1ULL << COOKIE_TAIL_JUMP_BIT)
+#define COOKIE_SHORT (1ULL << COOKIE_SHORT_BIT)
+#define COOKIE_AT_CALL (1ULL << COOKIE_AT_CALL_BIT)
 
 /* `sp`: the stack pointer at the function's first instruction. */
 static __always_inline void push_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
@@ -748,10 +750,10 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks, bool sleepab
 		return 1;
 	claim(s);
 	if (hijacks && repair_exits && exit == EXIT_HIJACKED)
-		exit = over_budget(s, (__u32)cookie, cookie & (1ULL << COOKIE_SHORT_BIT));
+		exit = over_budget(s, (__u32)cookie, cookie & COOKIE_SHORT);
 	/* At the call, the return address is not pushed yet. */
 	push_frame(ctx, s, (__u32)cookie, exit, now, sleepable,
-		   PT_REGS_SP(ctx) - (cookie & (1ULL << COOKIE_AT_CALL_BIT) ? 8 : 0));
+		   PT_REGS_SP(ctx) - (cookie & COOKIE_AT_CALL ? 8 : 0));
 	release(s);
 	return exit == EXIT_HIJACKED ? 0 : 1;
 }

@@ -7,7 +7,9 @@
 use anyhow::{Result, bail};
 use globset::{Glob, GlobMatcher};
 
-use crate::model::{FuncKind, FuncTable, Function};
+use std::collections::BTreeSet;
+
+use crate::model::{FuncId, FuncKind, FuncTable, Function};
 use crate::options::{ValueAt, ValueRequest};
 use crate::symbols::select::recorded_names;
 use crate::symbols::{DebugInfo, ModuleSymbols, ProbeSet};
@@ -33,31 +35,28 @@ struct Tally {
 /// caller passed. A PLT stub's is put back from its calls.
 pub fn keep_arguments_exact(probes: &mut ProbeSet, modules: &[ModuleSymbols]) {
     let table = &probes.table;
-    for (&id, _) in table.values.iter().filter(|(_, v)| !v.args.is_empty()) {
-        // At a call, stack arguments sit a slot lower than at the entry the
-        // specs describe: the stub's own entry is probed instead.
-        for list in &mut probes.call_site_entries {
-            let (offsets, ids) = (list.offsets.iter().zip(&list.ids))
-                .filter(|&(_, &i)| i != id)
-                .unzip();
-            (list.offsets, list.ids) = (offsets, ids);
-        }
-        let Some(f) = table.function(id) else {
+    let reading: BTreeSet<FuncId> = (table.values.iter())
+        .filter(|(_, v)| !v.args.is_empty())
+        .map(|(&id, _)| id)
+        .collect();
+    // At a call, stack arguments sit a slot lower than at the entry the
+    // specs describe: the stub's own entry is probed instead.
+    for list in &mut probes.call_site_entries {
+        let (offsets, ids) = (list.offsets.iter().zip(&list.ids))
+            .filter(|&(_, i)| !reading.contains(i))
+            .unzip();
+        (list.offsets, list.ids) = (offsets, ids);
+    }
+    let read = read_modules(table, modules);
+    for &id in &reading {
+        let Some(f) = table.function(id).filter(|f| f.kind == FuncKind::Function) else {
             continue;
         };
-        let Some(path) = table.modules.get(f.module as usize).map(|m| &m.path) else {
+        let Some(module) = read.get(f.module as usize).copied().flatten() else {
             continue;
         };
-        let Some(module) = modules
-            .iter()
-            .find(|m| m.path.display().to_string() == *path)
-        else {
-            continue;
-        };
-        let moved = module
-            .functions
-            .iter()
-            .find(|s| s.vaddr == f.addr && f.kind == FuncKind::Function)
+        let moved = (module.functions.iter())
+            .find(|s| s.vaddr == f.addr)
             .and_then(|s| s.placement.moved);
         let Some(moved) = moved.filter(|m| m.clobbers != 0) else {
             continue;
@@ -68,6 +67,21 @@ pub fn keep_arguments_exact(probes: &mut ProbeSet, modules: &[ModuleSymbols]) {
             }
         }
     }
+}
+
+/// Per module of the table, the one read, found by path once rather than
+/// per function.
+fn read_modules<'m>(
+    table: &FuncTable,
+    modules: &'m [ModuleSymbols],
+) -> Vec<Option<&'m ModuleSymbols>> {
+    (table.modules.iter())
+        .map(|t| {
+            modules
+                .iter()
+                .find(|m| m.path.display().to_string() == t.path)
+        })
+        .collect()
 }
 
 /// Fills `table.values` for `requests`. `modules` are the modules read,
@@ -88,15 +102,7 @@ pub fn fill(
         clones: Vec::new(),
         capped: Vec::new(),
     };
-    // Per module of the table, the one read, found by path once rather than
-    // per function.
-    let read: Vec<Option<&ModuleSymbols>> = (table.modules.iter())
-        .map(|t| {
-            modules
-                .iter()
-                .find(|m| m.path.display().to_string() == t.path)
-        })
-        .collect();
+    let read = read_modules(table, modules);
     for id in table.ids() {
         let Some(f) = table.function(id) else {
             continue;

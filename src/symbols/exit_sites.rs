@@ -258,9 +258,9 @@ impl<'a> Scanner<'a> {
         let end = start + bytes.len() as u64;
         let mut found = Found::default();
         let mut after_call: Option<usize> = None;
-        // (stub, address) of each instruction a stub's call returns to, and
-        // where the piece's branches land.
-        let mut returns: Vec<(usize, u64)> = Vec::new();
+        // (stub, address, probe accepted there) of each instruction a stub's
+        // call returns to, and where the piece's branches land.
+        let mut returns: Vec<(usize, u64, bool)> = Vec::new();
         let mut landings: Vec<u64> = Vec::new();
         let mut decoder = Decoder::with_ip(64, bytes, start, DecoderOptions::NONE);
         while decoder.can_decode() {
@@ -273,7 +273,7 @@ impl<'a> Scanner<'a> {
             let site = offset + at as u64;
             let probeable = || kernel_accepts(&bytes[at..at + insn.len()]);
             if let Some(stub) = after_call.take() {
-                returns.push((stub, insn.ip()));
+                returns.push((stub, insn.ip(), probeable()));
             }
             if insn.op0_kind() == OpKind::NearBranch64 {
                 landings.push(insn.near_branch_target());
@@ -311,8 +311,8 @@ impl<'a> Scanner<'a> {
             }
         }
         landings.sort_unstable();
-        for (stub, at) in returns {
-            if let Some(to) = return_site(bytes, start, at, &landings) {
+        for (stub, at, accepted) in returns {
+            if let Some(to) = return_site(bytes, start, (at, accepted), &landings) {
                 self.call_returns.push((stub, offset + (to - start)));
             }
         }
@@ -348,20 +348,22 @@ impl<'a> Scanner<'a> {
 /// first emulated instruction a straight line from `at` reaches
 /// (placement's [`emulated_ahead`]), when the ones before it leave %rax and
 /// %rdx (the return value) alone and no branch lands among them; else `at`
-/// itself, single-stepped, when the kernel accepts a probe there.
-fn return_site(bytes: &[u8], start: u64, at: u64, landings: &[u64]) -> Option<u64> {
+/// itself, single-stepped, when the kernel `accepted` a probe there.
+fn return_site(
+    bytes: &[u8],
+    start: u64,
+    (at, accepted): (u64, bool),
+    landings: &[u64],
+) -> Option<u64> {
     let value = gpr_bit(Register::RAX) | gpr_bit(Register::RDX);
     let ahead = emulated_ahead(bytes, start, at).filter(|&(to, written)| {
         let first_after = landings.partition_point(|&t| t <= at);
         written & value == 0 && landings.get(first_after).is_none_or(|&t| t > to)
     });
-    if let Some((to, _)) = ahead {
-        return Some(to);
+    match ahead {
+        Some((to, _)) => Some(to),
+        None => accepted.then_some(at),
     }
-    let from = (at - start) as usize;
-    let insn = Decoder::with_ip(64, bytes.get(from..)?, at, DecoderOptions::NONE).decode();
-    let whole = bytes.get(from..from + insn.len())?;
-    (!insn.is_invalid() && kernel_accepts(whole)).then_some(at)
 }
 
 /// The `.cold` parts by address, and which function each belongs to.
