@@ -118,7 +118,8 @@ struct frame {
 	__u64 child; /* time spent in traced callees (counting mode) */
 	__u32 func;
 	__u8 exit; /* enum frame_exit */
-	__u8 pad[3];
+	__u8 chained; /* it tail-jumped (COOKIE_CHAIN): it ends with the call on top */
+	__u8 pad[2];
 };
 
 struct thread_state {
@@ -627,7 +628,7 @@ static long drop_one(__u64 i, void *ctx)
 	if (c->abandoned && f->ts >= c->abandoned)
 		keep_same_sp = true;
 	else
-		keep_same_sp = !c->at_entry || (f->exit == EXIT_HIJACKED && !c->abandoned);
+		keep_same_sp = !c->at_entry || ((f->exit == EXIT_HIJACKED || f->chained) && !c->abandoned);
 	if (f->sp > c->sp || (f->sp == c->sp && keep_same_sp))
 		return 1;
 	if (f->exit == EXIT_HIJACKED && s->hijacked)
@@ -642,9 +643,9 @@ static long drop_one(__u64 i, void *ctx)
  * unwound when the next event of the thread carries the lower depth, or at
  * once (EV_UNWIND) when an exception or a longjmp is known to have left them.
  * `at_entry`: a new call enters at `sp`. A frame at that same sp is then the
- * caller of a tail call if its return is hijacked (the returns chain), but
- * dead if its exit is probed at its ret sites (the tail jump already ended
- * it), or if frames were abandoned since (no tail call crosses a longjmp). */
+ * caller of a tail call if its return is hijacked (the returns chain) or its
+ * tail jump chained it, but dead if a ret site ended it, or if frames were
+ * abandoned since (no tail call crosses a longjmp). */
 static __always_inline void drop_dead_frames_at(struct thread_state *s, __u64 sp, bool at_entry,
 						__u64 end_ts)
 {
@@ -677,6 +678,7 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 #define COOKIE_TAIL_JUMP (1ULL << COOKIE_TAIL_JUMP_BIT)
 #define COOKIE_SHORT (1ULL << COOKIE_SHORT_BIT)
 #define COOKIE_AT_CALL (1ULL << COOKIE_AT_CALL_BIT)
+#define COOKIE_CHAIN (1ULL << COOKIE_CHAIN_BIT)
 
 /* `sp`: the stack pointer at the function's first instruction. */
 static __always_inline void push_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
@@ -697,6 +699,7 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 		f->child = 0;
 		f->func = func;
 		f->exit = exit;
+		f->chained = 0;
 	}
 	if (count_only && d >= MAX_FRAMES)
 		count_deep_entry(s, func, d, now);
@@ -708,6 +711,9 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 		return;
 	emit(s, EV_ENTRY, func, now, d);
 }
+
+static __always_inline void end_chained(struct pt_regs *regs, struct thread_state *s, __u64 now,
+					__u64 sp);
 
 /* --exit=auto: a call the kernel cannot hijack the return of (the thread
  * holds HIJACK_BUDGET already, or SHORT_BUDGET for a short call) is seen at
@@ -741,9 +747,17 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks, bool sleepab
 		__u32 func = (__u32)cookie;
 		__u8 *mute = bpf_map_lookup_elem(&muted, &func);
 
-		/* No frame, no hijack: its ret sites ignore a frame never seen. */
-		if (mute && *mute)
+		/* No frame, no hijack: its ret sites ignore a frame never seen,
+		 * and a frame that tail-jumped here ends now, at its jump. */
+		if (mute && *mute) {
+			s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
+			if (s) {
+				claim(s);
+				end_chained(ctx, s, now, PT_REGS_SP(ctx) - (cookie & COOKIE_AT_CALL ? 8 : 0));
+				release(s);
+			}
 			return 1;
+		}
 	}
 	s = state_or_create();
 	if (!s)
@@ -936,45 +950,14 @@ static __always_inline void count_frames(struct thread_state *s, __u32 low, __u3
 		bpf_loop(r.top - low, count_one, &r, 0);
 }
 
-/* A traced function returns; `entry_sp` is the sp its entry saw, `exit`
- * how this probe sees returns (a hijacked return, or a ret site): a frame
- * whose exit is seen the other way ignores it. With `same_func`, the frame
- * must also be the cookie's function: a call-return site is reached again
- * when a longjmp lands after a setjmp call, where a sibling call (the frame
- * the jump abandoned) sat at the same sp. */
-static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
-				      __u64 now, __u64 entry_sp, bool same_func, __u8 exit)
+/* Ends the call on top of the thread's frames, in frame `d`, at `now`.
+ * `hijacked`: its return address was hijacked (it held a kernel return
+ * instance); `tail`: seen at a tail jump, where no return value exists yet. */
+static __always_inline void end_top(struct pt_regs *regs, struct thread_state *s, __u32 func,
+				    __u64 now, __u32 d, bool hijacked, bool tail)
 {
-	__u32 d;
-
-	drop_dead_frames(s, entry_sp, false);
-	d = s->depth;
-	if (d == 0)
-		return;
-	if (d <= MAX_FRAMES) {
-		struct frame *top = frame_at(s, d - 1);
-
-		/* A return whose entry we never saw: entered before attach, or a
-		 * ret site of an untraced frame deeper than ours. */
-		if (top->sp != entry_sp)
-			return;
-		if (same_func && top->func != func) {
-			/* The sibling is dead; userspace closes it as unwound. */
-			if (count_only)
-				count_call(s, d - 1, now);
-			set_depth(s, d - 1);
-			if (top->exit == EXIT_HIJACKED && s->hijacked)
-				s->hijacked -= 1;
-			if (s->emitted > s->depth)
-				s->emitted = s->depth;
-			return;
-		}
-		if (top->exit != exit)
-			return;
-	}
-	if (exit == EXIT_HIJACKED && s->hijacked)
+	if (hijacked && s->hijacked)
 		s->hijacked -= 1;
-	d -= 1;
 	set_depth(s, d);
 	if (count_only) {
 		if (d < MAX_FRAMES)
@@ -1002,8 +985,95 @@ static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state 
 		return;
 	}
 	if (capture_values)
-		send_values(regs, s, func, d, now, true, bpf_get_attach_cookie(regs) & COOKIE_TAIL_JUMP, false);
+		send_values(regs, s, func, d, now, true, tail, false);
 	emit(s, EV_EXIT, func, now, d);
+}
+
+/* Tail calls chained on one slot, at most: a longer chain's outer frames
+ * are found dead (unwound) by the thread's next event higher up. */
+#define CHAIN_MAX 4
+
+/* The call at slot `sp` returned: the frames whose tail jumps chained them
+ * there end with it, innermost first, at the same time and with the same
+ * return value. */
+static __always_inline void end_chained(struct pt_regs *regs, struct thread_state *s, __u64 now,
+					__u64 sp)
+{
+	for (int i = 0; i < CHAIN_MAX; i++) {
+		__u32 d = s->depth;
+		struct frame *top;
+
+		if (d == 0 || d > MAX_FRAMES)
+			return;
+		top = frame_at(s, d - 1);
+		if (!top->chained || top->sp != sp)
+			return;
+		end_top(regs, s, top->func, now, d - 1, false, false);
+	}
+}
+
+/* A traced function returns; `entry_sp` is the sp its entry saw, `exit`
+ * how this probe sees returns (a hijacked return, or a ret site): a frame
+ * whose exit is seen the other way ignores it, unless its tail jump chained
+ * it (the call it jumped to left no frame: this is that call's return).
+ * With `same_func`, the frame must also be the cookie's function: a
+ * call-return site is reached again when a longjmp lands after a setjmp
+ * call, where a sibling call (the frame the jump abandoned) sat at the
+ * same sp. */
+static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
+				      __u64 now, __u64 entry_sp, bool same_func, __u8 exit)
+{
+	bool hijacked = exit == EXIT_HIJACKED;
+	__u32 d;
+
+	drop_dead_frames(s, entry_sp, false);
+	d = s->depth;
+	if (d == 0)
+		return;
+	if (d <= MAX_FRAMES) {
+		struct frame *top = frame_at(s, d - 1);
+
+		/* A return whose entry we never saw: entered before attach, or a
+		 * ret site of an untraced frame deeper than ours. */
+		if (top->sp != entry_sp)
+			return;
+		if (same_func && top->func != func) {
+			/* The sibling is dead; userspace closes it as unwound. */
+			if (count_only)
+				count_call(s, d - 1, now);
+			set_depth(s, d - 1);
+			if (top->exit == EXIT_HIJACKED && s->hijacked)
+				s->hijacked -= 1;
+			if (s->emitted > s->depth)
+				s->emitted = s->depth;
+			return;
+		}
+		if (top->exit != exit && !top->chained)
+			return;
+		hijacked = top->exit == EXIT_HIJACKED;
+	}
+	end_top(regs, s, func, now, d - 1, hijacked, bpf_get_attach_cookie(regs) & COOKIE_TAIL_JUMP);
+	end_chained(regs, s, now, entry_sp);
+}
+
+/* A chaining tail jump (COOKIE_CHAIN) of the frame at `sp`: it stays open,
+ * to end with the call it jumps to. False when that frame is deeper than
+ * BPF keeps: nothing can mark it, so the jump ends it as a ret site does. */
+static __always_inline bool chain_frame(struct thread_state *s, __u64 sp)
+{
+	struct frame *top;
+	__u32 d;
+
+	drop_dead_frames(s, sp, false);
+	d = s->depth;
+	if (d == 0)
+		return true;
+	if (d > MAX_FRAMES)
+		return false;
+	top = frame_at(s, d - 1);
+	if (top->sp == sp && top->exit == EXIT_RET_SITES)
+		top->chained = 1;
+	return true;
 }
 
 static __always_inline int on_return(struct pt_regs *ctx, __u64 entry_sp, bool same_func, __u8 exit)
@@ -1036,7 +1106,19 @@ int BPF_URETPROBE(on_exit)
 SEC("uprobe.multi")
 int BPF_UPROBE(on_ret_site)
 {
-	return on_return(ctx, PT_REGS_SP(ctx), false, EXIT_RET_SITES);
+	struct thread_state *s;
+
+	if (!(bpf_get_attach_cookie(ctx) & COOKIE_CHAIN))
+		return on_return(ctx, PT_REGS_SP(ctx), false, EXIT_RET_SITES);
+	s = state_or_create();
+	if (!s)
+		return 0;
+	claim(s);
+	if (!chain_frame(s, PT_REGS_SP(ctx)))
+		pop_frame(ctx, s, (__u32)bpf_get_attach_cookie(ctx), bpf_ktime_get_ns(), PT_REGS_SP(ctx),
+			  false, EXIT_RET_SITES);
+	release(s);
+	return 0;
 }
 
 extern bool bpf_session_is_return(void) __ksym;

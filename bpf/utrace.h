@@ -49,6 +49,10 @@ enum cookie_bits {
 	/* Entry: probed at a `call` to the function (a PLT stub), where the
 	 * stack pointer is one slot above the function's entry value. */
 	COOKIE_AT_CALL_BIT = 60,
+	/* On a ret site: a tail jump to a traced function whose return is
+	 * seen at this same slot. The frame stays open and ends with that
+	 * call, as two hijacked returns chain on one return address. */
+	COOKIE_CHAIN_BIT = 59,
 };
 
 /* What BPF could not deliver, counted per CPU in the `drops` map (indexed

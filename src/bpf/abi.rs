@@ -47,6 +47,10 @@ pub const COOKIE_AT_CALL: u64 = 1 << cookie_bits::COOKIE_AT_CALL_BIT.0;
 /// Ret-site cookie flag: the site is a tail jump (no return value yet).
 pub const COOKIE_TAIL_JUMP: u64 = 1 << cookie_bits::COOKIE_TAIL_JUMP_BIT.0;
 
+/// Ret-site cookie flag: a tail jump to a traced function whose return is
+/// seen at the same slot; the frame ends with that call.
+pub const COOKIE_CHAIN: u64 = 1 << cookie_bits::COOKIE_CHAIN_BIT.0;
+
 /// Values BPF reads per entry or return (`-A`/`-R`).
 pub const VALUES_MAX: usize = value_limits::VALUES_MAX.0 as usize;
 

@@ -20,8 +20,8 @@ use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, Uprob
 use crate::model::FuncId;
 use crate::plan::exit_policy::{LinkSpec, ProbeKind};
 use abi::{
-    BpfCounts, COOKIE_AT_CALL, COOKIE_RET_SITE, COOKIE_SHORT, Drops, MAX_SENT_DEPTH, UtraceSkel,
-    UtraceSkelBuilder, helper_cookie,
+    BpfCounts, COOKIE_AT_CALL, COOKIE_CHAIN, COOKIE_RET_SITE, COOKIE_SHORT, Drops, MAX_SENT_DEPTH,
+    UtraceSkel, UtraceSkelBuilder, helper_cookie,
 };
 
 /// A detach slower than this says on stderr that it is under way.
@@ -397,6 +397,7 @@ impl<'obj> Probes<'obj> {
             (false, true, _) => COOKIE_SHORT,
             (false, false, _) => 0,
         };
+        let flags = flags | if spec.chains { COOKIE_CHAIN } else { 0 };
         let list = &spec.list;
         let mut cookies = match spec.kind {
             ProbeKind::Helper(h) => vec![helper_cookie(h); list.offsets.len()],

@@ -13,8 +13,9 @@
 //! return twice get ret sites from the start.
 
 use std::collections::HashSet;
+use std::path::Path;
 
-use crate::model::FuncId;
+use crate::model::{FuncId, FuncKind};
 use crate::options::ExitMode;
 use crate::symbols::libc::Helper;
 use crate::symbols::{AttachList, ExitFacts, HelperList, ModuleSymbols, ProbeSet};
@@ -58,6 +59,10 @@ pub struct LinkSpec {
     /// `call_site_entries`): the stack pointer is one slot above the
     /// stub's entry value there.
     pub at_calls: bool,
+    /// Ret sites that are tail jumps to a traced function whose own return
+    /// is seen at the same slot ([`chain_sites`]): BPF keeps the jumping
+    /// frame open, to end with that call.
+    pub chains: bool,
 }
 
 impl LinkSpec {
@@ -69,6 +74,7 @@ impl LinkSpec {
             ret_site_exits: false,
             short_calls: false,
             at_calls: false,
+            chains: false,
         }
     }
 
@@ -157,12 +163,15 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
             how,
         );
     }
+    let chains = chain_sites(set, exit);
     for list in &set.ret_sites {
-        push(
-            ProbeKind::RetSite,
-            keep(list, by_ret_site),
-            ret_site_exits.clone(),
-        );
+        let (chained, plain) = split_chained(&keep(list, by_ret_site), &chains);
+        push(ProbeKind::RetSite, plain, ret_site_exits.clone());
+        let how = LinkSpec {
+            chains: true,
+            ..ret_site_exits.clone()
+        };
+        push(ProbeKind::RetSite, chained, how);
     }
     for list in &set.call_returns {
         push(
@@ -243,20 +252,24 @@ pub fn helper_links(helpers: &[HelperList]) -> Vec<LinkSpec> {
 pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
     let mut specs = Vec::new();
     for set in sets {
+        let chains = chain_sites(set, ExitMode::Auto);
         let lists = [
             (&set.ret_sites, ProbeKind::RetSite),
             (&set.call_returns, ProbeKind::CallReturn),
         ];
         for (lists, kind) in lists {
             for list in lists {
-                let list = keep(list, |f| f == id);
-                if !list.offsets.is_empty() {
-                    specs.push(LinkSpec {
-                        kind,
-                        list,
-                        ret_site_exits: true,
-                        ..LinkSpec::plain()
-                    });
+                let (chained, plain) = split_chained(&keep(list, |f| f == id), &chains);
+                for (list, chains) in [(plain, false), (chained, true)] {
+                    if !list.offsets.is_empty() {
+                        specs.push(LinkSpec {
+                            kind,
+                            list,
+                            ret_site_exits: true,
+                            chains,
+                            ..LinkSpec::plain()
+                        });
+                    }
                 }
             }
         }
@@ -287,6 +300,52 @@ pub fn unwind_warnings(modules: &[ModuleSymbols], set: &ProbeSet, exit: ExitMode
             )
         })
         .collect()
+}
+
+/// The ret sites of `set` (by file and offset) that are tail jumps to a
+/// traced function whose own return is seen where it returns, at the slot
+/// the jump left it: its return is hijacked, or it is a function of the
+/// module's with ret sites. A PLT stub whose exit is seen after the calls
+/// to it is not: jumped to, it returns where no probe is.
+fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
+    let with_ret_sites: HashSet<FuncId> =
+        set.ret_sites.iter().flat_map(|l| l.ids.clone()).collect();
+    let stub = |id: FuncId| {
+        let index = id.0.checked_sub(set.first.0).map(|i| i as usize);
+        let function = index.and_then(|i| set.table.functions.get(i));
+        function.is_some_and(|f| f.kind == FuncKind::Plt)
+    };
+    let seen_returning = |id| match exit_probe(set.exit_facts(id), exit) {
+        ExitProbe::Hijack => true,
+        ExitProbe::RetSites => !stub(id) && with_ret_sites.contains(&id),
+        ExitProbe::Untraced => false,
+    };
+    let mut sites = HashSet::new();
+    for list in &set.tail_targets {
+        for (&offset, &callee) in list.offsets.iter().zip(&list.ids) {
+            if seen_returning(callee) {
+                sites.insert((list.path.as_path(), offset));
+            }
+        }
+    }
+    sites
+}
+
+/// `list` split into its probes on `chains` and the others.
+fn split_chained(list: &AttachList, chains: &HashSet<(&Path, u64)>) -> (AttachList, AttachList) {
+    let chained = |offset: &u64| chains.contains(&(list.path.as_path(), *offset));
+    let part = |wanted: bool| {
+        let (offsets, ids) = (list.offsets.iter())
+            .zip(&list.ids)
+            .filter(|&(o, _)| chained(o) == wanted)
+            .unzip();
+        AttachList {
+            path: list.path.clone(),
+            offsets,
+            ids,
+        }
+    };
+    (part(true), part(false))
 }
 
 /// The probes of `list` whose function passes `wanted`.
@@ -382,6 +441,27 @@ mod tests {
         );
         assert!(specs[0].at_calls && specs[0].functions() == 1);
         assert!(specs.iter().skip(1).all(|s| !s.at_calls));
+    }
+
+    #[test]
+    fn a_tail_jump_chains_only_onto_a_call_whose_own_return_is_seen() {
+        // 11's site 0x210 jumps to 10 (hijacked), 12's 0x310 to 99 (no
+        // probe of its own return).
+        let mut tails = set();
+        tails.tail_targets = vec![AttachList {
+            path: PathBuf::from("/bin/x"),
+            offsets: vec![0x210, 0x310],
+            ids: vec![FuncId(10), FuncId(99)],
+        }];
+        let specs = links(&tails, ExitMode::Auto);
+        let ret_sites: Vec<(Vec<u64>, bool)> = (specs.iter())
+            .filter(|s| s.kind == ProbeKind::RetSite)
+            .map(|s| (s.list.offsets.clone(), s.chains))
+            .collect();
+        assert_eq!(ret_sites, [(vec![0x310], false), (vec![0x210], true)]);
+        let on_demand = on_demand_links(&[tails], FuncId(11));
+        assert_eq!(on_demand.len(), 1);
+        assert!(on_demand[0].chains && on_demand[0].list.offsets == [0x210]);
     }
 
     #[test]

@@ -315,6 +315,7 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         placement,
         refused,
         ret_sites: Vec::new(),
+        tail_calls: Vec::new(),
         leaf: false,
         short: false,
     })

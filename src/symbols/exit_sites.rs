@@ -88,11 +88,13 @@ pub(crate) fn scan(
             parts.claim(target, index);
         }
         let range = (function.vaddr, function.vaddr + bytes.len() as u64);
-        function.ret_sites = found.sites(|t| !in_range(t, range) && !parts.belongs(t, index));
+        let leaves = |t| !in_range(t, range) && !parts.belongs(t, index);
+        function.ret_sites = found.sites(leaves);
+        function.tail_calls = found.tail_calls(leaves).collect();
         function.leaf = found.calls.is_empty()
             && !found.indirect_branch
             && function.ret_sites.iter().all(|s| found.rets.contains(s));
-        callees[index] = found.callees(|t| !in_range(t, range) && !parts.belongs(t, index));
+        callees[index] = found.callees(leaves);
     }
     for (part, parent) in parts.parts.iter().zip(&parts.parent) {
         let Some((bytes, offset)) = code.piece(part.vaddr, part.size) else {
@@ -104,8 +106,9 @@ pub(crate) fn scan(
             continue;
         };
         let range = (f.vaddr, f.vaddr + f.size);
-        f.ret_sites
-            .extend(found.sites(|t| !in_range(t, range) && !parts.belongs(t, index)));
+        let leaves = |t| !in_range(t, range) && !parts.belongs(t, index);
+        f.ret_sites.extend(found.sites(leaves));
+        f.tail_calls.extend(found.tail_calls(leaves));
         // A jump back from the part that lands between the function's first
         // instruction and a probe moved forward would count as a call.
         if let Some(moved) = f.placement.moved {
@@ -116,7 +119,7 @@ pub(crate) fn scan(
         }
         // What its `.cold` part calls (abort, __cxa_throw...) the function calls.
         f.leaf &= found.calls.is_empty() && !found.indirect_branch;
-        let part_callees = found.callees(|t| !in_range(t, range) && !parts.belongs(t, index));
+        let part_callees = found.callees(leaves);
         callees[index] = match (callees[index].take(), part_callees) {
             (Some(mut own), Some(more)) => {
                 own.extend(more);
@@ -126,6 +129,8 @@ pub(crate) fn scan(
         };
         f.ret_sites.sort_unstable();
         f.ret_sites.dedup();
+        f.tail_calls.sort_unstable();
+        f.tail_calls.dedup();
     }
     mark_short(functions, &callees, stubs);
     for (start, end) in uncovered(&code.sections, functions, cold) {
@@ -215,6 +220,14 @@ impl Found {
         sites.sort_unstable();
         sites.dedup();
         sites
+    }
+
+    /// The jumps out among [`Found::sites`]: (site, target).
+    fn tail_calls(&self, leaves: impl Fn(u64) -> bool) -> impl Iterator<Item = (u64, u64)> {
+        self.jumps_out
+            .iter()
+            .copied()
+            .filter(move |&(_, t)| leaves(t))
     }
 }
 
@@ -582,6 +595,8 @@ int main(int c, char **v) {
         let insn = insn_at(&exe, site, site - tail.file_offset + tail.vaddr);
         assert_eq!(insn.mnemonic(), Mnemonic::Jmp);
         assert_eq!(insn.near_branch_target(), other.vaddr);
+        // The site knows where it goes, for BPF to chain the frames.
+        assert_eq!(tail.tail_calls, [(site, other.vaddr)]);
     }
 
     #[test]
@@ -767,6 +782,7 @@ int main(int c, char **v) { char *p = malloc(8); release(p); return (int)measure
             placement: crate::symbols::placement::place(&[], vaddr, vaddr),
             refused: None,
             ret_sites: Vec::new(),
+            tail_calls: Vec::new(),
             leaf: false,
             short: false,
         };

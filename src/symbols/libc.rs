@@ -113,6 +113,79 @@ pub fn never_unwound(import: &str) -> bool {
     NEVER_UNWOUND.contains(&import)
 }
 
+/// glibc's libraries, as a versioned import names the one it binds to.
+const GLIBC_LIBRARIES: [&str; 5] = [
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+];
+
+/// glibc functions that run code of the caller's while they run (callbacks,
+/// signal handlers, constructors and destructors, the program itself) or
+/// unwind by themselves: an exception or a panic can pass through them.
+const RUNS_CALLERS_CODE: [&str; 47] = [
+    "qsort",
+    "qsort_r",
+    "bsearch",
+    "lfind",
+    "lsearch",
+    "tsearch",
+    "tfind",
+    "tdelete",
+    "twalk",
+    "twalk_r",
+    "tdestroy",
+    "ftw",
+    "ftw64",
+    "nftw",
+    "nftw64",
+    "scandir",
+    "scandir64",
+    "scandirat",
+    "glob",
+    "glob64",
+    "fts_open",
+    "fts64_open",
+    "fts_read",
+    "fts64_read",
+    "pthread_once",
+    "call_once",
+    "dl_iterate_phdr",
+    "dlopen",
+    "dlmopen",
+    "dlclose",
+    "exit",
+    "quick_exit",
+    "__cxa_finalize",
+    "__libc_start_main",
+    "raise",
+    "kill",
+    "tgkill",
+    "pthread_kill",
+    "sigqueue",
+    "pthread_exit",
+    "pthread_cancel",
+    "setcontext",
+    "swapcontext",
+    "makecontext",
+    "fopencookie",
+    "register_printf_function",
+    "register_printf_specifier",
+];
+
+/// Whether nothing thrown (a C++ exception, a Rust panic) can pass through
+/// a call to `import`, bound to `library`: [`never_unwound`], or a function
+/// of glibc's that runs none of the caller's code ([`RUNS_CALLERS_CODE`]).
+/// Cancellation (pthread_cancel) still unwinds through a glibc cancellation
+/// point, but stops at a hijacked return as at the end of the stack: the
+/// thread ends all the same, without the destructors above the call.
+pub fn throws_nothing(import: &str, library: Option<&str>) -> bool {
+    let glibc = library.is_some_and(|l| GLIBC_LIBRARIES.contains(&l));
+    never_unwound(import) || (glibc && !RUNS_CALLERS_CODE.contains(&import))
+}
+
 /// Functions that return twice (or into a copied stack) save the return
 /// address a uretprobe has replaced: a longjmp back then lands in the
 /// trampoline and the kernel kills the program (SIGILL).
@@ -175,8 +248,9 @@ pub enum Helper {
     UnwindStart,
     /// An exception was caught: the frames below the catcher are gone.
     Catch,
-    /// An exception object was freed (Rust's catch_unwind, or after a C++
-    /// catch): the frames below the freeing call are gone.
+    /// A panic was taken back or an exception object freed (Rust's
+    /// catch_unwind, or after a C++ catch): the frames below that call are
+    /// gone.
     Freed,
     /// longjmp: the frames it leaves end now.
     Longjmp,
@@ -188,14 +262,32 @@ pub fn helper_of(raw: &str) -> Option<Helper> {
         "_Unwind_RaiseException" | "_Unwind_ForcedUnwind" | "_Unwind_Resume_or_Rethrow" => {
             Some(Helper::UnwindStart)
         }
-        // C++ catches call __cxa_begin_catch; Rust's catch_unwind frees the
-        // exception with _Unwind_DeleteException.
+        // C++ catches call __cxa_begin_catch. Rust's catch_unwind calls
+        // std::panicking::catch_unwind::cleanup (`try::cleanup` in older
+        // std) from the catching frame, which takes the panic back with
+        // __rust_panic_cleanup (v0-mangled in the `__rustc` crate by recent
+        // compilers, unmangled by older ones); a foreign exception is freed
+        // with _Unwind_DeleteException.
         "__cxa_begin_catch" => Some(Helper::Catch),
-        "_Unwind_DeleteException" => Some(Helper::Freed),
+        _ if rust_v0(
+            raw,
+            &["9panicking12catch_unwind7cleanup", "9panicking3try7cleanup"],
+        ) =>
+        {
+            Some(Helper::Catch)
+        }
+        "_Unwind_DeleteException" | "__rust_panic_cleanup" => Some(Helper::Freed),
+        _ if rust_v0(raw, &["7___rustc20___rust_panic_cleanup"]) => Some(Helper::Freed),
         "longjmp" | "_longjmp" | "siglongjmp" | "__longjmp_chk" | "__libc_siglongjmp"
         | "__libc_longjmp" => Some(Helper::Longjmp),
         _ => None,
     }
+}
+
+/// Whether `raw` is a Rust v0 symbol whose path ends in one of `tails`
+/// (its crate's hash differs from build to build).
+fn rust_v0(raw: &str, tails: &[&str]) -> bool {
+    raw.starts_with("_R") && tails.iter().any(|t| raw.ends_with(t))
 }
 
 /// Whether a library file name can hold helper functions: the unwinder
@@ -205,4 +297,31 @@ pub fn may_hold_helpers(file_name: &str) -> bool {
     ["libc.so", "libgcc_s.so", "libstdc++.so"]
         .iter()
         .any(|p| file_name.starts_with(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glibc_functions_that_run_no_callers_code_throw_nothing() {
+        assert!(throws_nothing("usleep", Some("libc.so.6")));
+        assert!(throws_nothing("free", None));
+        assert!(!throws_nothing("qsort", Some("libc.so.6")));
+        assert!(!throws_nothing("usleep", None));
+        assert!(!throws_nothing(
+            "_ZNSt6vectorIiE9push_backEi",
+            Some("libstdc++.so.6")
+        ));
+    }
+
+    #[test]
+    fn rust_catches_are_found_in_both_manglings() {
+        let v0 = "_RNvNvNtCsjrHSEGnQ3l9_3std9panicking12catch_unwind7cleanup";
+        assert_eq!(helper_of(v0), Some(Helper::Catch));
+        let taken = "_RNvCsfLfy6EI15iL_7___rustc20___rust_panic_cleanup";
+        assert_eq!(helper_of(taken), Some(Helper::Freed));
+        assert_eq!(helper_of("__rust_panic_cleanup"), Some(Helper::Freed));
+        assert_eq!(helper_of("_RNvCs1_5other7cleanup"), None);
+    }
 }

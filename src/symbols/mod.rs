@@ -35,7 +35,7 @@ mod symbol;
 #[cfg(test)]
 pub(crate) mod testutil;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use crate::model::{FuncId, FuncKind, FuncTable, Function, Module};
@@ -167,6 +167,9 @@ pub struct ProbeSet {
     /// when its exits are seen at its call returns. The stack pointer is
     /// one slot above the stub's entry value there.
     pub call_site_entries: Vec<AttachList>,
+    /// The ret sites that are direct jumps to a selected function or stub
+    /// of the same module (tail calls), with that callee as their id.
+    pub tail_targets: Vec<AttachList>,
 }
 
 impl ProbeSet {
@@ -223,6 +226,7 @@ struct ModuleLists {
     ret_sites: ListBuilder,
     call_returns: ListBuilder,
     call_sites: ListBuilder,
+    tail_targets: ListBuilder,
 }
 
 impl ModuleLists {
@@ -232,6 +236,7 @@ impl ModuleLists {
             ret_sites: ListBuilder::new(path),
             call_returns: ListBuilder::new(path),
             call_sites: ListBuilder::new(path),
+            tail_targets: ListBuilder::new(path),
         }
     }
 
@@ -260,6 +265,7 @@ impl ModuleLists {
         self.ret_sites.finish(&mut set.ret_sites);
         self.call_returns.finish(&mut set.call_returns);
         self.call_sites.finish(&mut set.call_site_entries);
+        self.tail_targets.finish(&mut set.tail_targets);
     }
 }
 
@@ -348,6 +354,9 @@ pub fn probe_set_with(
         let mut lists = ModuleLists::new(&module.path);
         let unwinds = module.can_unwind();
         let first = set.table.functions.len();
+        // Each numbered function or stub by address, for the tail calls.
+        let mut at: HashMap<u64, FuncId> = HashMap::new();
+        let mut tail_calls = Vec::new();
         for sym in &selected.functions {
             // Recursion deeper than the kernel's 64 pending returns is BPF's
             // to handle (HIJACK_BUDGET: ret sites on demand).
@@ -367,14 +376,18 @@ pub fn probe_set_with(
             for &site in &sym.ret_sites {
                 lists.ret_sites.add(site, id);
             }
+            at.insert(sym.vaddr, id);
+            tail_calls.extend(&sym.tail_calls);
         }
         for stub in &selected.plt {
-            // A call to a library function nothing unwinds through keeps its
-            // hijacked return: exact when a function tail-jumps to the stub,
-            // where no probe after a call sees the return. Called only, the
-            // stub is cheaper entered at its calls (PltStub's call_sites).
-            let hijack_safe =
-                !unwinds || (stub.call_sites.is_empty() && libc::never_unwound(&stub.import));
+            // A call to a library function nothing thrown passes through
+            // keeps its hijacked return: exact when a function tail-jumps to
+            // the stub, where no probe after a call sees the return. Called
+            // only, the stub is cheaper entered at its calls (PltStub's
+            // call_sites).
+            let library = stub.library.as_deref();
+            let hijack_safe = !unwinds
+                || (stub.call_sites.is_empty() && libc::throws_nothing(&stub.import, library));
             let stub_fn = stub_of(stub, module, module_id);
             let Some(id) = lists.number(&mut set, stub_fn, hijack_safe, true) else {
                 continue;
@@ -384,6 +397,12 @@ pub fn probe_set_with(
             }
             for &site in &stub.call_sites {
                 lists.call_sites.add(site, id);
+            }
+            at.insert(stub.vaddr, id);
+        }
+        for (site, target) in tail_calls {
+            if let Some(&callee) = at.get(&target) {
+                lists.tail_targets.add(site, callee);
             }
         }
         lists.finish(&mut set);

@@ -31,6 +31,9 @@ pub struct Symbol {
     /// entry value. Empty for a function that never returns, or leaves only
     /// through an indirect jump.
     pub ret_sites: Vec<u64>,
+    /// The ret sites that are direct jumps out of it (tail calls, `jmp` or
+    /// `jcc`): (file offset, target address), sorted.
+    pub tail_calls: Vec<(u64, u64)>,
     /// Calls nothing and jumps to no other function: nothing can unwind
     /// through it (exits.rs).
     pub leaf: bool,

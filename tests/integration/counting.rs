@@ -184,6 +184,46 @@ fn counting_counts_calls_an_exception_unwinds() {
 }
 
 #[test]
+fn counting_times_tail_calls_to_their_return() {
+    if !require_bpf() {
+        return;
+    }
+    // Tail jumps chain the jumping frames on one slot (exits at ret sites):
+    // each ends when the call it jumped to returns, 50 ms per inner().
+    let (live, recorded) = same_calls(&fixture("tailcalls", Build::O2), &[], &[], &[]);
+    let calls: Vec<u64> = ["outerf()", "three()", "two()", "inner()", "usleep@plt"]
+        .map(|f| live[f].calls)
+        .to_vec();
+    assert_eq!(calls, [1, 1, 1, 3, 3], "{live:?}");
+    for (f, ms) in [
+        ("outerf()", 100.0),
+        ("three()", 50.0),
+        ("two()", 50.0),
+        ("inner()", 150.0),
+    ] {
+        let (l, r) = (live[f].total, recorded[f].total);
+        assert!(l >= ms * 1e6 && l < (ms + 30.0) * 1e6, "{f}: {l} ns");
+        assert!((l - r).abs() < 20e6, "{f}: {l} / {r} ns");
+    }
+}
+
+#[test]
+fn counting_counts_calls_a_rust_panic_unwinds() {
+    if !require_bpf() {
+        return;
+    }
+    let opts = ["-f", "panics::*"];
+    let (live, recorded) = same_calls(&fixture("panics", Build::V0), &[], &opts, &[]);
+    for f in ["panics::guarded", "panics::risky", "panics::deeper"] {
+        assert_eq!(live[f].calls, 4, "{f}: {live:?}");
+        // Two of the four sleep 10 ms before their panic.
+        let (l, r) = (live[f].total, recorded[f].total);
+        assert!((20e6..60e6).contains(&l), "{f}: {l} ns");
+        assert!((l - r).abs() < 10e6, "{f}: {l} / {r} ns");
+    }
+}
+
+#[test]
 fn counting_ends_calls_that_never_return_with_their_thread() {
     if !require_bpf() {
         return;

@@ -342,7 +342,8 @@ fn a_cxx_tail_call_into_free_ends_at_its_own_return() {
     }
     // release() is `jmp free@plt` in a module that unwinds (ret-site
     // exits): free's return lands in main, where no probe after a call to
-    // free is. Nothing unwinds through free, so its return stays hijacked.
+    // free is. Nothing unwinds through free, so its return stays hijacked,
+    // and release's tail jump chains on it: release ends when free returns.
     let bin = fixture("tailfree", Build::O2);
     let t = trace(&bin, &[], &[]);
     assert_eq!(t.stdout, "tailfree ok=1\n", "{}", t.stderr);
@@ -350,9 +351,123 @@ fn a_cxx_tail_call_into_free_ends_at_its_own_return() {
         "            [     1] |   make() {",
         "      <dur> [     1] |     malloc@plt();",
         "      <dur> [     1] |   } /* make() */",
-        "      <dur> [     1] |   release(char*);",
-        "      <dur> [     1] |   free@plt();",
+        "            [     1] |   release(char*) {",
+        "      <dur> [     1] |     free@plt();",
+        "      <dur> [     1] |   } /* release(char*) */",
     ];
     let expected = crate::common::looped_main(&round, 3);
     crate::common::assert_text_eq(&normalise(&t.graph), &expected);
+}
+
+#[test]
+fn cxx_tail_calls_end_where_their_call_returns() {
+    if !require_bpf() {
+        return;
+    }
+    // A module that unwinds sees its exits at ret sites. A tail jump to a
+    // traced function keeps the jumping frame open until that call returns,
+    // three frames deep on one slot for three(), and usleep's return (a
+    // stub jumped to, which nothing thrown passes through) stays hijacked.
+    let bin = fixture("tailcalls", Build::O2);
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(t.stdout, "tailcalls ok=1\n", "{}", t.stderr);
+    let expected = "\
+# DURATION     TID     FUNCTION
+            [     1] | main() {
+            [     1] |   outerf() {
+            [     1] |     inner() {
+      <dur> [     1] |       usleep@plt();
+      <dur> [     1] |     } /* inner() */
+            [     1] |     inner() {
+      <dur> [     1] |       usleep@plt();
+      <dur> [     1] |     } /* inner() */
+      <dur> [     1] |   } /* outerf() */
+            [     1] |   three() {
+            [     1] |     two() {
+            [     1] |       inner() {
+      <dur> [     1] |         usleep@plt();
+      <dur> [     1] |       } /* inner() */
+      <dur> [     1] |     } /* two() */
+      <dur> [     1] |   } /* three() */
+      <dur> [     1] |   printf@plt();
+      <dur> [     1] | } /* main */
+";
+    crate::common::assert_text_eq(expected, &normalise(&t.graph));
+    // Each frame lasts as long as the sleep under it: 50 ms for inner and
+    // the three that chain on one slot, 100 ms for outerf.
+    let ms = |line: &str| duration_ns(&t.graph, line) / 1_000_000;
+    for line in ["} /* two() */", "} /* three() */"] {
+        assert!((50..80).contains(&ms(line)), "{line}: {}", t.graph);
+    }
+    assert!((100..150).contains(&ms("} /* outerf() */")), "{}", t.graph);
+    // Recorded, the report shows the same tree.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tailcalls.data");
+    crate::record::record(&[], &bin, &[], &data);
+    let reported = crate::record::report(&data, &["--format=call-graph"]);
+    crate::common::assert_text_eq(expected, &normalise(&reported));
+}
+
+#[test]
+fn rust_panics_caught_by_catch_unwind_end_the_frames_they_unwind() {
+    if !require_bpf() {
+        return;
+    }
+    // Every panic ends deeper and risky as unwound when catch_unwind takes
+    // it back, 10 ms after they began (the sleep before the panic), and
+    // guarded returns as usual; the next panic is told apart from the last.
+    let bin = fixture("panics", Build::V0);
+    let opts = ["-f", "panics::*"];
+    let t = trace(&bin, &[], &opts);
+    assert_eq!(t.stdout, "caught=2 sum=14\n", "{}", t.stderr);
+    let panicked = [
+        "            [     1] |   panics::guarded() {",
+        "            [     1] |     panics::risky() {",
+        "      <dur> [     1] |       panics::deeper(); /* unwound */",
+        "      <dur> [     1] |     } /* panics::risky */ /* unwound */",
+        "      <dur> [     1] |   } /* panics::guarded */",
+    ];
+    let returned = [
+        "            [     1] |   panics::guarded() {",
+        "            [     1] |     panics::risky() {",
+        "      <dur> [     1] |       panics::deeper();",
+        "      <dur> [     1] |     } /* panics::risky */",
+        "      <dur> [     1] |   } /* panics::guarded */",
+    ];
+    let round: Vec<&str> = panicked.iter().chain(&returned).copied().collect();
+    let body: Vec<&str> = round
+        .iter()
+        .cycle()
+        .take(2 * round.len())
+        .copied()
+        .collect();
+    let expected: String = [
+        "# DURATION     TID     FUNCTION",
+        "            [     1] | panics::main() {",
+    ]
+    .iter()
+    .chain(&body)
+    .chain(&["      <dur> [     1] | } /* panics::main */"])
+    .map(|l| format!("{l}\n"))
+    .collect();
+    crate::common::assert_text_eq(&expected, &normalise(&t.graph));
+    let unwound: Vec<u64> = t
+        .graph
+        .lines()
+        .filter(|l| l.ends_with("} /* panics::risky */ /* unwound */"))
+        .map(|l| duration_ns(l, l))
+        .collect();
+    assert_eq!(unwound.len(), 2, "{}", t.graph);
+    for ns in unwound {
+        assert!(
+            (10_000_000..40_000_000).contains(&ns),
+            "risky lasted {ns} ns:\n{}",
+            t.graph
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("panics.data");
+    crate::record::record(&opts, &bin, &[], &data);
+    let reported = crate::record::report(&data, &["--format=call-graph"]);
+    crate::common::assert_text_eq(&expected, &normalise(&reported));
 }

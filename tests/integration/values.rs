@@ -164,29 +164,19 @@ fn every_exit_mode_reads_the_return_value() {
     }
 }
 
-/// At -O2 outer() ends in `jmp inner`: with ret-site exits its frame ends at
-/// that jump, before any value is returned, and says so; hijacked returns
-/// see the value inner left.
+/// At -O2 outer() ends in `jmp inner`. With inner traced, outer's frame
+/// ends with inner's return and shows its value, whether returns are
+/// hijacked (they chain) or seen at ret sites (the tail jump chains the
+/// frame). With inner not traced, a ret site ends outer at that jump,
+/// before any value is returned, and says so.
 #[test]
 fn a_return_seen_at_a_tail_jump_has_no_value_yet() {
     if !require_bpf() {
         return;
     }
     let bin = fixture("tail", Build::O2);
-    let opts = ["-f", "outer", "-f", "inner", "-A", "*", "-R", "*"];
-    let t = trace(&bin, &[], &[&opts[..], &["--exit=ret-sites"]].concat());
-    let expected = "\
-# DURATION     TID     FUNCTION
-      <dur> [     1] | outer(x=0) = ?;
-      <dur> [     1] | inner(x=1) = 3;
-      <dur> [     1] | outer(x=1) = ?;
-      <dur> [     1] | inner(x=2) = 6;
-      <dur> [     1] | outer(x=2) = ?;
-      <dur> [     1] | inner(x=3) = 9;
-";
-    assert_text_eq(expected, &normalise(&t.graph));
-    let t = trace(&bin, &[], &[&opts[..], &["--exit=uretprobe"]].concat());
-    let expected = "\
+    let values = ["-A", "*", "-R", "*"];
+    let nested = "\
 # DURATION     TID     FUNCTION
             [     1] | outer(x=0) {
       <dur> [     1] |   inner(x=1) = 3;
@@ -197,6 +187,19 @@ fn a_return_seen_at_a_tail_jump_has_no_value_yet() {
             [     1] | outer(x=2) {
       <dur> [     1] |   inner(x=3) = 9;
       <dur> [     1] | } = 9; /* outer */
+";
+    for exit in ["--exit=ret-sites", "--exit=uretprobe"] {
+        let opts = [&["-f", "outer", "-f", "inner", exit][..], &values].concat();
+        let t = trace(&bin, &[], &opts);
+        assert_text_eq(nested, &normalise(&t.graph));
+    }
+    let opts = [&["-f", "outer", "--exit=ret-sites"][..], &values].concat();
+    let t = trace(&bin, &[], &opts);
+    let expected = "\
+# DURATION     TID     FUNCTION
+      <dur> [     1] | outer(x=0) = ?;
+      <dur> [     1] | outer(x=1) = ?;
+      <dur> [     1] | outer(x=2) = ?;
 ";
     assert_text_eq(expected, &normalise(&t.graph));
 }
