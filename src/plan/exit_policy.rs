@@ -306,7 +306,9 @@ pub fn unwind_warnings(modules: &[ModuleSymbols], set: &ProbeSet, exit: ExitMode
 /// traced function whose own return is seen where it returns, at the slot
 /// the jump left it: its return is hijacked, or it is a function of the
 /// module's with ret sites. A PLT stub whose exit is seen after the calls
-/// to it is not: jumped to, it returns where no probe is.
+/// to it is not: jumped to, it returns where no probe is. Jumps through a
+/// pointer chain too: where they go is known only when they go, and a
+/// frame that no call ends is found dead as it would be without a probe.
 fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
     let with_ret_sites: HashSet<FuncId> =
         set.ret_sites.iter().flat_map(|l| l.ids.clone()).collect();
@@ -320,7 +322,9 @@ fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
         ExitProbe::RetSites => !stub(id) && with_ret_sites.contains(&id),
         ExitProbe::Untraced => false,
     };
-    let mut sites = HashSet::new();
+    let mut sites: HashSet<(&Path, u64)> = (set.pointer_jumps.iter())
+        .flat_map(|l| l.offsets.iter().map(|&o| (l.path.as_path(), o)))
+        .collect();
     for list in &set.tail_targets {
         for (&offset, &callee) in list.offsets.iter().zip(&list.ids) {
             if seen_returning(callee) {

@@ -187,6 +187,10 @@ struct Found {
     rets: Vec<u64>,
     /// Direct `jmp`/`jcc` whose target is outside the piece: (site, target).
     jumps_out: Vec<(u64, u64)>,
+    /// Jumps through a register or memory that are no jump table
+    /// ([`jump_table`]): tail calls through a pointer, when the stack
+    /// pointer is back at the entry value there.
+    pointer_jumps: Vec<u64>,
     /// Targets of direct calls.
     calls: Vec<u64>,
     /// Some call or jump goes through a register or memory: it may leave
@@ -216,18 +220,18 @@ impl Found {
             .iter()
             .copied()
             .chain(jumps.map(|j| j.0))
+            .chain(self.pointer_jumps.iter().copied())
             .collect();
         sites.sort_unstable();
         sites.dedup();
         sites
     }
 
-    /// The jumps out among [`Found::sites`]: (site, target).
-    fn tail_calls(&self, leaves: impl Fn(u64) -> bool) -> impl Iterator<Item = (u64, u64)> {
-        self.jumps_out
-            .iter()
-            .copied()
-            .filter(move |&(_, t)| leaves(t))
+    /// The jumps out among [`Found::sites`]: (site, target if direct).
+    fn tail_calls(&self, leaves: impl Fn(u64) -> bool) -> impl Iterator<Item = (u64, Option<u64>)> {
+        let direct = self.jumps_out.iter().filter(move |&&(_, t)| leaves(t));
+        let direct = direct.map(|&(site, t)| (site, Some(t)));
+        direct.chain(self.pointer_jumps.iter().map(|&site| (site, None)))
     }
 }
 
@@ -245,6 +249,9 @@ struct Scanner<'a> {
     jumped_to: HashSet<usize>,
     got_slots: BTreeSet<u64>,
     insn: Instruction,
+    /// The instructions just before `insn` in a straight line, oldest
+    /// first, for what an indirect jump jumps through.
+    recent: Vec<Instruction>,
 }
 
 impl<'a> Scanner<'a> {
@@ -263,6 +270,7 @@ impl<'a> Scanner<'a> {
             jumped_to: HashSet::new(),
             got_slots: BTreeSet::new(),
             insn: Instruction::default(),
+            recent: Vec::with_capacity(RECENT),
         }
     }
 
@@ -276,7 +284,14 @@ impl<'a> Scanner<'a> {
         let mut returns: Vec<(usize, u64, bool)> = Vec::new();
         let mut landings: Vec<u64> = Vec::new();
         let mut decoder = Decoder::with_ip(64, bytes, start, DecoderOptions::NONE);
+        self.recent.clear();
         while decoder.can_decode() {
+            if decoder.position() > 0 {
+                if self.recent.len() == RECENT {
+                    self.recent.remove(0);
+                }
+                self.recent.push(self.insn);
+            }
             let at = decoder.position();
             decoder.decode_out(&mut self.insn);
             let insn = &self.insn;
@@ -313,6 +328,7 @@ impl<'a> Scanner<'a> {
                 self.got_slots.insert(slot);
                 if !self.imports.contains_key(&slot) {
                     found.indirect_branch = true;
+                    found.pointer_jumps.extend(probeable().then_some(site));
                 } else if probeable() {
                     found.rets.push(site);
                 }
@@ -321,6 +337,10 @@ impl<'a> Scanner<'a> {
                 self.got_slots.insert(slot);
             } else if matches!(insn.mnemonic(), Mnemonic::Call | Mnemonic::Jmp) {
                 found.indirect_branch = true;
+                let pointer = insn.mnemonic() == Mnemonic::Jmp && !jump_table(insn, &self.recent);
+                if pointer && probeable() {
+                    found.pointer_jumps.push(site);
+                }
             }
         }
         landings.sort_unstable();
@@ -354,6 +374,38 @@ impl<'a> Scanner<'a> {
         }
         self.got_slots
     }
+}
+
+/// How many instructions before an indirect jump [`jump_table`] looks at.
+const RECENT: usize = 4;
+
+/// Whether the indirect `jmp` `insn` dispatches through a jump table (a
+/// switch, a computed goto) rather than leaving its function: its target
+/// is read with an index scaled by 4 or 8 (`jmp *tbl(,%rax,8)`), or the
+/// register it jumps through was last written, among the instructions
+/// `before` it, by such a read or by adding two registers (a PIC table's
+/// base and offset). A member-function pointer's vtable slot is read with
+/// an unscaled index, a function pointer with none.
+fn jump_table(insn: &Instruction, before: &[Instruction]) -> bool {
+    let scaled = |i: &Instruction| {
+        i.memory_index() != Register::None && matches!(i.memory_index_scale(), 4 | 8)
+    };
+    if insn.op0_kind() == OpKind::Memory {
+        return scaled(insn);
+    }
+    let target = insn.op0_register().full_register();
+    let writes = |i: &&Instruction| {
+        i.op_count() > 0
+            && i.op0_kind() == OpKind::Register
+            && i.op0_register().full_register() == target
+    };
+    let Some(writer) = before.iter().rev().find(writes) else {
+        return false;
+    };
+    let reads_memory = (0..writer.op_count()).any(|k| writer.op_kind(k) == OpKind::Memory);
+    let adds_registers =
+        writer.mnemonic() == Mnemonic::Add && writer.op1_kind() == OpKind::Register;
+    (reads_memory && scaled(writer)) || adds_registers
 }
 
 /// Where to probe the return of a call to a stub, which lands at `at` in the
@@ -596,7 +648,7 @@ int main(int c, char **v) {
         assert_eq!(insn.mnemonic(), Mnemonic::Jmp);
         assert_eq!(insn.near_branch_target(), other.vaddr);
         // The site knows where it goes, for BPF to chain the frames.
-        assert_eq!(tail.tail_calls, [(site, other.vaddr)]);
+        assert_eq!(tail.tail_calls, [(site, Some(other.vaddr))]);
     }
 
     #[test]
@@ -752,6 +804,33 @@ int main(int c, char **v) { char *p = malloc(8); release(p); return (int)measure
         let (f, g) = (find(&module, "f"), find(&module, "g"));
         assert_eq!(f.ret_sites, [f.file_offset + 4]);
         assert_eq!(g.ret_sites, f.ret_sites);
+    }
+
+    #[test]
+    fn jump_tables_are_told_from_jumps_through_a_pointer() {
+        let table = |bytes: &[u8]| {
+            let mut decoder = Decoder::with_ip(64, bytes, 0x1000, DecoderOptions::NONE);
+            let mut insns: Vec<Instruction> = Vec::new();
+            while decoder.can_decode() {
+                insns.push(decoder.decode());
+            }
+            let (jmp, before) = insns.split_last().expect("instructions");
+            jump_table(jmp, before)
+        };
+        // lea tbl(%rip),%rdx; movslq (%rdx,%rax,4),%rax; add %rdx,%rax; jmp *%rax
+        let pic_switch = [
+            0x48, 0x8d, 0x15, 0, 0, 0, 0, 0x48, 0x63, 0x04, 0x82, 0x48, 0x01, 0xd0, 0xff, 0xe0,
+        ];
+        assert!(table(&pic_switch));
+        // mov (%rdx,%rax,8),%rax; jmp *%rax: a computed goto.
+        assert!(table(&[0x48, 0x8b, 0x04, 0xc2, 0xff, 0xe0]));
+        // jmp *tbl(,%rax,8)
+        assert!(table(&[0xff, 0x24, 0xc5, 0, 0, 0, 0]));
+        // mov -0x1(%rdx,%rax,1),%rax; jmp *%rax: a virtual member pointer.
+        assert!(!table(&[0x48, 0x8b, 0x44, 0x02, 0xff, 0xff, 0xe0]));
+        // jmp *0x18(%rdi): a function pointer in a struct; jmp *%rsi: an argument.
+        assert!(!table(&[0xff, 0x67, 0x18]));
+        assert!(!table(&[0xff, 0xe6]));
     }
 
     #[test]

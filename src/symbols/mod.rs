@@ -170,6 +170,9 @@ pub struct ProbeSet {
     /// The ret sites that are direct jumps to a selected function or stub
     /// of the same module (tail calls), with that callee as their id.
     pub tail_targets: Vec<AttachList>,
+    /// The ret sites that are jumps through a pointer (Symbol's
+    /// `tail_calls` with no target), with the jumping function as their id.
+    pub pointer_jumps: Vec<AttachList>,
 }
 
 impl ProbeSet {
@@ -227,6 +230,7 @@ struct ModuleLists {
     call_returns: ListBuilder,
     call_sites: ListBuilder,
     tail_targets: ListBuilder,
+    pointer_jumps: ListBuilder,
 }
 
 impl ModuleLists {
@@ -237,6 +241,7 @@ impl ModuleLists {
             call_returns: ListBuilder::new(path),
             call_sites: ListBuilder::new(path),
             tail_targets: ListBuilder::new(path),
+            pointer_jumps: ListBuilder::new(path),
         }
     }
 
@@ -266,6 +271,7 @@ impl ModuleLists {
         self.call_returns.finish(&mut set.call_returns);
         self.call_sites.finish(&mut set.call_site_entries);
         self.tail_targets.finish(&mut set.tail_targets);
+        self.pointer_jumps.finish(&mut set.pointer_jumps);
     }
 }
 
@@ -377,7 +383,7 @@ pub fn probe_set_with(
                 lists.ret_sites.add(site, id);
             }
             at.insert(sym.vaddr, id);
-            tail_calls.extend(&sym.tail_calls);
+            tail_calls.extend(sym.tail_calls.iter().map(|&(site, to)| (site, to, id)));
         }
         for stub in &selected.plt {
             // A call to a library function nothing thrown passes through
@@ -400,9 +406,16 @@ pub fn probe_set_with(
             }
             at.insert(stub.vaddr, id);
         }
-        for (site, target) in tail_calls {
-            if let Some(&callee) = at.get(&target) {
-                lists.tail_targets.add(site, callee);
+        for (site, target, id) in tail_calls {
+            match target {
+                Some(target) => {
+                    if let Some(&callee) = at.get(&target) {
+                        lists.tail_targets.add(site, callee);
+                    }
+                }
+                None => {
+                    lists.pointer_jumps.add(site, id);
+                }
             }
         }
         lists.finish(&mut set);

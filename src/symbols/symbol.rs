@@ -31,9 +31,10 @@ pub struct Symbol {
     /// entry value. Empty for a function that never returns, or leaves only
     /// through an indirect jump.
     pub ret_sites: Vec<u64>,
-    /// The ret sites that are direct jumps out of it (tail calls, `jmp` or
-    /// `jcc`): (file offset, target address), sorted.
-    pub tail_calls: Vec<(u64, u64)>,
+    /// The ret sites that are jumps out of it (tail calls): (file offset,
+    /// target address), sorted; no target for a jump through a pointer
+    /// (a register or memory, but no jump table).
+    pub tail_calls: Vec<(u64, Option<u64>)>,
     /// Calls nothing and jumps to no other function: nothing can unwind
     /// through it (exits.rs).
     pub leaf: bool,

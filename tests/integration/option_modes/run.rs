@@ -206,7 +206,7 @@ pub(super) fn run_cell(row: &Row, col: Col, refused: bool) -> Ran {
                 .args(["-n", "3"])
                 .stdout(Stdio::piped())
                 .spawn()
-                .unwrap();
+                .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
             let mut line = String::new();
             BufReader::new(target.stdout.as_mut().unwrap())
                 .read_line(&mut line)
