@@ -679,6 +679,7 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 #define COOKIE_SHORT (1ULL << COOKIE_SHORT_BIT)
 #define COOKIE_AT_CALL (1ULL << COOKIE_AT_CALL_BIT)
 #define COOKIE_CHAIN (1ULL << COOKIE_CHAIN_BIT)
+#define COOKIE_JCC (1ULL << COOKIE_JCC_BIT)
 
 /* `sp`: the stack pointer at the function's first instruction. */
 static __always_inline void push_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
@@ -1103,19 +1104,45 @@ int BPF_URETPROBE(on_exit)
 
 /* Attached at `ret` and tail-jump instructions: the return address is
  * still on top of the stack, exactly where the entry saw it. */
+/* Whether the conditional jump with x86 condition code `cc` is taken under
+ * `flags` (EFLAGS as the probe found them, before the jump). Odd codes are
+ * the even ones negated. */
+static __always_inline bool jcc_taken(__u64 flags, __u32 cc)
+{
+	bool cf = flags & 0x1, pf = flags & 0x4, zf = flags & 0x40, sf = flags & 0x80;
+	bool of = flags & 0x800;
+	bool yes;
+
+	switch (cc >> 1) {
+	case 0: yes = of; break;			/* jo */
+	case 1: yes = cf; break;			/* jb */
+	case 2: yes = zf; break;			/* je */
+	case 3: yes = cf || zf; break;			/* jbe */
+	case 4: yes = sf; break;			/* js */
+	case 5: yes = pf; break;			/* jp */
+	case 6: yes = sf != of; break;			/* jl */
+	default: yes = zf || sf != of; break;		/* jle */
+	}
+	return cc & 1 ? !yes : yes;
+}
+
 SEC("uprobe.multi")
 int BPF_UPROBE(on_ret_site)
 {
+	__u64 cookie = bpf_get_attach_cookie(ctx);
 	struct thread_state *s;
 
-	if (!(bpf_get_attach_cookie(ctx) & COOKIE_CHAIN))
+	/* A conditional tail call not taken: the function goes on. */
+	if ((cookie & COOKIE_JCC) && !jcc_taken(ctx->flags, (cookie >> COOKIE_CC_SHIFT) & 0xf))
+		return 0;
+	if (!(cookie & COOKIE_CHAIN))
 		return on_return(ctx, PT_REGS_SP(ctx), false, EXIT_RET_SITES);
 	s = state_or_create();
 	if (!s)
 		return 0;
 	claim(s);
 	if (!chain_frame(s, PT_REGS_SP(ctx)))
-		pop_frame(ctx, s, (__u32)bpf_get_attach_cookie(ctx), bpf_ktime_get_ns(), PT_REGS_SP(ctx),
+		pop_frame(ctx, s, (__u32)cookie, bpf_ktime_get_ns(), PT_REGS_SP(ctx),
 			  false, EXIT_RET_SITES);
 	release(s);
 	return 0;

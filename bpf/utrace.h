@@ -53,6 +53,11 @@ enum cookie_bits {
 	 * seen at this same slot. The frame stays open and ends with that
 	 * call, as two hijacked returns chain on one return address. */
 	COOKIE_CHAIN_BIT = 59,
+	/* On a ret site: a conditional jump (a conditional tail call), whose
+	 * condition code (x86's 0-15) sits at COOKIE_CC_SHIFT. Not taken, the
+	 * function goes on. */
+	COOKIE_JCC_BIT = 58,
+	COOKIE_CC_SHIFT = 32,
 };
 
 /* What BPF could not deliver, counted per CPU in the `drops` map (indexed

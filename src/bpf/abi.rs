@@ -47,6 +47,13 @@ pub const COOKIE_AT_CALL: u64 = 1 << cookie_bits::COOKIE_AT_CALL_BIT.0;
 /// Ret-site cookie flag: the site is a tail jump (no return value yet).
 pub const COOKIE_TAIL_JUMP: u64 = 1 << cookie_bits::COOKIE_TAIL_JUMP_BIT.0;
 
+/// Ret-site cookie flag: a conditional jump, whose condition code sits at
+/// [`COOKIE_CC_SHIFT`]; BPF ignores it when the jump is not taken.
+pub const COOKIE_JCC: u64 = 1 << cookie_bits::COOKIE_JCC_BIT.0;
+
+/// Where a conditional ret site's condition code (4 bits) sits in its cookie.
+pub const COOKIE_CC_SHIFT: u32 = cookie_bits::COOKIE_CC_SHIFT.0;
+
 /// Ret-site cookie flag: a tail jump to a traced function whose return is
 /// seen at the same slot; the frame ends with that call.
 pub const COOKIE_CHAIN: u64 = 1 << cookie_bits::COOKIE_CHAIN_BIT.0;

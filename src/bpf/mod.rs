@@ -2,10 +2,12 @@
 //! read-only configuration, load, attach the uprobe_multi links the exit
 //! policy (plan::exit_policy) asks for, read the maps, detach (timed). What
 //! to attach is decided elsewhere; `abi` holds the interface with the BPF C,
-//! `kernel_events` the syscall and I/O tracepoints.
+//! `sites` what a ret site's cookie says of its instruction, `kernel_events`
+//! the syscall and I/O tracepoints.
 
 pub(crate) mod abi;
 mod kernel_events;
+mod sites;
 pub(crate) mod values;
 
 use std::collections::HashSet;
@@ -403,8 +405,8 @@ impl<'obj> Probes<'obj> {
             ProbeKind::Helper(h) => vec![helper_cookie(h); list.offsets.len()],
             _ => list.ids.iter().map(|id| u64::from(id.0) | flags).collect(),
         };
-        if spec.kind == ProbeKind::RetSite && self.capture_values {
-            values::mark_tail_jumps(&list.path, &list.offsets, &mut cookies)?;
+        if spec.kind == ProbeKind::RetSite {
+            sites::mark(&list.path, &list.offsets, &mut cookies, self.capture_values)?;
         }
         let opts = UprobeMultiOpts {
             offsets: list.offsets.iter().map(|&o| o as usize).collect(),

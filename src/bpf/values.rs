@@ -3,17 +3,14 @@
 //! into values in the spec's order.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 
 use anyhow::{Context, Result};
 use libbpf_rs::{MapCore, MapFlags};
 
 use super::Probes;
 use super::abi::{
-    COOKIE_TAIL_JUMP, RawValueSlot, RawValueSpec, RawValues, VALUE_STR_MAX, VALUES_MAX,
-    plain_bytes, value_flags, value_source,
+    RawValueSlot, RawValueSpec, RawValues, VALUE_STR_MAX, VALUES_MAX, plain_bytes, value_flags,
+    value_source,
 };
 use crate::model::FuncId;
 use crate::values::{FuncValues, Slot, Value, ValueSpec};
@@ -65,24 +62,6 @@ fn raw_slot(v: &ValueSpec) -> RawValueSlot {
     slot.offset = offset;
     slot.string = u8::from(v.format == crate::values::Format::Str);
     slot
-}
-
-/// Marks the cookies of the ret sites that are tail jumps rather than
-/// `ret`s: there the return value does not exist yet. The instruction is
-/// read from the file, as the kernel will probe it.
-pub fn mark_tail_jumps(path: &Path, offsets: &[u64], cookies: &mut [u64]) -> Result<()> {
-    let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    for (offset, cookie) in offsets.iter().zip(cookies) {
-        let mut insn = [0u8; 2];
-        file.read_exact_at(&mut insn, *offset)
-            .with_context(|| format!("reading {} at {offset:#x}", path.display()))?;
-        // ret, ret imm16, and `rep ret`/`bnd ret`.
-        let ret = matches!(insn, [0xc3, _] | [0xc2, _] | [0xf3 | 0xf2, 0xc3]);
-        if !ret {
-            *cookie |= COOKIE_TAIL_JUMP;
-        }
-    }
-    Ok(())
 }
 
 /// The values of one record: its fixed part and the strings after it.
