@@ -611,6 +611,10 @@ struct drop_scan {
 	struct thread_state *s;
 	__u64 sp, abandoned;
 	bool at_entry;
+	/* A frame dropped was entered after `abandoned` (a cleanup's
+	 * _Unwind_Resume): it and the frames below it, which ran that
+	 * cleanup, were left now, not when the exception began. */
+	bool late;
 };
 
 static long drop_one(__u64 i, void *ctx)
@@ -633,6 +637,8 @@ static long drop_one(__u64 i, void *ctx)
 		return 1;
 	if (f->exit == EXIT_HIJACKED && s->hijacked)
 		s->hijacked -= 1;
+	if (c->abandoned && f->ts >= c->abandoned)
+		c->late = true;
 	set_depth(s, d - 1);
 	return 0;
 }
@@ -652,21 +658,25 @@ static __always_inline void drop_dead_frames_at(struct thread_state *s, __u64 sp
 	__u64 abandoned = s->abandoned_ts;
 	__u32 before = s->depth;
 	struct drop_scan scan = { .s = s, .sp = sp, .abandoned = abandoned, .at_entry = at_entry };
+	__u64 ended;
 
 	/* bpf_loop: an unrolled loop over every frame is more jumps than the
 	 * verifier follows. Almost always it stops at the first frame. */
 	bpf_loop(MAX_FRAMES, drop_one, &scan, 0);
+	/* When the dropped frames ended: when the exception or longjmp left
+	 * them (or was caught: end_ts), unless they ran code after it. */
+	ended = end_ts ? end_ts : abandoned && !scan.late ? abandoned : bpf_ktime_get_ns();
 	/* Counting mode: the dropped frames end where the report ends them
 	 * (EV_UNWIND's time, else the thread's next event: this one). */
 	if (count_only && s->depth < before)
-		count_frames(s, s->depth, before, end_ts ? end_ts : abandoned ? abandoned : bpf_ktime_get_ns());
+		count_frames(s, s->depth, before, ended);
 	if (s->emitted > s->depth)
 		s->emitted = s->depth;
 	/* A longjmp is over once its frames are found; an exception at its catch. */
 	if (!s->unwinding)
 		s->abandoned_ts = 0;
 	if (abandoned && s->depth < before && !count_only)
-		emit(s, EV_UNWIND, 0, end_ts ? end_ts : abandoned, s->depth);
+		emit(s, EV_UNWIND, 0, ended, s->depth);
 }
 
 static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, bool at_entry)

@@ -93,7 +93,7 @@ impl CallStacks {
         let depth = ev.depth as usize;
         match ev.kind {
             EventKind::Entry => {
-                self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::Unwound, out);
+                self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::NotSeen, out);
                 let args = thread.take_args(ev.depth, ev.ts);
                 let depth = thread.frames.len() as u32;
                 thread.frames.push(Open {
@@ -111,7 +111,7 @@ impl CallStacks {
                 });
             }
             EventKind::Exit => {
-                self.unwound += close_above(thread, ev.tid, depth + 1, ev.ts, End::Unwound, out);
+                self.unwound += close_above(thread, ev.tid, depth + 1, ev.ts, End::NotSeen, out);
                 let ret = (thread.ret.take())
                     .filter(|h| h.depth == ev.depth && h.ts == ev.ts)
                     .map(|h| h.values);
@@ -128,9 +128,9 @@ impl CallStacks {
                 close_above(thread, ev.tid, 0, ev.ts, End::ThreadEnded, out);
             }
             // Calls deeper than a system call's caller were left without a
-            // return (a longjmp BPF saw at the call's stack pointer).
+            // return BPF saw.
             EventKind::Syscall => {
-                self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::Unwound, out);
+                self.unwound += close_above(thread, ev.tid, depth, ev.ts, End::NotSeen, out);
             }
             EventKind::Args | EventKind::Retval => thread.hold(ev),
         }
@@ -165,7 +165,7 @@ impl CallStacks {
         let tids: Vec<String> = self.lossy_threads.iter().map(u32::to_string).collect();
         Some(format!(
             "utrace: events were lost on thread{} {}: calls around the loss are incomplete \
-             (those closed without their return are marked /* unwound */)",
+             (those closed without their return are marked /* return not seen */)",
             if tids.len() == 1 { "" } else { "s" },
             tids.join(", ")
         ))
@@ -277,9 +277,10 @@ mod tests {
     }
 
     #[test]
-    fn frames_skipped_by_longjmp_are_closed_as_unwound() {
+    fn frames_skipped_by_longjmp_are_closed_as_not_seen() {
         use EventKind::*;
-        // main → a → b → c, longjmp back into main, then main calls d.
+        // main → a → b → c, longjmp back into main, then main calls d; no
+        // EV_UNWIND said why a, b and c ended.
         let (calls, stacks) = run(&[
             ev(Entry, 0, 0, 1),
             ev(Entry, 1, 1, 2),
@@ -294,7 +295,7 @@ mod tests {
             .filter_map(|c| match c {
                 Call::Leave {
                     func: FuncId(func),
-                    end: End::Unwound,
+                    end: End::NotSeen,
                     ..
                 } => Some(*func),
                 _ => None,
@@ -310,6 +311,40 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn frames_an_unwind_event_names_are_unwound_at_its_time() {
+        use EventKind::*;
+        // main → a → b; an exception leaves a and b at 6 (EV_UNWIND to
+        // depth 1), caught in main, which returns at 9.
+        let (calls, _) = run(&[
+            ev(Entry, 0, 0, 1),
+            ev(Entry, 1, 1, 2),
+            ev(Entry, 2, 2, 3),
+            ev(Unwind, 0, 1, 6),
+            ev(Exit, 0, 0, 9),
+        ]);
+        let ends: Vec<(u32, End, u64)> = calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Leave {
+                    func: FuncId(f),
+                    end,
+                    ts,
+                    ..
+                } => Some((*f, *end, *ts)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            ends,
+            [
+                (2, End::Unwound, 6),
+                (1, End::Unwound, 6),
+                (0, End::Returned, 9)
+            ]
+        );
     }
 
     #[test]

@@ -341,10 +341,13 @@ impl SyscallCall<'_> {
 pub enum End {
     /// Its return was seen.
     Returned,
-    /// Its return was never seen (longjmp, exception, lost event): closed when
-    /// an exception was caught or a longjmp landed above it, or else when the
-    /// thread was next seen at a lower depth.
+    /// An exception, a panic or a longjmp left it (BPF's probes on the
+    /// unwinder and longjmp said so): closed when it was left.
     Unwound,
+    /// Its return was not seen, and nothing said why (a tail call into code
+    /// not traced, a lost event, an exception with no unwinder probes):
+    /// closed when the thread was next seen higher up the stack.
+    NotSeen,
     /// It never returned because its thread ended (exit, pthread_exit, exec).
     ThreadEnded,
     /// Still running when the trace ended.

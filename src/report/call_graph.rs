@@ -251,6 +251,7 @@ fn marker(end: End) -> &'static str {
     match end {
         End::Returned => "",
         End::Unwound => " /* unwound */",
+        End::NotSeen => " /* return not seen */",
         End::Open => " /* still running */",
         End::ThreadEnded => " /* no return: thread ended */",
     }

@@ -154,7 +154,8 @@ impl Sink for Chrome {
         let (name, module) = cached_names(&mut self.names, func, table);
         let args = match end {
             End::Returned => String::new(),
-            End::Unwound => ",\"end\":\"unwound (no return seen)\"".to_owned(),
+            End::Unwound => ",\"end\":\"unwound (an exception or a longjmp left it)\"".to_owned(),
+            End::NotSeen => ",\"end\":\"return not seen\"".to_owned(),
             End::Open => ",\"end\":\"still running at trace end\"".to_owned(),
             End::ThreadEnded => ",\"end\":\"no return: its thread ended\"".to_owned(),
         };

@@ -52,6 +52,7 @@ fn end_name(end: End) -> &'static str {
     match end {
         End::Returned => "",
         End::Unwound => "unwound",
+        End::NotSeen => "return not seen",
         End::Open => "still running",
         End::ThreadEnded => "thread ended",
     }

@@ -503,3 +503,48 @@ fn a_conditional_tail_call_ends_its_frame_only_when_taken() {
 ";
     crate::common::assert_text_eq(expected, &normalise(&t.graph));
 }
+
+#[test]
+fn frames_an_exception_leaves_after_their_cleanups_end_when_it_leaves_them() {
+    if !require_bpf() {
+        return;
+    }
+    // iseof and next run a destructor (5 ms) in their cleanups before the
+    // unwinder leaves them: each ends after its cleanup, not at the throw.
+    let bin = fixture("cleanup", Build::O2);
+    let opts = [
+        "-f",
+        "main",
+        "-f",
+        "next*",
+        "-f",
+        "iseof*",
+        "-f",
+        "thrower*",
+        "-f",
+        "Tok::~Tok*",
+        "-f",
+        "_Unwind_Resume@plt",
+    ];
+    let t = trace(&bin, &[], &opts);
+    assert_eq!(t.stdout, "caught=1\n", "{}", t.stderr);
+    let expected = "\
+# DURATION     TID     FUNCTION
+            [     1] | main() {
+            [     1] |   next(int) {
+            [     1] |     iseof(int) {
+      <dur> [     1] |       thrower(int); /* unwound */
+      <dur> [     1] |       Tok::~Tok();
+      <dur> [     1] |       _Unwind_Resume@plt(); /* unwound */
+      <dur> [     1] |     } /* iseof(int) */ /* unwound */
+      <dur> [     1] |     Tok::~Tok();
+      <dur> [     1] |     _Unwind_Resume@plt(); /* unwound */
+      <dur> [     1] |   } /* next(int) */ /* unwound */
+      <dur> [     1] | } /* main */
+";
+    crate::common::assert_text_eq(expected, &normalise(&t.graph));
+    let ms = |line: &str| duration_ns(&t.graph, line) / 1_000_000;
+    assert!(ms("thrower(int); /* unwound */") < 5, "{}", t.graph);
+    assert!(ms("} /* iseof(int) */ /* unwound */") >= 5, "{}", t.graph);
+    assert!(ms("} /* next(int) */ /* unwound */") >= 10, "{}", t.graph);
+}
