@@ -623,13 +623,14 @@ static long drop_one(__u64 i, void *ctx)
 	struct thread_state *s = c->s;
 	__u32 d = s->depth;
 	struct frame *f;
-	bool keep_same_sp;
+	bool keep_same_sp, since;
 
 	if (d == 0 || d > MAX_FRAMES)
 		return 1;
 	f = frame_at(s, d - 1);
+	since = c->abandoned && f->ts >= c->abandoned;
 	/* Entered since frames were abandoned: alive (a catch's own stub). */
-	if (c->abandoned && f->ts >= c->abandoned)
+	if (since)
 		keep_same_sp = true;
 	else
 		keep_same_sp = !c->at_entry || ((f->exit == EXIT_HIJACKED || f->chained) && !c->abandoned);
@@ -637,17 +638,17 @@ static long drop_one(__u64 i, void *ctx)
 		return 1;
 	if (f->exit == EXIT_HIJACKED && s->hijacked)
 		s->hijacked -= 1;
-	if (c->abandoned && f->ts >= c->abandoned)
-		c->late = true;
+	c->late |= since;
 	set_depth(s, d - 1);
 	return 0;
 }
 
 /* Frames whose return was never seen (longjmp, exceptions, a lost
  * return probe) sit below the stack pointer of a live call. Drop every frame
- * whose sp is below `sp` so depth stays exact; userspace closes them as
- * unwound when the next event of the thread carries the lower depth, or at
- * once (EV_UNWIND) when an exception or a longjmp is known to have left them.
+ * whose sp is below `sp` so depth stays exact; userspace closes them (return
+ * not seen) when the next event of the thread carries the lower depth, or
+ * at once as unwound (EV_UNWIND) when an exception or a longjmp is known to
+ * have left them.
  * `at_entry`: a new call enters at `sp`. A frame at that same sp is then the
  * caller of a tail call if its return is hijacked (the returns chain) or its
  * tail jump chained it, but dead if a ret site ended it, or if frames were
@@ -1001,7 +1002,7 @@ static __always_inline void end_top(struct pt_regs *regs, struct thread_state *s
 }
 
 /* Tail calls chained on one slot, at most: a longer chain's outer frames
- * are found dead (unwound) by the thread's next event higher up. */
+ * are found dead (return not seen) by the thread's next event higher up. */
 #define CHAIN_MAX 4
 
 /* The call at slot `sp` returned: the frames whose tail jumps chained them

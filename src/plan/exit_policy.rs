@@ -337,28 +337,25 @@ fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
 
 /// `list` split into its probes on `chains` and the others.
 fn split_chained(list: &AttachList, chains: &HashSet<(&Path, u64)>) -> (AttachList, AttachList) {
-    let chained = |offset: &u64| chains.contains(&(list.path.as_path(), *offset));
-    let part = |wanted: bool| {
-        let (offsets, ids) = (list.offsets.iter())
-            .zip(&list.ids)
-            .filter(|&(o, _)| chained(o) == wanted)
-            .unzip();
-        AttachList {
-            path: list.path.clone(),
-            offsets,
-            ids,
-        }
-    };
-    (part(true), part(false))
+    let chained = |offset: u64| chains.contains(&(list.path.as_path(), offset));
+    (
+        keep_probes(list, |offset, _| chained(offset)),
+        keep_probes(list, |offset, _| !chained(offset)),
+    )
 }
 
 /// The probes of `list` whose function passes `wanted`.
 fn keep(list: &AttachList, wanted: impl Fn(FuncId) -> bool) -> AttachList {
+    keep_probes(list, |_, id| wanted(id))
+}
+
+/// The probes of `list` whose offset and function pass `wanted`.
+fn keep_probes(list: &AttachList, wanted: impl Fn(u64, FuncId) -> bool) -> AttachList {
     let (offsets, ids) = list
         .offsets
         .iter()
         .zip(&list.ids)
-        .filter(|&(_, &id)| wanted(id))
+        .filter(|&(&offset, &id)| wanted(offset, id))
         .unzip();
     AttachList {
         path: list.path.clone(),

@@ -32,7 +32,7 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// How long a function over `--max-rate` stays muted before its probes go:
 /// the calls open when it was muted end at their own returns meanwhile (a
-/// call still open after that ends as unwound when its caller goes on).
+/// call still open after that ends as not seen when its caller goes on).
 const MUTED_NS: u64 = 1_000_000_000;
 
 /// `--exit=auto`: how often the ret sites attached on demand are checked

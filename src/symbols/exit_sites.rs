@@ -211,8 +211,9 @@ impl Found {
         Some(self.calls.iter().copied().chain(jumps).collect())
     }
 
-    /// The sites: every `ret`, and the jumps out whose target `leaves` says
-    /// is outside the function (not into its own `.cold` part or back).
+    /// The sites: every `ret`, the jumps out whose target `leaves` says is
+    /// outside the function (not into its own `.cold` part or back), and
+    /// the jumps through a pointer.
     fn sites(&self, leaves: impl Fn(u64) -> bool) -> Vec<u64> {
         let jumps = self.jumps_out.iter().filter(|&&(_, t)| leaves(t));
         let mut sites: Vec<u64> = self
