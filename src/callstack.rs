@@ -276,6 +276,22 @@ mod tests {
         assert_eq!(stacks.orphan_exits, 0);
     }
 
+    /// (function, how, when) of each call that ended, in order.
+    fn ends(calls: &[Call]) -> Vec<(u32, End, u64)> {
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Leave {
+                    func: FuncId(f),
+                    end,
+                    ts,
+                    ..
+                } => Some((*f, *end, *ts)),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn frames_skipped_by_longjmp_are_closed_as_not_seen() {
         use EventKind::*;
@@ -290,18 +306,11 @@ mod tests {
             ev(Exit, 4, 1, 10),
             ev(Exit, 0, 0, 11),
         ]);
-        let unwound: Vec<u32> = calls
-            .iter()
-            .filter_map(|c| match c {
-                Call::Leave {
-                    func: FuncId(func),
-                    end: End::NotSeen,
-                    ..
-                } => Some(*func),
-                _ => None,
-            })
+        let not_seen: Vec<u32> = (ends(&calls).into_iter())
+            .filter(|&(_, end, _)| end == End::NotSeen)
+            .map(|(func, _, _)| func)
             .collect();
-        assert_eq!(unwound, vec![3, 2, 1]);
+        assert_eq!(not_seen, vec![3, 2, 1]);
         assert_eq!(stacks.unwound, 3);
         assert!(matches!(
             calls.last(),
@@ -325,20 +334,8 @@ mod tests {
             ev(Unwind, 0, 1, 6),
             ev(Exit, 0, 0, 9),
         ]);
-        let ends: Vec<(u32, End, u64)> = calls
-            .iter()
-            .filter_map(|c| match c {
-                Call::Leave {
-                    func: FuncId(f),
-                    end,
-                    ts,
-                    ..
-                } => Some((*f, *end, *ts)),
-                _ => None,
-            })
-            .collect();
         assert_eq!(
-            ends,
+            ends(&calls),
             [
                 (2, End::Unwound, 6),
                 (1, End::Unwound, 6),
