@@ -146,6 +146,10 @@ struct thread_state {
 	__u64 deep_ts;
 	/* -A/-R: the values being read, sent at once. */
 	struct values_record vals;
+	/* Counting mode: how many frames are open per function id bucket. A
+	 * call whose bucket holds only itself is open nowhere below, which
+	 * spares the walk over the frames (open_below) at most returns. */
+	__u16 open_funcs[OPEN_BUCKETS];
 };
 
 /* Task storage lives and dies with the thread: no table to fill up, nothing
@@ -713,6 +717,8 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 		f->exit = exit;
 		f->chained = 0;
 	}
+	if (count_only && d < MAX_FRAMES)
+		s->open_funcs[func & (OPEN_BUCKETS - 1)] += 1;
 	if (count_only && d >= MAX_FRAMES)
 		count_deep_entry(s, func, d, now);
 	if (d > max_depth || count_only)
@@ -876,8 +882,12 @@ static __always_inline void count_call(struct thread_state *s, __u32 d, __u64 no
 	__u32 func = f->func;
 	/* An unwound frame may end at a time stamped before its entry. */
 	__u64 dur = now > f->ts ? now - f->ts : 0;
+	__u16 *open = &s->open_funcs[func & (OPEN_BUCKETS - 1)];
+	bool nested = *open > 1;
 	struct func_counts *st;
 
+	if (*open)
+		*open -= 1;
 	if (d > max_depth || dur < min_duration_ns)
 		return;
 	if (d > 0)
@@ -886,7 +896,7 @@ static __always_inline void count_call(struct thread_state *s, __u32 d, __u64 no
 	if (!st)
 		return;
 	st->count += 1;
-	if (!open_below(s, func, d))
+	if (!nested || !open_below(s, func, d))
 		st->total_ns += dur;
 	st->self_ns += dur > f->child ? dur - f->child : 0;
 	st->sum_ns += dur;
@@ -907,7 +917,9 @@ static __always_inline void count_deep_entry(struct thread_state *s, __u32 func,
 		s->deep_ts = now;
 	if (d > max_depth)
 		return;
-	emit_flags(s, EV_ENTRY, func, now, d, open_below(s, func, MAX_FRAMES) ? EVF_NESTED : 0);
+	bool open = s->open_funcs[func & (OPEN_BUCKETS - 1)] && open_below(s, func, MAX_FRAMES);
+
+	emit_flags(s, EV_ENTRY, func, now, d, open ? EVF_NESTED : 0);
 }
 
 /* The exit of such a call. The outermost one's time is its caller's

@@ -16,6 +16,8 @@ enum utrace_limits {
 	 * calls are still counted (depth stays exact) but cannot be
 	 * time-filtered or checked against the stack pointer. */
 	MAX_FRAMES = 1024,
+	/* Counting mode: buckets of open calls per function id (a power of 2). */
+	OPEN_BUCKETS = 1024,
 	/* Events a thread queues before they go out as one record. */
 	BATCH_EVENTS = 32,
 	/* struct event's depth is 16 bits: --max-depth is capped here. */
