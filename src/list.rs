@@ -7,15 +7,14 @@
 //! functions that were also inlined: those calls cannot be seen. A function
 //! the kernel will not probe is listed last, PROBE `refused`, with why.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 
 use anyhow::Result;
 
-use crate::model::FuncId;
 use crate::options::ExitMode;
 use crate::plan::Plan;
-use crate::plan::exit_policy::{ExitProbe, exit_probe};
+use crate::plan::exit_policy::{ExitProbe, entered_at_calls, exit_probe};
 use crate::symbols::EntryPath;
 use crate::util::fmt::{module_name, plural};
 
@@ -34,16 +33,14 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
         "{:<24} {:>10}  {:<11}  {:<9}  {:<width$}  FUNCTION",
         head.0, head.1, head.2, head.3, head.4
     )?;
-    // PLT stubs entered at their calls (emulated) when their exits are seen there.
-    let at_calls: HashSet<FuncId> = (plan.probes.call_site_entries.iter())
-        .flat_map(|l| l.ids.iter().copied())
-        .collect();
+    // PLT stubs entered at their calls (an emulated `call`).
+    let at_calls = entered_at_calls(&plan.probes, exit);
     for list in &plan.probes.entries {
         let paths = entry_paths(plan, &list.path);
         for (&offset, &id) in list.offsets.iter().zip(&list.ids) {
             let base = module_name(table.module_of(id));
             let exit_probe = exit_probe(plan.probes.exit_facts(id), exit);
-            let path = match exit_probe == ExitProbe::RetSites && at_calls.contains(&id) {
+            let path = match at_calls.contains(&id) {
                 true => "at-calls",
                 false => paths.get(&offset).map_or("?", |p| describe(*p)),
             };

@@ -125,6 +125,16 @@ pub fn exit_probe(facts: ExitFacts, exit: ExitMode) -> ExitProbe {
     }
 }
 
+/// The PLT stubs of `set` entered at their calls under `exit`: those only
+/// ever called ([`ProbeSet`]'s `call_site_entries`) whose exits are seen at
+/// their call returns.
+pub fn entered_at_calls(set: &ProbeSet, exit: ExitMode) -> HashSet<FuncId> {
+    (set.call_site_entries.iter())
+        .flat_map(|l| l.ids.iter().copied())
+        .filter(|&id| exit_probe(set.exit_facts(id), exit) == ExitProbe::RetSites)
+        .collect()
+}
+
 /// The links that trace `set` under `exit`. Exit probes come before the
 /// entries: where a function's entry and a ret site share an offset (a body
 /// that is just `ret`), the kernel runs the link attached last first, and
@@ -137,10 +147,7 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
     let hijacked = |id| how(id) == ExitProbe::Hijack;
     // Only auto keeps hijacks for short calls (bpf's SHORT_BUDGET).
     let short = |id| exit == ExitMode::Auto && set.exit_facts(id).short;
-    let at_calls: HashSet<FuncId> = (set.call_site_entries.iter())
-        .flat_map(|l| l.ids.iter().copied())
-        .filter(|&id| by_ret_site(id))
-        .collect();
+    let at_calls = entered_at_calls(set, exit);
     let mut specs = Vec::new();
     let mut push = |kind, list: AttachList, how: LinkSpec| {
         if !list.offsets.is_empty() {

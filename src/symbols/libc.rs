@@ -109,7 +109,7 @@ const NEVER_UNWOUND: [&str; 30] = [
 ];
 
 /// Whether no unwinder can walk through a call to `import` ([`NEVER_UNWOUND`]).
-pub fn never_unwound(import: &str) -> bool {
+fn never_unwound(import: &str) -> bool {
     NEVER_UNWOUND.contains(&import)
 }
 
