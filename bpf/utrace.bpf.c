@@ -615,6 +615,12 @@ struct drop_scan {
 	struct thread_state *s;
 	__u64 sp, abandoned;
 	bool at_entry;
+	/* A call-return site of `func`'s: a frame at `sp` of another function
+	 * is dead. The site was reached with no call returning, as when a
+	 * longjmp lands after a setjmp call, or an exception at a landing pad
+	 * that follows the call. */
+	bool other_dead;
+	__u32 func;
 	/* A frame dropped was entered after `abandoned` (a cleanup's
 	 * _Unwind_Resume): it and the frames below it, which ran that
 	 * cleanup, were left now, not when the exception began. */
@@ -638,6 +644,8 @@ static long drop_one(__u64 i, void *ctx)
 		keep_same_sp = true;
 	else
 		keep_same_sp = !c->at_entry || ((f->exit == EXIT_HIJACKED || f->chained) && !c->abandoned);
+	if (c->other_dead && f->func != c->func)
+		keep_same_sp = false;
 	if (f->sp > c->sp || (f->sp == c->sp && keep_same_sp))
 		return 1;
 	if (f->exit == EXIT_HIJACKED && s->hijacked)
@@ -657,20 +665,19 @@ static long drop_one(__u64 i, void *ctx)
  * caller of a tail call if its return is hijacked (the returns chain) or its
  * tail jump chained it, but dead if a ret site ended it, or if frames were
  * abandoned since (no tail call crosses a longjmp). */
-static __always_inline void drop_dead_frames_at(struct thread_state *s, __u64 sp, bool at_entry,
-						__u64 end_ts)
+static __always_inline void drop_scanned(struct thread_state *s, struct drop_scan *scan,
+					 __u64 end_ts)
 {
-	__u64 abandoned = s->abandoned_ts;
+	__u64 abandoned = scan->abandoned;
 	__u32 before = s->depth;
-	struct drop_scan scan = { .s = s, .sp = sp, .abandoned = abandoned, .at_entry = at_entry };
 	__u64 ended;
 
 	/* bpf_loop: an unrolled loop over every frame is more jumps than the
 	 * verifier follows. Almost always it stops at the first frame. */
-	bpf_loop(MAX_FRAMES, drop_one, &scan, 0);
+	bpf_loop(MAX_FRAMES, drop_one, scan, 0);
 	/* When the dropped frames ended: when the exception or longjmp left
 	 * them (or was caught: end_ts), unless they ran code after it. */
-	ended = end_ts ? end_ts : abandoned && !scan.late ? abandoned : bpf_ktime_get_ns();
+	ended = end_ts ? end_ts : abandoned && !scan->late ? abandoned : bpf_ktime_get_ns();
 	/* Counting mode: the dropped frames end where the report ends them
 	 * (EV_UNWIND's time, else the thread's next event: this one). */
 	if (count_only && s->depth < before)
@@ -682,6 +689,16 @@ static __always_inline void drop_dead_frames_at(struct thread_state *s, __u64 sp
 		s->abandoned_ts = 0;
 	if (abandoned && s->depth < before && !count_only)
 		emit(s, EV_UNWIND, 0, ended, s->depth);
+}
+
+static __always_inline void drop_dead_frames_at(struct thread_state *s, __u64 sp, bool at_entry,
+						__u64 end_ts)
+{
+	struct drop_scan scan = {
+		.s = s, .sp = sp, .abandoned = s->abandoned_ts, .at_entry = at_entry
+	};
+
+	drop_scanned(s, &scan, end_ts);
 }
 
 static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, bool at_entry)
@@ -1041,16 +1058,23 @@ static __always_inline void end_chained(struct pt_regs *regs, struct thread_stat
  * whose exit is seen the other way ignores it, unless its tail jump chained
  * it (the call it jumped to left no frame: this is that call's return).
  * With `same_func`, the frame must also be the cookie's function: a
- * call-return site is reached again when a longjmp lands after a setjmp
- * call, where a sibling call (the frame the jump abandoned) sat at the
- * same sp. */
+ * call-return site is reached with no call returning when a longjmp lands
+ * after a setjmp call, or an exception at a landing pad right after the
+ * call, where a sibling call (the frame abandoned) sat at the same sp. */
 static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
 				      __u64 now, __u64 entry_sp, bool same_func, __u8 exit)
 {
 	bool hijacked = exit == EXIT_HIJACKED;
+	struct drop_scan scan = {
+		.s = s, .sp = entry_sp, .abandoned = s->abandoned_ts,
+		.other_dead = same_func, .func = func,
+	};
 	__u32 d;
 
-	drop_dead_frames(s, entry_sp, false);
+	/* With the frames an exception or a longjmp left, in one scan: a
+	 * frame that ran a cleanup before its pad's sibling landed here ends
+	 * with the cleanup's frames. */
+	drop_scanned(s, &scan, 0);
 	d = s->depth;
 	if (d == 0)
 		return;
@@ -1061,17 +1085,6 @@ static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state 
 		 * ret site of an untraced frame deeper than ours. */
 		if (top->sp != entry_sp)
 			return;
-		if (same_func && top->func != func) {
-			/* The sibling is dead; userspace closes it as unwound. */
-			if (count_only)
-				count_call(s, d - 1, now);
-			set_depth(s, d - 1);
-			if (top->exit == EXIT_HIJACKED && s->hijacked)
-				s->hijacked -= 1;
-			if (s->emitted > s->depth)
-				s->emitted = s->depth;
-			return;
-		}
 		if (top->exit != exit && !top->chained)
 			return;
 		hijacked = top->exit == EXIT_HIJACKED;

@@ -184,6 +184,19 @@ fn counting_counts_calls_an_exception_unwinds() {
 }
 
 #[test]
+fn counting_counts_calls_an_exception_leaves_at_a_call_return_site() {
+    if !require_bpf() {
+        return;
+    }
+    let select = ["-f", "parse*", "-f", "check*", "-f", "free@plt"];
+    let (live, _) = same_calls(&fixture("padcall", Build::O2), &[], &select, &[]);
+    let calls: Vec<u64> = ["parse(int)", "check(int)", "free@plt"]
+        .map(|f| live[f].calls)
+        .to_vec();
+    assert_eq!(calls, [2, 3, 3], "{live:?}");
+}
+
+#[test]
 fn counting_times_tail_calls_to_their_return() {
     if !require_bpf() {
         return;

@@ -548,3 +548,46 @@ fn frames_an_exception_leaves_after_their_cleanups_end_when_it_leaves_them() {
     assert!(ms("} /* iseof(int) */ /* unwound */") >= 5, "{}", t.graph);
     assert!(ms("} /* next(int) */ /* unwound */") >= 10, "{}", t.graph);
 }
+
+#[test]
+fn an_exception_landing_on_a_call_return_site_ends_the_frame_it_leaves() {
+    if !require_bpf() {
+        return;
+    }
+    // parse(1)'s exception lands on the return site of the free() call
+    // before it (its cleanup's start): no free() returns there, and parse
+    // is left by the exception.
+    let bin = fixture("padcall", Build::O2);
+    let opts = [
+        "-f",
+        "main",
+        "-f",
+        "parse*",
+        "-f",
+        "check*",
+        "-f",
+        "free@plt",
+        "-f",
+        "_Unwind_Resume@plt",
+    ];
+    let t = trace(&bin, &[], &opts);
+    assert_eq!(t.stdout, "n=200\n", "{}", t.stderr);
+    let expected = "\
+# DURATION     TID     FUNCTION
+            [     1] | main() {
+            [     1] |   parse(int) {
+      <dur> [     1] |     check(int);
+      <dur> [     1] |     check(int); /* unwound */
+      <dur> [     1] |     free@plt();
+      <dur> [     1] |     free@plt();
+      <dur> [     1] |     _Unwind_Resume@plt(); /* unwound */
+      <dur> [     1] |   } /* parse(int) */ /* unwound */
+            [     1] |   parse(int) {
+      <dur> [     1] |     check(int); /* unwound */
+      <dur> [     1] |     free@plt();
+      <dur> [     1] |     _Unwind_Resume@plt(); /* unwound */
+      <dur> [     1] |   } /* parse(int) */ /* unwound */
+      <dur> [     1] | } /* main */
+";
+    crate::common::assert_text_eq(expected, &normalise(&t.graph));
+}
