@@ -23,7 +23,7 @@ use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Reg
 
 use super::image::Segments;
 use super::libc;
-use super::placement::{emulated_ahead, gpr_bit, is_direct_jmp, is_jcc, kernel_accepts};
+use super::placement::{Line, emulated_ahead, gpr_bit, is_direct_jmp, is_jcc, kernel_accepts};
 use super::plt::{Imports, PltStub, rip_indirect};
 use super::symbol::Symbol;
 
@@ -422,7 +422,7 @@ fn return_site(
     landings: &[u64],
 ) -> Option<u64> {
     let value = gpr_bit(Register::RAX) | gpr_bit(Register::RDX);
-    let ahead = emulated_ahead(bytes, start, at).filter(|&(to, written)| {
+    let ahead = emulated_ahead(bytes, start, at, Line::AfterCall).filter(|&(to, written)| {
         let first_after = landings.partition_point(|&t| t <= at);
         written & value == 0 && landings.get(first_after).is_none_or(|&t| t > to)
     });

@@ -129,7 +129,8 @@ pub fn move_to_emulated(
     if placement.path != EntryPath::SingleStep || !placement.probeable {
         return placement;
     }
-    let Some((to, written)) = emulated_ahead(body, vaddr, placement.probe_vaddr) else {
+    let Some((to, written)) = emulated_ahead(body, vaddr, placement.probe_vaddr, Line::Entry)
+    else {
         return placement;
     };
     if lands_in(body, vaddr, &((placement.probe_vaddr + 1)..=to)) {
@@ -152,16 +153,31 @@ pub fn move_to_emulated(
     }
 }
 
+/// What the straight line [`emulated_ahead`] moves a probe along may do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Line {
+    /// From a function's entry: its arguments are read at the probe, so
+    /// nothing before it may write memory, and a `jmp` ends the line (a jump
+    /// within the function would carry the probe past a branch target).
+    Entry,
+    /// From where a call returns: only the stack pointer and the return
+    /// value matter there, so memory may be written, and the probe may sit
+    /// on a `jmp` that stays in the function (a jump out is a tail call, an
+    /// exit site of its own).
+    AfterCall,
+}
+
 /// For code `body` at `vaddr`, from the instruction at `from`: the address
 /// of the first instruction the kernel emulates that a straight line of at
 /// most MOVE_LIMIT instructions reaches, and the general registers the ones
-/// before it write (bits by [`gpr_bit`]). Those must fall through and write
-/// neither memory nor %rsp, so the stack is as it was at `from`. The
-/// instruction found is a `push`, a nop, a direct `call`, or a `jcc` that
-/// stays in `body`: never a `ret` or a jump out, which are exit sites of
-/// their own. `from` itself is the answer when it qualifies. Whether a
-/// branch lands between is the caller's to check.
-pub(crate) fn emulated_ahead(body: &[u8], vaddr: u64, from: u64) -> Option<(u64, u32)> {
+/// before it write (bits by [`gpr_bit`]). Those must fall through and leave
+/// %rsp alone, so the stack is as it was at `from`, and write no memory on
+/// an [`Line::Entry`] line. The instruction found is a `push`, a nop, a
+/// direct `call`, or a `jcc` (or, after a call, a `jmp`) that stays in
+/// `body`: never a `ret` or a jump out, which are exit sites of their own.
+/// `from` itself is the answer when it qualifies. Whether a branch lands
+/// between is the caller's to check.
+pub(crate) fn emulated_ahead(body: &[u8], vaddr: u64, from: u64, line: Line) -> Option<(u64, u32)> {
     let end = vaddr + body.len() as u64;
     let start = usize::try_from(from.checked_sub(vaddr)?).ok()?;
     let code = body.get(start..)?;
@@ -176,14 +192,16 @@ pub(crate) fn emulated_ahead(body: &[u8], vaddr: u64, from: u64) -> Option<(u64,
         }
         let bytes = &body[at..at + insn.len()];
         if is_emulated(&insn, bytes) {
+            let inside = (vaddr..end).contains(&insn.near_branch_target());
             let stays = match insn.flow_control() {
-                FlowControl::ConditionalBranch => (vaddr..end).contains(&insn.near_branch_target()),
+                FlowControl::ConditionalBranch => inside,
+                FlowControl::UnconditionalBranch => line == Line::AfterCall && inside,
                 FlowControl::Call | FlowControl::Next => true,
                 _ => false,
             };
             return (stays && kernel_accepts(bytes)).then_some((insn.ip(), written));
         }
-        written |= registers_only(&mut info, &insn)?;
+        written |= registers_only(&mut info, &insn, line == Line::AfterCall)?;
     }
     None
 }
@@ -194,14 +212,18 @@ pub(crate) fn gpr_bit(reg: Register) -> u32 {
 }
 
 /// For an instruction that falls through and writes only general registers
-/// other than %rsp: those it writes (bits by [`gpr_bit`]). `None` for
-/// anything else.
-fn registers_only(info: &mut InstructionInfoFactory, insn: &Instruction) -> Option<u32> {
+/// other than %rsp (and memory, with `memory`): those registers (bits by
+/// [`gpr_bit`]). `None` for anything else.
+fn registers_only(
+    info: &mut InstructionInfoFactory,
+    insn: &Instruction,
+    memory: bool,
+) -> Option<u32> {
     if insn.flow_control() != FlowControl::Next || insn.has_lock_prefix() {
         return None;
     }
     let used = info.info(insn);
-    if used.used_memory().iter().any(|m| writes(m.access())) {
+    if !memory && used.used_memory().iter().any(|m| writes(m.access())) {
         return None;
     }
     let mut written = 0;
@@ -554,6 +576,27 @@ mod tests {
         );
         // push %rbp first: already emulated.
         assert_eq!(moved(&[0x55, 0x5d, 0xc3]).moved, None);
+    }
+
+    #[test]
+    fn after_a_call_the_line_passes_memory_writes_and_ends_on_a_jump_within() {
+        let ahead = |body: &[u8], line| emulated_ahead(body, 0x1000, 0x1000, line);
+        // mov %rax,0x8(%rsp); mov %rbx,%rdi; call ...: memory written.
+        let stores = [
+            0x48, 0x89, 0x44, 0x24, 0x08, 0x48, 0x89, 0xdf, 0xe8, 0, 0, 0, 0,
+        ];
+        assert_eq!(ahead(&stores, Line::Entry), None);
+        assert_eq!(ahead(&stores, Line::AfterCall), Some((0x1008, 0b1000_0000)));
+        // mov %eax,%ebx; jmp 1f; nop; 1: ret: a jump that stays in the body.
+        let jumps = [0x89, 0xc3, 0xeb, 0x01, 0x90, 0xc3];
+        assert_eq!(ahead(&jumps, Line::Entry), None);
+        assert_eq!(ahead(&jumps, Line::AfterCall), Some((0x1002, 0b1000)));
+        // mov %eax,%ebx; jmp out: a tail call, an exit site of its own.
+        let leaves = [0x89, 0xc3, 0xe9, 0x00, 0x10, 0, 0];
+        assert_eq!(ahead(&leaves, Line::AfterCall), None);
+        // mov %rax,(%rsp); pop %rbx: the stack moves before anything emulated.
+        let pops = [0x48, 0x89, 0x04, 0x24, 0x5b, 0xc3];
+        assert_eq!(ahead(&pops, Line::AfterCall), None);
     }
 
     #[test]
