@@ -199,7 +199,8 @@ struct Args {
     /// exception crossing such a frame aborts the program). auto: session
     /// returns wherever no unwinder can walk the frame (longjmp included),
     /// ret sites for deeper than 60 calls and in C++/Rust code that calls
-    /// out.
+    /// out, or for a function only ever called directly, probes where its
+    /// calls return (--list shows the choice).
     #[arg(long, value_enum, default_value_t = ExitArg::Auto, value_name = "MODE")]
     exit: ExitArg,
 

@@ -1,6 +1,7 @@
 //! `--list`: what would be traced, one function per line — module, probe
 //! offset, how the kernel runs the probed instruction (`at-calls`: a PLT
-//! stub probed at each call to it, an emulated `call`), how its end is seen,
+//! stub probed at each call to it, an emulated `call`), how its end is seen
+//! (`returns`: where each call to it returns, in the caller),
 //! where it is defined (from debug info, `-` without) and the name — so a
 //! user can pick filters and see why a function is expensive to trace (a
 //! ret-site exit is single-stepped: a second trap). A closing note names the
@@ -14,7 +15,7 @@ use anyhow::Result;
 
 use crate::options::ExitMode;
 use crate::plan::Plan;
-use crate::plan::exit_policy::{ExitProbe, entered_at_calls, exit_probe};
+use crate::plan::exit_policy::{ExitProbe, ends_at_call_returns, entered_at_calls, exit_probe};
 use crate::symbols::EntryPath;
 use crate::util::fmt::{module_name, plural};
 
@@ -35,6 +36,8 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
     )?;
     // PLT stubs entered at their calls (an emulated `call`).
     let at_calls = entered_at_calls(&plan.probes, exit);
+    // Functions whose exits are seen where their calls return.
+    let at_returns = ends_at_call_returns(&plan.probes, exit);
     for list in &plan.probes.entries {
         let paths = entry_paths(plan, &list.path);
         for (&offset, &id) in list.offsets.iter().zip(&list.ids) {
@@ -45,6 +48,7 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
                 false => paths.get(&offset).map_or("?", |p| describe(*p)),
             };
             let how = match exit_probe {
+                ExitProbe::RetSites if at_returns.contains(&id) => "returns",
                 ExitProbe::RetSites => "ret-sites",
                 ExitProbe::Untraced => "untraced",
                 ExitProbe::Hijack if exit == ExitMode::Uretprobe => "uretprobe",

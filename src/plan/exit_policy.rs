@@ -28,8 +28,9 @@ pub enum ProbeKind {
     /// A plain probe on a `ret` or tail-jump instruction.
     RetSite,
     /// A plain probe on the instruction after a call (for PLT stubs, whose
-    /// function returns from another module): sp is one slot above the entry's,
-    /// as for a uretprobe, so it shares that program.
+    /// function returns from another module, and functions only ever called
+    /// directly): sp is one slot above the entry's, as for a uretprobe, so
+    /// it shares that program.
     CallReturn,
     /// Entry and return in one session link.
     Session,
@@ -125,6 +126,28 @@ pub fn exit_probe(facts: ExitFacts, exit: ExitMode) -> ExitProbe {
     }
 }
 
+/// The functions of `set` (not PLT stubs) whose exits `exit` sees where
+/// their calls return rather than at their `ret`s: those only ever called
+/// directly (Symbol's `call_returns`), under `auto`. The site after a call
+/// is often an emulated instruction, while a `ret` is always single-stepped.
+/// `--exit=ret-sites` keeps the `ret`s it names.
+pub fn ends_at_call_returns(set: &ProbeSet, exit: ExitMode) -> HashSet<FuncId> {
+    if exit != ExitMode::Auto {
+        return HashSet::new();
+    }
+    (set.call_returns.iter())
+        .flat_map(|l| l.ids.iter().copied())
+        .filter(|&id| !stub(set, id))
+        .collect()
+}
+
+/// Whether `id` is one of `set`'s PLT stubs.
+fn stub(set: &ProbeSet, id: FuncId) -> bool {
+    let index = id.0.checked_sub(set.first.0).map(|i| i as usize);
+    let function = index.and_then(|i| set.table.functions.get(i));
+    function.is_some_and(|f| f.kind == FuncKind::Plt)
+}
+
 /// The PLT stubs of `set` entered at their calls under `exit`: those only
 /// ever called ([`ProbeSet`]'s `call_site_entries`) whose exits are seen at
 /// their call returns.
@@ -144,6 +167,7 @@ pub fn entered_at_calls(set: &ProbeSet, exit: ExitMode) -> HashSet<FuncId> {
 pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
     let how = |id| exit_probe(set.exit_facts(id), exit);
     let by_ret_site = |id| how(id) == ExitProbe::RetSites;
+    let at_returns = ends_at_call_returns(set, exit);
     let hijacked = |id| how(id) == ExitProbe::Hijack;
     // Only auto keeps hijacks for short calls (bpf's SHORT_BUDGET).
     let short = |id| exit == ExitMode::Auto && set.exit_facts(id).short;
@@ -172,7 +196,8 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
     }
     let chains = chain_sites(set, exit);
     for list in &set.ret_sites {
-        let (chained, plain) = split_chained(&keep(list, by_ret_site), &chains);
+        let rets = keep(list, |id| by_ret_site(id) && !at_returns.contains(&id));
+        let (chained, plain) = split_chained(&rets, &chains);
         push(ProbeKind::RetSite, plain, ret_site_exits.clone());
         let how = LinkSpec {
             chains: true,
@@ -181,9 +206,10 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
         push(ProbeKind::RetSite, chained, how);
     }
     for list in &set.call_returns {
+        let ends_there = |id| by_ret_site(id) && (stub(set, id) || at_returns.contains(&id));
         push(
             ProbeKind::CallReturn,
-            keep(list, by_ret_site),
+            keep(list, ends_there),
             ret_site_exits.clone(),
         );
     }
@@ -260,11 +286,15 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
     let mut specs = Vec::new();
     for set in sets {
         let chains = chain_sites(set, ExitMode::Auto);
+        let at_returns = ends_at_call_returns(set, ExitMode::Auto).contains(&id);
         let lists = [
             (&set.ret_sites, ProbeKind::RetSite),
             (&set.call_returns, ProbeKind::CallReturn),
         ];
         for (lists, kind) in lists {
+            if at_returns && kind == ProbeKind::RetSite {
+                continue;
+            }
             for list in lists {
                 let (chained, plain) = split_chained(&keep(list, |f| f == id), &chains);
                 for (list, chains) in [(plain, false), (chained, true)] {
@@ -319,11 +349,7 @@ pub fn unwind_warnings(modules: &[ModuleSymbols], set: &ProbeSet, exit: ExitMode
 fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
     let with_ret_sites: HashSet<FuncId> =
         set.ret_sites.iter().flat_map(|l| l.ids.clone()).collect();
-    let stub = |id: FuncId| {
-        let index = id.0.checked_sub(set.first.0).map(|i| i as usize);
-        let function = index.and_then(|i| set.table.functions.get(i));
-        function.is_some_and(|f| f.kind == FuncKind::Plt)
-    };
+    let stub = |id: FuncId| stub(set, id);
     let seen_returning = |id| match exit_probe(set.exit_facts(id), exit) {
         ExitProbe::Hijack => true,
         ExitProbe::RetSites => !stub(id) && with_ret_sites.contains(&id),

@@ -21,6 +21,7 @@ use super::link::{LinkInfo, link_info};
 use super::placement::{self, EntryPath};
 use super::plt::{self, PltInfo};
 use super::symbol::Symbol;
+use super::taken;
 
 /// Bytes read to place a probe: endbr64 plus the longest x86 instruction.
 const PLACEMENT_WINDOW: u64 = 4 + 15;
@@ -96,7 +97,15 @@ pub fn parse_module(
             shown(path).display()
         ));
     }
-    let called = exit_sites::scan(&code, &mut functions, &cold, &mut plt.stubs, &imports);
+    let taken = taken::taken_addresses(&elf, data);
+    let called = exit_sites::scan(
+        &code,
+        &mut functions,
+        &cold,
+        &mut plt.stubs,
+        &imports,
+        taken.as_ref(),
+    );
     if elf.elf_header().e_type.get(LE) != elf::ET_DYN {
         plt.stubs.iter_mut().for_each(|s| s.call_sites.clear());
     }
@@ -315,6 +324,7 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         placement,
         refused,
         ret_sites: Vec::new(),
+        call_returns: Vec::new(),
         tail_calls: Vec::new(),
         leaf: false,
         short: false,

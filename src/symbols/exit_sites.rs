@@ -65,16 +65,19 @@ impl ModuleCode<'_> {
     }
 }
 
-/// Fills each function's `ret_sites` and each stub's `call_returns`, and
-/// returns the GOT slots that code calls or jumps through.
+/// Fills each function's `ret_sites` and `call_returns` and each stub's
+/// `call_returns`, and returns the GOT slots that code calls or jumps
+/// through. `taken`: the addresses the module's data and dynamic tables
+/// refer to (taken.rs), `None` when unknown.
 pub(crate) fn scan(
     code: &ModuleCode<'_>,
     functions: &mut [Symbol],
     cold: &[ColdPart],
     stubs: &mut [PltStub],
     imports: &Imports,
+    taken: Option<&HashSet<u64>>,
 ) -> BTreeSet<u64> {
-    let mut scanner = Scanner::new(stubs, imports);
+    let mut scanner = Scanner::new(stubs, functions, imports);
     let mut parts = ColdIndex::new(cold, functions);
     // Per function, what it calls or jumps to outside itself; `None` when
     // some of it is unknown (an indirect branch, or code not decoded).
@@ -138,7 +141,29 @@ pub(crate) fn scan(
             scanner.decode(bytes, start, offset);
         }
     }
+    let returns = scanner.function_returns(functions.len());
+    if let (Some(taken), true) = (taken, scanner.complete) {
+        for (f, sites) in functions.iter_mut().zip(returns) {
+            if only_called(f, taken, &scanner.referenced) {
+                f.call_returns = sites.unwrap_or_default();
+            }
+        }
+    }
     scanner.finish(stubs)
+}
+
+/// Whether every return of `f` lands where one of the direct calls to it
+/// returns: nothing else refers to its address (`taken` from data,
+/// `referenced` by code other than a direct call: a jump, a RIP-relative
+/// operand), so nothing calls it through a pointer, jumps to it or calls it
+/// from another module; and it leaves only by `ret` (its tail jumps are
+/// exits the caller's call return would not see as its own).
+fn only_called(f: &Symbol, taken: &HashSet<u64>, referenced: &HashSet<u64>) -> bool {
+    !f.ifunc
+        && !taken.contains(&f.vaddr)
+        && !referenced.contains(&f.vaddr)
+        && f.tail_calls.is_empty()
+        && !f.ret_sites.is_empty()
 }
 
 /// How many calls deep below it a short call may nest: BPF keeps one
@@ -236,6 +261,15 @@ impl Found {
     }
 }
 
+/// What a direct call reaches.
+#[derive(Clone, Copy)]
+enum Callee {
+    /// A PLT stub, by index.
+    Stub(usize),
+    /// A function of the module's, by index.
+    Function(usize),
+}
+
 /// Decodes pieces of code, collecting call-return sites and GOT slots
 /// across them.
 struct Scanner<'a> {
@@ -248,6 +282,18 @@ struct Scanner<'a> {
     call_sites: Vec<(usize, u64)>,
     /// Stubs some direct jump goes to (a tail call into the library).
     jumped_to: HashSet<usize>,
+    /// Function address → index, for the functions a direct call reaches.
+    function_at: HashMap<u64, usize>,
+    /// (function index, where its call returns: file offset, or `None`
+    /// where no probe can see it: the call ends its piece, or the kernel
+    /// refuses a probe after it).
+    function_returns: Vec<(usize, Option<u64>)>,
+    /// Addresses code refers to other than by a direct call: branch
+    /// targets and RIP-relative operands.
+    referenced: HashSet<u64>,
+    /// Every piece decoded to its end: no call can hide in bytes after an
+    /// undecodable one.
+    complete: bool,
     got_slots: BTreeSet<u64>,
     insn: Instruction,
     /// The instructions just before `insn` in a straight line, oldest
@@ -256,12 +302,17 @@ struct Scanner<'a> {
 }
 
 impl<'a> Scanner<'a> {
-    fn new(stubs: &[PltStub], imports: &'a Imports) -> Self {
+    fn new(stubs: &[PltStub], functions: &[Symbol], imports: &'a Imports) -> Self {
         let stub_at = stubs
             .iter()
             .enumerate()
             .filter(|(_, s)| !libc::never_returns(&s.import))
             .map(|(i, s)| (s.vaddr, i))
+            .collect();
+        let function_at = functions
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.vaddr, i))
             .collect();
         Scanner {
             stub_at,
@@ -269,6 +320,10 @@ impl<'a> Scanner<'a> {
             call_returns: Vec::new(),
             call_sites: Vec::new(),
             jumped_to: HashSet::new(),
+            function_at,
+            function_returns: Vec::new(),
+            referenced: HashSet::new(),
+            complete: true,
             got_slots: BTreeSet::new(),
             insn: Instruction::default(),
             recent: Vec::with_capacity(RECENT),
@@ -279,10 +334,10 @@ impl<'a> Scanner<'a> {
     fn decode(&mut self, bytes: &[u8], start: u64, offset: u64) -> Found {
         let end = start + bytes.len() as u64;
         let mut found = Found::default();
-        let mut after_call: Option<usize> = None;
-        // (stub, address, probe accepted there) of each instruction a stub's
+        let mut after_call: Option<Callee> = None;
+        // (callee, address, probe accepted there) of each instruction a
         // call returns to, and where the piece's branches land.
-        let mut returns: Vec<(usize, u64, bool)> = Vec::new();
+        let mut returns: Vec<(Callee, u64, bool)> = Vec::new();
         let mut landings: Vec<u64> = Vec::new();
         let mut decoder = Decoder::with_ip(64, bytes, start, DecoderOptions::NONE);
         self.recent.clear();
@@ -297,28 +352,37 @@ impl<'a> Scanner<'a> {
             decoder.decode_out(&mut self.insn);
             let insn = &self.insn;
             if insn.is_invalid() {
+                self.complete = false;
                 break;
             }
             let site = offset + at as u64;
             let probeable = || kernel_accepts(&bytes[at..at + insn.len()]);
-            if let Some(stub) = after_call.take() {
-                returns.push((stub, insn.ip(), probeable()));
+            if let Some(callee) = after_call.take() {
+                returns.push((callee, insn.ip(), probeable()));
             }
             if insn.op0_kind() == OpKind::NearBranch64 {
                 landings.push(insn.near_branch_target());
             }
+            if insn.is_ip_rel_memory_operand() {
+                self.referenced.insert(insn.ip_rel_memory_address());
+            }
             if insn.code() == Code::Call_rel32_64 {
-                found.calls.push(insn.near_branch_target());
+                let target = insn.near_branch_target();
+                found.calls.push(target);
                 // A call that ends the piece never returns (noreturn): what
                 // follows is another function or padding, so it has no site.
-                after_call = self.stub_at.get(&insn.near_branch_target()).copied();
-                if let Some(stub) = after_call.filter(|_| probeable()) {
+                after_call = match self.stub_at.get(&target) {
+                    Some(&stub) => Some(Callee::Stub(stub)),
+                    None => self.function_at.get(&target).map(|&f| Callee::Function(f)),
+                };
+                if let Some(Callee::Stub(stub)) = after_call.filter(|_| probeable()) {
                     self.call_sites.push((stub, site));
                 }
             } else if insn.mnemonic() == Mnemonic::Ret {
                 found.rets.extend(probeable().then_some(site));
             } else if is_direct_jmp(insn) || is_jcc(insn) {
                 let target = insn.near_branch_target();
+                self.referenced.insert(target);
                 if let Some(&stub) = self.stub_at.get(&target) {
                     self.jumped_to.insert(stub);
                 }
@@ -344,13 +408,40 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
+        if let Some(Callee::Function(f)) = after_call {
+            self.function_returns.push((f, None));
+        }
         landings.sort_unstable();
-        for (stub, at, accepted) in returns {
-            if let Some(to) = return_site(bytes, start, (at, accepted), &landings) {
-                self.call_returns.push((stub, offset + (to - start)));
+        for (callee, at, accepted) in returns {
+            let to = return_site(bytes, start, (at, accepted), &landings);
+            let site = to.map(|to| offset + (to - start));
+            match callee {
+                Callee::Stub(stub) => self.call_returns.extend(site.map(|s| (stub, s))),
+                Callee::Function(f) => self.function_returns.push((f, site)),
             }
         }
         found
+    }
+
+    /// Per function (by index, `count` of them), the sorted sites where its
+    /// direct calls return; `None` for one with a call no site sees.
+    fn function_returns(&mut self, count: usize) -> Vec<Option<Vec<u64>>> {
+        let mut sites: Vec<Option<Vec<u64>>> = vec![Some(Vec::new()); count];
+        for &(f, site) in &self.function_returns {
+            let Some(entry) = sites.get_mut(f) else {
+                continue;
+            };
+            match (entry.as_mut(), site) {
+                (Some(list), Some(site)) => list.push(site),
+                _ => *entry = None,
+            }
+        }
+        for list in sites.iter_mut().flatten() {
+            // Overlapping symbols decode the same call twice.
+            list.sort_unstable();
+            list.dedup();
+        }
+        sites
     }
 
     /// Hands the call-return sites to their stubs; returns the GOT slots.
@@ -862,6 +953,7 @@ int main(int c, char **v) { char *p = malloc(8); release(p); return (int)measure
             placement: crate::symbols::placement::place(&[], vaddr, vaddr),
             refused: None,
             ret_sites: Vec::new(),
+            call_returns: Vec::new(),
             tail_calls: Vec::new(),
             leaf: false,
             short: false,

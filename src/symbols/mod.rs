@@ -32,6 +32,7 @@ pub(crate) mod placement;
 pub(crate) mod plt;
 pub(crate) mod select;
 mod symbol;
+mod taken;
 #[cfg(test)]
 pub(crate) mod testutil;
 
@@ -160,7 +161,9 @@ pub struct ProbeSet {
     /// to a stub (a tail call into the library) gets no site: the library
     /// returns straight to the jumping function's caller, and calls to that
     /// function are not all known (some are indirect); the stub's frame is
-    /// closed as unwound when the thread is next seen higher up the stack.
+    /// closed as not seen when the thread is next seen higher up the stack.
+    /// Functions only ever called directly (Symbol's `call_returns`) have
+    /// theirs here too, beside their ret sites: the exit policy uses one.
     pub call_returns: Vec<AttachList>,
     /// For selected PLT stubs only called directly (PltStub's
     /// `call_sites`): every `call` to the stub, where its entry is probed
@@ -382,6 +385,10 @@ pub fn probe_set_with(
             for &site in &sym.ret_sites {
                 lists.ret_sites.add(site, id);
             }
+            // The same exits seen where its calls return (exit_policy picks).
+            for &site in &sym.call_returns {
+                lists.call_returns.add(site, id);
+            }
             at.insert(sym.vaddr, id);
             tail_calls.extend(sym.tail_calls.iter().map(|&(site, to)| (site, to, id)));
         }
@@ -570,14 +577,17 @@ mod tests {
         assert_eq!(names, ["two_rets", "tail", "strlen@plt"]);
         let find = |name: &str| exe.functions.iter().find(|s| s.name == name).expect(name);
         let (two_rets, tail) = (find("two_rets"), find("tail"));
-        let sites = [&two_rets.ret_sites[..], &tail.ret_sites[..]].concat();
-        assert_eq!(sites.len(), 3);
+        // tail leaves by a tail jump: its exits are its ret sites. two_rets,
+        // only ever called, has its exit where main's call to it returns.
+        assert_eq!(tail.ret_sites.len(), 1);
+        assert!(tail.call_returns.is_empty());
         let expected = AttachList {
             path: exe.path.clone(),
-            offsets: sites,
-            ids: ids(&[0, 0, 1]),
+            offsets: tail.ret_sites.clone(),
+            ids: ids(&[1]),
         };
         assert_eq!(plan.ret_sites, [expected]);
+        assert_eq!(two_rets.call_returns.len(), 1);
         let strlen = exe
             .plt
             .stubs
@@ -586,8 +596,8 @@ mod tests {
             .expect("stub");
         let expected = AttachList {
             path: exe.path.clone(),
-            offsets: strlen.call_returns.clone(),
-            ids: ids(&[2; 3]),
+            offsets: [&two_rets.call_returns[..], &strlen.call_returns[..]].concat(),
+            ids: ids(&[0, 2, 2, 2]),
         };
         assert_eq!(plan.call_returns, [expected]);
     }

@@ -31,6 +31,11 @@ pub struct Symbol {
     /// entry value. Empty for a function that never returns, or leaves only
     /// through an indirect jump.
     pub ret_sites: Vec<u64>,
+    /// Where its calls return (file offsets, sorted), when nothing but the
+    /// direct calls of its module reaches it and it leaves only by `ret`
+    /// (exit_sites' `only_called`): its exits are seen there, usually on an
+    /// emulated instruction, instead of at its single-stepped `ret`s.
+    pub call_returns: Vec<u64>,
     /// The ret sites that are jumps out of it (tail calls): (file offset,
     /// target address), sorted; no target for a jump through a pointer
     /// (a register or memory, but no jump table).

@@ -197,6 +197,23 @@ fn counting_counts_calls_an_exception_leaves_at_a_call_return_site() {
 }
 
 #[test]
+fn counting_counts_calls_ended_where_they_return() {
+    if !require_bpf() {
+        return;
+    }
+    let select = [
+        "-f", "leafy*", "-f", "twice*", "-f", "down*", "-f", "pointed*",
+    ];
+    let (live, _) = same_calls(&fixture("returns", Build::O2), &[], &select, &[]);
+    let calls: Vec<u64> = ["twice(int)", "leafy(int)", "down(int)", "pointed(int)"]
+        .map(|f| live[f].calls)
+        .to_vec();
+    assert_eq!(calls, [5, 10, 4, 1], "{live:?}");
+    // down's outermost call holds the other three and their twice calls.
+    assert!(live["down(int)"].total >= live["down(int)"].max, "{live:?}");
+}
+
+#[test]
 fn counting_times_tail_calls_to_their_return() {
     if !require_bpf() {
         return;

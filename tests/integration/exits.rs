@@ -550,6 +550,77 @@ fn frames_an_exception_leaves_after_their_cleanups_end_when_it_leaves_them() {
 }
 
 #[test]
+fn functions_only_called_directly_end_where_their_calls_return() {
+    if !require_bpf() {
+        return;
+    }
+    // C++: no hijack for what calls out. twice and down are reached only by
+    // direct calls, so their ends are seen after each call; pointed, called
+    // through a pointer, at its `ret`s; the leaf keeps its hijack.
+    let bin = fixture("returns", Build::O2);
+    let opts = [
+        "-f", "main", "-f", "leafy*", "-f", "twice*", "-f", "down*", "-f", "pointed*",
+    ];
+    let out = run(
+        utrace().arg("--list").args(opts).arg("--").arg(&bin),
+        Duration::from_secs(60),
+    );
+    let list = String::from_utf8_lossy(&out.stdout);
+    let exits: Vec<(String, String)> = (list.lines().skip(1))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            Some((cols.get(5..)?.join(" "), cols.get(3)?.to_string()))
+        })
+        .collect();
+    let expected = [
+        ("main", "ret-sites"),
+        ("leafy(int)", "session"),
+        ("twice(int)", "returns"),
+        ("pointed(int)", "ret-sites"),
+        ("down(int)", "returns"),
+    ]
+    .map(|(f, e)| (f.to_string(), e.to_string()));
+    assert_eq!(exits, expected, "{list}");
+    let t = trace(&bin, &[], &opts);
+    assert_eq!(t.stdout, "s=68\n", "{}", t.stderr);
+    let expected = "\
+# DURATION     TID     FUNCTION
+            [     1] | main() {
+            [     1] |   twice(int) {
+      <dur> [     1] |     leafy(int);
+      <dur> [     1] |     leafy(int);
+      <dur> [     1] |   } /* twice(int) */
+            [     1] |   down(int) {
+            [     1] |     down(int) {
+            [     1] |       down(int) {
+      <dur> [     1] |         down(int);
+            [     1] |         twice(int) {
+      <dur> [     1] |           leafy(int);
+      <dur> [     1] |           leafy(int);
+      <dur> [     1] |         } /* twice(int) */
+      <dur> [     1] |       } /* down(int) */
+            [     1] |       twice(int) {
+      <dur> [     1] |         leafy(int);
+      <dur> [     1] |         leafy(int);
+      <dur> [     1] |       } /* twice(int) */
+      <dur> [     1] |     } /* down(int) */
+            [     1] |     twice(int) {
+      <dur> [     1] |       leafy(int);
+      <dur> [     1] |       leafy(int);
+      <dur> [     1] |     } /* twice(int) */
+      <dur> [     1] |   } /* down(int) */
+            [     1] |   pointed(int) {
+            [     1] |     twice(int) {
+      <dur> [     1] |       leafy(int);
+      <dur> [     1] |       leafy(int);
+      <dur> [     1] |     } /* twice(int) */
+      <dur> [     1] |   } /* pointed(int) */
+      <dur> [     1] | } /* main */
+";
+    crate::common::assert_text_eq(expected, &normalise(&t.graph));
+}
+
+#[test]
 fn an_exception_landing_on_a_call_return_site_ends_the_frame_it_leaves() {
     if !require_bpf() {
         return;
