@@ -155,6 +155,7 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
     };
     values::fill(&mut probes.table, &modules, &mut debug, &opts.values)?;
     values::keep_arguments_exact(&mut probes, &modules);
+    values::keep_returns_exact(&mut probes, &modules);
     for warning in debug.take_warnings() {
         warning!("{warning}");
     }

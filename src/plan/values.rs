@@ -69,6 +69,44 @@ pub fn keep_arguments_exact(probes: &mut ProbeSet, modules: &[ModuleSymbols]) {
     }
 }
 
+/// Puts each call-return site of a function or PLT stub whose return value
+/// is read back where that value is still in its registers: the probe was
+/// moved past instructions that may overwrite it (symbols' `value_returns`).
+pub fn keep_returns_exact(probes: &mut ProbeSet, modules: &[ModuleSymbols]) {
+    let table = &probes.table;
+    let read = read_modules(table, modules);
+    for (&id, _) in table.values.iter().filter(|(_, v)| v.ret.is_some()) {
+        let Some(f) = table.function(id) else {
+            continue;
+        };
+        let Some(module) = read.get(f.module as usize).copied().flatten() else {
+            continue;
+        };
+        let moved = match f.kind {
+            FuncKind::Plt => (module.plt.stubs.iter())
+                .find(|s| s.vaddr == f.addr)
+                .map(|s| &s.value_returns),
+            _ => (module.functions.iter())
+                .find(|s| s.vaddr == f.addr)
+                .map(|s| &s.value_returns),
+        };
+        let Some(moved) = moved.filter(|m| !m.is_empty()) else {
+            continue;
+        };
+        for list in probes
+            .call_returns
+            .iter_mut()
+            .filter(|l| l.path == module.path)
+        {
+            for (offset, _) in (list.offsets.iter_mut().zip(&list.ids)).filter(|(_, i)| **i == id) {
+                if let Some(&(_, value)) = moved.iter().find(|(site, _)| site == offset) {
+                    *offset = value;
+                }
+            }
+        }
+    }
+}
+
 /// Per module of the table, the one read, found by path once rather than
 /// per function.
 fn read_modules<'m>(

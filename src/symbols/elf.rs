@@ -325,6 +325,8 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         refused,
         ret_sites: Vec::new(),
         call_returns: Vec::new(),
+        value_returns: Vec::new(),
+        call_sites: Vec::new(),
         tail_calls: Vec::new(),
         leaf: false,
         short: false,

@@ -142,14 +142,26 @@ pub(crate) fn scan(
         }
     }
     let returns = scanner.function_returns(functions.len());
+    let calls = scanner.function_calls(functions.len());
     if let (Some(taken), true) = (taken, scanner.complete) {
-        for (f, sites) in functions.iter_mut().zip(returns) {
-            if only_called(f, taken, &scanner.referenced) {
-                f.call_returns = sites.unwrap_or_default();
+        for ((f, sites), calls) in functions.iter_mut().zip(returns).zip(calls) {
+            if let Some(sites) = sites.filter(|_| only_called(f, taken, &scanner.referenced)) {
+                (f.call_returns, f.value_returns) = split_returns(sites);
+                f.call_sites = calls.unwrap_or_default();
             }
         }
     }
     scanner.finish(stubs)
+}
+
+/// The sites of `returns` ([`ReturnSite`]s, sorted), and those `-R` needs
+/// instead where they differ.
+fn split_returns(returns: Vec<ReturnSite>) -> (Vec<u64>, Vec<(u64, u64)>) {
+    let value = (returns.iter())
+        .filter(|r| r.value != r.site)
+        .map(|r| (r.site, r.value))
+        .collect();
+    (returns.into_iter().map(|r| r.site).collect(), value)
 }
 
 /// Whether every return of `f` lands where one of the direct calls to it
@@ -276,18 +288,21 @@ struct Scanner<'a> {
     /// Stub address → index, for the stubs a call site may end.
     stub_at: HashMap<u64, usize>,
     imports: &'a Imports,
-    /// (stub index, file offset of the instruction after the call).
-    call_returns: Vec<(usize, u64)>,
+    /// (stub index, where the call returns).
+    call_returns: Vec<(usize, ReturnSite)>,
     /// (stub index, file offset of the call).
     call_sites: Vec<(usize, u64)>,
     /// Stubs some direct jump goes to (a tail call into the library).
     jumped_to: HashSet<usize>,
     /// Function address → index, for the functions a direct call reaches.
     function_at: HashMap<u64, usize>,
-    /// (function index, where its call returns: file offset, or `None`
-    /// where no probe can see it: the call ends its piece, or the kernel
-    /// refuses a probe after it).
-    function_returns: Vec<(usize, Option<u64>)>,
+    /// (function index, where its call returns, or `None` where no probe
+    /// can see it: the call ends its piece, or the kernel refuses a probe
+    /// after it).
+    function_returns: Vec<(usize, Option<ReturnSite>)>,
+    /// (function index, file offset of a direct call to it, `None` where
+    /// the kernel refuses a probe on that call).
+    function_calls: Vec<(usize, Option<u64>)>,
     /// Addresses code refers to other than by a direct call: branch
     /// targets and RIP-relative operands.
     referenced: HashSet<u64>,
@@ -322,6 +337,7 @@ impl<'a> Scanner<'a> {
             jumped_to: HashSet::new(),
             function_at,
             function_returns: Vec::new(),
+            function_calls: Vec::new(),
             referenced: HashSet::new(),
             complete: true,
             got_slots: BTreeSet::new(),
@@ -375,8 +391,12 @@ impl<'a> Scanner<'a> {
                     Some(&stub) => Some(Callee::Stub(stub)),
                     None => self.function_at.get(&target).map(|&f| Callee::Function(f)),
                 };
-                if let Some(Callee::Stub(stub)) = after_call.filter(|_| probeable()) {
-                    self.call_sites.push((stub, site));
+                match after_call {
+                    Some(Callee::Stub(stub)) if probeable() => self.call_sites.push((stub, site)),
+                    Some(Callee::Function(f)) => {
+                        self.function_calls.push((f, probeable().then_some(site)));
+                    }
+                    _ => {}
                 }
             } else if insn.mnemonic() == Mnemonic::Ret {
                 found.rets.extend(probeable().then_some(site));
@@ -414,7 +434,11 @@ impl<'a> Scanner<'a> {
         landings.sort_unstable();
         for (callee, at, accepted) in returns {
             let to = return_site(bytes, start, (at, accepted), &landings);
-            let site = to.map(|to| offset + (to - start));
+            let file = |to| offset + (to - start);
+            let site = to.map(|r| ReturnSite {
+                site: file(r.site),
+                value: file(r.value),
+            });
             match callee {
                 Callee::Stub(stub) => self.call_returns.extend(site.map(|s| (stub, s))),
                 Callee::Function(f) => self.function_returns.push((f, site)),
@@ -423,10 +447,30 @@ impl<'a> Scanner<'a> {
         found
     }
 
+    /// Per function (by index, `count` of them), its direct calls' sorted
+    /// file offsets; `None` for one with a call the kernel cannot probe.
+    fn function_calls(&self, count: usize) -> Vec<Option<Vec<u64>>> {
+        let mut calls: Vec<Option<Vec<u64>>> = vec![Some(Vec::new()); count];
+        for &(f, site) in &self.function_calls {
+            let Some(entry) = calls.get_mut(f) else {
+                continue;
+            };
+            match (entry.as_mut(), site) {
+                (Some(list), Some(site)) => list.push(site),
+                _ => *entry = None,
+            }
+        }
+        for list in calls.iter_mut().flatten() {
+            list.sort_unstable();
+            list.dedup();
+        }
+        calls
+    }
+
     /// Per function (by index, `count` of them), the sorted sites where its
     /// direct calls return; `None` for one with a call no site sees.
-    fn function_returns(&mut self, count: usize) -> Vec<Option<Vec<u64>>> {
-        let mut sites: Vec<Option<Vec<u64>>> = vec![Some(Vec::new()); count];
+    fn function_returns(&mut self, count: usize) -> Vec<Option<Vec<ReturnSite>>> {
+        let mut sites: Vec<Option<Vec<ReturnSite>>> = vec![Some(Vec::new()); count];
         for &(f, site) in &self.function_returns {
             let Some(entry) = sites.get_mut(f) else {
                 continue;
@@ -451,7 +495,10 @@ impl<'a> Scanner<'a> {
         self.call_returns.dedup();
         for (stub, site) in self.call_returns {
             if let Some(s) = stubs.get_mut(stub) {
-                s.call_returns.push(site);
+                s.call_returns.push(site.site);
+                if site.value != site.site {
+                    s.value_returns.push((site.site, site.value));
+                }
             }
         }
         self.call_sites.sort_unstable();
@@ -500,27 +547,41 @@ fn jump_table(insn: &Instruction, before: &[Instruction]) -> bool {
     (reads_memory && scaled(writer)) || adds_registers
 }
 
-/// Where to probe the return of a call to a stub, which lands at `at` in the
-/// piece `bytes` (at `start`; `landings`: its branch targets, sorted): the
-/// first emulated instruction a straight line from `at` reaches
-/// (placement's [`emulated_ahead`]), when the ones before it leave %rax and
-/// %rdx (the return value) alone and no branch lands among them; else `at`
-/// itself, single-stepped, when the kernel `accepted` a probe there.
+/// Where a call's return is probed: `site`, and `value`, where the return
+/// value is still in %rax and %rdx (`-R` reads it there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ReturnSite {
+    site: u64,
+    value: u64,
+}
+
+/// Where to probe the return of a call, which lands at `at` in the piece
+/// `bytes` (at `start`; `landings`: its branch targets, sorted): the first
+/// emulated instruction a straight line from `at` reaches (placement's
+/// [`emulated_ahead`]) when no branch lands among the ones before it; for
+/// the value, one the instructions before leave %rax and %rdx alone for.
+/// Else `at` itself, single-stepped, when the kernel `accepted` a probe
+/// there; with none there either, the value is read at the site.
 fn return_site(
     bytes: &[u8],
     start: u64,
     (at, accepted): (u64, bool),
     landings: &[u64],
-) -> Option<u64> {
-    let value = gpr_bit(Register::RAX) | gpr_bit(Register::RDX);
-    let ahead = emulated_ahead(bytes, start, at, Line::AfterCall).filter(|&(to, written)| {
-        let first_after = landings.partition_point(|&t| t <= at);
-        written & value == 0 && landings.get(first_after).is_none_or(|&t| t > to)
-    });
-    match ahead {
-        Some((to, _)) => Some(to),
-        None => accepted.then_some(at),
-    }
+) -> Option<ReturnSite> {
+    let value_registers = gpr_bit(Register::RAX) | gpr_bit(Register::RDX);
+    let first_after = landings.partition_point(|&t| t <= at);
+    let ahead = emulated_ahead(bytes, start, at, Line::AfterCall)
+        .filter(|&(to, _)| landings.get(first_after).is_none_or(|&t| t > to));
+    let unmoved = accepted.then_some(at);
+    let value = ahead
+        .filter(|&(_, written)| written & value_registers == 0)
+        .map(|(to, _)| to)
+        .or(unmoved);
+    let site = ahead.map(|(to, _)| to).or(unmoved)?;
+    Some(ReturnSite {
+        site,
+        value: value.unwrap_or(site),
+    })
 }
 
 /// The `.cold` parts by address, and which function each belongs to.
@@ -678,6 +739,33 @@ mod tests {
 
     fn range(sym: &Symbol) -> (u64, u64) {
         (sym.vaddr, sym.vaddr + sym.size)
+    }
+
+    #[test]
+    fn a_return_site_moves_past_a_write_to_the_return_value_only_for_its_exit() {
+        let site = |bytes: &[u8]| return_site(bytes, 0x1000, (0x1000, true), &[]);
+        // mov (%rsp),%rax; call ...: the exit moves onto the call, the
+        // value stays where %rax still holds it.
+        let overwrites = [0x48, 0x8b, 0x04, 0x24, 0xe8, 0, 0, 0, 0];
+        let expected = ReturnSite {
+            site: 0x1004,
+            value: 0x1000,
+        };
+        assert_eq!(site(&overwrites), Some(expected));
+        // mov %rax,%rbx; call ...: both on the call.
+        let keeps = [0x48, 0x89, 0xc3, 0xe8, 0, 0, 0, 0];
+        let expected = ReturnSite {
+            site: 0x1003,
+            value: 0x1003,
+        };
+        assert_eq!(site(&keeps), Some(expected));
+        // A branch lands on the call: neither moves there.
+        let landed = return_site(&keeps, 0x1000, (0x1000, true), &[0x1003]);
+        let expected = ReturnSite {
+            site: 0x1000,
+            value: 0x1000,
+        };
+        assert_eq!(landed, Some(expected));
     }
 
     #[test]
@@ -954,6 +1042,8 @@ int main(int c, char **v) { char *p = malloc(8); release(p); return (int)measure
             refused: None,
             ret_sites: Vec::new(),
             call_returns: Vec::new(),
+            value_returns: Vec::new(),
+            call_sites: Vec::new(),
             tail_calls: Vec::new(),
             leaf: false,
             short: false,

@@ -368,8 +368,14 @@ pub fn probe_set_with(
         let mut tail_calls = Vec::new();
         for sym in &selected.functions {
             // Recursion deeper than the kernel's 64 pending returns is BPF's
-            // to handle (HIJACK_BUDGET: ret sites on demand).
-            let hijack_safe = !unwinds || sym.leaf;
+            // to handle (HIJACK_BUDGET: ret sites on demand). A function only
+            // ever called whose own entry would be single-stepped is cheaper
+            // entered at its calls and ended where they return, both usually
+            // emulated, than single-stepped and hijacked.
+            let at_calls = sym.placement.path == EntryPath::SingleStep
+                && !sym.call_sites.is_empty()
+                && !sym.call_returns.is_empty();
+            let hijack_safe = (!unwinds || sym.leaf) && !at_calls;
             let source = all.then(|| source_of(module, sym.vaddr)).flatten();
             let function = function_of(sym, module_id, source);
             let Some(id) = lists.number(&mut set, function, hijack_safe, sym.short) else {
@@ -388,6 +394,9 @@ pub fn probe_set_with(
             // The same exits seen where its calls return (exit_policy picks).
             for &site in &sym.call_returns {
                 lists.call_returns.add(site, id);
+            }
+            for &site in sym.call_sites.iter().filter(|_| at_calls) {
+                lists.call_sites.add(site, id);
             }
             at.insert(sym.vaddr, id);
             tail_calls.extend(sym.tail_calls.iter().map(|&(site, to)| (site, to, id)));
@@ -577,16 +586,18 @@ mod tests {
         assert_eq!(names, ["two_rets", "tail", "strlen@plt"]);
         let find = |name: &str| exe.functions.iter().find(|s| s.name == name).expect(name);
         let (two_rets, tail) = (find("two_rets"), find("tail"));
-        // tail leaves by a tail jump: its exits are its ret sites. two_rets,
-        // only ever called, has its exit where main's call to it returns.
-        assert_eq!(tail.ret_sites.len(), 1);
-        assert!(tail.call_returns.is_empty());
+        // Both have ret sites. two_rets, only ever called, also has its exit
+        // where main's call to it returns (the exit policy picks); tail,
+        // which leaves by a tail jump, has not.
+        let sites = [&two_rets.ret_sites[..], &tail.ret_sites[..]].concat();
+        assert_eq!(sites.len(), 3);
         let expected = AttachList {
             path: exe.path.clone(),
-            offsets: tail.ret_sites.clone(),
-            ids: ids(&[1]),
+            offsets: sites,
+            ids: ids(&[0, 0, 1]),
         };
         assert_eq!(plan.ret_sites, [expected]);
+        assert!(tail.call_returns.is_empty());
         assert_eq!(two_rets.call_returns.len(), 1);
         let strlen = exe
             .plt

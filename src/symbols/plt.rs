@@ -50,8 +50,15 @@ pub struct PltStub {
     /// File offsets of the instructions right after each direct `call` to
     /// this stub in the module's code (exits.rs), sorted: where the library
     /// function returns to, with the stack pointer one slot above the stub's
-    /// entry value.
+    /// entry value. Moved onto the first emulated instruction ahead, past
+    /// writes to the return value's registers: [`value_returns`] holds the
+    /// sites for `-R`, where those moved less.
+    ///
+    /// [`value_returns`]: PltStub::value_returns
     pub call_returns: Vec<u64>,
+    /// (call return, the site that still sees the return value) for each of
+    /// `call_returns` that moved past a write to %rax or %rdx.
+    pub value_returns: Vec<(u64, u64)>,
     /// File offsets of each direct `call` to this stub, when those are its
     /// only way in (exits.rs): no jump targets it, and the module is
     /// position independent (a non-PIE executable's pointers to an import
@@ -219,6 +226,7 @@ fn make_stub(jump: &StubJump, imports: &Imports, data: &[u8], segs: &Segments) -
         library: import.library.clone(),
         placement: placement::place(code, vaddr, file_offset),
         call_returns: Vec::new(),
+        value_returns: Vec::new(),
         call_sites: Vec::new(),
     })
 }

@@ -36,6 +36,12 @@ pub struct Symbol {
     /// (exit_sites' `only_called`): its exits are seen there, usually on an
     /// emulated instruction, instead of at its single-stepped `ret`s.
     pub call_returns: Vec<u64>,
+    /// As PltStub's: the sites `-R` needs instead, where they differ.
+    pub value_returns: Vec<(u64, u64)>,
+    /// File offsets of the direct calls to it, with `call_returns`: where
+    /// its entry can be probed instead of its own first instruction (an
+    /// emulated `call`), with the stack pointer one slot above.
+    pub call_sites: Vec<u64>,
     /// The ret sites that are jumps out of it (tail calls): (file offset,
     /// target address), sorted; no target for a jump through a pointer
     /// (a register or memory, but no jump table).

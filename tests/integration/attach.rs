@@ -176,67 +176,52 @@ fn detach_sends_what_a_running_thread_queued() {
 }
 
 /// File offset of `name`'s probe in `bin`, from `utrace --list`.
-fn probe_offset(bin: &Path, name: &str) -> u64 {
-    let out = utrace()
-        .arg("--list")
-        .arg("--")
-        .arg(bin)
-        .output()
-        .expect("utrace --list");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let row = text
-        .lines()
-        .find(|l| l.split_whitespace().last() == Some(name))
-        .expect("function listed");
-    let offset = row.split_whitespace().nth(1).expect("offset column");
-    u64::from_str_radix(offset.trim_start_matches("0x"), 16).expect("hex offset")
-}
-
-/// The byte at file offset `offset` of `bin` as mapped in process `pid`.
-fn mapped_byte(pid: u32, bin: &Path, offset: u64) -> u8 {
+/// The bytes of `bin`'s executable mapping in process `pid` that differ
+/// from the file's, as (file offset, byte in memory): the breakpoints of the
+/// probes attached there.
+fn changed_code(pid: u32, bin: &Path) -> Vec<(u64, u8)> {
     let real = std::fs::canonicalize(bin).unwrap();
     let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
-    let addr = maps
-        .lines()
-        .filter(|l| l.ends_with(real.to_str().unwrap()))
-        .find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            let (start, end) = f[0].split_once('-')?;
-            let (start, end) = (
-                u64::from_str_radix(start, 16).ok()?,
-                u64::from_str_radix(end, 16).ok()?,
-            );
-            let file_off = u64::from_str_radix(f[2], 16).ok()?;
-            (offset >= file_off && offset < file_off + (end - start))
-                .then(|| start + offset - file_off)
-        })
-        .expect("offset is mapped");
+    let file = std::fs::read(bin).unwrap();
     let mut mem = std::fs::File::open(format!("/proc/{pid}/mem")).unwrap();
-    mem.seek(SeekFrom::Start(addr)).unwrap();
-    let mut b = [0u8];
-    mem.read_exact(&mut b).unwrap();
-    b[0]
+    let mut changed = Vec::new();
+    for l in maps.lines().filter(|l| l.ends_with(real.to_str().unwrap())) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if !f[1].contains('x') {
+            continue;
+        }
+        let (start, end) = f[0].split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        let file_off = u64::from_str_radix(f[2], 16).unwrap();
+        let len = (end - start).min(file.len() as u64 - file_off) as usize;
+        let mut bytes = vec![0u8; len];
+        mem.seek(SeekFrom::Start(start)).unwrap();
+        mem.read_exact(&mut bytes).unwrap();
+        let on_disk = &file[file_off as usize..file_off as usize + len];
+        for (i, (&m, &d)) in bytes.iter().zip(on_disk).enumerate() {
+            if m != d {
+                changed.push((file_off + i as u64, m));
+            }
+        }
+    }
+    changed
 }
 
-fn file_byte(bin: &Path, offset: u64) -> u8 {
-    std::fs::read(bin).unwrap()[offset as usize]
-}
-
-/// Attaches, checks tick()'s first byte is the breakpoint, stops utrace with
-/// `sig`, and checks the original byte is back and the process still runs.
+/// Attaches, checks tick()'s probes are breakpoints in the code, stops
+/// utrace with `sig`, and checks the code is the file's again and the
+/// process still runs.
 fn detach_restores_code(sig: i32) {
     let dir = tempfile::tempdir().unwrap();
     let bin = private_copy(&fixture("spin", Build::O2), dir.path());
-    let offset = probe_offset(&bin, "tick");
-    let original = file_byte(&bin, offset);
     let mut spin = Spin::start(&bin, &[]);
-    assert_eq!(mapped_byte(spin.pid, &bin, offset), original);
+    assert_eq!(changed_code(spin.pid, &bin), [], "code as in the file");
     let graph = tempfile::NamedTempFile::new().unwrap();
     let mut tracer = attach(spin.pid, &["-f", "tick"], graph.path());
-    assert_eq!(
-        mapped_byte(spin.pid, &bin, offset),
-        0xcc,
-        "int3 while attached"
+    let attached = changed_code(spin.pid, &bin);
+    assert!(
+        !attached.is_empty() && attached.iter().all(|&(_, b)| b == 0xcc),
+        "int3s while attached: {attached:x?}"
     );
     let start = Instant::now();
     while !std::fs::read_to_string(graph.path())
@@ -254,11 +239,7 @@ fn detach_restores_code(sig: i32) {
     if sig == libc::SIGINT {
         assert!(status.success(), "Ctrl-C detaches cleanly: {status:?}");
     }
-    assert_eq!(
-        mapped_byte(spin.pid, &bin, offset),
-        original,
-        "original byte restored"
-    );
+    assert_eq!(changed_code(spin.pid, &bin), [], "original code restored");
     std::thread::sleep(Duration::from_millis(100));
     assert!(spin.alive(), "the traced process keeps running");
 }
