@@ -141,8 +141,8 @@ pub(crate) fn scan(
             scanner.decode(bytes, start, offset);
         }
     }
-    let returns = scanner.function_returns(functions.len());
-    let calls = scanner.function_calls(functions.len());
+    let returns = by_function(&scanner.function_returns, functions.len());
+    let calls = by_function(&scanner.function_calls, functions.len());
     if let (Some(taken), true) = (taken, scanner.complete) {
         for ((f, sites), calls) in functions.iter_mut().zip(returns).zip(calls) {
             if let Some(sites) = sites.filter(|_| only_called(f, taken, &scanner.referenced)) {
@@ -152,6 +152,28 @@ pub(crate) fn scan(
         }
     }
     scanner.finish(stubs)
+}
+
+/// Per function (by index, `count` of them), the sorted, distinct sites of
+/// `pairs` (function index, site): its direct calls or where they return;
+/// `None` for one with a call no probe can see (a `None` site). Overlapping
+/// symbols decode the same call twice.
+fn by_function<T: Copy + Ord>(pairs: &[(usize, Option<T>)], count: usize) -> Vec<Option<Vec<T>>> {
+    let mut sites: Vec<Option<Vec<T>>> = vec![Some(Vec::new()); count];
+    for &(f, site) in pairs {
+        let Some(entry) = sites.get_mut(f) else {
+            continue;
+        };
+        match (entry.as_mut(), site) {
+            (Some(list), Some(site)) => list.push(site),
+            _ => *entry = None,
+        }
+    }
+    for list in sites.iter_mut().flatten() {
+        list.sort_unstable();
+        list.dedup();
+    }
+    sites
 }
 
 /// The sites of `returns` ([`ReturnSite`]s, sorted), and those `-R` needs
@@ -445,47 +467,6 @@ impl<'a> Scanner<'a> {
             }
         }
         found
-    }
-
-    /// Per function (by index, `count` of them), its direct calls' sorted
-    /// file offsets; `None` for one with a call the kernel cannot probe.
-    fn function_calls(&self, count: usize) -> Vec<Option<Vec<u64>>> {
-        let mut calls: Vec<Option<Vec<u64>>> = vec![Some(Vec::new()); count];
-        for &(f, site) in &self.function_calls {
-            let Some(entry) = calls.get_mut(f) else {
-                continue;
-            };
-            match (entry.as_mut(), site) {
-                (Some(list), Some(site)) => list.push(site),
-                _ => *entry = None,
-            }
-        }
-        for list in calls.iter_mut().flatten() {
-            list.sort_unstable();
-            list.dedup();
-        }
-        calls
-    }
-
-    /// Per function (by index, `count` of them), the sorted sites where its
-    /// direct calls return; `None` for one with a call no site sees.
-    fn function_returns(&mut self, count: usize) -> Vec<Option<Vec<ReturnSite>>> {
-        let mut sites: Vec<Option<Vec<ReturnSite>>> = vec![Some(Vec::new()); count];
-        for &(f, site) in &self.function_returns {
-            let Some(entry) = sites.get_mut(f) else {
-                continue;
-            };
-            match (entry.as_mut(), site) {
-                (Some(list), Some(site)) => list.push(site),
-                _ => *entry = None,
-            }
-        }
-        for list in sites.iter_mut().flatten() {
-            // Overlapping symbols decode the same call twice.
-            list.sort_unstable();
-            list.dedup();
-        }
-        sites
     }
 
     /// Hands the call-return sites to their stubs; returns the GOT slots.

@@ -19,8 +19,8 @@ use super::image::Elf;
 
 /// Every address of `elf` (the bytes `data`) that its data, exports and
 /// dynamic table refer to; `None` when that cannot be known: not ET_DYN,
-/// or relocations of a kind read here (REL, packed RELR) that would need
-/// the file's words as well.
+/// or relocations of a kind not read here (REL, packed RELR), whose
+/// addends are the relocated words themselves.
 pub(crate) fn taken_addresses(elf: &Elf<'_>, data: &[u8]) -> Option<HashSet<u64>> {
     let header = elf.elf_header();
     if header.e_type(LE) != elf::ET_DYN {
