@@ -732,7 +732,7 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 		f->child = 0;
 		f->func = func;
 		f->exit = exit;
-		f->chained = 0;
+		f->chained = !!(bpf_get_attach_cookie(regs) & COOKIE_CHAIN);
 	}
 	if (count_only && d < MAX_FRAMES)
 		s->open_funcs[func & (OPEN_BUCKETS - 1)] += 1;
@@ -1053,6 +1053,46 @@ static __always_inline void end_chained(struct pt_regs *regs, struct thread_stat
 	}
 }
 
+/* A call-return site of `func`, whose frame at slot `sp` chained from its
+ * entry (COOKIE_CHAIN): the calls it tail-jumped to that are still open
+ * above it at that slot (a library function whose own return no probe
+ * sees) returned here with it, innermost first. Not while an exception or
+ * a longjmp is abandoning frames: those left without returning. */
+static __always_inline void end_tail_callees(struct pt_regs *regs, struct thread_state *s,
+					     __u32 func, __u64 now, __u64 sp)
+{
+	__u32 d = s->depth, above = 0;
+
+	if (s->abandoned_ts)
+		return;
+	for (__u32 i = 1; i < CHAIN_MAX; i++) {
+		struct frame *f;
+
+		if (d <= i || d - 1 - i >= MAX_FRAMES)
+			return;
+		f = frame_at(s, d - 1 - i);
+		if (f->sp != sp)
+			return;
+		if (f->func == func) {
+			if (!f->chained)
+				return;
+			above = i;
+			break;
+		}
+	}
+	for (__u32 i = 0; i < CHAIN_MAX; i++) {
+		struct frame *top;
+
+		d = s->depth;
+		if (i >= above || d == 0 || d > MAX_FRAMES)
+			return;
+		top = frame_at(s, d - 1);
+		if (top->sp != sp)
+			return;
+		end_top(regs, s, top->func, now, d - 1, top->exit == EXIT_HIJACKED, false);
+	}
+}
+
 /* A traced function returns; `entry_sp` is the sp its entry saw, `exit`
  * how this probe sees returns (a hijacked return, or a ret site): a frame
  * whose exit is seen the other way ignores it, unless its tail jump chained
@@ -1071,6 +1111,8 @@ static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state 
 	};
 	__u32 d;
 
+	if (same_func)
+		end_tail_callees(regs, s, func, now, entry_sp);
 	/* With the frames an exception or a longjmp left, in one scan: a
 	 * frame that ran a cleanup before its pad's sibling landed here ends
 	 * with the cleanup's frames. */

@@ -53,7 +53,9 @@ enum cookie_bits {
 	COOKIE_AT_CALL_BIT = 60,
 	/* On a ret site: a tail jump to a traced function whose return is
 	 * seen at this same slot. The frame stays open and ends with that
-	 * call, as two hijacked returns chain on one return address. */
+	 * call, as two hijacked returns chain on one return address. On an
+	 * entry: a function ended where its calls return, whose tail jumps
+	 * are not probed: its frame is chained from the start. */
 	COOKIE_CHAIN_BIT = 59,
 	/* On a ret site: a conditional jump (a conditional tail call), whose
 	 * condition code (x86's 0-15) sits at COOKIE_CC_SHIFT. Not taken, the

@@ -62,7 +62,9 @@ pub struct LinkSpec {
     pub at_calls: bool,
     /// Ret sites that are tail jumps to a traced function whose own return
     /// is seen at the same slot ([`chain_sites`]): BPF keeps the jumping
-    /// frame open, to end with that call.
+    /// frame open, to end with that call. On entries: functions ended where
+    /// their calls return whose tail jumps go unprobed, so their frames
+    /// stay open under the call they jump to from the start.
     pub chains: bool,
 }
 
@@ -183,16 +185,25 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
         ret_site_exits: true,
         ..plain.clone()
     };
+    // Functions ended where their calls return that may leave by a tail
+    // jump: their frames chain from the entry (bpf's COOKIE_CHAIN).
+    let chaining = |id| at_returns.contains(&id) && set.exit_facts(id).tail_calls;
     for list in &set.call_site_entries {
         let how = LinkSpec {
             at_calls: true,
             ..ret_site_exits.clone()
         };
+        let entered = keep(list, |id| at_calls.contains(&id));
         push(
             ProbeKind::Entry,
-            keep(list, |id| at_calls.contains(&id)),
-            how,
+            keep(&entered, |id| !chaining(id)),
+            how.clone(),
         );
+        let how = LinkSpec {
+            chains: true,
+            ..how
+        };
+        push(ProbeKind::Entry, keep(&entered, chaining), how);
     }
     let chains = chain_sites(set, exit);
     for list in &set.ret_sites {
@@ -232,12 +243,17 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
             push(ProbeKind::Return, keep(list, hijacked), plain.clone());
             push(ProbeKind::Entry, keep(list, hijacked), plain.clone());
         }
-        let own_entry = |id| by_ret_site(id) && !at_calls.contains(&id);
+        let own_entry = keep(list, |id| by_ret_site(id) && !at_calls.contains(&id));
         push(
             ProbeKind::Entry,
-            keep(list, own_entry),
+            keep(&own_entry, |id| !chaining(id)),
             ret_site_exits.clone(),
         );
+        let how = LinkSpec {
+            chains: true,
+            ..ret_site_exits.clone()
+        };
+        push(ProbeKind::Entry, keep(&own_entry, chaining), how);
     }
     specs
 }
@@ -407,6 +423,7 @@ mod tests {
             hijack_safe,
             returns_twice,
             short,
+            tail_calls: false,
         };
         let list = |offsets: &[u64], ids: &[u32]| AttachList {
             path: PathBuf::from("/bin/x"),

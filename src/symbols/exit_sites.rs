@@ -190,13 +190,11 @@ fn split_returns(returns: Vec<ReturnSite>) -> (Vec<u64>, Vec<(u64, u64)>) {
 /// returns: nothing else refers to its address (`taken` from data,
 /// `referenced` by code other than a direct call: a jump, a RIP-relative
 /// operand), so nothing calls it through a pointer, jumps to it or calls it
-/// from another module; and it leaves only by `ret` (its tail jumps are
-/// exits the caller's call return would not see as its own).
+/// from another module. What it tail-jumps to returns there too.
 fn only_called(f: &Symbol, taken: &HashSet<u64>, referenced: &HashSet<u64>) -> bool {
     !f.ifunc
         && !taken.contains(&f.vaddr)
         && !referenced.contains(&f.vaddr)
-        && f.tail_calls.is_empty()
         && !f.ret_sites.is_empty()
 }
 

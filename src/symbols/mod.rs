@@ -132,6 +132,10 @@ pub struct ExitFacts {
     /// it (Symbol's `short`). BPF keeps a few hijacks for such calls when
     /// deep recursion has used up the others.
     pub short: bool,
+    /// It may leave by a tail jump (Symbol's `tail_calls`). Ended where its
+    /// calls return, its frame then stays open under the call it jumps to,
+    /// which returns there too.
+    pub tail_calls: bool,
 }
 
 /// What the probe stage needs: the functions (numbered from `first`), what
@@ -254,7 +258,7 @@ impl ModuleLists {
         set: &mut ProbeSet,
         (function, offset): (Function, u64),
         hijack_safe: bool,
-        short: bool,
+        (short, tail_calls): (bool, bool),
     ) -> Option<FuncId> {
         let id = FuncId(set.first.0 + set.table.functions.len() as u32);
         self.entries.add(offset, id).then(|| {
@@ -262,6 +266,7 @@ impl ModuleLists {
                 hijack_safe,
                 returns_twice: libc::returns_twice(&function.raw_name),
                 short,
+                tail_calls,
             });
             set.table.functions.push(function);
             id
@@ -378,7 +383,8 @@ pub fn probe_set_with(
             let hijack_safe = (!unwinds || sym.leaf) && !at_calls;
             let source = all.then(|| source_of(module, sym.vaddr)).flatten();
             let function = function_of(sym, module_id, source);
-            let Some(id) = lists.number(&mut set, function, hijack_safe, sym.short) else {
+            let how = (sym.short, !sym.tail_calls.is_empty());
+            let Some(id) = lists.number(&mut set, function, hijack_safe, how) else {
                 continue;
             };
             // The same `ret` can end two functions whose bodies overlap:
@@ -411,7 +417,7 @@ pub fn probe_set_with(
             let hijack_safe = !unwinds
                 || (stub.call_sites.is_empty() && libc::throws_nothing(&stub.import, library));
             let stub_fn = stub_of(stub, module, module_id);
-            let Some(id) = lists.number(&mut set, stub_fn, hijack_safe, true) else {
+            let Some(id) = lists.number(&mut set, stub_fn, hijack_safe, (true, false)) else {
                 continue;
             };
             for &site in &stub.call_returns {
@@ -586,9 +592,9 @@ mod tests {
         assert_eq!(names, ["two_rets", "tail", "strlen@plt"]);
         let find = |name: &str| exe.functions.iter().find(|s| s.name == name).expect(name);
         let (two_rets, tail) = (find("two_rets"), find("tail"));
-        // Both have ret sites. two_rets, only ever called, also has its exit
-        // where main's call to it returns (the exit policy picks); tail,
-        // which leaves by a tail jump, has not.
+        // Both have ret sites, and, only ever called, their exits where
+        // main's calls to them return too (the exit policy picks): tail's
+        // tail jump to other returns there as well.
         let sites = [&two_rets.ret_sites[..], &tail.ret_sites[..]].concat();
         assert_eq!(sites.len(), 3);
         let expected = AttachList {
@@ -597,8 +603,8 @@ mod tests {
             ids: ids(&[0, 0, 1]),
         };
         assert_eq!(plan.ret_sites, [expected]);
-        assert!(tail.call_returns.is_empty());
         assert_eq!(two_rets.call_returns.len(), 1);
+        assert_eq!(tail.call_returns.len(), 1);
         let strlen = exe
             .plt
             .stubs
@@ -607,8 +613,13 @@ mod tests {
             .expect("stub");
         let expected = AttachList {
             path: exe.path.clone(),
-            offsets: [&two_rets.call_returns[..], &strlen.call_returns[..]].concat(),
-            ids: ids(&[0, 2, 2, 2]),
+            offsets: [
+                &two_rets.call_returns[..],
+                &tail.call_returns[..],
+                &strlen.call_returns[..],
+            ]
+            .concat(),
+            ids: ids(&[0, 1, 2, 2, 2]),
         };
         assert_eq!(plan.call_returns, [expected]);
     }

@@ -32,9 +32,10 @@ pub struct Symbol {
     /// through an indirect jump.
     pub ret_sites: Vec<u64>,
     /// Where its calls return (file offsets, sorted), when nothing but the
-    /// direct calls of its module reaches it and it leaves only by `ret`
-    /// (exit_sites' `only_called`): its exits are seen there, usually on an
-    /// emulated instruction, instead of at its single-stepped `ret`s.
+    /// direct calls of its module reaches it (exit_sites' `only_called`):
+    /// its exits, and those of what it tail-jumps to, are seen there,
+    /// usually on an emulated instruction, instead of at its single-stepped
+    /// `ret`s.
     pub call_returns: Vec<u64>,
     /// As PltStub's: the sites `-R` needs instead, where they differ.
     pub value_returns: Vec<(u64, u64)>,

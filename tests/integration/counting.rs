@@ -202,13 +202,18 @@ fn counting_counts_calls_ended_where_they_return() {
         return;
     }
     let select = [
-        "-f", "leafy*", "-f", "twice*", "-f", "down*", "-f", "pointed*",
+        "-f", "leafy*", "-f", "twice*", "-f", "down*", "-f", "pointed*", "-f", "handoff*", "-f",
+        "tailee*",
     ];
     let (live, _) = same_calls(&fixture("returns", Build::O2), &[], &select, &[]);
     let calls: Vec<u64> = ["twice(int)", "leafy(int)", "down(int)", "pointed(int)"]
         .map(|f| live[f].calls)
         .to_vec();
     assert_eq!(calls, [5, 10, 4, 1], "{live:?}");
+    // handoff ends with the call it jumps to: its Total holds tailee's.
+    let (handoff, tailee) = (live["handoff(int)"], live["tailee(int)"]);
+    assert_eq!((handoff.calls, tailee.calls), (1, 1), "{live:?}");
+    assert!(handoff.total >= tailee.total, "{live:?}");
     // down's outermost call holds the other three and their twice calls.
     assert!(live["down(int)"].total >= live["down(int)"].max, "{live:?}");
 }
