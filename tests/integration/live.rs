@@ -275,6 +275,25 @@ fn time_filter_keeps_only_long_calls_and_their_callers() {
 }
 
 #[test]
+fn the_command_keeps_the_priority_it_was_started_with() {
+    if !require_bpf() {
+        return;
+    }
+    // utrace raises its own threads' priority to drain the ring buffer in
+    // time; the command it starts runs at the nice value it would have had.
+    let nice = std::path::Path::new("/usr/bin/nice");
+    let untraced = std::process::Command::new(nice).output().unwrap();
+    let t = trace(nice, &[], &[]);
+    assert_eq!(t.code, Some(0), "{}", t.stderr);
+    assert_eq!(
+        t.stdout,
+        String::from_utf8_lossy(&untraced.stdout),
+        "{}",
+        t.stderr
+    );
+}
+
+#[test]
 fn exit_status_is_the_programs() {
     if !require_bpf() {
         return;
