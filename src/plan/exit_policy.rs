@@ -194,27 +194,17 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
             ..ret_site_exits.clone()
         };
         let entered = keep(list, |id| at_calls.contains(&id));
-        push(
-            ProbeKind::Entry,
-            keep(&entered, |id| !chaining(id)),
-            how.clone(),
-        );
-        let how = LinkSpec {
-            chains: true,
-            ..how
-        };
-        push(ProbeKind::Entry, keep(&entered, chaining), how);
+        for (list, how) in split_chained(&entered, &how, |_, id| chaining(id)) {
+            push(ProbeKind::Entry, list, how);
+        }
     }
     let chains = chain_sites(set, exit);
     for list in &set.ret_sites {
         let rets = keep(list, |id| by_ret_site(id) && !at_returns.contains(&id));
-        let (chained, plain) = split_chained(&rets, &chains);
-        push(ProbeKind::RetSite, plain, ret_site_exits.clone());
-        let how = LinkSpec {
-            chains: true,
-            ..ret_site_exits.clone()
-        };
-        push(ProbeKind::RetSite, chained, how);
+        let chained = |offset, _| chains.contains(&(list.path.as_path(), offset));
+        for (list, how) in split_chained(&rets, &ret_site_exits, chained) {
+            push(ProbeKind::RetSite, list, how);
+        }
     }
     for list in &set.call_returns {
         let ends_there = |id| by_ret_site(id) && (stub(set, id) || at_returns.contains(&id));
@@ -244,16 +234,9 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
             push(ProbeKind::Entry, keep(list, hijacked), plain.clone());
         }
         let own_entry = keep(list, |id| by_ret_site(id) && !at_calls.contains(&id));
-        push(
-            ProbeKind::Entry,
-            keep(&own_entry, |id| !chaining(id)),
-            ret_site_exits.clone(),
-        );
-        let how = LinkSpec {
-            chains: true,
-            ..ret_site_exits.clone()
-        };
-        push(ProbeKind::Entry, keep(&own_entry, chaining), how);
+        for (list, how) in split_chained(&own_entry, &ret_site_exits, |_, id| chaining(id)) {
+            push(ProbeKind::Entry, list, how);
+        }
     }
     specs
 }
@@ -311,17 +294,16 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
             if at_returns && kind == ProbeKind::RetSite {
                 continue;
             }
+            let how = LinkSpec {
+                kind,
+                ret_site_exits: true,
+                ..LinkSpec::plain()
+            };
             for list in lists {
-                let (chained, plain) = split_chained(&keep(list, |f| f == id), &chains);
-                for (list, chains) in [(plain, false), (chained, true)] {
+                let chained = |offset, _| chains.contains(&(list.path.as_path(), offset));
+                for (list, how) in split_chained(&keep(list, |f| f == id), &how, chained) {
                     if !list.offsets.is_empty() {
-                        specs.push(LinkSpec {
-                            kind,
-                            list,
-                            ret_site_exits: true,
-                            chains,
-                            ..LinkSpec::plain()
-                        });
+                        specs.push(LinkSpec { list, ..how });
                     }
                 }
             }
@@ -384,13 +366,19 @@ fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
     sites
 }
 
-/// `list` split into its probes on `chains` and the others.
-fn split_chained(list: &AttachList, chains: &HashSet<(&Path, u64)>) -> (AttachList, AttachList) {
-    let chained = |offset: u64| chains.contains(&(list.path.as_path(), offset));
-    (
-        keep_probes(list, |offset, _| chained(offset)),
-        keep_probes(list, |offset, _| !chained(offset)),
-    )
+/// `list` as two links like `how`: the probes `chained` does not pick,
+/// then those it picks, with `chains` set.
+fn split_chained(
+    list: &AttachList,
+    how: &LinkSpec,
+    chained: impl Fn(u64, FuncId) -> bool,
+) -> [(AttachList, LinkSpec); 2] {
+    let plain = keep_probes(list, |offset, id| !chained(offset, id));
+    let chaining = LinkSpec {
+        chains: true,
+        ..how.clone()
+    };
+    [(plain, how.clone()), (keep_probes(list, chained), chaining)]
 }
 
 /// The probes of `list` whose function passes `wanted`.
