@@ -516,6 +516,19 @@ pub fn trace(bin: &Path, args: &[&str], opts: &[&str]) -> Traced {
     }
 }
 
+/// The (function, PROBE, EXIT) of each row of `utrace --list`'s output
+/// `text` (MODULE OFFSET PROBE EXIT SOURCE FUNCTION), in its order; a
+/// function's name may hold spaces.
+pub fn list_rows(text: &str) -> Vec<(String, String, String)> {
+    (text.lines().skip(1))
+        .filter_map(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let (probe, exit) = (cols.get(2)?.to_string(), cols.get(3)?.to_string());
+            Some((cols.get(5..)?.join(" "), probe, exit))
+        })
+        .collect()
+}
+
 /// calls.c's calls: main → a ×3 → b ×2 → c, fib(10) (177 calls), printf once.
 pub fn calls_counts() -> BTreeMap<String, usize> {
     counts(&[

@@ -280,15 +280,7 @@ fn list_shows_module_offset_probe_path_exit_and_name() {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let mut rows: Vec<_> = text
-            .lines()
-            .skip(1)
-            .map(|l| {
-                // MODULE OFFSET PROBE EXIT SOURCE FUNCTION
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f[5].to_string(), f[2].to_string(), f[3].to_string())
-            })
-            .collect();
+        let mut rows = crate::common::list_rows(&text);
         rows.sort();
         (rows, text)
     }

@@ -215,19 +215,12 @@ fn longjmp_code_keeps_its_returns_hijacked_and_setjmp_at_its_ret_sites() {
         Duration::from_secs(60),
     );
     let list = String::from_utf8_lossy(&out.stdout);
-    let exits: Vec<(String, String)> = list
-        .lines()
-        .skip(1)
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            Some((cols.last()?.to_string(), cols.get(3)?.to_string()))
-        })
-        .collect();
+    let exits = crate::common::list_rows(&list);
     let exit_of = |f: &str| {
         exits
             .iter()
-            .find(|(name, _)| name == f)
-            .map(|(_, e)| e.as_str())
+            .find(|(name, _, _)| name == f)
+            .map(|(_, _, e)| e.as_str())
             .unwrap_or_else(|| panic!("{f} not in\n{list}"))
     };
     for f in ["main", "jump_round", "level3", "longjmp@plt"] {
@@ -592,13 +585,7 @@ fn functions_only_called_directly_end_where_their_calls_return() {
         Duration::from_secs(60),
     );
     let list = String::from_utf8_lossy(&out.stdout);
-    let exits: Vec<(String, String, String)> = (list.lines().skip(1))
-        .filter_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            let (probe, exit) = (cols.get(2)?.to_string(), cols.get(3)?.to_string());
-            Some((cols.get(5..)?.join(" "), probe, exit))
-        })
-        .collect();
+    let exits = crate::common::list_rows(&list);
     let expected = [
         ("main", "emulated", "ret-sites"),
         ("leafy(int)", "at-calls", "returns"),
