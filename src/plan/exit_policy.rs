@@ -291,9 +291,6 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
             (&set.call_returns, ProbeKind::CallReturn),
         ];
         for (lists, kind) in lists {
-            if at_returns && kind == ProbeKind::RetSite {
-                continue;
-            }
             let how = LinkSpec {
                 kind,
                 ret_site_exits: true,
@@ -302,7 +299,12 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
             for list in lists {
                 let chained = |offset, _| chains.contains(&(list.path.as_path(), offset));
                 for (list, how) in split_chained(&keep(list, |f| f == id), &how, chained) {
-                    if !list.offsets.is_empty() {
+                    // Ended where its calls return, it needs of its ret sites
+                    // only the tail jumps that chain its frame to the callee's:
+                    // its frame was pushed by its hijacking entry, unchained,
+                    // and the callee's entry at the same slot would end it.
+                    let needed = !at_returns || kind == ProbeKind::CallReturn || how.chains;
+                    if needed && !list.offsets.is_empty() {
                         specs.push(LinkSpec { list, ..how });
                     }
                 }
@@ -511,6 +513,37 @@ mod tests {
             [(RetSite, vec![11], true, false)]
         );
         assert!(on_demand_links(&[set()], FuncId(99)).is_empty());
+    }
+
+    #[test]
+    fn on_demand_a_function_ended_at_its_call_returns_keeps_its_chaining_tail_jumps() {
+        // 10 (hijacked) is only called directly: its calls return at 0x900,
+        // its `ret` is 0x110 and it tail-jumps to 13 (hijacked) at 0x120.
+        let mut returns = set();
+        let path = PathBuf::from("/bin/x");
+        returns.call_returns = vec![AttachList {
+            path: path.clone(),
+            offsets: vec![0x900],
+            ids: vec![FuncId(10)],
+        }];
+        returns.ret_sites[0].offsets.push(0x120);
+        returns.ret_sites[0].ids.push(FuncId(10));
+        returns.tail_targets = vec![AttachList {
+            path,
+            offsets: vec![0x120],
+            ids: vec![FuncId(13)],
+        }];
+        let on_demand: Vec<(ProbeKind, Vec<u64>, bool)> = on_demand_links(&[returns], FuncId(10))
+            .iter()
+            .map(|s| (s.kind, s.list.offsets.clone(), s.chains))
+            .collect();
+        assert_eq!(
+            on_demand,
+            [
+                (ProbeKind::RetSite, vec![0x120], true),
+                (ProbeKind::CallReturn, vec![0x900], false)
+            ]
+        );
     }
 
     #[test]

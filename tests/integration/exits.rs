@@ -332,6 +332,50 @@ fn ret_sites_attached_for_deep_recursion_go_when_it_ends_and_come_back() {
     }
 }
 
+/// The normalised call graph of `main() { down() {…} printf@plt(); }` with
+/// `down` nested `levels` deep, each level's own calls (`calls`, given the
+/// indentation of that level's body) before the next level.
+fn deep_tree(levels: usize, calls: impl Fn(&str) -> String) -> String {
+    let (open, done) = ("            [     1] | ", "      <dur> [     1] | ");
+    let mut tree = format!("# DURATION     TID     FUNCTION\n{open}main() {{\n");
+    for level in 1..=levels {
+        let pad = "  ".repeat(level);
+        tree += &format!("{open}{pad}down() {{\n{}", calls(&format!("{pad}  ")));
+    }
+    for level in (1..=levels).rev() {
+        tree += &format!("{done}{}}} /* down */\n", "  ".repeat(level));
+    }
+    tree + &format!("{done}  printf@plt();\n{done}}} /* main */\n")
+}
+
+#[test]
+fn a_tail_jump_past_the_hijacks_keeps_its_frame_open_until_the_callee_returns() {
+    if !require_bpf() {
+        return;
+    }
+    // shrink, only ever called directly, ends where its calls return and
+    // leaves by `jmp inner`. Past the 60 hijacks down holds, its exits are
+    // attached on demand: with them its tail jump, or inner's entry at the
+    // same stack slot would end it as not seen (Lua's luaD_shrinkstack).
+    let bin = fixture("deeptail", Build::O2);
+    let expected = deep_tree(201, |pad| {
+        let (open, done) = ("            [     1] | ", "      <dur> [     1] | ");
+        format!("{open}{pad}shrink() {{\n{done}{pad}  inner();\n{done}{pad}}} /* shrink */\n")
+    });
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(t.stdout, "deeptail=40401\n", "{}", t.stderr);
+    crate::common::assert_text_eq(&expected, &normalise(&t.graph));
+    let counted = crate::common::summary_calls(&trace(&bin, &[], &["--format=summary"]).graph);
+    let calls = [
+        ("main", 1),
+        ("down", 201),
+        ("shrink", 201),
+        ("inner", 201),
+        ("printf@plt", 1),
+    ];
+    assert_eq!(counted, counts(&calls));
+}
+
 #[test]
 fn a_cxx_tail_call_into_free_ends_at_its_own_return() {
     if !require_bpf() {
