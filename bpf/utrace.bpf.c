@@ -238,6 +238,21 @@ struct {
 	__type(value, __u8);
 } muted SEC(".maps");
 
+/* --exit=auto: functions seen with a traced call of their own (1), by id.
+ * One never seen so has been a leaf so far and is taken for a short call
+ * (SHORT_BUDGET) as well as the ones symbols found short: Lua's lua_settop
+ * may call on through its metamethods, but in deep recursion its calls are
+ * leaves, and a hijack kept for them spares ret sites every one of its calls
+ * would trap on. A function that turns out to recurse holds at most one of
+ * those hijacks: its first call marks it as it enters. Sized to the number
+ * of traced functions before load; later ones are never taken for short. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u8);
+} callers SEC(".maps");
+
 /* -A/-R: what to read at a function's entry and return, by id. Sized to the
  * number of traced functions before load. */
 struct {
@@ -750,16 +765,36 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 static __always_inline void end_chained(struct pt_regs *regs, struct thread_state *s, __u64 now,
 					__u64 sp);
 
+/* The function on top of `s` calls a traced function: mark it in `callers`.
+ * The frame on top may be dead yet; marking it errs on the long side. */
+static __always_inline void mark_caller(struct thread_state *s)
+{
+	__u32 d = s->depth, caller;
+	__u8 *called;
+
+	if (d == 0 || d > MAX_FRAMES)
+		return;
+	caller = frame_at(s, d - 1)->func;
+	called = bpf_map_lookup_elem(&callers, &caller);
+	if (called && !*called)
+		*called = 1;
+}
+
 /* --exit=auto: a call the kernel cannot hijack the return of (the thread
  * holds HIJACK_BUDGET already, or SHORT_BUDGET for a short call) is seen at
  * its ret sites instead. So is one deeper than the frames BPF keeps: were a
  * longjmp to leave it, nothing would find it dead and give its hijack back.
  * The first time a function needs ret sites, the process stops until they
- * are attached. */
+ * are attached. A function never seen calling a traced one counts as
+ * short (`callers`). */
 static __always_inline __u8 over_budget(struct thread_state *s, __u32 func, bool short_call)
 {
-	__u8 asked = 1;
+	__u8 asked = 1, *called;
 
+	if (s->hijacked >= HIJACK_BUDGET && !short_call) {
+		called = bpf_map_lookup_elem(&callers, &func);
+		short_call = called && !*called;
+	}
 	if (s->hijacked < (short_call ? SHORT_BUDGET : HIJACK_BUDGET) && s->depth < MAX_FRAMES)
 		return EXIT_HIJACKED;
 	if (!bpf_map_lookup_elem(&exit_sites, &func) &&
@@ -798,6 +833,8 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks, bool sleepab
 	if (!s)
 		return 1;
 	claim(s);
+	if (repair_exits)
+		mark_caller(s);
 	if (hijacks && repair_exits && exit == EXIT_HIJACKED)
 		exit = over_budget(s, (__u32)cookie, cookie & COOKIE_SHORT);
 	/* At the call, the return address is not pushed yet. */

@@ -26,9 +26,10 @@ enum utrace_limits {
 	 * kernel's 64 (MAX_URETPROBE_DEPTH): deeper calls get ret sites. */
 	HIJACK_BUDGET = 60,
 	/* The hijacks above HIJACK_BUDGET, up to this, are kept for short
-	 * calls (COOKIE_SHORT_BIT): deep recursion holds the first 60 for
-	 * long, and the small functions called at the bottom of it are most
-	 * of the calls a program makes there. One per level of a short call's
+	 * calls (COOKIE_SHORT_BIT, or a function BPF has never seen call a
+	 * traced one): deep recursion holds the first 60 for long, and the
+	 * small functions called at the bottom of it are most of the calls a
+	 * program makes there. One per level of a short call's
 	 * nesting (symbols' SHORT_HEIGHT + 1), one spare below the kernel's
 	 * 64: every hijack checks a budget, and a longjmp's stale return
 	 * instances never push the kernel's count past the highest budget. */

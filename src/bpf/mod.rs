@@ -128,6 +128,10 @@ impl<'obj> Probes<'obj> {
             .set_max_entries(cfg.count_slots.max(1))
             .context("sizing the muted map")?;
         open.maps
+            .callers
+            .set_max_entries(cfg.count_slots.max(1))
+            .context("sizing the callers map")?;
+        open.maps
             .value_specs
             .set_max_entries(cfg.count_slots.max(1))
             .context("sizing the -A/-R table")?;

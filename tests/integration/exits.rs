@@ -349,6 +349,33 @@ fn deep_tree(levels: usize, calls: impl Fn(&str) -> String) -> String {
 }
 
 #[test]
+fn leaves_at_the_bottom_of_deep_recursion_keep_their_hijacks() {
+    if !require_bpf() {
+        return;
+    }
+    // down recurses 200 deep and calls leaf at every level. leaf calls
+    // through a pointer, so symbols cannot prove it short, but it has never
+    // had a traced call under it: below the 60 hijacks down holds, it takes
+    // one of the three kept for short calls, and only down needs ret sites.
+    let bin = fixture("deepleaf", Build::O2);
+    let expected = deep_tree(201, |pad| format!("      <dur> [     1] | {pad}leaf();\n"));
+    let calls = [("main", 1), ("down", 201), ("leaf", 201), ("printf@plt", 1)];
+    let line = "utrace: calls nested deeper than the kernel's 64 pending returns: \
+                ret sites attached on demand once";
+    for opts in [&[][..], &["--format=summary"]] {
+        let t = trace(&bin, &[], opts);
+        assert_eq!(t.stdout, "deepleaf=20301\n", "{}", t.stderr);
+        assert!(t.stderr.contains(line), "{opts:?}: {}", t.stderr);
+        if opts.is_empty() {
+            crate::common::assert_text_eq(&expected, &normalise(&t.graph));
+        } else {
+            let counted = crate::common::summary_calls(&t.graph);
+            assert_eq!(counted, counts(&calls), "{}", t.graph);
+        }
+    }
+}
+
+#[test]
 fn a_tail_jump_past_the_hijacks_keeps_its_frame_open_until_the_callee_returns() {
     if !require_bpf() {
         return;
