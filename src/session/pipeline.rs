@@ -4,7 +4,7 @@
 //! functions over `--max-rate` are dropped from the probes.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use crossbeam_channel::{Receiver, select};
@@ -38,8 +38,11 @@ const MUTED_NS: u64 = 1_000_000_000;
 /// `--exit=auto`: how often the ret sites attached on demand are checked
 /// for taking away, at first; each time they are taken away the wait
 /// doubles, up to RETRACT_MAX_NS, so a program that keeps recursing deep
-/// is not stopped over and over to attach them again.
-pub(super) const RETRACT_FIRST_NS: u64 = 10_000_000;
+/// is not stopped over and over to attach them again. Every call of their
+/// functions traps on them while they are there (Lua's 870-deep phases
+/// last a few ms), so the first check comes soon: checking is one read of
+/// BPF's `deep_threads`.
+pub(super) const RETRACT_FIRST_NS: u64 = 1_000_000;
 const RETRACT_MAX_NS: u64 = 10_000_000_000;
 
 /// Where the events of a run go.
@@ -151,6 +154,16 @@ impl Control<'_, '_> {
         Ok(())
     }
 
+    /// Fires when the ret sites attached on demand are due to be checked,
+    /// whether events come meanwhile or not; never while there are none.
+    fn retract_due(&self) -> Receiver<Instant> {
+        if !self.probes.has_demanded_exits() {
+            return crossbeam_channel::never();
+        }
+        let wait = self.retract.0.saturating_sub(mono_now_ns());
+        crossbeam_channel::at(Instant::now() + Duration::from_nanos(wait))
+    }
+
     /// Removes the probes of the functions muted long enough ago.
     fn unprobe_muted(&mut self) -> Result<()> {
         if self.muted.is_empty() {
@@ -242,6 +255,7 @@ impl Pipeline {
         let exited = ends.child_exit.unwrap_or(&never);
         let (signals, launched, pid) = (ends.signals, ends.launched, ends.pid);
         loop {
+            let retract_due = control.retract_due();
             select! {
                 recv(streams.stops) -> stop => if let Ok(stop) = stop {
                     let known = self.table.functions.len();
@@ -265,6 +279,7 @@ impl Pipeline {
                     }
                     Err(_) => anyhow::bail!("the ring buffer reader stopped unexpectedly"),
                 },
+                recv(retract_due) -> _ => control.retract_exits()?,
                 recv(exited) -> exit => return Ok(exit.unwrap_or(Exit::Code(0))),
                 recv(signals) -> sig => match launched {
                     // -c: the command decides how to react; we follow it out.
