@@ -135,6 +135,12 @@ struct thread_state {
 	 * next frames found dead ended then, not at the next event. Frames
 	 * entered before it are dead where a new call reuses their slot. */
 	__u64 abandoned_ts;
+	/* A chaining tail jump (COOKIE_CHAIN) left the frame at jump_depth - 1
+	 * at jump_ts; the return address in its slot was jump_ret. Until the
+	 * thread's next traced event says whether the jump reached a traced
+	 * function (settle_jump). */
+	__u64 jump_ts, jump_ret;
+	__u32 jump_depth;
 	__u32 unwinding; /* an exception is on its way to a catch */
 	__u32 in_syscall; /* `sys` holds a system call that has not returned */
 	struct batch out;
@@ -728,12 +734,20 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 #define COOKIE_CHAIN (1ULL << COOKIE_CHAIN_BIT)
 #define COOKIE_JCC (1ULL << COOKIE_JCC_BIT)
 
-/* `sp`: the stack pointer at the function's first instruction. */
+/* No function id: settle_jump for an event that enters none. */
+#define NO_FUNC 0xffffffffU
+
+static __always_inline void settle_jump(struct pt_regs *regs, struct thread_state *s, __u64 sp,
+				       __u32 entering, bool at_call);
+
+/* `sp`: the stack pointer at the function's first instruction; `at_call`:
+ * probed at a call to it. */
 static __always_inline void push_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
-				       __u8 exit, __u64 now, bool sleepable, __u64 sp)
+				       __u8 exit, __u64 now, bool sleepable, __u64 sp, bool at_call)
 {
 	__u32 d;
 
+	settle_jump(regs, s, sp, func, at_call);
 	drop_dead_frames(s, sp, true);
 	d = s->depth;
 	set_depth(s, d + 1);
@@ -839,7 +853,7 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks, bool sleepab
 		exit = over_budget(s, (__u32)cookie, cookie & COOKIE_SHORT);
 	/* At the call, the return address is not pushed yet. */
 	push_frame(ctx, s, (__u32)cookie, exit, now, sleepable,
-		   PT_REGS_SP(ctx) - (cookie & COOKIE_AT_CALL ? 8 : 0));
+		   PT_REGS_SP(ctx) - (cookie & COOKIE_AT_CALL ? 8 : 0), cookie & COOKIE_AT_CALL);
 	release(s);
 	return exit == EXIT_HIJACKED ? 0 : 1;
 }
@@ -1067,6 +1081,45 @@ static __always_inline void end_top(struct pt_regs *regs, struct thread_state *s
 	emit(s, EV_EXIT, func, now, d);
 }
 
+/* The thread's first traced event at `sp` since a chaining tail jump
+ * (jump_ts), `entering` a function (or NO_FUNC), probed at a call to it
+ * (`at_call`) or at its own entry. The jump reached a traced function if
+ * this is that function's entry, at the jumping frame's slot, which still
+ * holds the return address it had. It went to code not traced (a pointer's
+ * target: a library's virtual function) if the frame is dead: the event is
+ * above it, or its slot holds another call's return address (or is about
+ * to: a call at that slot, or the same function entered there again, from
+ * the same call site in a loop). Then the frame ended at the jump, as a
+ * tail jump to code not traced ends one, its return value unknown. Else
+ * (code the jump reached runs, or returned to this frame's own call return)
+ * it stays open. Either way the question is settled. */
+static __always_inline void settle_jump(struct pt_regs *regs, struct thread_state *s, __u64 sp,
+				       __u32 entering, bool at_call)
+{
+	__u32 d = s->jump_depth;
+	__u64 ts = s->jump_ts, slot;
+	struct frame *top;
+	bool dead;
+
+	if (!ts)
+		return;
+	s->jump_ts = 0;
+	if (d != s->depth || d == 0 || d > MAX_FRAMES || s->abandoned_ts)
+		return;
+	top = frame_at(s, d - 1);
+	if (!top->chained)
+		return;
+	if (top->sp < sp || (top->sp == sp && at_call)) {
+		dead = true;
+	} else {
+		if (bpf_probe_read_user(&slot, sizeof(slot), (void *)top->sp))
+			return;
+		dead = slot != s->jump_ret || (top->sp == sp && entering == top->func);
+	}
+	if (dead)
+		end_top(regs, s, top->func, ts, d - 1, false, true);
+}
+
 /* Tail calls chained on one slot, at most: a longer chain's outer frames
  * are found dead (return not seen) by the thread's next event higher up. */
 #define CHAIN_MAX 4
@@ -1148,6 +1201,7 @@ static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state 
 	};
 	__u32 d;
 
+	settle_jump(regs, s, entry_sp, NO_FUNC, false);
 	if (same_func)
 		end_tail_callees(regs, s, func, now, entry_sp);
 	/* With the frames an exception or a longjmp left, in one scan: a
@@ -1175,11 +1229,12 @@ static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state 
 /* A chaining tail jump (COOKIE_CHAIN) of the frame at `sp`: it stays open,
  * to end with the call it jumps to. False when that frame is deeper than
  * BPF keeps: nothing can mark it, so the jump ends it as a ret site does. */
-static __always_inline bool chain_frame(struct thread_state *s, __u64 sp)
+static __always_inline bool chain_frame(struct pt_regs *regs, struct thread_state *s, __u64 sp)
 {
 	struct frame *top;
 	__u32 d;
 
+	settle_jump(regs, s, sp, NO_FUNC, false);
 	drop_dead_frames(s, sp, false);
 	d = s->depth;
 	if (d == 0)
@@ -1187,8 +1242,13 @@ static __always_inline bool chain_frame(struct thread_state *s, __u64 sp)
 	if (d > MAX_FRAMES)
 		return false;
 	top = frame_at(s, d - 1);
-	if (top->sp == sp && top->exit == EXIT_RET_SITES)
+	if (top->sp == sp && top->exit == EXIT_RET_SITES) {
 		top->chained = 1;
+		if (!bpf_probe_read_user(&s->jump_ret, sizeof(s->jump_ret), (void *)sp)) {
+			s->jump_ts = bpf_ktime_get_ns();
+			s->jump_depth = d;
+		}
+	}
 	return true;
 }
 
@@ -1256,7 +1316,7 @@ int BPF_UPROBE(on_ret_site)
 	if (!s)
 		return 0;
 	claim(s);
-	if (!chain_frame(s, PT_REGS_SP(ctx)))
+	if (!chain_frame(ctx, s, PT_REGS_SP(ctx)))
 		pop_frame(ctx, s, (__u32)cookie, bpf_ktime_get_ns(), PT_REGS_SP(ctx),
 			  false, EXIT_RET_SITES);
 	release(s);
@@ -1296,6 +1356,7 @@ int BPF_UPROBE(on_helper)
 	if (!s || paused)
 		return 0;
 	claim(s);
+	settle_jump(ctx, s, PT_REGS_SP(ctx), NO_FUNC, false);
 	switch (kind) {
 	case HELPER_UNWIND_START:
 		if (!s->unwinding)

@@ -404,6 +404,36 @@ fn a_tail_jump_past_the_hijacks_keeps_its_frame_open_until_the_callee_returns() 
 }
 
 #[test]
+fn a_tail_call_through_a_pointer_into_untraced_code_ends_at_the_jump() {
+    if !require_bpf() {
+        return;
+    }
+    // viaptr is `jmp *op(%rip)` into libc's labs, in a module that unwinds
+    // (ret-site exits): a jump through a pointer chains, as its target may
+    // be traced. This one is not: the frame ends at the jump, and what main
+    // calls next at the same slot, after or viaptr again from the same call
+    // site, nor the exception check() throws there, is no part of it.
+    let bin = fixture("ptrjump", Build::O2);
+    let opts = ["-f", "main", "-f", "viaptr*", "-f", "after*"];
+    let (open, done) = ("            [     1] | ", "      <dur> [     1] | ");
+    let mut expected = format!("# DURATION     TID     FUNCTION\n{open}main() {{\n");
+    expected += &format!("{done}  viaptr(long);\n{done}  after(long);\n").repeat(3);
+    expected += &format!("{done}  viaptr(long);\n").repeat(2);
+    expected += &format!("{done}}} /* main */\n");
+    let t = trace(&bin, &[], &opts);
+    assert_eq!(t.stdout, "ptrjump s=26\n", "{}", t.stderr);
+    crate::common::assert_text_eq(&expected, &normalise(&t.graph));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ptrjump.data");
+    crate::record::record(&opts, &bin, &[], &data);
+    let reported = crate::record::report(&data, &["--format=call-graph"]);
+    crate::common::assert_text_eq(&expected, &normalise(&reported));
+    let counted = trace(&bin, &[], &[&opts[..], &["--format=summary"]].concat());
+    let calls = [("main", 1), ("viaptr(long)", 5), ("after(long)", 3)];
+    assert_eq!(crate::common::summary_calls(&counted.graph), counts(&calls));
+}
+
+#[test]
 fn a_cxx_tail_call_into_free_ends_at_its_own_return() {
     if !require_bpf() {
         return;
