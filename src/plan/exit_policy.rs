@@ -278,9 +278,10 @@ pub fn helper_links(helpers: &[HelperList]) -> Vec<LinkSpec> {
 }
 
 /// `--exit=auto`: the links that see function `id`'s exits at its ret sites
-/// (or, for a PLT stub, after the calls to it), for calls BPF could not
-/// hijack the return of. Empty when it has none (it never returns, or only
-/// through an indirect jump): those calls end as unwound.
+/// (or, for a PLT stub or a function only ever called directly, where the
+/// calls to it return), for calls BPF could not hijack the return of.
+/// Empty when it has none (it never returns, or only through an indirect
+/// jump): those calls end as unwound.
 pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
     let mut specs = Vec::new();
     for set in sets {
