@@ -243,6 +243,32 @@ fn counting_times_tail_calls_to_their_return() {
 }
 
 #[test]
+fn counting_ends_tail_calls_where_their_callee_says() {
+    if !require_bpf() {
+        return;
+    }
+    // Past the hijacks deep recursion holds, shrink's `jmp inner` keeps its
+    // frame open over inner: all of inner's time is shrink's callees' time.
+    let (live, _) = same_calls(&fixture("deeptail", Build::O2), &[], &[], &[]);
+    let (shrink, inner) = (live["shrink"], live["inner"]);
+    assert_eq!((shrink.calls, inner.calls), (201, 201), "{live:?}");
+    let callees = shrink.total - shrink.own;
+    assert!(
+        (callees - inner.total).abs() <= inner.total / 100.0,
+        "{live:?}"
+    );
+    // viaptr's `jmp *op` goes to code not traced: it ends at the jump, and
+    // the calls main makes next are none of its own.
+    let opts = ["-f", "main", "-f", "viaptr*", "-f", "after*"];
+    let (live, _) = same_calls(&fixture("ptrjump", Build::O2), &[], &opts, &[]);
+    assert_eq!(live["viaptr(long)"].calls, 5, "{live:?}");
+    assert_eq!(
+        live["viaptr(long)"].own, live["viaptr(long)"].total,
+        "{live:?}"
+    );
+}
+
+#[test]
 fn counting_counts_calls_a_rust_panic_unwinds() {
     if !require_bpf() {
         return;
