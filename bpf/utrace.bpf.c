@@ -740,14 +740,23 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 static __always_inline void settle_jump(struct pt_regs *regs, struct thread_state *s, __u64 sp,
 				       __u32 entering, bool at_call);
 
-/* `sp`: the stack pointer at the function's first instruction; `at_call`:
- * probed at a call to it. */
-static __always_inline void push_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
-				       __u8 exit, __u64 now, bool sleepable, __u64 sp, bool at_call)
+/* The stack pointer at the first instruction of the function an entry
+ * probe with `cookie` enters: at a call to it (COOKIE_AT_CALL), the return
+ * address is not pushed yet. */
+static __always_inline __u64 entry_sp(struct pt_regs *regs, __u64 cookie)
 {
-	__u32 d;
+	return PT_REGS_SP(regs) - (cookie & COOKIE_AT_CALL ? 8 : 0);
+}
 
-	settle_jump(regs, s, sp, func, at_call);
+/* The entry of the function `cookie` names (an entry cookie), seen with
+ * `exit` (enum frame_exit). */
+static __always_inline void push_frame(struct pt_regs *regs, struct thread_state *s, __u64 cookie,
+				       __u8 exit, __u64 now, bool sleepable)
+{
+	__u64 sp = entry_sp(regs, cookie);
+	__u32 func = (__u32)cookie, d;
+
+	settle_jump(regs, s, sp, func, cookie & COOKIE_AT_CALL);
 	drop_dead_frames(s, sp, true);
 	d = s->depth;
 	set_depth(s, d + 1);
@@ -761,7 +770,7 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 		f->child = 0;
 		f->func = func;
 		f->exit = exit;
-		f->chained = !!(bpf_get_attach_cookie(regs) & COOKIE_CHAIN);
+		f->chained = !!(cookie & COOKIE_CHAIN);
 	}
 	if (count_only && d < MAX_FRAMES)
 		s->open_funcs[func & (OPEN_BUCKETS - 1)] += 1;
@@ -837,7 +846,7 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks, bool sleepab
 			s = bpf_task_storage_get(&threads, bpf_get_current_task_btf(), 0, 0);
 			if (s) {
 				claim(s);
-				end_chained(ctx, s, now, PT_REGS_SP(ctx) - (cookie & COOKIE_AT_CALL ? 8 : 0));
+				end_chained(ctx, s, now, entry_sp(ctx, cookie));
 				release(s);
 			}
 			return 1;
@@ -851,9 +860,7 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks, bool sleepab
 		mark_caller(s);
 	if (hijacks && repair_exits && exit == EXIT_HIJACKED)
 		exit = over_budget(s, (__u32)cookie, cookie & COOKIE_SHORT);
-	/* At the call, the return address is not pushed yet. */
-	push_frame(ctx, s, (__u32)cookie, exit, now, sleepable,
-		   PT_REGS_SP(ctx) - (cookie & COOKIE_AT_CALL ? 8 : 0), cookie & COOKIE_AT_CALL);
+	push_frame(ctx, s, cookie, exit, now, sleepable);
 	release(s);
 	return exit == EXIT_HIJACKED ? 0 : 1;
 }
