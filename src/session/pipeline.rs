@@ -154,8 +154,9 @@ impl Control<'_, '_> {
         Ok(())
     }
 
-    /// Fires when the ret sites attached on demand are due to be checked,
-    /// whether events come meanwhile or not; never while there are none.
+    /// Fires when the ret sites attached on demand are due to be checked
+    /// ([`Control::retract_exits`], only from here), whether events come
+    /// meanwhile or not; never while there are none.
     fn retract_due(&self) -> Receiver<Instant> {
         if !self.probes.has_demanded_exits() {
             return crossbeam_channel::never();
@@ -274,7 +275,6 @@ impl Pipeline {
                             control.exclude(&over)?;
                         }
                         control.unprobe_muted()?;
-                        control.retract_exits()?;
                         self.show_progress(control)?;
                     }
                     Err(_) => anyhow::bail!("the ring buffer reader stopped unexpectedly"),
@@ -291,7 +291,6 @@ impl Pipeline {
                     self.idle()?;
                     self.limit_counted(control)?;
                     control.unprobe_muted()?;
-                    control.retract_exits()?;
                     self.show_progress(control)?;
                     if launched.is_none() && !target::alive(pid) {
                         if let Some(progress) = &mut self.progress {
