@@ -694,8 +694,11 @@ static __always_inline void drop_scanned(struct thread_state *s, struct drop_sca
 	__u64 ended;
 
 	/* bpf_loop: an unrolled loop over every frame is more jumps than the
-	 * verifier follows. Almost always it stops at the first frame. */
-	bpf_loop(MAX_FRAMES, drop_one, scan, 0);
+	 * verifier follows. Almost always it stops at the first frame, so that
+	 * one is looked at first with a plain call: the helper's own cost was
+	 * ~15 ns of a syscall program's ~170 (bpf_stats). */
+	if (!drop_one(0, scan))
+		bpf_loop(MAX_FRAMES - 1, drop_one, scan, 0);
 	/* When the dropped frames ended: when the exception or longjmp left
 	 * them (or was caught: end_ts), unless they ran code after it. */
 	ended = end_ts ? end_ts : abandoned && !scan->late ? abandoned : bpf_ktime_get_ns();

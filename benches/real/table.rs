@@ -158,8 +158,37 @@ fn bench_rows(b: &Bench, notes: &mut Vec<String>) -> Vec<Vec<String>> {
         if c.mode == Mode::Bpftrace {
             returns_note(b, c, notes);
         }
+        if let (Mode::Subset, Some(bpf), Some(base)) = (c.mode, bpf, base) {
+            pairs_note(b, c, bpf, base, notes);
+        }
     }
     rows
+}
+
+/// The like-for-like pair's ratio run by run (main.rs runs them back to
+/// back), beside the ratio of medians in the table: its median and spread.
+fn pairs_note(b: &Bench, mine: &Cell, bpf: &Cell, base: f64, notes: &mut Vec<String>) {
+    let cost = |o: &crate::Outcome| {
+        let calls = counts::total(o.counts.as_ref()?) as f64;
+        let ns = (o.span_ns? as f64 - base) / calls;
+        (o.same_output && calls > 0.0).then_some(ns)
+    };
+    let mut ratios: Vec<f64> = mine
+        .runs
+        .iter()
+        .zip(&bpf.runs)
+        .filter_map(|(m, t)| Some(cost(m)? / cost(t)?).filter(|r| r.is_finite() && *r > 0.0))
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let (Some(mid), Some(lo), Some(hi)) = (median(&ratios), ratios.first(), ratios.last()) else {
+        return;
+    };
+    notes.push(format!(
+        "{}: {} vs bpftrace, {} pairs run back to back: {mid:.2}× median, pairs {lo:.2}× … {hi:.2}×",
+        b.prog.name,
+        mine.mode.label(b.subset.len()),
+        ratios.len()
+    ));
 }
 
 /// Lists what did not match, biggest gaps first.
