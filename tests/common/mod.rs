@@ -224,6 +224,25 @@ pub fn require_bpf() -> bool {
     false
 }
 
+/// Copies the program `src` to `dst` (a file of its own, so that probes other
+/// tests put on `src` never show in it) in a `cp` process. A program the test
+/// process wrote itself can fail to start with ETXTBSY: while another test
+/// thread spawns a command, its child holds a copy of the write descriptor
+/// until it execs, and the kernel runs no file open for writing.
+pub fn copy_program(src: &Path, dst: &Path) {
+    let status = Command::new("cp")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .expect("running cp");
+    assert!(
+        status.success(),
+        "cp {} {}: {status}",
+        src.display(),
+        dst.display()
+    );
+}
+
 /// The utrace binary cargo built for this test run.
 pub fn utrace() -> Command {
     Command::new(env!("CARGO_BIN_EXE_utrace"))

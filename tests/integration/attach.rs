@@ -6,29 +6,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Build, count_calls, counts, fixture, require_bpf, utrace};
+use crate::common::{Build, copy_program, count_calls, counts, fixture, require_bpf, utrace};
 
 /// A copy of `bin` in `dir`: a file of its own, so probes other tests put on
 /// the fixture (with no pid filter when they follow forks) never show here.
 fn private_copy(bin: &Path, dir: &Path) -> std::path::PathBuf {
     let copy = dir.join(bin.file_name().unwrap());
-    std::fs::copy(bin, &copy).unwrap();
+    copy_program(bin, &copy);
     copy
-}
-
-/// Spawns a program just copied: while another test thread forks, the
-/// copy's write descriptor can live on in that child until it execs, and the
-/// kernel refuses to run the file (ETXTBSY) for that moment.
-fn spawn_fresh_copy(cmd: &mut Command) -> Child {
-    for _ in 0..100 {
-        match cmd.spawn() {
-            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => return other.expect("starting the spin fixture"),
-        }
-    }
-    panic!("the spin fixture stayed busy (ETXTBSY) for 2 s");
 }
 
 /// A fixture process that reported its pid; killed when dropped.
@@ -39,7 +24,11 @@ struct Spin {
 
 impl Spin {
     fn start(bin: &Path, args: &[&str]) -> Spin {
-        let mut child = spawn_fresh_copy(Command::new(bin).args(args).stdout(Stdio::piped()));
+        let mut child = Command::new(bin)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting the spin fixture");
         let mut line = String::new();
         BufReader::new(child.stdout.as_mut().expect("piped"))
             .read_line(&mut line)

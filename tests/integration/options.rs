@@ -7,14 +7,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Build, Traced, assert_text_eq, count_calls, counts, fixture, normalise, require_bpf,
-    summary_calls, trace, utrace,
+    Build, Traced, assert_text_eq, copy_program, count_calls, counts, fixture, normalise,
+    require_bpf, summary_calls, trace, utrace,
 };
 
 /// Builds tests/fixtures/uselib.c against the plugin library into `dir`.
 fn uselib(dir: &Path) -> std::path::PathBuf {
     let lib = dir.join("libplugin.so");
-    std::fs::copy(fixture("plugin", Build::O2), &lib).unwrap();
+    copy_program(&fixture("plugin", Build::O2), &lib);
     let bin = dir.join("uselib");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/uselib.c");
     let status = Command::new("gcc")

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::common::{
-    Build, assert_text_eq, calls_counts, counts, fixture, normalise, ns_of, require_bpf, run,
-    summary_calls, trace, utrace,
+    Build, assert_text_eq, calls_counts, copy_program, counts, fixture, normalise, ns_of,
+    require_bpf, run, summary_calls, trace, utrace,
 };
 
 /// Records `bin` into `data` with utrace options `opts`; returns utrace's stderr.
@@ -64,7 +64,7 @@ fn recorded_counts_are_exact_and_the_file_is_self_contained() {
     let dir = tempfile::tempdir().unwrap();
     // A private copy of the binary, deleted before reporting.
     let bin = dir.path().join("calls");
-    std::fs::copy(fixture("calls", Build::O2), &bin).unwrap();
+    copy_program(&fixture("calls", Build::O2), &bin);
     let data = dir.path().join("calls.data");
     let stderr = record(&[], &bin, &[], &data);
     assert!(

@@ -8,12 +8,12 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use super::{Col, Ran, Row};
-use crate::common::{Build, fixture, utrace};
+use crate::common::{Build, copy_program, fixture, utrace};
 
 /// spin.c's private copy, under the name its --libname rows expect.
 fn spin(dir: &Path) -> PathBuf {
     let copy = dir.join("spin-O2");
-    std::fs::copy(fixture("spin", Build::O2), &copy).unwrap();
+    copy_program(&fixture("spin", Build::O2), &copy);
     copy
 }
 
