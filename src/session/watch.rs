@@ -50,7 +50,8 @@ impl CodeWatch {
         everywhere: Option<&Path>,
     ) -> Result<Option<CodeWatch>> {
         let follows = everywhere.is_some();
-        if opts.filter.nest_libs.is_empty() && !follows {
+        // --syscalls-only probes no function: not in what a child execs either.
+        if opts.syscalls_only || (opts.filter.nest_libs.is_empty() && !follows) {
             return Ok(None);
         }
         let breakpoint = if opts.filter.nest_libs.is_empty() {

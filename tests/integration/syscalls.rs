@@ -210,6 +210,42 @@ fn threads_and_forked_children_are_traced_too() {
     }
 }
 
+#[test]
+fn syscalls_only_probes_no_function_of_a_program_the_command_execs() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = config(dir.path());
+    let bin = fixture("syscalls", Build::O2);
+    // The shell is the command; the fixture is what its child execs.
+    let script = format!("{} {} fork; true", bin.display(), conf.display());
+    let t = trace(
+        Path::new("/bin/sh"),
+        &["-c", &script],
+        &["--syscalls-only", "--syscalls=getppid", "--format=json"],
+    );
+    assert_eq!(t.code, Some(0), "{}", t.stderr);
+    let v: Value = serde_json::from_str(&t.graph).unwrap_or_else(|e| panic!("{e}: {}", t.graph));
+    assert_eq!(
+        (
+            v["functions"].as_array().map(Vec::len),
+            v["events"].as_u64()
+        ),
+        (Some(0), Some(0)),
+        "{}",
+        t.graph
+    );
+    assert_eq!(
+        syscall_rows(&t.graph),
+        // The shell asks for its parent once ($PPID), then the fixture does.
+        rows(&[("null", "getppid", 1 + 3 + 10, 0, 0)]),
+        "{}",
+        t.graph
+    );
+    assert!(!t.stderr.contains("probes"), "{}", t.stderr);
+}
+
 /// strace -f -c's table: syscall → (calls, errors).
 fn strace_counts(bin: &Path, args: &[&str]) -> BTreeMap<String, (u64, u64)> {
     let dir = tempfile::tempdir().unwrap();
