@@ -699,19 +699,23 @@ static __always_inline void drop_scanned(struct thread_state *s, struct drop_sca
 	 * ~15 ns of a syscall program's ~170 (bpf_stats). */
 	if (!drop_one(0, scan))
 		bpf_loop(MAX_FRAMES - 1, drop_one, scan, 0);
+	/* A longjmp is over once its frames are found; an exception at its catch. */
+	if (!s->unwinding)
+		s->abandoned_ts = 0;
+	/* Almost always none was dropped: no clock read for nothing (a system
+	 * call's entry, which lands here with no frame at all, paid one). */
+	if (s->depth == before)
+		return;
 	/* When the dropped frames ended: when the exception or longjmp left
 	 * them (or was caught: end_ts), unless they ran code after it. */
 	ended = end_ts ? end_ts : abandoned && !scan->late ? abandoned : bpf_ktime_get_ns();
 	/* Counting mode: the dropped frames end where the report ends them
 	 * (EV_UNWIND's time, else the thread's next event: this one). */
-	if (count_only && s->depth < before)
+	if (count_only)
 		count_frames(s, s->depth, before, ended);
 	if (s->emitted > s->depth)
 		s->emitted = s->depth;
-	/* A longjmp is over once its frames are found; an exception at its catch. */
-	if (!s->unwinding)
-		s->abandoned_ts = 0;
-	if (abandoned && s->depth < before && !count_only)
+	if (abandoned && !count_only)
 		emit(s, EV_UNWIND, 0, ended, s->depth);
 }
 
