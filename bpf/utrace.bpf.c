@@ -152,6 +152,10 @@ struct thread_state {
 	__u64 deep_ts;
 	/* -A/-R: the values being read, sent at once. */
 	struct values_record vals;
+	/* --io: the last range asked of the page cache (on_cache_get). */
+	struct {
+		__u64 mapping, last, reads;
+	} asked;
 	/* Counting mode: how many frames are open per function id bucket. A
 	 * call whose bucket holds only itself is open nowhere below, which
 	 * spares the walk over the frames (open_below) at most returns. */

@@ -25,7 +25,9 @@ impl Probes<'_> {
     /// `--syscalls`: traces the system calls of `set` made by every thread
     /// of process `pid` (and of the processes [`Probes::follow`] follows).
     /// `running`: the process exists already (-p): its threads get their
-    /// state now; a command (-c) gets it at its exec.
+    /// state now; a command (-c) gets it at its exec. For the I/O table
+    /// alone ([`super::BpfConfig::io_table_only`]) only the exit tracepoint
+    /// is attached, with the program that counts the bytes moved.
     pub fn trace_syscalls(&mut self, pid: u32, set: &syscall::Set, running: bool) -> Result<()> {
         for nr in 0..SYSCALL_SLOTS {
             let spec = syscall_spec(nr, set);
@@ -45,11 +47,13 @@ impl Probes<'_> {
             std::io::copy(&mut iter, &mut std::io::sink()).context("adopting the threads")?;
         }
         let progs = &self.skel.progs;
-        let pair = match bench_floor() {
-            true => [&progs.floor_sys_exit, &progs.floor_sys_enter],
-            false => [&progs.on_sys_exit, &progs.on_sys_enter],
+        let attached = match (bench_floor(), self.io_table_only) {
+            (true, true) => vec![&progs.floor_sys_exit],
+            (true, false) => vec![&progs.floor_sys_exit, &progs.floor_sys_enter],
+            (false, true) => vec![&progs.on_sys_exit_bytes],
+            (false, false) => vec![&progs.on_sys_exit, &progs.on_sys_enter],
         };
-        for prog in pair {
+        for prog in attached {
             let link = prog.attach();
             self.links
                 .push(link.context("attaching the raw_syscalls tracepoints")?);

@@ -50,6 +50,10 @@ pub struct BpfConfig {
     pub trace_syscalls: bool,
     /// --io: count the I/O below each function.
     pub trace_io: bool,
+    /// Counting mode for the I/O table alone: of the system calls it needs
+    /// only the bytes the read/write family moved, read at their return
+    /// (see [`Probes::trace_syscalls`]).
+    pub io_table_only: bool,
     /// --max-rate: functions may be muted ([`Probes::mute`]).
     pub rate_limited: bool,
     /// -A/-R: read the values [`Probes::set_values`] asks for.
@@ -81,6 +85,8 @@ pub struct Probes<'obj> {
     fork_watched: bool,
     /// -A/-R: ret sites tell a tail jump from a `ret` in their cookies.
     capture_values: bool,
+    /// See [`BpfConfig::io_table_only`].
+    io_table_only: bool,
     /// -A: the functions whose arguments are read: their entries go to
     /// the sleepable programs (see [`Probes::set_values`]).
     with_args: HashSet<FuncId>,
@@ -165,6 +171,7 @@ impl<'obj> Probes<'obj> {
             exec_watched: false,
             fork_watched: false,
             capture_values: cfg.capture_values,
+            io_table_only: cfg.io_table_only,
             with_args: HashSet::new(),
             demanded: (0, 0),
         };

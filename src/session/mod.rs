@@ -217,6 +217,7 @@ fn bpf_config(opts: &TraceOptions, plan: &Plan, output: &Output) -> BpfConfig {
         repair_exits: opts.exit == ExitMode::Auto,
         trace_syscalls: opts.syscalls.is_some(),
         trace_io: opts.io,
+        io_table_only: matches!(output, Output::CountIo(_)),
         rate_limited: opts.max_rate.is_some(),
         capture_values: !plan.probes.table.values.is_empty(),
     }
