@@ -6,9 +6,10 @@
 //! the traced function one(); the median ns per round of the runs is
 //! reported with what each tracer adds. Then stress-ng's --hdd and --iomix
 //! stressors (bounded in time) run untraced, under `utrace --syscalls-only
-//! --io`, beside the floor (the same tracepoints running programs that do
-//! nothing) and under bpftrace, in short rounds whose order rotates; the median
-//! drop in their bogo ops/s (issue 12's target: 5%) is printed with the
+//! --io --format=io` (the I/O table, which attaches no system call
+//! tracepoint), beside the floor (the same tracepoints running programs
+//! that do nothing) and under bpftrace, in short rounds whose order rotates;
+//! the median drop in their bogo ops/s (issue 12's target: 5%) is printed with the
 //! spread of the rounds and the events lost.
 //!
 //! Knobs: UTRACE_BENCH_RUNS (default 5), UTRACE_BENCH_ROUNDS (default
@@ -28,11 +29,10 @@ use common::{find_value, median, thousands};
 
 const RUN_LIMIT: Duration = Duration::from_secs(300);
 
-/// bpftrace counting what `--io` listens to: the syscalls, the page cache,
-/// dirtying and the block layer.
-const BPFTRACE: &str = "tracepoint:raw_syscalls:sys_enter /comm == \"io_bench\"/ { @s = count(); } \
-    tracepoint:raw_syscalls:sys_exit /comm == \"io_bench\"/ { @x = count(); } \
-    tracepoint:filemap:mm_filemap_add_to_page_cache { @a = count(); } \
+/// bpftrace counting what the I/O table listens to: the page cache,
+/// dirtying and the block layer (the bytes at the system call come from
+/// each thread's own I/O accounting: no syscall tracepoint).
+const BPFTRACE: &str = "tracepoint:filemap:mm_filemap_add_to_page_cache { @a = count(); } \
     tracepoint:filemap:mm_filemap_get_pages { @g = count(); } \
     tracepoint:writeback:writeback_dirty_folio { @d = count(); } \
     tracepoint:block:block_bio_queue { @q = count(); } \

@@ -156,6 +156,11 @@ struct thread_state {
 	struct {
 		__u64 mapping, last, reads;
 	} asked;
+	/* --io: the thread's own counts of bytes read and written (task->ioac)
+	 * when its bytes were last given to a call (io_settle). */
+	struct {
+		__u64 rchar, wchar;
+	} moved;
 	/* Counting mode: how many frames are open per function id bucket. A
 	 * call whose bucket holds only itself is open nowhere below, which
 	 * spares the walk over the frames (open_below) at most returns. */
@@ -374,6 +379,15 @@ static __always_inline void set_depth(struct thread_state *s, __u32 depth)
 	s->depth = depth;
 }
 
+/* --io: a thread's bytes count from when it is first traced. */
+static __always_inline void io_mark(struct thread_state *s, struct task_struct *task)
+{
+	if (trace_io) {
+		s->moved.rchar = task->ioac.rchar;
+		s->moved.wchar = task->ioac.wchar;
+	}
+}
+
 static __always_inline struct thread_state *state_or_create(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -406,6 +420,7 @@ static __always_inline struct thread_state *state_or_create(void)
 
 		s->out.head.pid = id >> 32;
 		s->out.head.tid = (__u32)id;
+		io_mark(s, task);
 	}
 	return s;
 }
@@ -424,6 +439,7 @@ static __always_inline void adopt(struct task_struct *task)
 	if (!s->out.head.tid) {
 		s->out.head.pid = task->tgid;
 		s->out.head.tid = task->pid;
+		io_mark(s, task);
 	}
 }
 
@@ -501,6 +517,10 @@ static __always_inline void count_frames(struct thread_state *s, __u32 low, __u3
 static __always_inline void count_deep_entry(struct thread_state *s, __u32 func, __u32 d, __u64 now);
 static __always_inline void count_open_calls(struct thread_state *s, __u64 now);
 
+/* --io: gives the bytes `task` read and wrote since the last time to its
+ * current call (defined with the I/O programs). */
+static __always_inline void io_settle(struct thread_state *s, struct task_struct *task);
+
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 {
@@ -539,6 +559,9 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	/* execve returns in the new program: it ends here, under its caller. */
 	if (s && s->in_syscall)
 		end_syscall(s, 0, now, 0);
+	/* The bytes the kernel read loading the new program are execve's. */
+	if (s && trace_io)
+		io_settle(s, task);
 	if (!follow_forks || !followed)
 		return 0;
 	/* The old program's frames (execve's caller) are gone with it. */
@@ -572,6 +595,8 @@ int BPF_PROG(on_thread_exit, struct task_struct *task)
 		/* exit(), exit_group(), or killed inside a system call. */
 		if (s->in_syscall)
 			end_syscall(s, 0, bpf_ktime_get_ns(), SYSF_NO_RETURN);
+		if (trace_io)
+			io_settle(s, task);
 		/* Calls still open never return: exit(), pthread_exit(). */
 		if (s->depth && !count_only && !paused)
 			emit(s, EV_GONE, 0, bpf_ktime_get_ns(), 0);
@@ -610,6 +635,8 @@ int flush_all(struct bpf_iter__task *ctx)
 	if (!task)
 		return 0;
 	s = bpf_task_storage_get(&threads, task, 0, 0);
+	if (s && trace_io)
+		io_settle(s, task);
 	/* Counting mode: what is still open ends with the run, as the report
 	 * ends it (after -p). */
 	if (s && count_only)
@@ -676,6 +703,8 @@ static long drop_one(__u64 i, void *ctx)
 	if (f->exit == EXIT_HIJACKED && s->hijacked)
 		s->hijacked -= 1;
 	c->late |= since;
+	if (trace_io)
+		io_settle(s, bpf_get_current_task_btf());
 	set_depth(s, d - 1);
 	return 0;
 }
@@ -769,6 +798,9 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 
 	settle_jump(regs, s, sp, func, cookie & COOKIE_AT_CALL);
 	drop_dead_frames(s, sp, true);
+	/* What the thread moved until now was its caller's. */
+	if (trace_io)
+		io_settle(s, bpf_get_current_task_btf());
 	d = s->depth;
 	set_depth(s, d + 1);
 	if (exit == EXIT_HIJACKED)
@@ -1068,6 +1100,8 @@ static __always_inline void end_top(struct pt_regs *regs, struct thread_state *s
 {
 	if (hijacked && s->hijacked)
 		s->hijacked -= 1;
+	if (trace_io)
+		io_settle(s, bpf_get_current_task_btf());
 	set_depth(s, d);
 	if (count_only) {
 		if (d < MAX_FRAMES)

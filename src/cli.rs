@@ -236,7 +236,9 @@ struct Args {
     /// dirtied pages), block requests and device time, and writeback, also
     /// when a kernel thread does it later (it goes to the function that
     /// dirtied the pages). Traces the read/write and sync system calls unless
-    /// --syscalls says which; --format=io shows the table.
+    /// --syscalls says which; --format=io shows the table, counted in BPF
+    /// with no system call tracepoint (the bytes come from each thread's
+    /// rchar/wchar, as /proc/PID/io counts them).
     #[arg(long)]
     io: bool,
     /// Look for separate debug files (by build-id, then .gnu_debuglink) in

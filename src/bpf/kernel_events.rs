@@ -25,9 +25,11 @@ impl Probes<'_> {
     /// `--syscalls`: traces the system calls of `set` made by every thread
     /// of process `pid` (and of the processes [`Probes::follow`] follows).
     /// `running`: the process exists already (-p): its threads get their
-    /// state now; a command (-c) gets it at its exec. For the I/O table
-    /// alone ([`super::BpfConfig::io_table_only`]) only the exit tracepoint
-    /// is attached, with the program that counts the bytes moved.
+    /// state now; a command (-c) gets it at its exec. The I/O table alone
+    /// ([`super::BpfConfig::io_table_only`]) attaches no syscall tracepoint:
+    /// the threads get their state, and BPF reads the bytes they moved from
+    /// their I/O accounting (bpf/io.bpf.inc: io_settle), at no cost to
+    /// every other syscall on the machine.
     pub fn trace_syscalls(&mut self, pid: u32, set: &syscall::Set, running: bool) -> Result<()> {
         for nr in 0..SYSCALL_SLOTS {
             let spec = syscall_spec(nr, set);
@@ -48,9 +50,8 @@ impl Probes<'_> {
         }
         let progs = &self.skel.progs;
         let attached = match (bench_floor(), self.io_table_only) {
-            (true, true) => vec![&progs.floor_sys_exit],
+            (_, true) => vec![],
             (true, false) => vec![&progs.floor_sys_exit, &progs.floor_sys_enter],
-            (false, true) => vec![&progs.on_sys_exit_bytes],
             (false, false) => vec![&progs.on_sys_exit, &progs.on_sys_enter],
         };
         for prog in attached {

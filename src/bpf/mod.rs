@@ -50,9 +50,9 @@ pub struct BpfConfig {
     pub trace_syscalls: bool,
     /// --io: count the I/O below each function.
     pub trace_io: bool,
-    /// Counting mode for the I/O table alone: of the system calls it needs
-    /// only the bytes the read/write family moved, read at their return
-    /// (see [`Probes::trace_syscalls`]).
+    /// Counting mode for the I/O table alone: it needs no system call
+    /// tracepoint, as BPF takes the bytes moved from the kernel's own
+    /// per-thread counts (see [`Probes::trace_syscalls`]).
     pub io_table_only: bool,
     /// --max-rate: functions may be muted ([`Probes::mute`]).
     pub rate_limited: bool,
@@ -513,6 +513,11 @@ impl<'obj> Probes<'obj> {
             .with_context(|| format!("attaching to the dynamic loader {}", loader.display()))?;
         self.links.push(link);
         Ok(())
+    }
+
+    /// The I/O table alone: no system call tracepoint is attached.
+    pub fn io_table_only(&self) -> bool {
+        self.io_table_only
     }
 
     /// Number of functions probed (each has an entry and a return probe).

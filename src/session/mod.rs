@@ -273,16 +273,19 @@ fn attach(
     }
     let modules = plan.probes.table.modules.len();
     let detach_hint = if launched { "" } else { " (Ctrl-C detaches)" };
-    let syscalls = if opts.syscalls.is_some() {
-        " and its system calls"
+    // The I/O table alone takes no system call: it says what it does see.
+    let kernel = if opts.io && probes.io_table_only() {
+        Some("I/O")
     } else {
-        ""
+        opts.syscalls.as_ref().map(|_| "system calls")
     };
     if opts.syscalls_only {
-        eprintln!("utrace: attached to the system calls of pid {pid}{detach_hint}");
+        let kernel = kernel.unwrap_or("system calls");
+        eprintln!("utrace: attached to the {kernel} of pid {pid}{detach_hint}");
     } else {
+        let also = kernel.map(|k| format!(" and its {k}")).unwrap_or_default();
         eprintln!(
-            "utrace: attached {} probes in {modules} module{} to pid {pid}{syscalls}{detach_hint}",
+            "utrace: attached {} probes in {modules} module{} to pid {pid}{also}{detach_hint}",
             probes.probe_count(),
             plural(modules as u64)
         );

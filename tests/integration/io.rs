@@ -49,7 +49,7 @@ impl Drop for Ext4 {
     }
 }
 
-const FUNCTIONS: [&str; 9] = [
+const FUNCTIONS: [&str; 10] = [
     "direct_write",
     "direct_read",
     "cold_read",
@@ -58,6 +58,7 @@ const FUNCTIONS: [&str; 9] = [
     "flush",
     "dirty",
     "small_sync",
+    "every_kind",
     "main",
 ];
 
@@ -344,6 +345,14 @@ fn a_read_that_misses_says_what_happened_below_it() {
 /// counted in BPF alone (no event leaves the kernel), its CSV rows by
 /// function, each a map from column to value.
 fn io_table_live(fs: &Ext4, mode: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    io_table_live_out(fs, mode).0
+}
+
+/// [`io_table_live`], with what the fixture printed.
+fn io_table_live_out(
+    fs: &Ext4,
+    mode: &str,
+) -> (BTreeMap<String, BTreeMap<String, String>>, String) {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("io.csv");
     let mut opts = vec!["--io", "--format=io"];
@@ -357,7 +366,7 @@ fn io_table_live(fs: &Ext4, mode: &str) -> BTreeMap<String, BTreeMap<String, Str
     let text = std::fs::read_to_string(&csv).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    lines
+    let rows = lines
         .map(|l| {
             let row: BTreeMap<String, String> = header
                 .iter()
@@ -366,7 +375,8 @@ fn io_table_live(fs: &Ext4, mode: &str) -> BTreeMap<String, BTreeMap<String, Str
                 .collect();
             (row["function"].clone(), row)
         })
-        .collect()
+        .collect();
+    (rows, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Columns `keys` of a live table's row, as numbers.
@@ -436,4 +446,88 @@ fn the_live_io_table_counts_cold_misses_and_warm_hits() {
         [4 << 20, 1024, 0, 0],
         "{rows:?}"
     );
+}
+
+/// The bytes at the system call are the kernel's own count of what the
+/// thread's calls moved (rchar and wchar): one call of each kind, sendfile
+/// and copy_file_range counting both ways and splice not at all, equal what
+/// /proc/thread-self/io told the fixture, counted in BPF and in events alike.
+#[test]
+fn syscall_bytes_are_what_the_kernel_counted_for_the_thread() {
+    if !require_bpf() {
+        return;
+    }
+    let fs = Ext4::new();
+    let kernel = "kernel read 8300 wrote 12400\nok kinds\n";
+    let (rows, out) = io_table_live_out(&fs, "kinds");
+    assert_eq!(out, kernel);
+    let keys = ["syscall_read_bytes", "syscall_write_bytes"];
+    assert_eq!(cols(&rows["every_kind"], &keys), [8300, 12400], "{rows:?}");
+    let mut opts = vec!["--io", "--format=json"];
+    opts.extend(selection());
+    let mnt = fs.mnt.to_str().unwrap();
+    let t = trace(&fixture("io", Build::O2), &[mnt, "kinds"], &opts);
+    assert_eq!(t.stdout, kernel, "{}", t.stderr);
+    let row = &io_rows(&t.graph)["every_kind"];
+    assert_eq!((n(row, keys[0]), n(row, keys[1])), (8300, 12400), "{row}");
+}
+
+/// `-p`: a thread's bytes count from the attach, not from its start: the
+/// MiB the fixture wrote before is nowhere in the table.
+#[test]
+fn an_attached_process_counts_its_bytes_from_the_attach() {
+    if !require_bpf() {
+        return;
+    }
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::Stdio;
+    let fs = Ext4::new();
+    let mut target = Command::new(fixture("io", Build::O2))
+        .arg(&fs.mnt)
+        .arg("attach")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(target.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let pid = line.trim().strip_prefix("pid=").unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("io.csv");
+    let mut tracer = utrace()
+        .args(["--io", "--format=io", "-f", "every_kind", "-p", &pid, "-o"])
+        .arg(&csv)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(tracer.stderr.take().unwrap());
+    line.clear();
+    while !line.contains("attached") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "utrace ended");
+    }
+    assert!(line.contains(" and its I/O "), "{line}");
+    std::fs::write(fs.mnt.join("go"), "").unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert!(target.wait().unwrap().success());
+    assert!(tracer.wait().unwrap().success());
+    assert_eq!(rest, "kernel read 8300 wrote 12400\nok attach\n");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: BTreeMap<&str, Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (f[0], f)
+        })
+        .collect();
+    assert_eq!(
+        (rows["every_kind"][1], rows["every_kind"][2]),
+        ("8300", "12400"),
+        "{text}"
+    );
+    // Outside every_kind only stdout's one write at exit.
+    let outside = rows["-"][2].parse::<usize>().unwrap();
+    assert_eq!(outside, rest.len(), "{text}");
 }
