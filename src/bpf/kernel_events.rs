@@ -209,3 +209,65 @@ fn syscall_spec(nr: u32, set: &syscall::Set) -> SyscallSpec {
     }
     spec
 }
+
+/// Whether this kernel runs fentry programs on its own functions, which a
+/// VFS layer under `--io` would need: loads one that does nothing on
+/// `vfs_read` and attaches it for a moment. `Err` says why not (this VM:
+/// EPERM at load).
+pub fn fentry_works() -> std::result::Result<(), String> {
+    use libbpf_rs::libbpf_sys as sys;
+    // SAFETY: a NUL-terminated name; libbpf only reads it.
+    let id =
+        unsafe { sys::libbpf_find_vmlinux_btf_id(c"vfs_read".as_ptr(), sys::BPF_TRACE_FENTRY) };
+    if id < 0 {
+        return Err(format!("vfs_read: {}", nix::errno::Errno::from_raw(-id)));
+    }
+    let insn = |code: u32| sys::bpf_insn {
+        code: code as u8,
+        ..Default::default()
+    };
+    // r0 = 0; exit
+    let insns = [
+        insn(sys::BPF_ALU64 | sys::BPF_MOV | sys::BPF_K),
+        insn(sys::BPF_JMP | sys::BPF_EXIT),
+    ];
+    let mut opts = sys::bpf_prog_load_opts {
+        sz: std::mem::size_of::<sys::bpf_prog_load_opts>() as _,
+        expected_attach_type: sys::BPF_TRACE_FENTRY,
+        attach_btf_id: id as u32,
+        ..Default::default()
+    };
+    // SAFETY: the pointers are to live locals of the sizes given; libbpf
+    // copies them into the bpf() call.
+    let prog = unsafe {
+        sys::bpf_prog_load(
+            sys::BPF_PROG_TYPE_TRACING,
+            c"utrace_fentry".as_ptr(),
+            c"GPL".as_ptr(),
+            insns.as_ptr(),
+            insns.len() as _,
+            &mut opts,
+        )
+    };
+    if prog < 0 {
+        return Err(format!(
+            "loading one on vfs_read: {}",
+            nix::errno::Errno::last()
+        ));
+    }
+    // SAFETY: `prog` is a program fd of ours; a null name attaches it where
+    // it was loaded for.
+    let link = unsafe { sys::bpf_raw_tracepoint_open(std::ptr::null(), prog) };
+    let attached = match link {
+        l if l < 0 => Err(format!(
+            "attaching one to vfs_read: {}",
+            nix::errno::Errno::last()
+        )),
+        _ => Ok(()),
+    };
+    for fd in [link, prog].into_iter().filter(|fd| *fd >= 0) {
+        // SAFETY: fds this function opened and nothing else holds.
+        unsafe { libc::close(fd) };
+    }
+    attached
+}

@@ -10,6 +10,8 @@ mod kernel_events;
 mod sites;
 pub(crate) mod values;
 
+pub use kernel_events::fentry_works;
+
 use std::collections::HashSet;
 use std::mem::MaybeUninit;
 use std::path::Path;

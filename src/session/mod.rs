@@ -259,6 +259,12 @@ fn attach(
     }
     if opts.io {
         probes.trace_io()?;
+        // What --io sees, and why no more: a VFS layer needs fentry.
+        let vfs = match crate::bpf::fentry_works() {
+            Ok(()) => "fentry works here, but utrace has no VFS layer".to_string(),
+            Err(why) => format!("no VFS layer: the kernel refuses fentry ({why})"),
+        };
+        eprintln!("utrace: --io sees the page cache, writeback and block tracepoints; {vfs}");
     }
     let exe = plan.exe.as_path();
     for line in exit_policy::unwind_warnings(&plan.modules, &plan.probes, opts.exit) {

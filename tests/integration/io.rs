@@ -468,6 +468,9 @@ fn syscall_bytes_are_what_the_kernel_counted_for_the_thread() {
     let mnt = fs.mnt.to_str().unwrap();
     let t = trace(&fixture("io", Build::O2), &[mnt, "kinds"], &opts);
     assert_eq!(t.stdout, kernel, "{}", t.stderr);
+    // It says what it sees, once.
+    let sees = "utrace: --io sees the page cache, writeback and block tracepoints; ";
+    assert_eq!(t.stderr.matches(sees).count(), 1, "{}", t.stderr);
     let row = &io_rows(&t.graph)["every_kind"];
     assert_eq!((n(row, keys[0]), n(row, keys[1])), (8300, 12400), "{row}");
 }
