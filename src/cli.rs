@@ -444,6 +444,18 @@ impl Args {
             )
             .into());
         }
+        // The live I/O table takes its bytes from each thread's own counts
+        // and traces no system call: a set given for it would mean nothing.
+        let io_table = matches!(self.format(), Format::Io | Format::IoPlot);
+        if io_table && self.syscalls.is_some() && !self.record && !self.report && !self.list {
+            return Err(UsageError(
+                "--syscalls: the live --format=io traces no system call (its bytes are each \
+                 thread's read/write counts): drop --syscalls, or --record and --report \
+                 --format=io to have both"
+                    .to_owned(),
+            )
+            .into());
+        }
         let report = ReportOptions {
             format: self.format(),
             sort: self.sort.into(),

@@ -348,3 +348,14 @@ fn list_goes_to_the_file_o_names() {
     );
     assert_eq!(list(Some(Path::new("-"))).0, table, "-o - is stdout");
 }
+
+#[test]
+fn a_syscall_set_for_the_live_io_table_is_refused_with_the_way_out() {
+    let line = utrace_fails(&["--io", "--syscalls=read", "--format=io", "--", "/bin/true"]);
+    assert_eq!(
+        line,
+        "utrace: --syscalls: the live --format=io traces no system call (its bytes are each \
+         thread's read/write counts): drop --syscalls, or --record and --report --format=io \
+         to have both"
+    );
+}
