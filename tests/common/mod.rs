@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
@@ -611,6 +611,27 @@ pub fn ns_of(human: &str) -> f64 {
         _ => panic!("unit of {human}"),
     };
     value.parse::<f64>().unwrap() * scale
+}
+
+/// Starts `cmd`, a `utrace -p`, and waits (a minute at most) for it to say
+/// it attached: the child and that line. Its stderr keeps draining after,
+/// so utrace never blocks on a full pipe.
+pub fn spawn_attached(cmd: &mut Command) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("starting utrace");
+    let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
+    let mut line = String::new();
+    let start = Instant::now();
+    while !line.contains("attached") {
+        line.clear();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0
+            || start.elapsed() > Duration::from_secs(60)
+        {
+            panic!("utrace never said it attached; last line: {line}");
+        }
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    (child, line)
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Build, copy_program, count_calls, counts, fixture, require_bpf, utrace};
+use crate::common::{
+    Build, copy_program, count_calls, counts, fixture, require_bpf, spawn_attached, utrace,
+};
 
 /// A copy of `bin` in `dir`: a file of its own, so probes other tests put on
 /// the fixture (with no pid filter when they follow forks) never show here.
@@ -55,29 +57,13 @@ impl Drop for Spin {
 
 /// Starts `utrace -p PID` and waits for it to say it is attached.
 fn attach(pid: u32, opts: &[&str], graph: &Path) -> Child {
-    let mut child = utrace()
-        .args(opts)
+    let mut cmd = utrace();
+    cmd.args(opts)
         .arg("-p")
         .arg(pid.to_string())
         .arg("-o")
-        .arg(graph)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting utrace");
-    let mut stderr = BufReader::new(child.stderr.take().expect("piped"));
-    let mut line = String::new();
-    let start = Instant::now();
-    while !line.contains("attached") {
-        line.clear();
-        if stderr.read_line(&mut line).unwrap_or(0) == 0
-            || start.elapsed() > Duration::from_secs(60)
-        {
-            panic!("utrace never said it attached; last line: {line}");
-        }
-    }
-    // Keep draining stderr so utrace never blocks on a full pipe.
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    child
+        .arg(graph);
+    spawn_attached(&mut cmd).0
 }
 
 fn signal(pid: u32, sig: i32) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Build, fixture, require_bpf, run, trace, utrace};
+use crate::common::{Build, fixture, require_bpf, run, spawn_attached, trace, utrace};
 
 /// An ext4 file system on a loop device, mounted in a temporary directory;
 /// unmounted (and its loop device freed) when dropped.
@@ -497,18 +497,10 @@ fn an_attached_process_counts_its_bytes_from_the_attach() {
     let pid = line.trim().strip_prefix("pid=").unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("io.csv");
-    let mut tracer = utrace()
-        .args(["--io", "--format=io", "-f", "every_kind", "-p", &pid, "-o"])
-        .arg(&csv)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(tracer.stderr.take().unwrap());
-    line.clear();
-    while !line.contains("attached") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "utrace ended");
-    }
+    let mut cmd = utrace();
+    cmd.args(["--io", "--format=io", "-f", "every_kind", "-p", &pid, "-o"])
+        .arg(&csv);
+    let (mut tracer, line) = spawn_attached(&mut cmd);
     assert!(line.contains(" and its I/O "), "{line}");
     std::fs::write(fs.mnt.join("go"), "").unwrap();
     let mut rest = String::new();

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{Build, assert_text_eq, fixture, normalise, require_bpf, run, trace, utrace};
+use crate::common::{
+    Build, assert_text_eq, fixture, normalise, require_bpf, run, spawn_attached, trace, utrace,
+};
 
 /// The functions of syscalls.c that make system calls, and main.
 const FUNCTIONS: [&str; 10] = [
@@ -470,21 +472,10 @@ fn syscalls_only_follows_an_attached_process_and_prints_strace_lines() {
         .unwrap();
     let pid: u32 = line.trim().strip_prefix("pid=").unwrap().parse().unwrap();
     let out = tempfile::NamedTempFile::new().unwrap();
-    let mut tracer = utrace()
-        .args(["--syscalls-only", "-p", &pid.to_string(), "-o"])
-        .arg(out.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(tracer.stderr.take().unwrap());
-    line.clear();
-    while !line.contains("attached") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "utrace ended: {line}"
-        );
-    }
+    let mut cmd = utrace();
+    cmd.args(["--syscalls-only", "-p", &pid.to_string(), "-o"])
+        .arg(out.path());
+    let (mut tracer, _) = spawn_attached(&mut cmd);
     // SAFETY: kill has no memory-safety preconditions.
     assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGUSR1) }, 0);
     assert!(tracer.wait().unwrap().success());
