@@ -195,6 +195,9 @@ pub enum IoOwner {
 /// The I/O below one function, in every layer (`--io`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IoCounts {
+    /// The bytes the thread's calls read and wrote, as the kernel counts
+    /// them per thread (rchar and wchar: sendfile and copy_file_range count
+    /// both ways, splice not at all).
     pub syscall_read_bytes: u64,
     pub syscall_write_bytes: u64,
     pub cache_hit_pages: u64,

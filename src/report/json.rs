@@ -14,7 +14,8 @@
 //! "block_requests","writeback_bytes","forced_writeback_bytes",
 //! "avg_device_ns","max_device_ns","read_amp","write_amp"}, ...]`
 //! (`function` null outside every traced call, and "(other traffic)" for
-//! the devices' I/O the program did not cause; an amplification is null
+//! the devices' I/O the program did not cause; `syscall_*_bytes` as the
+//! kernel counts them per thread, rchar and wchar; an amplification is null
 //! when nothing was asked that way).
 
 use std::io::Write;
