@@ -275,8 +275,9 @@ impl Tally {
         let (flag, pattern) = (request.flag(), &request.pattern);
         if self.matched == 0 {
             bail!(
-                "{flag} '{pattern}' matches no traced function \
-                 (see --list; {flag} applies to the functions -f selects)"
+                "{flag} '{pattern}' matches no traced function (see --list; {flag} applies \
+                 to the functions -f selects in the modules loaded at start, not to a library \
+                 dlopen loads later)"
             );
         }
         let Some(example) = &self.example else {

@@ -93,7 +93,8 @@ fn a_request_matching_nothing_names_the_way_out() {
         .to_string();
     assert_eq!(
         err,
-        "-A 'nomatch*' matches no traced function (see --list; -A applies to the functions -f selects)"
+        "-A 'nomatch*' matches no traced function (see --list; -A applies to the functions -f \
+         selects in the modules loaded at start, not to a library dlopen loads later)"
     );
     let err = filled(&[r("x[")]).unwrap_err().to_string();
     assert!(err.starts_with("-R 'x[' is not a valid glob"), "{err}");
