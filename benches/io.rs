@@ -85,6 +85,12 @@ fn main() {
             "utrace --io -f one --format=io",
             svec(&[&u, "--io", "-f", "one", "--format=io", "-o", &o, "--"]),
         ));
+        // The default view: the call graph, each I/O syscall a leaf with what
+        // happened below it (the syscall tracepoints on, events streamed).
+        configs.push((
+            "utrace --io -f one (live call graph)",
+            svec(&[&u, "--io", "-f", "one", "-o", &o, "--"]),
+        ));
         configs.push((
             "floor: the same tracepoints, empty programs",
             floor(&[&u, "--syscalls-only", "--io", "--format=io", "-o", &o, "--"]),
