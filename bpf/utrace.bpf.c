@@ -140,6 +140,8 @@ struct thread_state {
 	 * thread's next traced event says whether the jump reached a traced
 	 * function (settle_jump). */
 	__u64 jump_ts, jump_ret;
+	/* Where the jump went, when it was through a register; else 0. */
+	__u64 jump_target;
 	__u32 jump_depth;
 	__u32 unwinding; /* an exception is on its way to a catch */
 	__u32 in_syscall; /* `sys` holds a system call that has not returned */
@@ -773,6 +775,11 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 #define COOKIE_AT_CALL (1ULL << COOKIE_AT_CALL_BIT)
 #define COOKIE_CHAIN (1ULL << COOKIE_CHAIN_BIT)
 #define COOKIE_JCC (1ULL << COOKIE_JCC_BIT)
+#define COOKIE_JMP_REG (1ULL << COOKIE_JMP_REG_BIT)
+
+/* How far past a function's entry its entry probe may sit (moved off a
+ * single-stepped first instruction), for settle_jump's jump target. */
+#define ENTRY_SLACK 32
 
 /* No function id: settle_jump for an event that enters none. */
 #define NO_FUNC 0xffffffffU
@@ -1151,7 +1158,7 @@ static __always_inline void settle_jump(struct pt_regs *regs, struct thread_stat
 	__u32 d = s->jump_depth;
 	__u64 ts = s->jump_ts, slot;
 	struct frame *top;
-	bool dead;
+	bool dead, again;
 
 	if (!ts)
 		return;
@@ -1166,7 +1173,14 @@ static __always_inline void settle_jump(struct pt_regs *regs, struct thread_stat
 	} else {
 		if (bpf_probe_read_user(&slot, sizeof(slot), (void *)top->sp))
 			return;
-		dead = slot != s->jump_ret || (top->sp == sp && entering == top->func);
+		again = top->sp == sp && entering == top->func;
+		/* Unless the jump went there: the function's entry, a few bytes
+		 * before this probe (which may sit past its first instructions).
+		 * It is a tail call of itself through a pointer, no new call. */
+		if (again && !at_call && s->jump_target && PT_REGS_IP(regs) >= s->jump_target &&
+		    PT_REGS_IP(regs) - s->jump_target <= ENTRY_SLACK)
+			again = false;
+		dead = slot != s->jump_ret || again;
 	}
 	if (dead)
 		end_top(regs, s, top->func, ts, d - 1, false, true);
@@ -1281,7 +1295,19 @@ static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state 
 /* A chaining tail jump (COOKIE_CHAIN) of the frame at `sp`: it stays open,
  * to end with the call it jumps to. False when that frame is deeper than
  * BPF keeps: nothing can mark it, so the jump ends it as a ret site does. */
-static __always_inline bool chain_frame(struct pt_regs *regs, struct thread_state *s, __u64 sp)
+/* The value of x86 register `reg` (0 rax … 15 r15) in `regs`: loaded at
+ * fixed offsets, as the verifier refuses a context read at a computed one. */
+static __always_inline __u64 reg_value(struct pt_regs *regs, __u32 reg)
+{
+	__u64 r[16] = { regs->ax, regs->cx, regs->dx, regs->bx, regs->sp, regs->bp,
+			regs->si, regs->di, regs->r8, regs->r9, regs->r10, regs->r11,
+			regs->r12, regs->r13, regs->r14, regs->r15 };
+
+	return r[reg & 15];
+}
+
+static __always_inline bool chain_frame(struct pt_regs *regs, struct thread_state *s, __u64 sp,
+					__u64 cookie)
 {
 	struct frame *top;
 	__u32 d;
@@ -1299,6 +1325,8 @@ static __always_inline bool chain_frame(struct pt_regs *regs, struct thread_stat
 		if (!bpf_probe_read_user(&s->jump_ret, sizeof(s->jump_ret), (void *)sp)) {
 			s->jump_ts = bpf_ktime_get_ns();
 			s->jump_depth = d;
+			s->jump_target = cookie & COOKIE_JMP_REG ?
+				reg_value(regs, (cookie >> COOKIE_REG_SHIFT) & 0xf) : 0;
 		}
 	}
 	return true;
@@ -1368,7 +1396,7 @@ int BPF_UPROBE(on_ret_site)
 	if (!s)
 		return 0;
 	claim(s);
-	if (!chain_frame(ctx, s, PT_REGS_SP(ctx)))
+	if (!chain_frame(ctx, s, PT_REGS_SP(ctx), cookie))
 		pop_frame(ctx, s, (__u32)cookie, bpf_ktime_get_ns(), PT_REGS_SP(ctx),
 			  false, EXIT_RET_SITES);
 	release(s);

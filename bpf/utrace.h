@@ -63,6 +63,13 @@ enum cookie_bits {
 	 * function goes on. */
 	COOKIE_JCC_BIT = 58,
 	COOKIE_CC_SHIFT = 32,
+	/* On a chaining ret site: a jump through a register (`jmp *%reg`),
+	 * whose number (x86's 0-15: rax rcx rdx rbx rsp rbp rsi rdi r8-r15)
+	 * sits at COOKIE_REG_SHIFT. BPF keeps where it went: a function that
+	 * jumps to its own entry (a tail call of itself through a pointer) is
+	 * then told from one called again from the same call site. */
+	COOKIE_JMP_REG_BIT = 57,
+	COOKIE_REG_SHIFT = 36,
 };
 
 /* What BPF could not deliver, counted per CPU in the `drops` map (indexed

@@ -54,6 +54,11 @@ pub const COOKIE_JCC: u64 = 1 << cookie_bits::COOKIE_JCC_BIT.0;
 /// Where a conditional ret site's condition code (4 bits) sits in its cookie.
 pub const COOKIE_CC_SHIFT: u32 = cookie_bits::COOKIE_CC_SHIFT.0;
 
+/// Ret-site cookie flag: a jump through a register, whose number (4 bits)
+/// sits at [`COOKIE_REG_SHIFT`]; BPF keeps where it jumped.
+pub const COOKIE_JMP_REG: u64 = 1 << cookie_bits::COOKIE_JMP_REG_BIT.0;
+pub const COOKIE_REG_SHIFT: u32 = cookie_bits::COOKIE_REG_SHIFT.0;
+
 /// Ret-site cookie flag: a tail jump to a traced function whose return is
 /// seen at the same slot; the frame ends with that call.
 pub const COOKIE_CHAIN: u64 = 1 << cookie_bits::COOKIE_CHAIN_BIT.0;

@@ -1,8 +1,9 @@
 //! What BPF must know of the instruction under a ret site, read from the
 //! file as the kernel will probe it: a `ret`, or a jump (a tail call, where
-//! no return value exists yet); and for a conditional jump, its condition,
+//! no return value exists yet); for a conditional jump, its condition,
 //! which BPF tests against the flags so that a jump not taken leaves the
-//! frame open.
+//! frame open; for a jump through a register, the register, so that BPF
+//! knows where it went.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -10,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::abi::{COOKIE_CC_SHIFT, COOKIE_JCC, COOKIE_TAIL_JUMP};
+use super::abi::{COOKIE_CC_SHIFT, COOKIE_JCC, COOKIE_JMP_REG, COOKIE_REG_SHIFT, COOKIE_TAIL_JUMP};
 
 /// What one ret-site instruction is, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,18 +21,24 @@ enum Site {
     /// opcode, as x86 numbers them: 0 `jo` … 15 `jg`).
     Jcc(u8),
     Jump,
+    /// `jmp *%reg`, with the register's number (0 rax … 15 r15).
+    JumpReg(u8),
 }
 
-fn site(bytes: [u8; 3]) -> Site {
-    // `bnd` (0xf2) may precede a branch; `rep ret` is a `ret`.
+fn site(bytes: [u8; 4]) -> Site {
+    // `bnd` (0xf2) or `notrack` (0x3e, CET) may precede a branch; `rep ret`
+    // is a `ret`.
     let op = match bytes {
-        [0xf2 | 0xf3, rest @ ..] => [rest[0], rest[1]],
-        [a, b, _] => [a, b],
+        [0xf2 | 0xf3 | 0x3e, rest @ ..] => rest,
+        [a, b, c, _] => [a, b, c],
     };
     match op {
-        [0xc3, _] | [0xc2, _] => Site::Ret,
-        [0x70..=0x7f, _] => Site::Jcc(op[0] & 0xf),
-        [0x0f, 0x80..=0x8f] => Site::Jcc(op[1] & 0xf),
+        [0xc3, ..] | [0xc2, ..] => Site::Ret,
+        [0x70..=0x7f, ..] => Site::Jcc(op[0] & 0xf),
+        [0x0f, 0x80..=0x8f, _] => Site::Jcc(op[1] & 0xf),
+        // ff /4 with a register operand; REX.B (bit 0) picks r8-r15.
+        [0xff, m, _] if m & 0xf8 == 0xe0 => Site::JumpReg(m & 7),
+        [0x40..=0x4f, 0xff, m] if m & 0xf8 == 0xe0 => Site::JumpReg((m & 7) | ((op[0] & 1) << 3)),
         _ => Site::Jump,
     }
 }
@@ -42,15 +49,17 @@ fn site(bytes: [u8; 3]) -> Site {
 pub fn mark(path: &Path, offsets: &[u64], cookies: &mut [u64], values: bool) -> Result<()> {
     let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
     for (offset, cookie) in offsets.iter().zip(cookies) {
-        let mut bytes = [0u8; 3];
+        let mut bytes = [0u8; 4];
         // An instruction at the very end of the file has fewer bytes after it.
         let n = file
             .read_at(&mut bytes, *offset)
             .with_context(|| format!("reading {} at {offset:#x}", path.display()))?;
         anyhow::ensure!(n > 0, "{} ends before {offset:#x}", path.display());
         let kind = site(bytes);
-        if let Site::Jcc(cc) = kind {
-            *cookie |= COOKIE_JCC | (u64::from(cc) << COOKIE_CC_SHIFT);
+        match kind {
+            Site::Jcc(cc) => *cookie |= COOKIE_JCC | (u64::from(cc) << COOKIE_CC_SHIFT),
+            Site::JumpReg(r) => *cookie |= COOKIE_JMP_REG | (u64::from(r) << COOKIE_REG_SHIFT),
+            Site::Ret | Site::Jump => {}
         }
         if values && kind != Site::Ret {
             *cookie |= COOKIE_TAIL_JUMP;
@@ -65,12 +74,23 @@ mod tests {
 
     #[test]
     fn rets_jumps_and_conditions() {
-        assert_eq!(site([0xc3, 0, 0]), Site::Ret);
-        assert_eq!(site([0xf3, 0xc3, 0]), Site::Ret);
-        assert_eq!(site([0xe9, 0, 0]), Site::Jump);
-        assert_eq!(site([0xff, 0xe0, 0]), Site::Jump);
-        assert_eq!(site([0x75, 0x10, 0]), Site::Jcc(5)); // jne rel8
-        assert_eq!(site([0x0f, 0x84, 0]), Site::Jcc(4)); // je rel32
-        assert_eq!(site([0xf2, 0x0f, 0x8f]), Site::Jcc(15)); // bnd jg
+        assert_eq!(site([0xc3, 0, 0, 0]), Site::Ret);
+        assert_eq!(site([0xf3, 0xc3, 0, 0]), Site::Ret);
+        assert_eq!(site([0xe9, 0, 0, 0]), Site::Jump);
+        assert_eq!(site([0x75, 0x10, 0, 0]), Site::Jcc(5)); // jne rel8
+        assert_eq!(site([0x0f, 0x84, 0, 0]), Site::Jcc(4)); // je rel32
+        assert_eq!(site([0xf2, 0x0f, 0x8f, 0]), Site::Jcc(15)); // bnd jg
+    }
+
+    #[test]
+    fn jumps_through_registers_name_the_register() {
+        assert_eq!(site([0xff, 0xe0, 0, 0]), Site::JumpReg(0)); // jmp *%rax
+        assert_eq!(site([0xff, 0xe7, 0, 0]), Site::JumpReg(7)); // jmp *%rdi
+        assert_eq!(site([0x41, 0xff, 0xe3, 0]), Site::JumpReg(11)); // jmp *%r11
+        assert_eq!(site([0x3e, 0xff, 0xe1, 0]), Site::JumpReg(1)); // notrack jmp *%rcx
+        assert_eq!(site([0x3e, 0x41, 0xff, 0xe0]), Site::JumpReg(8)); // notrack jmp *%r8
+        // Through memory: where it goes is not in a register.
+        assert_eq!(site([0xff, 0x25, 0, 0]), Site::Jump); // jmp *x(%rip)
+        assert_eq!(site([0xff, 0x60, 0x08, 0]), Site::Jump); // jmp *8(%rax)
     }
 }

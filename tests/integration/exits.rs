@@ -434,6 +434,54 @@ fn a_tail_call_through_a_pointer_into_untraced_code_ends_at_the_jump() {
 }
 
 #[test]
+fn a_function_tail_calling_itself_through_a_pointer_chains_its_frames() {
+    if !require_bpf() {
+        return;
+    }
+    // countdown's `jmp *%rax` lands on its own entry at the same slot, as a
+    // call from the same call site would: BPF knows where the jump went, so
+    // no frame ends at a jump, and all four end at the one return.
+    let bin = fixture("selftail", Build::O2);
+    let opts = ["-f", "main", "-f", "countdown*"];
+    let expected = "\
+# DURATION     TID     FUNCTION
+            [     1] | main() {
+            [     1] |   countdown(long) {
+            [     1] |     countdown(long) {
+            [     1] |       countdown(long) {
+      <dur> [     1] |         countdown(long);
+      <dur> [     1] |       } /* countdown(long) */
+      <dur> [     1] |     } /* countdown(long) */
+      <dur> [     1] |   } /* countdown(long) */
+      <dur> [     1] | } /* main */
+";
+    let t = trace(&bin, &[], &opts);
+    assert_eq!(t.stdout, "selftail 0\n", "{}", t.stderr);
+    crate::common::assert_text_eq(expected, &normalise(&t.graph));
+    // Each lasts the 20 ms sleep at the bottom.
+    for line in t
+        .graph
+        .lines()
+        .filter(|l| l.contains("countdown(long)") && !l.ends_with('{'))
+    {
+        let ns = duration_ns(line, "");
+        assert!(
+            (20_000_000..60_000_000).contains(&ns),
+            "{line}: {}",
+            t.graph
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("selftail.data");
+    crate::record::record(&opts, &bin, &[], &data);
+    let reported = crate::record::report(&data, &["--format=call-graph"]);
+    crate::common::assert_text_eq(expected, &normalise(&reported));
+    let counted = trace(&bin, &[], &[&opts[..], &["--format=summary"]].concat());
+    let calls = [("main", 1), ("countdown(long)", 4)];
+    assert_eq!(crate::common::summary_calls(&counted.graph), counts(&calls));
+}
+
+#[test]
 fn a_cxx_tail_call_into_free_ends_at_its_own_return() {
     if !require_bpf() {
         return;
