@@ -1186,27 +1186,48 @@ static __always_inline void settle_jump(struct pt_regs *regs, struct thread_stat
 		end_top(regs, s, top->func, ts, d - 1, false, true);
 }
 
-/* Tail calls chained on one slot, at most: a longer chain's outer frames
- * are found dead (return not seen) by the thread's next event higher up. */
+/* Tail calls a call-return site ends with its frame, at most: a longer
+ * chain's outer frames are found dead (return not seen) by the thread's
+ * next event higher up. */
 #define CHAIN_MAX 4
+
+struct chain_end {
+	struct pt_regs *regs;
+	struct thread_state *s;
+	__u64 now, sp;
+};
+
+static long end_chained_one(__u64 i, void *ctx)
+{
+	struct chain_end *c = ctx;
+	struct thread_state *s = c->s;
+	__u32 d = s->depth;
+	struct frame *top;
+
+	if (d == 0 || d > MAX_FRAMES)
+		return 1;
+	top = frame_at(s, d - 1);
+	if (!top->chained || top->sp != c->sp)
+		return 1;
+	end_top(c->regs, s, top->func, c->now, d - 1, false, false);
+	return 0;
+}
 
 /* The call at slot `sp` returned: the frames whose tail jumps chained them
  * there end with it, innermost first, at the same time and with the same
- * return value. */
+ * return value. Every one BPF keeps: a function tail-calling itself, or an
+ * interpreter's handlers tail-calling each other, chain as deep as they go.
+ * bpf_loop: end_top is too long to unroll that often. */
 static __always_inline void end_chained(struct pt_regs *regs, struct thread_state *s, __u64 now,
 					__u64 sp)
 {
-	for (int i = 0; i < CHAIN_MAX; i++) {
-		__u32 d = s->depth;
-		struct frame *top;
+	struct chain_end c = { .regs = regs, .s = s, .now = now, .sp = sp };
+	__u32 d = s->depth;
 
-		if (d == 0 || d > MAX_FRAMES)
-			return;
-		top = frame_at(s, d - 1);
-		if (!top->chained || top->sp != sp)
-			return;
-		end_top(regs, s, top->func, now, d - 1, false, false);
-	}
+	/* The common case, no chained frame on top: no loop at all. */
+	if (d == 0 || d > MAX_FRAMES || !frame_at(s, d - 1)->chained)
+		return;
+	bpf_loop(MAX_FRAMES, end_chained_one, &c, 0);
 }
 
 /* A call-return site of `func`, whose frame at slot `sp` chained from its

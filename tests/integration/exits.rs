@@ -440,21 +440,20 @@ fn a_function_tail_calling_itself_through_a_pointer_chains_its_frames() {
     }
     // countdown's `jmp *%rax` lands on its own entry at the same slot, as a
     // call from the same call site would: BPF knows where the jump went, so
-    // no frame ends at a jump, and all four end at the one return.
+    // no frame ends at a jump, and all eight end at the one return.
     let bin = fixture("selftail", Build::O2);
     let opts = ["-f", "main", "-f", "countdown*"];
-    let expected = "\
-# DURATION     TID     FUNCTION
-            [     1] | main() {
-            [     1] |   countdown(long) {
-            [     1] |     countdown(long) {
-            [     1] |       countdown(long) {
-      <dur> [     1] |         countdown(long);
-      <dur> [     1] |       } /* countdown(long) */
-      <dur> [     1] |     } /* countdown(long) */
-      <dur> [     1] |   } /* countdown(long) */
-      <dur> [     1] | } /* main */
-";
+    let (open, done) = ("            [     1] | ", "      <dur> [     1] | ");
+    let mut expected = format!("# DURATION     TID     FUNCTION\n{open}main() {{\n");
+    for level in 1..8 {
+        expected += &format!("{open}{:w$}countdown(long) {{\n", "", w = 2 * level);
+    }
+    expected += &format!("{done}{:16}countdown(long);\n", "");
+    for level in (1..8).rev() {
+        expected += &format!("{done}{:w$}}} /* countdown(long) */\n", "", w = 2 * level);
+    }
+    expected += &format!("{done}}} /* main */\n");
+    let expected = expected.as_str();
     let t = trace(&bin, &[], &opts);
     assert_eq!(t.stdout, "selftail 0\n", "{}", t.stderr);
     crate::common::assert_text_eq(expected, &normalise(&t.graph));
@@ -477,7 +476,7 @@ fn a_function_tail_calling_itself_through_a_pointer_chains_its_frames() {
     let reported = crate::record::report(&data, &["--format=call-graph"]);
     crate::common::assert_text_eq(expected, &normalise(&reported));
     let counted = trace(&bin, &[], &[&opts[..], &["--format=summary"]].concat());
-    let calls = [("main", 1), ("countdown(long)", 4)];
+    let calls = [("main", 1), ("countdown(long)", 8)];
     assert_eq!(crate::common::summary_calls(&counted.graph), counts(&calls));
 }
 
