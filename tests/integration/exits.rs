@@ -2,6 +2,7 @@
 //! static check sees, far past the kernel's 64 pending returns, and calls
 //! that never return because their thread ends. Each against its exact tree.
 
+use std::path::Path;
 use std::time::Duration;
 
 use crate::common::{
@@ -89,6 +90,16 @@ fn traced_as_expected(name: &str, output: (&str, Option<i32>), calls: &[(&str, u
         assert_eq!(counted.get(function), Some(&n), "{function}: {}", t.graph);
     }
     t
+}
+
+/// `bin` recorded with `opts`: its call-graph report, normalised, is
+/// `expected` (the live graph's tree).
+fn assert_recorded_as(bin: &Path, opts: &[&str], expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trace.data");
+    crate::record::record(opts, bin, &[], &data);
+    let reported = crate::record::report(&data, &["--format=call-graph"]);
+    crate::common::assert_text_eq(expected, &normalise(&reported));
 }
 
 /// The calls of `graph` whose line ends in `marker`, by name, sorted.
@@ -423,11 +434,7 @@ fn a_tail_call_through_a_pointer_into_untraced_code_ends_at_the_jump() {
     let t = trace(&bin, &[], &opts);
     assert_eq!(t.stdout, "ptrjump s=26\n", "{}", t.stderr);
     crate::common::assert_text_eq(&expected, &normalise(&t.graph));
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("ptrjump.data");
-    crate::record::record(&opts, &bin, &[], &data);
-    let reported = crate::record::report(&data, &["--format=call-graph"]);
-    crate::common::assert_text_eq(&expected, &normalise(&reported));
+    assert_recorded_as(&bin, &opts, &expected);
     let counted = trace(&bin, &[], &[&opts[..], &["--format=summary"]].concat());
     let calls = [("main", 1), ("viaptr(long)", 5), ("after(long)", 3)];
     assert_eq!(crate::common::summary_calls(&counted.graph), counts(&calls));
@@ -470,11 +477,7 @@ fn a_function_tail_calling_itself_through_a_pointer_chains_its_frames() {
             t.graph
         );
     }
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("selftail.data");
-    crate::record::record(&opts, &bin, &[], &data);
-    let reported = crate::record::report(&data, &["--format=call-graph"]);
-    crate::common::assert_text_eq(expected, &normalise(&reported));
+    assert_recorded_as(&bin, &opts, expected);
     let counted = trace(&bin, &[], &[&opts[..], &["--format=summary"]].concat());
     let calls = [("main", 1), ("countdown(long)", 8)];
     assert_eq!(crate::common::summary_calls(&counted.graph), counts(&calls));
@@ -546,11 +549,7 @@ fn cxx_tail_calls_end_where_their_call_returns() {
     }
     assert!((100..150).contains(&ms("} /* outerf() */")), "{}", t.graph);
     // Recorded, the report shows the same tree.
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("tailcalls.data");
-    crate::record::record(&[], &bin, &[], &data);
-    let reported = crate::record::report(&data, &["--format=call-graph"]);
-    crate::common::assert_text_eq(expected, &normalise(&reported));
+    assert_recorded_as(&bin, &[], expected);
 }
 
 #[test]
@@ -611,11 +610,7 @@ fn rust_panics_caught_by_catch_unwind_end_the_frames_they_unwind() {
             t.graph
         );
     }
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("panics.data");
-    crate::record::record(&opts, &bin, &[], &data);
-    let reported = crate::record::report(&data, &["--format=call-graph"]);
-    crate::common::assert_text_eq(&expected, &normalise(&reported));
+    assert_recorded_as(&bin, &opts, &expected);
 }
 
 #[test]
