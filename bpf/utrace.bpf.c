@@ -1313,9 +1313,6 @@ static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state 
 	end_chained(regs, s, now, entry_sp);
 }
 
-/* A chaining tail jump (COOKIE_CHAIN) of the frame at `sp`: it stays open,
- * to end with the call it jumps to. False when that frame is deeper than
- * BPF keeps: nothing can mark it, so the jump ends it as a ret site does. */
 /* The value of x86 register `reg` (0 rax … 15 r15) in `regs`: loaded at
  * fixed offsets, as the verifier refuses a context read at a computed one. */
 static __always_inline __u64 reg_value(struct pt_regs *regs, __u32 reg)
@@ -1327,6 +1324,9 @@ static __always_inline __u64 reg_value(struct pt_regs *regs, __u32 reg)
 	return r[reg & 15];
 }
 
+/* A chaining tail jump (COOKIE_CHAIN) of the frame at `sp`: it stays open,
+ * to end with the call it jumps to. False when that frame is deeper than
+ * BPF keeps: nothing can mark it, so the jump ends it as a ret site does. */
 static __always_inline bool chain_frame(struct pt_regs *regs, struct thread_state *s, __u64 sp,
 					__u64 cookie)
 {
