@@ -1197,19 +1197,26 @@ struct chain_end {
 	__u64 now, sp;
 };
 
-static long end_chained_one(__u64 i, void *ctx)
+/* The thread's top frame if a tail jump chained it on slot `sp`. */
+static __always_inline struct frame *chained_top(struct thread_state *s, __u64 sp)
 {
-	struct chain_end *c = ctx;
-	struct thread_state *s = c->s;
 	__u32 d = s->depth;
 	struct frame *top;
 
 	if (d == 0 || d > MAX_FRAMES)
-		return 1;
+		return NULL;
 	top = frame_at(s, d - 1);
-	if (!top->chained || top->sp != c->sp)
+	return top->chained && top->sp == sp ? top : NULL;
+}
+
+static long end_chained_one(__u64 i, void *ctx)
+{
+	struct chain_end *c = ctx;
+	struct frame *top = chained_top(c->s, c->sp);
+
+	if (!top)
 		return 1;
-	end_top(c->regs, s, top->func, c->now, d - 1, false, false);
+	end_top(c->regs, c->s, top->func, c->now, c->s->depth - 1, false, false);
 	return 0;
 }
 
@@ -1222,12 +1229,10 @@ static __always_inline void end_chained(struct pt_regs *regs, struct thread_stat
 					__u64 sp)
 {
 	struct chain_end c = { .regs = regs, .s = s, .now = now, .sp = sp };
-	__u32 d = s->depth;
 
 	/* The common case, no chained frame on top: no loop at all. */
-	if (d == 0 || d > MAX_FRAMES || !frame_at(s, d - 1)->chained)
-		return;
-	bpf_loop(MAX_FRAMES, end_chained_one, &c, 0);
+	if (chained_top(s, sp))
+		bpf_loop(MAX_FRAMES, end_chained_one, &c, 0);
 }
 
 /* A call-return site of `func`, whose frame at slot `sp` chained from its

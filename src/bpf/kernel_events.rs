@@ -31,7 +31,9 @@ impl Probes<'_> {
     /// their I/O accounting (bpf/io.bpf.inc: io_settle), at no cost to
     /// every other syscall on the machine.
     pub fn trace_syscalls(&mut self, pid: u32, set: &syscall::Set, running: bool) -> Result<()> {
-        for nr in 0..SYSCALL_SLOTS {
+        // Only the syscall programs read the table.
+        let specs = if self.io_table_only { 0 } else { SYSCALL_SLOTS };
+        for nr in 0..specs {
             let spec = syscall_spec(nr, set);
             self.skel
                 .maps

@@ -363,10 +363,16 @@ fn io_table_live_out(
     cmd.arg(fixture("io", Build::O2)).args([mnt, mode]);
     let out = run(&mut cmd, Duration::from_secs(120));
     assert!(out.status.success(), "{out:?}");
-    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows = csv_rows(&std::fs::read_to_string(&csv).unwrap());
+    (rows, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The rows of an I/O table's CSV by function, each a map from column to
+/// value.
+fn csv_rows(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
-    let rows = lines
+    lines
         .map(|l| {
             let row: BTreeMap<String, String> = header
                 .iter()
@@ -375,8 +381,7 @@ fn io_table_live_out(
                 .collect();
             (row["function"].clone(), row)
         })
-        .collect();
-    (rows, String::from_utf8_lossy(&out.stdout).into_owned())
+        .collect()
 }
 
 /// Columns `keys` of a live table's row, as numbers.
@@ -508,21 +513,10 @@ fn an_attached_process_counts_its_bytes_from_the_attach() {
     assert!(target.wait().unwrap().success());
     assert!(tracer.wait().unwrap().success());
     assert_eq!(rest, "kernel read 8300 wrote 12400\nok attach\n");
-    let text = std::fs::read_to_string(&csv).unwrap();
-    let rows: BTreeMap<&str, Vec<&str>> = text
-        .lines()
-        .skip(1)
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            (f[0], f)
-        })
-        .collect();
-    assert_eq!(
-        (rows["every_kind"][1], rows["every_kind"][2]),
-        ("8300", "12400"),
-        "{text}"
-    );
+    let rows = csv_rows(&std::fs::read_to_string(&csv).unwrap());
+    let keys = ["syscall_read_bytes", "syscall_write_bytes"];
+    assert_eq!(cols(&rows["every_kind"], &keys), [8300, 12400], "{rows:?}");
     // Outside every_kind only stdout's one write at exit.
-    let outside = rows["-"][2].parse::<usize>().unwrap();
-    assert_eq!(outside, rest.len(), "{text}");
+    let outside = cols(&rows["-"], &keys[1..])[0];
+    assert_eq!(outside, rest.len() as u64, "{rows:?}");
 }
