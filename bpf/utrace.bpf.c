@@ -288,6 +288,16 @@ struct {
 	__type(value, struct func_counts);
 } counts SEC(".maps");
 
+/* Counting mode: the functions numbered after load, past `counts`, as they
+ * are first counted (allocated then: most runs load nothing late). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, LATE_COUNTS_MAX);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32);
+	__type(value, struct func_counts);
+} late_counts SEC(".maps");
+
 static __always_inline void count_drops(__u32 which, __u64 events)
 {
 	__u64 *n = bpf_map_lookup_elem(&drops, &which);
@@ -679,6 +689,9 @@ struct drop_scan {
 	 * _Unwind_Resume): it and the frames below it, which ran that
 	 * cleanup, were left now, not when the exception began. */
 	bool late;
+	/* A frame at `sp` was dropped: the call at that slot returned, and a
+	 * frame that tail-jumped there (chained) ended with it. */
+	bool slot_returned;
 };
 
 static long drop_one(__u64 i, void *ctx)
@@ -700,8 +713,11 @@ static long drop_one(__u64 i, void *ctx)
 		keep_same_sp = !c->at_entry || ((f->exit == EXIT_HIJACKED || f->chained) && !c->abandoned);
 	if (c->other_dead && f->func != c->func)
 		keep_same_sp = false;
+	if (f->chained && c->slot_returned)
+		keep_same_sp = false;
 	if (f->sp > c->sp || (f->sp == c->sp && keep_same_sp))
 		return 1;
+	c->slot_returned |= f->sp == c->sp;
 	if (f->exit == EXIT_HIJACKED && s->hijacked)
 		s->hijacked -= 1;
 	c->late |= since;
@@ -997,6 +1013,22 @@ static __always_inline bool open_below(struct thread_state *s, __u32 func, __u32
 	return scan.found;
 }
 
+/* Counting mode: the counts of `func`, numbered after load; NULL (and the
+ * call counted as a drop) when `late_counts` is full. */
+static __always_inline struct func_counts *late_counts_of(__u32 func)
+{
+	static const struct func_counts zero;
+	struct func_counts *st = bpf_map_lookup_elem(&late_counts, &func);
+
+	if (st)
+		return st;
+	bpf_map_update_elem(&late_counts, &func, &zero, BPF_NOEXIST);
+	st = bpf_map_lookup_elem(&late_counts, &func);
+	if (!st)
+		count_drops(DROP_UNCOUNTED, 1);
+	return st;
+}
+
 /* Counting mode: the call in frame `d` ended at `now` (returned, unwound, or
  * its thread ended), counted as the report counts it. A call the report's
  * --max-depth or -t would hide is not counted, and its time stays its
@@ -1018,6 +1050,8 @@ static __always_inline void count_call(struct thread_state *s, __u32 d, __u64 no
 	if (d > 0)
 		frame_at(s, d - 1)->child += dur;
 	st = bpf_map_lookup_elem(&counts, &func);
+	if (!st)
+		st = late_counts_of(func);
 	if (!st)
 		return;
 	st->count += 1;
@@ -1186,11 +1220,6 @@ static __always_inline void settle_jump(struct pt_regs *regs, struct thread_stat
 		end_top(regs, s, top->func, ts, d - 1, false, true);
 }
 
-/* Tail calls a call-return site ends with its frame, at most: a longer
- * chain's outer frames are found dead (return not seen) by the thread's
- * next event higher up. */
-#define CHAIN_MAX 4
-
 struct chain_end {
 	struct pt_regs *regs;
 	struct thread_state *s;
@@ -1235,44 +1264,66 @@ static __always_inline void end_chained(struct pt_regs *regs, struct thread_stat
 		bpf_loop(MAX_FRAMES, end_chained_one, &c, 0);
 }
 
-/* A call-return site of `func`, whose frame at slot `sp` chained from its
- * entry (COOKIE_CHAIN): the calls it tail-jumped to that are still open
- * above it at that slot (a library function whose own return no probe
- * sees) returned here with it, innermost first. Not while an exception or
- * a longjmp is abandoning frames: those left without returning. */
+/* end_tail_callees' walk down the frames at one slot, from the second. */
+struct jumper_scan {
+	struct thread_state *s;
+	__u64 sp;
+	__u32 func, below, above;
+};
+
+static long find_jumper_one(__u64 i, void *ctx)
+{
+	struct jumper_scan *c = ctx;
+	__u32 d = c->s->depth, k = ++c->below;
+	struct frame *f;
+
+	if (d <= k || d - 1 - k >= MAX_FRAMES)
+		return 1;
+	f = frame_at(c->s, d - 1 - k);
+	if (f->sp != c->sp)
+		return 1;
+	if (f->func != c->func)
+		return 0;
+	if (f->chained)
+		c->above = k;
+	return 1;
+}
+
+static long end_callee_one(__u64 i, void *ctx)
+{
+	struct chain_end *c = ctx;
+	__u32 d = c->s->depth;
+	struct frame *top;
+
+	if (d == 0 || d > MAX_FRAMES)
+		return 1;
+	top = frame_at(c->s, d - 1);
+	if (top->sp != c->sp)
+		return 1;
+	end_top(c->regs, c->s, top->func, c->now, d - 1, top->exit == EXIT_HIJACKED, false);
+	return 0;
+}
+
+/* A call-return site of `func`, whose frame at slot `sp` chained (from its
+ * entry, COOKIE_CHAIN, or at a tail jump): the calls it tail-jumped to that
+ * are still open above it at that slot (a library function whose own return
+ * no probe sees, and what that jumped to in turn) returned here with it,
+ * innermost first, however many. Not while an exception or a longjmp is
+ * abandoning frames: those left without returning. bpf_loop, as for
+ * end_chained; almost always the frame below the top is at another slot,
+ * which the first look, a plain call, finds. */
 static __always_inline void end_tail_callees(struct pt_regs *regs, struct thread_state *s,
 					     __u32 func, __u64 now, __u64 sp)
 {
-	__u32 d = s->depth, above = 0;
+	struct jumper_scan scan = { .s = s, .sp = sp, .func = func };
+	struct chain_end c = { .regs = regs, .s = s, .now = now, .sp = sp };
 
 	if (s->abandoned_ts)
 		return;
-	for (__u32 i = 1; i < CHAIN_MAX; i++) {
-		struct frame *f;
-
-		if (d <= i || d - 1 - i >= MAX_FRAMES)
-			return;
-		f = frame_at(s, d - 1 - i);
-		if (f->sp != sp)
-			return;
-		if (f->func == func) {
-			if (!f->chained)
-				return;
-			above = i;
-			break;
-		}
-	}
-	for (__u32 i = 0; i < CHAIN_MAX; i++) {
-		struct frame *top;
-
-		d = s->depth;
-		if (i >= above || d == 0 || d > MAX_FRAMES)
-			return;
-		top = frame_at(s, d - 1);
-		if (top->sp != sp)
-			return;
-		end_top(regs, s, top->func, now, d - 1, top->exit == EXIT_HIJACKED, false);
-	}
+	if (!find_jumper_one(0, &scan))
+		bpf_loop(MAX_FRAMES, find_jumper_one, &scan, 0);
+	if (scan.above)
+		bpf_loop(scan.above, end_callee_one, &c, 0);
 }
 
 /* A traced function returns; `entry_sp` is the sp its entry saw, `exit`

@@ -16,6 +16,9 @@ enum utrace_limits {
 	 * calls are still counted (depth stays exact) but cannot be
 	 * time-filtered or checked against the stack pointer. */
 	MAX_FRAMES = 1024,
+	/* Counting mode: functions numbered after load (a library dlopen
+	 * loads, a program a child execs) that `late_counts` holds. */
+	LATE_COUNTS_MAX = 1 << 16,
 	/* Counting mode: buckets of open calls per function id (a power of 2). */
 	OPEN_BUCKETS = 1024,
 	/* Events a thread queues before they go out as one record. */
@@ -83,7 +86,10 @@ enum drop_kind {
 	/* With a time filter, a call nested deeper than MAX_FRAMES: BPF has
 	 * no entry time to filter it on, and leaves it out. */
 	DROP_UNFILTERED = 2,
-	DROP_KINDS = 3,
+	/* Counting mode: a call of a function numbered after load whose
+	 * counts found no room in `late_counts` (LATE_COUNTS_MAX functions). */
+	DROP_UNCOUNTED = 3,
+	DROP_KINDS = 4,
 };
 
 /* Signals BPF sends with bpf_send_signal(), which takes a bare number.

@@ -24,6 +24,9 @@ pub(crate) use skel::{UtraceSkel, UtraceSkelBuilder};
 /// `--max-depth` is capped here: an event's depth field is 16 bits.
 pub const MAX_SENT_DEPTH: u32 = utrace_limits::MAX_SENT_DEPTH.0;
 
+/// Functions numbered after load that counting mode counts in BPF.
+pub const LATE_COUNTS_MAX: u32 = utrace_limits::LATE_COUNTS_MAX.0;
+
 /// Frames BPF keeps per thread: counting mode gets the calls deeper than
 /// this as events.
 pub const MAX_FRAMES: u32 = utrace_limits::MAX_FRAMES.0;
@@ -154,11 +157,14 @@ pub struct Drops {
     pub no_state: u64,
     /// Calls nested deeper than BPF's frames that a time filter left out.
     pub unfiltered: u64,
+    /// Counting mode: calls of functions numbered after load that found no
+    /// room in BPF's table of them.
+    pub uncounted: u64,
 }
 
 impl Drops {
     pub fn total(&self) -> u64 {
-        self.ring_full + self.no_state + self.unfiltered
+        self.ring_full + self.no_state + self.unfiltered + self.uncounted
     }
 
     /// Adds one CPU's counter of kind `kind`.
@@ -167,6 +173,7 @@ impl Drops {
             drop_kind::DROP_RINGBUF => self.ring_full += n,
             drop_kind::DROP_NOSTATE => self.no_state += n,
             drop_kind::DROP_UNFILTERED => self.unfiltered += n,
+            drop_kind::DROP_UNCOUNTED => self.uncounted += n,
             _ => {}
         }
     }

@@ -578,10 +578,13 @@ impl<'obj> Probes<'obj> {
 
     /// Counting mode: one function's figures, summed over CPUs.
     pub fn counts(&self, id: FuncId) -> Result<BpfCounts> {
-        let per_cpu = self
-            .skel
-            .maps
-            .counts
+        let maps = &self.skel.maps;
+        // Functions numbered after load are past `counts`: in `late_counts`.
+        let map = match id.0 < maps.counts.info()?.info.max_entries {
+            true => &maps.counts,
+            false => &maps.late_counts,
+        };
+        let per_cpu = map
             .lookup_percpu(&id.0.to_ne_bytes(), MapFlags::ANY)
             .context("reading the counting map")?
             .unwrap_or_default();

@@ -214,6 +214,11 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
             ret_site_exits.clone(),
         );
     }
+    let watched = watched(set, exit);
+    for list in &set.watch_returns {
+        let list = keep(list, |id| watched.contains(&id));
+        push(ProbeKind::CallReturn, list, ret_site_exits.clone());
+    }
     for list in &set.entries {
         // A session link is entry and return at once: functions with
         // ret-site exits get a plain entry link instead.
@@ -347,6 +352,13 @@ pub fn unwind_warnings(modules: &[ModuleSymbols], set: &ProbeSet, exit: ExitMode
 /// to it is not: jumped to, it returns where no probe is. Jumps through a
 /// pointer chain too: where they go is known only when they go, and a
 /// frame that no call ends is found dead as it would be without a probe.
+///
+/// So do the direct tail jumps of a function whose ret sites end its calls
+/// and whose direct calls' returns are probed ([`watched`]), wherever they
+/// go: a call it jumps to whose own return no probe sees (a library's, an
+/// untraced function's) returns where its direct calls do, and the frame
+/// ends there with it. Called through a pointer, neither return is seen:
+/// the next call at that stack slot finds both frames dead.
 fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
     let with_ret_sites: HashSet<FuncId> =
         set.ret_sites.iter().flat_map(|l| l.ids.clone()).collect();
@@ -366,7 +378,28 @@ fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
             }
         }
     }
+    let watched = watched(set, exit);
+    for list in &set.watched_jumps {
+        for (&offset, id) in list.offsets.iter().zip(&list.ids) {
+            if watched.contains(id) {
+                sites.insert((list.path.as_path(), offset));
+            }
+        }
+    }
     sites
+}
+
+/// The functions of `set` whose ret sites end their calls under `exit` and
+/// that have direct tail jumps: the returns of their direct calls are
+/// probed too (ProbeSet's `watch_returns`), and their tail jumps chain
+/// ([`chain_sites`]).
+fn watched(set: &ProbeSet, exit: ExitMode) -> HashSet<FuncId> {
+    let at_returns = ends_at_call_returns(set, exit);
+    (set.watch_returns.iter())
+        .flat_map(|l| l.ids.iter().copied())
+        .filter(|&id| exit_probe(set.exit_facts(id), exit) == ExitProbe::RetSites)
+        .filter(|id| !at_returns.contains(id))
+        .collect()
 }
 
 /// `list` as two links like `how`: the probes `chained` does not pick,
@@ -504,6 +537,41 @@ mod tests {
         let on_demand = on_demand_links(&[tails], FuncId(11));
         assert_eq!(on_demand.len(), 1);
         assert!(on_demand[0].chains && on_demand[0].list.offsets == [0x210]);
+    }
+
+    #[test]
+    fn a_tail_jump_whose_callers_returns_are_probed_chains_wherever_it_goes() {
+        // 11 (ret-site exits) tail-jumps at 0x210 to code with no probe of
+        // its own return; its direct calls return at 0x950.
+        let mut watched = set();
+        let path = PathBuf::from("/bin/x");
+        watched.watch_returns = vec![AttachList {
+            path: path.clone(),
+            offsets: vec![0x950],
+            ids: vec![FuncId(11)],
+        }];
+        watched.watched_jumps = vec![AttachList {
+            path,
+            offsets: vec![0x210],
+            ids: vec![FuncId(11)],
+        }];
+        let exits = |exit| -> Vec<(ProbeKind, Vec<u64>, bool)> {
+            (links(&watched, exit).iter())
+                .filter(|s| matches!(s.kind, ProbeKind::RetSite | ProbeKind::CallReturn))
+                .map(|s| (s.kind, s.list.offsets.clone(), s.chains))
+                .collect()
+        };
+        use ProbeKind::*;
+        assert_eq!(
+            exits(ExitMode::Auto),
+            [
+                (RetSite, vec![0x310], false),
+                (RetSite, vec![0x210], true),
+                (CallReturn, vec![0x950], false),
+            ]
+        );
+        // Hijacked, its return is seen wherever it lands: nothing to watch.
+        assert_eq!(exits(ExitMode::Uretprobe), []);
     }
 
     #[test]

@@ -93,11 +93,11 @@ pub fn keep_returns_exact(probes: &mut ProbeSet, modules: &[ModuleSymbols]) {
         let Some(moved) = moved.filter(|m| !m.is_empty()) else {
             continue;
         };
-        for list in probes
+        let lists = probes
             .call_returns
             .iter_mut()
-            .filter(|l| l.path == module.path)
-        {
+            .chain(&mut probes.watch_returns);
+        for list in lists.filter(|l| l.path == module.path) {
             for (offset, _) in (list.offsets.iter_mut().zip(&list.ids)).filter(|(_, i)| **i == id) {
                 if let Some(&(_, value)) = moved.iter().find(|(site, _)| site == offset) {
                     *offset = value;

@@ -351,6 +351,15 @@ fn loss_lines(drops: Drops, undecodable: u64, received: u64) -> Vec<String> {
             crate::bpf::abi::MAX_FRAMES,
         ));
     }
+    if drops.uncounted > 0 {
+        lines.push(format!(
+            "utrace: {} call{} not counted: more than {} functions loaded after the start were \
+             called (record with --record and count with --report --format=summary)",
+            drops.uncounted,
+            plural(drops.uncounted),
+            crate::bpf::abi::LATE_COUNTS_MAX,
+        ));
+    }
     if undecodable > 0 {
         lines.push(format!(
             "utrace: {undecodable} events could not be decoded (the BPF object and utrace disagree \
@@ -465,6 +474,17 @@ mod tests {
         );
         assert!(!lines[0].contains("--buffer-size"), "{lines:?}");
         assert!(lines[0].ends_with("stop other BPF tracers and run again"));
+        let late = Drops {
+            uncounted: 1,
+            ..Drops::default()
+        };
+        assert_eq!(
+            loss_lines(late, 0, 0),
+            [
+                "utrace: 1 call not counted: more than 65536 functions loaded after the start were \
+                 called (record with --record and count with --report --format=summary)"
+            ]
+        );
         assert_eq!(
             loss_lines(Drops::default(), 2, 10),
             [

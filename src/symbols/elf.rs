@@ -327,6 +327,7 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         call_returns: Vec::new(),
         value_returns: Vec::new(),
         call_sites: Vec::new(),
+        watch_returns: Vec::new(),
         tail_calls: Vec::new(),
         leaf: false,
         short: false,

@@ -141,6 +141,7 @@ pub(crate) fn scan(
             scanner.decode(bytes, start, offset);
         }
     }
+    watch_returns(functions, &scanner.function_returns);
     let returns = by_function(&scanner.function_returns, functions.len());
     let calls = by_function(&scanner.function_calls, functions.len());
     if let (Some(taken), true) = (taken, scanner.complete) {
@@ -152,6 +153,29 @@ pub(crate) fn scan(
         }
     }
     scanner.finish(stubs)
+}
+
+/// Gives each function with a direct tail jump the sites where its direct
+/// calls return (`returns`: function index, site), those a probe can see.
+/// Its `value_returns` get them too, as for `call_returns`.
+fn watch_returns(functions: &mut [Symbol], returns: &[(usize, Option<ReturnSite>)]) {
+    for &(index, site) in returns {
+        let (Some(f), Some(site)) = (functions.get_mut(index), site) else {
+            continue;
+        };
+        if f.tail_calls.iter().any(|(_, target)| target.is_some()) {
+            f.watch_returns.push(site.site);
+            if site.value != site.site {
+                f.value_returns.push((site.site, site.value));
+            }
+        }
+    }
+    for f in functions.iter_mut() {
+        f.watch_returns.sort_unstable();
+        f.watch_returns.dedup();
+        f.value_returns.sort_unstable();
+        f.value_returns.dedup();
+    }
 }
 
 /// Per function (by index, `count` of them), the sorted, distinct sites of
@@ -898,6 +922,39 @@ int main(int c, char **v) { char *p = malloc(8); release(p); return (int)measure
     }
 
     #[test]
+    fn a_function_with_a_tail_jump_watches_where_its_direct_calls_return() {
+        // sort2 is `jmp qsort@plt` and its address is taken: its direct
+        // calls' returns are watched, not its only exits.
+        let source = r#"
+#include <stdlib.h>
+__attribute__((noipa)) int cmp(const void *a, const void *b) { return *(int *)a - *(int *)b; }
+__attribute__((noipa)) void sort2(int *v) { qsort(v, 2, sizeof(int), cmp); }
+__attribute__((noipa)) int leaf(int x) { return x + 1; }
+void (*volatile hook)(int *) = sort2;
+int main(int c, char **v) { int a[2] = {c, 1}; sort2(a); sort2(a); hook(a); return leaf(a[0]); }
+"#;
+        let fx = Fixture::new();
+        let exe = fx.cc("watch", source, &["-O2"]);
+        let module = read_module(&exe).expect("reading");
+        let insns = testutil::objdump_insns(&exe);
+        let sort2 = find(&module, "sort2");
+        // After each direct `call sort2`: its next instruction, or the first
+        // emulated one a straight line reaches.
+        let after: Vec<u64> = (0..insns.len() - 1)
+            .filter(|&i| insns[i].1.starts_with("call") && insns[i].1.ends_with("<sort2>"))
+            .map(|i| insns[i + 1].0)
+            .collect();
+        assert_eq!(after.len(), 2, "{insns:?}");
+        assert_eq!(sort2.watch_returns.len(), 2, "{:?}", sort2.watch_returns);
+        for (&site, &ret) in sort2.watch_returns.iter().zip(&after) {
+            assert!(site >= offset_in(sort2, ret), "{site:#x} before {ret:#x}");
+        }
+        assert!(sort2.call_returns.is_empty());
+        // Without a tail jump, nothing is watched.
+        assert!(find(&module, "leaf").watch_returns.is_empty());
+    }
+
+    #[test]
     fn cold_part_is_its_parents() {
         let fx = Fixture::new();
         let exe = fx.cc("cold", COLD_AND_ALIASES, &["-O2"]);
@@ -1023,6 +1080,7 @@ int main(int c, char **v) { char *p = malloc(8); release(p); return (int)measure
             call_returns: Vec::new(),
             value_returns: Vec::new(),
             call_sites: Vec::new(),
+            watch_returns: Vec::new(),
             tail_calls: Vec::new(),
             leaf: false,
             short: false,

@@ -180,6 +180,14 @@ pub struct ProbeSet {
     /// The ret sites that are jumps through a pointer (Symbol's
     /// `tail_calls` with no target), with the jumping function as their id.
     pub pointer_jumps: Vec<AttachList>,
+    /// Where the direct calls of a selected function with a direct tail
+    /// jump return (Symbol's `watch_returns`): with ret-site exits, the
+    /// call its jump made (into a library, or to code whose own return no
+    /// probe sees) returns there, and the jumping frame ends with it.
+    pub watch_returns: Vec<AttachList>,
+    /// Those functions' direct tail jumps, with the jumping function as
+    /// their id.
+    pub watched_jumps: Vec<AttachList>,
 }
 
 impl ProbeSet {
@@ -238,6 +246,8 @@ struct ModuleLists {
     call_sites: ListBuilder,
     tail_targets: ListBuilder,
     pointer_jumps: ListBuilder,
+    watch_returns: ListBuilder,
+    watched_jumps: ListBuilder,
 }
 
 impl ModuleLists {
@@ -249,6 +259,8 @@ impl ModuleLists {
             call_sites: ListBuilder::new(path),
             tail_targets: ListBuilder::new(path),
             pointer_jumps: ListBuilder::new(path),
+            watch_returns: ListBuilder::new(path),
+            watched_jumps: ListBuilder::new(path),
         }
     }
 
@@ -280,6 +292,8 @@ impl ModuleLists {
         self.call_sites.finish(&mut set.call_site_entries);
         self.tail_targets.finish(&mut set.tail_targets);
         self.pointer_jumps.finish(&mut set.pointer_jumps);
+        self.watch_returns.finish(&mut set.watch_returns);
+        self.watched_jumps.finish(&mut set.watched_jumps);
     }
 }
 
@@ -403,6 +417,14 @@ pub fn probe_set_with(
             }
             for &site in sym.call_sites.iter().filter(|_| at_calls) {
                 lists.call_sites.add(site, id);
+            }
+            if !sym.watch_returns.is_empty() {
+                for &site in &sym.watch_returns {
+                    lists.watch_returns.add(site, id);
+                }
+                for &(site, _) in sym.tail_calls.iter().filter(|(_, to)| to.is_some()) {
+                    lists.watched_jumps.add(site, id);
+                }
             }
             at.insert(sym.vaddr, id);
             tail_calls.extend(sym.tail_calls.iter().map(|&(site, to)| (site, to, id)));

@@ -43,6 +43,12 @@ pub struct Symbol {
     /// its entry can be probed instead of its own first instruction (an
     /// emulated `call`), with the stack pointer one slot above.
     pub call_sites: Vec<u64>,
+    /// Where its direct calls return (file offsets, sorted), for a function
+    /// with a direct tail jump: there the call its jump made returns with
+    /// it, while its ret sites end its other calls. Not every call, unless
+    /// it is only called directly (then they are `call_returns`): a call
+    /// through a pointer returns where no probe is.
+    pub watch_returns: Vec<u64>,
     /// The ret sites that are jumps out of it (tail calls): (file offset,
     /// target address), sorted; no target for a jump through a pointer
     /// (a register or memory, but no jump table).

@@ -106,6 +106,30 @@ fn same_calls(
 }
 
 #[test]
+fn counting_counts_the_functions_of_a_library_loaded_later() {
+    if !require_bpf() {
+        return;
+    }
+    // The plugin's functions are numbered when dlopen maps it, after BPF's
+    // table of counts was sized: they are counted all the same, twice over
+    // (loaded, closed, loaded again).
+    let plugin = fixture("plugin", Build::O2);
+    let plugin = plugin.to_str().unwrap();
+    let bin = fixture("dlopen", Build::O2);
+    let (live, _) = same_calls(&bin, &[plugin], &["--nest-lib", "plugin*"], &[]);
+    let calls = |name: &str| live.get(name).map(|r| r.calls);
+    assert_eq!(
+        [
+            calls("plugin_entry"),
+            calls("plugin_work"),
+            calls("plugin_helper")
+        ],
+        [Some(2), Some(5), Some(5)],
+        "{live:?}"
+    );
+}
+
+#[test]
 fn counting_is_exact_past_the_frames_bpf_keeps() {
     if !require_bpf() {
         return;

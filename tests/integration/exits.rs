@@ -553,6 +553,120 @@ fn cxx_tail_calls_end_where_their_call_returns() {
 }
 
 #[test]
+fn a_tail_jump_into_a_library_ends_where_the_direct_call_returns() {
+    if !require_bpf() {
+        return;
+    }
+    // sort2 is `jmp qsort@plt` and its address is taken: its exits are its
+    // ret sites, and qsort's return (not hijacked: it runs our comparator)
+    // lands in sort2's caller. Called directly, that return is probed, so
+    // qsort nests in sort2 and both last the 20 ms sleep under them. Through
+    // the pointer, neither return is seen: both are marked, and done(), the
+    // next call at that stack slot, is main's, not theirs.
+    let bin = fixture("watchtail", Build::O2);
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(t.stdout, "watchtail 1 2 3 4 5 6\n", "{}", t.stderr);
+    let sorted = |end_qsort: &str, end_sort2: &str| {
+        [
+            "            [     1] |   sort2(int*) {".to_string(),
+            "            [     1] |     qsort@plt() {".to_string(),
+            "            [     1] |       by_value() {".to_string(),
+            "      <dur> [     1] |         usleep@plt();".to_string(),
+            "      <dur> [     1] |       } /* by_value */".to_string(),
+            format!("      <dur> [     1] |     }} /* qsort@plt */{end_qsort}"),
+            format!("      <dur> [     1] |   }} /* sort2(int*) */{end_sort2}"),
+        ]
+    };
+    let unseen = " /* return not seen */";
+    let expected: String = ["# DURATION     TID     FUNCTION".to_string()]
+        .into_iter()
+        .chain(["            [     1] | main() {".to_string()])
+        .chain(sorted("", ""))
+        .chain(sorted("", ""))
+        .chain(sorted(unseen, unseen))
+        .chain([
+            "      <dur> [     1] |   done();".to_string(),
+            "      <dur> [     1] |   printf@plt();".to_string(),
+            "      <dur> [     1] | } /* main */".to_string(),
+        ])
+        .map(|l| l + "\n")
+        .collect();
+    crate::common::assert_text_eq(&expected, &normalise(&t.graph));
+    let exact: Vec<u64> = (t.graph.lines())
+        .filter(|l| l.ends_with("} /* sort2(int*) */") || l.ends_with("} /* qsort@plt */"))
+        .map(|l| duration_ns(l, l) / 1_000_000)
+        .collect();
+    assert_eq!(exact.len(), 4, "{}", t.graph);
+    assert!(
+        exact.iter().all(|ms| (20..50).contains(ms)),
+        "{exact:?}: {}",
+        t.graph
+    );
+    assert_recorded_as(&bin, &[], &expected);
+    let counted = trace(&bin, &[], &["--format=summary"]);
+    let calls = [
+        ("main", 1),
+        ("sort2(int*)", 3),
+        ("qsort@plt", 3),
+        ("by_value", 3),
+        ("usleep@plt", 3),
+        ("done()", 1),
+        ("printf@plt", 1),
+    ];
+    assert_eq!(crate::common::summary_calls(&counted.graph), counts(&calls));
+}
+
+#[test]
+fn five_tail_calls_on_one_slot_end_at_one_call_return_site() {
+    if !require_bpf() {
+        return;
+    }
+    // hop1, ended where its call returns, jumps to hop2 ... hop5, which
+    // jumps to qsort: six frames on one slot, every one open until main's
+    // call returns, each lasting the 20 ms sleep at the bottom. Then hop2 to
+    // hop5 called directly, each its own chain.
+    let bin = fixture("longtail", Build::O2);
+    let t = trace(&bin, &[], &[]);
+    assert_eq!(t.stdout, "longtail 5\n", "{}", t.stderr);
+    let (open, done) = ("            [     1] | ", "      <dur> [     1] | ");
+    let mut expected = format!("# DURATION     TID     FUNCTION\n{open}main() {{\n");
+    for first in 1..=5 {
+        let hops: Vec<String> = (first..=5).map(|k| format!("hop{k}")).collect();
+        let frames: Vec<&str> = (hops.iter().map(String::as_str))
+            .chain(["qsort@plt", "by_value"])
+            .collect();
+        for (level, name) in frames.iter().enumerate() {
+            expected += &format!("{open}{:w$}{name}() {{\n", "", w = 2 * level + 2);
+        }
+        expected += &format!("{done}{:w$}usleep@plt();\n", "", w = 2 * frames.len() + 2);
+        for (level, name) in frames.iter().enumerate().rev() {
+            expected += &format!("{done}{:w$}}} /* {name} */\n", "", w = 2 * level + 2);
+        }
+    }
+    expected += &format!("{done}  printf@plt();\n{done}}} /* main */\n");
+    crate::common::assert_text_eq(&expected, &normalise(&t.graph));
+    for line in (t.graph.lines()).filter(|l| l.contains("} /* hop") || l.contains("} /* qsort")) {
+        let ms = duration_ns(line, "") / 1_000_000;
+        assert!((20..50).contains(&ms), "{line}: {}", t.graph);
+    }
+    assert_recorded_as(&bin, &[], &expected);
+    let counted = trace(&bin, &[], &["--format=summary"]);
+    let calls = [
+        ("main", 1),
+        ("hop1", 1),
+        ("hop2", 2),
+        ("hop3", 3),
+        ("hop4", 4),
+        ("hop5", 5),
+        ("qsort@plt", 5),
+        ("by_value", 5),
+        ("usleep@plt", 5),
+        ("printf@plt", 1),
+    ];
+    assert_eq!(crate::common::summary_calls(&counted.graph), counts(&calls));
+}
+
+#[test]
 fn rust_panics_caught_by_catch_unwind_end_the_frames_they_unwind() {
     if !require_bpf() {
         return;

@@ -164,11 +164,14 @@ fn every_exit_mode_reads_the_return_value() {
     }
 }
 
-/// At -O2 outer() ends in `jmp inner`. With inner traced, outer's frame
-/// ends with inner's return and shows its value, whether returns are
-/// hijacked (they chain) or seen at ret sites (the tail jump chains the
-/// frame). With inner not traced, a ret site ends outer at that jump,
-/// before any value is returned, and says so.
+/// At -O2 outer() and outer2() end in `jmp inner`. With inner traced, the
+/// jumping frame ends with inner's return and shows its value, whether
+/// returns are hijacked (they chain) or seen at ret sites (the tail jump
+/// chains the frame). With inner not traced and ret-site exits, outer,
+/// called directly, still ends where its call returns, with the value
+/// inner returned; outer2, called only through a pointer, has no probe
+/// where its call returns: a ret site ends it at the jump, before any value
+/// is returned, and says so.
 #[test]
 fn a_return_seen_at_a_tail_jump_has_no_value_yet() {
     if !require_bpf() {
@@ -187,19 +190,24 @@ fn a_return_seen_at_a_tail_jump_has_no_value_yet() {
             [     1] | outer(x=2) {
       <dur> [     1] |   inner(x=3) = 9;
       <dur> [     1] | } = 9; /* outer */
+            [     1] | outer2(x=3) {
+      <dur> [     1] |   inner(x=5) = 15;
+      <dur> [     1] | } = 15; /* outer2 */
 ";
     for exit in ["--exit=ret-sites", "--exit=uretprobe"] {
-        let opts = [&["-f", "outer", "-f", "inner", exit][..], &values].concat();
+        let opts = [&["-f", "outer*", "-f", "inner", exit][..], &values].concat();
         let t = trace(&bin, &[], &opts);
+        assert_eq!(t.stdout, "sum=33\n", "{}", t.stderr);
         assert_text_eq(nested, &normalise(&t.graph));
     }
-    let opts = [&["-f", "outer", "--exit=ret-sites"][..], &values].concat();
+    let opts = [&["-f", "outer*", "--exit=ret-sites"][..], &values].concat();
     let t = trace(&bin, &[], &opts);
     let expected = "\
 # DURATION     TID     FUNCTION
-      <dur> [     1] | outer(x=0) = ?;
-      <dur> [     1] | outer(x=1) = ?;
-      <dur> [     1] | outer(x=2) = ?;
+      <dur> [     1] | outer(x=0) = 3;
+      <dur> [     1] | outer(x=1) = 6;
+      <dur> [     1] | outer(x=2) = 9;
+      <dur> [     1] | outer2(x=3) = ?;
 ";
     assert_text_eq(expected, &normalise(&t.graph));
 }
