@@ -6,7 +6,7 @@
 
 pub(crate) mod exit_policy;
 pub(crate) mod refused;
-mod values;
+pub(crate) mod values;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

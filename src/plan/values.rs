@@ -167,6 +167,36 @@ pub fn fill(
     Ok(())
 }
 
+/// What `requests` would have read in `functions`, numbered after the start
+/// (a library dlopen loads, a program a child execs) in `path`: one warning
+/// per request that matches some, as their values are not read (BPF's table
+/// of value specs is filled once, at the start).
+pub fn unread_late(functions: &[Function], requests: &[ValueRequest], path: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    for request in requests {
+        let Ok(glob) = glob(request) else {
+            continue; // refused at the start already
+        };
+        let matched = (functions.iter())
+            .filter(|f| recorded_names(f).iter().any(|n| glob.is_match(n)))
+            .count();
+        if matched > 0 {
+            lines.push(format!(
+                "{} '{}' matches {matched} function{} of {path}, loaded after the start: \
+                 {} not read (values are read in the modules loaded at start)",
+                request.flag(),
+                request.pattern,
+                if matched == 1 { "" } else { "s" },
+                match request.at {
+                    ValueAt::Entry => "their arguments are",
+                    ValueAt::Return => "their return values are",
+                },
+            ));
+        }
+    }
+    lines
+}
+
 /// Floating point travels in SSE registers, which no BPF probe can read:
 /// said once, so `<xmm0>` in the output is not taken for a bug.
 fn note_sse(table: &FuncTable) {

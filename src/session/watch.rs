@@ -16,9 +16,9 @@ use anyhow::{Context, Result};
 
 use crate::bpf::Probes;
 use crate::model::FuncTable;
-use crate::options::{ExitMode, TraceOptions};
+use crate::options::{ExitMode, TraceOptions, ValueRequest};
 use crate::plan::Plan;
-use crate::plan::exit_policy;
+use crate::plan::{exit_policy, values};
 use crate::symbols::{self, Numbering, ProbeSet, Selector};
 use crate::target::Stopped;
 use crate::util::diag::warning;
@@ -37,6 +37,8 @@ pub struct CodeWatch {
     /// Where their separate debug files are looked for (`--debug-dir`), as
     /// for the files read at the start.
     debug_dirs: Vec<PathBuf>,
+    /// `-A`/`-R`, which late code does not get: said when they match some.
+    values: Vec<ValueRequest>,
 }
 
 impl CodeWatch {
@@ -72,6 +74,7 @@ impl CodeWatch {
             everywhere: everywhere.and_then(canonical).into_iter().collect(),
             seen,
             debug_dirs: crate::plan::debug_dirs(&opts.debug_dirs)?,
+            values: opts.values.clone(),
         }))
     }
 
@@ -135,6 +138,10 @@ impl CodeWatch {
         let selection = symbols::select(&module, &[], &self.selector);
         // Numbered after what is traced already: ids stay unique in the run.
         let mut set = symbols::probe_set(&selection, Numbering::after(into.table));
+        let shown = path.display().to_string();
+        for line in values::unread_late(&set.table.functions, &self.values, &shown) {
+            warning!("pid {pid}: {line}");
+        }
         into.probes
             .attach_all(exit_policy::links(&set, self.exit), |_| Some(pid))
             .with_context(|| format!("attaching {} in pid {pid}", path.display()))?;

@@ -255,3 +255,45 @@ fn the_time_filter_keeps_the_arguments_of_the_calls_it_keeps() {
     let reported = report(&data, &["--format=call-graph", "-t", "5ms"]);
     assert_text_eq(expected, &hide_addresses(&normalise(&reported)));
 }
+
+/// -A/-R are set up for the modules loaded at the start: a library dlopen
+/// loads later is traced, its functions without values, and utrace says
+/// so for each request that matches some of them.
+#[test]
+fn values_asked_of_a_library_loaded_later_are_said_to_be_missing() {
+    if !require_bpf() {
+        return;
+    }
+    let plugin = fixture("plugin", Build::O2);
+    let bin = fixture("dlopen", Build::O2);
+    let opts = ["--nest-lib", "plugin*", "-A", "*@arg2"];
+    let t = trace(&bin, &[plugin.to_str().unwrap()], &opts);
+    assert_eq!(t.stdout, "round1=12 round2=6\n", "{}", t.stderr);
+    let warned: Vec<&str> = (t.stderr.lines())
+        .filter(|l| l.contains("loaded after the start"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", t.stderr);
+    assert!(
+        warned[0].contains("-A '*' matches 3 functions of ")
+            && warned[0].ends_with(
+                "plugin-O2.so, loaded after the start: their arguments are not read \
+                 (values are read in the modules loaded at start)"
+            ),
+        "{}",
+        t.stderr
+    );
+    let round = |n: u32| {
+        [
+            format!("            [     1] |   load_and_call({n}) {{"),
+            "            [     1] |     plugin_entry() {".to_string(),
+        ]
+    };
+    let graph = normalise(&t.graph);
+    for n in [3, 2] {
+        let [call, entry] = round(n);
+        let at = graph
+            .find(&call)
+            .unwrap_or_else(|| panic!("no {call}:\n{graph}"));
+        assert!(graph[at..].contains(&entry), "{graph}");
+    }
+}
