@@ -15,7 +15,9 @@ use anyhow::Result;
 
 use crate::options::ExitMode;
 use crate::plan::Plan;
-use crate::plan::exit_policy::{ExitProbe, ends_at_call_returns, entered_at_calls, exit_probe};
+use crate::plan::exit_policy::{
+    ExitProbe, ends_at_call_returns, entered_at_calls, exit_probe, watched,
+};
 use crate::symbols::EntryPath;
 use crate::util::fmt::{module_name, plural};
 
@@ -38,6 +40,9 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
     let at_calls = entered_at_calls(&plan.probes, exit);
     // Functions whose exits are seen where their calls return.
     let at_returns = ends_at_call_returns(&plan.probes, exit);
+    // Functions whose ret sites end their calls, and the returns of their
+    // direct calls the calls their tail jumps make.
+    let watched = watched(&plan.probes, exit);
     for list in &plan.probes.entries {
         let paths = entry_paths(plan, &list.path);
         for (&offset, &id) in list.offsets.iter().zip(&list.ids) {
@@ -49,6 +54,7 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
             };
             let how = match exit_probe {
                 ExitProbe::RetSites if at_returns.contains(&id) => "returns",
+                ExitProbe::RetSites if watched.contains(&id) => "ret+calls",
                 ExitProbe::RetSites => "ret-sites",
                 ExitProbe::Untraced => "untraced",
                 ExitProbe::Hijack if exit == ExitMode::Uretprobe => "uretprobe",

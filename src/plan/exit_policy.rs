@@ -12,7 +12,7 @@
 //! a longjmp leaves, where and when they leave them. Only functions that
 //! return twice get ret sites from the start.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use crate::model::{FuncId, FuncKind};
@@ -345,21 +345,35 @@ pub fn unwind_warnings(modules: &[ModuleSymbols], set: &ProbeSet, exit: ExitMode
         .collect()
 }
 
-/// The ret sites of `set` (by file and offset) that are tail jumps to a
-/// traced function whose own return is seen where it returns, at the slot
-/// the jump left it: its return is hijacked, or it is a function of the
-/// module's with ret sites. A PLT stub whose exit is seen after the calls
-/// to it is not: jumped to, it returns where no probe is. Jumps through a
-/// pointer chain too: where they go is known only when they go, and a
-/// frame that no call ends is found dead as it would be without a probe.
-///
-/// So do the direct tail jumps of a function whose ret sites end its calls
-/// and whose direct calls' returns are probed ([`watched`]), wherever they
-/// go: a call it jumps to whose own return no probe sees (a library's, an
-/// untraced function's) returns where its direct calls do, and the frame
-/// ends there with it. Called through a pointer, neither return is seen:
-/// the next call at that stack slot finds both frames dead.
+/// The ret sites of `set` (by file and offset) whose tail jumps chain the
+/// jumping frame: [`onto_seen_returns`], and the direct tail jumps of a
+/// function whose ret sites end its calls and whose direct calls' returns
+/// are probed ([`watched`]), wherever they go: a call it jumps to whose own
+/// return no probe sees (a library's, an untraced function's) returns where
+/// its direct calls do, and the frame ends there with it. Called through a
+/// pointer, neither return is seen: the next call at that stack slot finds
+/// both frames dead.
 fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
+    let mut sites = onto_seen_returns(set, exit);
+    let watched = watched(set, exit);
+    for list in &set.watched_jumps {
+        for (&offset, id) in list.offsets.iter().zip(&list.ids) {
+            if watched.contains(id) {
+                sites.insert((list.path.as_path(), offset));
+            }
+        }
+    }
+    sites
+}
+
+/// The ret sites of `set` that are tail jumps to a traced function whose
+/// own return is seen where it returns, at the slot the jump left it: its
+/// return is hijacked, or it is a function of the module's with ret sites.
+/// A PLT stub whose exit is seen after the calls to it is not: jumped to,
+/// it returns where no probe is. Jumps through a pointer chain too: where
+/// they go is known only when they go, and a frame that no call ends is
+/// found dead as it would be without a probe.
+fn onto_seen_returns(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
     let with_ret_sites: HashSet<FuncId> =
         set.ret_sites.iter().flat_map(|l| l.ids.clone()).collect();
     let stub = |id: FuncId| stub(set, id);
@@ -378,27 +392,71 @@ fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
             }
         }
     }
-    let watched = watched(set, exit);
-    for list in &set.watched_jumps {
-        for (&offset, id) in list.offsets.iter().zip(&list.ids) {
-            if watched.contains(id) {
-                sites.insert((list.path.as_path(), offset));
-            }
-        }
-    }
     sites
 }
 
 /// The functions of `set` whose ret sites end their calls under `exit` and
-/// that have direct tail jumps: the returns of their direct calls are
-/// probed too (ProbeSet's `watch_returns`), and their tail jumps chain
-/// ([`chain_sites`]).
-fn watched(set: &ProbeSet, exit: ExitMode) -> HashSet<FuncId> {
+/// whose direct tail jumps lead to code whose return no probe sees: the
+/// returns of their direct calls are probed too (ProbeSet's
+/// `watch_returns`), and their tail jumps chain ([`chain_sites`]). A jump
+/// leads there when it goes to code not traced, to a stub whose exit is
+/// seen only after the calls to it, or to a function with ret sites that
+/// leads there in turn (its frame chains on the jumping one's slot, and
+/// their common return is seen nowhere else). One whose jumps all end at
+/// a return seen (hijacked, say) needs no watch, whose probes would only
+/// cost a trap at each of its calls.
+pub fn watched(set: &ProbeSet, exit: ExitMode) -> HashSet<FuncId> {
     let at_returns = ends_at_call_returns(set, exit);
-    (set.watch_returns.iter())
+    let by_ret_site = |id| exit_probe(set.exit_facts(id), exit) == ExitProbe::RetSites;
+    let candidates: HashSet<FuncId> = (set.watch_returns.iter())
         .flat_map(|l| l.ids.iter().copied())
-        .filter(|&id| exit_probe(set.exit_facts(id), exit) == ExitProbe::RetSites)
-        .filter(|id| !at_returns.contains(id))
+        .filter(|&id| by_ret_site(id) && !at_returns.contains(&id))
+        .collect();
+    let target: HashMap<(&Path, u64), FuncId> = (set.tail_targets.iter())
+        .flat_map(|l| {
+            l.offsets
+                .iter()
+                .zip(&l.ids)
+                .map(move |(&o, &id)| ((l.path.as_path(), o), id))
+        })
+        .collect();
+    // (jumping function, the traced function it jumps to, if any).
+    let jumps: Vec<(FuncId, Option<FuncId>)> = (set.watched_jumps.iter())
+        .flat_map(|l| {
+            l.offsets
+                .iter()
+                .zip(&l.ids)
+                .map(move |(&o, &id)| (l.path.as_path(), o, id))
+        })
+        .map(|(path, offset, id)| (id, target.get(&(path, offset)).copied()))
+        .collect();
+    let lost_at_once = |callee: Option<FuncId>| match callee {
+        None => true,
+        Some(c) => match exit_probe(set.exit_facts(c), exit) {
+            ExitProbe::Hijack => false,
+            ExitProbe::RetSites => stub(set, c),
+            ExitProbe::Untraced => true,
+        },
+    };
+    let mut leads: HashSet<FuncId> = (jumps.iter())
+        .filter(|&&(_, callee)| lost_at_once(callee))
+        .map(|&(id, _)| id)
+        .collect();
+    loop {
+        let more: Vec<FuncId> = (jumps.iter())
+            .filter(|(id, callee)| {
+                !leads.contains(id) && callee.is_some_and(|c| leads.contains(&c))
+            })
+            .map(|&(id, _)| id)
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        leads.extend(more);
+    }
+    candidates
+        .into_iter()
+        .filter(|id| leads.contains(id))
         .collect()
 }
 
@@ -572,6 +630,22 @@ mod tests {
         );
         // Hijacked, its return is seen wherever it lands: nothing to watch.
         assert_eq!(exits(ExitMode::Uretprobe), []);
+        // A jump to 10, whose hijacked return is seen, chains anyway: the
+        // watch would only cost a probe at each of 11's calls.
+        watched.tail_targets = vec![AttachList {
+            path: PathBuf::from("/bin/x"),
+            offsets: vec![0x210],
+            ids: vec![FuncId(10)],
+        }];
+        let links = links(&watched, ExitMode::Auto);
+        let kinds: Vec<(ProbeKind, Vec<u64>, bool)> = (links.iter())
+            .filter(|s| matches!(s.kind, ProbeKind::RetSite | ProbeKind::CallReturn))
+            .map(|s| (s.kind, s.list.offsets.clone(), s.chains))
+            .collect();
+        assert_eq!(
+            kinds,
+            [(RetSite, vec![0x310], false), (RetSite, vec![0x210], true)]
+        );
     }
 
     #[test]

@@ -564,6 +564,14 @@ fn a_tail_jump_into_a_library_ends_where_the_direct_call_returns() {
     // the pointer, neither return is seen: both are marked, and done(), the
     // next call at that stack slot, is main's, not theirs.
     let bin = fixture("watchtail", Build::O2);
+    let out = run(
+        utrace().arg("--list").arg("--").arg(&bin),
+        Duration::from_secs(60),
+    );
+    let list = String::from_utf8_lossy(&out.stdout);
+    let rows = crate::common::list_rows(&list);
+    let sort2 = rows.iter().find(|(name, _, _)| name == "sort2(int*)");
+    assert_eq!(sort2.map(|r| r.2.as_str()), Some("ret+calls"), "{list}");
     let t = trace(&bin, &[], &[]);
     assert_eq!(t.stdout, "watchtail 1 2 3 4 5 6\n", "{}", t.stderr);
     let sorted = |end_qsort: &str, end_sort2: &str| {
