@@ -271,7 +271,9 @@ struct {
 } callers SEC(".maps");
 
 /* -A/-R: what to read at a function's entry and return, by id. Sized to the
- * number of traced functions before load. */
+ * number of traced functions before load, and LATE_VALUES_MAX more when a
+ * library dlopen loads later may have values to read (one map: a second one
+ * for those doubles what the verifier walks in send_values). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

@@ -27,6 +27,9 @@ pub const MAX_SENT_DEPTH: u32 = utrace_limits::MAX_SENT_DEPTH.0;
 /// Functions numbered after load that counting mode counts in BPF.
 pub const LATE_COUNTS_MAX: u32 = utrace_limits::LATE_COUNTS_MAX.0;
 
+/// Functions numbered after load whose values (-A/-R) BPF can read.
+pub const LATE_VALUES_MAX: u32 = utrace_limits::LATE_VALUES_MAX.0;
+
 /// Frames BPF keeps per thread: counting mode gets the calls deeper than
 /// this as events.
 pub const MAX_FRAMES: u32 = utrace_limits::MAX_FRAMES.0;

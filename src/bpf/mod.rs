@@ -43,6 +43,9 @@ pub struct BpfConfig {
     /// Aggregate per function in BPF and send no events (`count_slots` ids).
     pub count_only: bool,
     pub count_slots: u32,
+    /// -A/-R: ids BPF's table of value specs holds (the start's, and room
+    /// for a library dlopen loads later).
+    pub value_slots: u32,
     /// Trace the processes the target forks (see [`Probes::follow`]).
     pub follow_forks: bool,
     /// --exit=auto: hijack within a budget, ret sites beyond it, and keep
@@ -141,7 +144,7 @@ impl<'obj> Probes<'obj> {
             .context("sizing the callers map")?;
         open.maps
             .value_specs
-            .set_max_entries(cfg.count_slots.max(1))
+            .set_max_entries(cfg.value_slots.max(1))
             .context("sizing the -A/-R table")?;
         if kernel_events::bench_floor() {
             eprintln!(

@@ -9,27 +9,39 @@ use libbpf_rs::{MapCore, MapFlags};
 
 use super::Probes;
 use super::abi::{
-    RawValueSlot, RawValueSpec, RawValues, VALUE_STR_MAX, VALUES_MAX, plain_bytes, value_flags,
-    value_source,
+    LATE_VALUES_MAX, RawValueSlot, RawValueSpec, RawValues, VALUE_STR_MAX, VALUES_MAX, plain_bytes,
+    value_flags, value_source,
 };
 use crate::model::FuncId;
+use crate::util::diag::warning;
 use crate::values::{FuncValues, Slot, Value, ValueSpec};
 
 impl Probes<'_> {
-    /// Fills BPF's spec table; ids past its size (functions numbered after
-    /// load) are left out.
+    /// Fills BPF's spec table, before the entries it describes are attached
+    /// (those that read arguments get the sleepable program). Ids past its
+    /// size (functions numbered after load, past its LATE_VALUES_MAX spare
+    /// slots) are left out, and said so.
     pub fn set_values(&mut self, values: &BTreeMap<FuncId, FuncValues>) -> Result<()> {
-        let slots = self.skel.maps.value_specs.info()?.info.max_entries;
-        for (id, v) in values.iter().filter(|(id, _)| id.0 < slots) {
+        let map = &self.skel.maps.value_specs;
+        let slots = map.info()?.info.max_entries;
+        let mut full = 0;
+        for (id, v) in values {
+            if id.0 >= slots {
+                full += 1;
+                continue;
+            }
+            let spec = raw_spec(v);
+            map.update(&id.0.to_ne_bytes(), plain_bytes(&spec), MapFlags::ANY)
+                .context("filling the -A/-R table")?;
             if !v.args.is_empty() {
                 self.with_args.insert(*id);
             }
-            let spec = raw_spec(v);
-            self.skel
-                .maps
-                .value_specs
-                .update(&id.0.to_ne_bytes(), plain_bytes(&spec), MapFlags::ANY)
-                .context("filling the -A/-R table")?;
+        }
+        if full > 0 {
+            warning!(
+                "the values of {full} functions loaded after the start are not read: BPF's table \
+                 holds the first {LATE_VALUES_MAX} loaded later (trace fewer libraries with --nest-lib)"
+            );
         }
         Ok(())
     }

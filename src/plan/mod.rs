@@ -153,7 +153,8 @@ pub fn build(opts: &TraceOptions) -> Result<Plan> {
         ExitMode::Auto => helper_lists(&modules, &lib_paths),
         _ => Vec::new(),
     };
-    values::fill(&mut probes.table, &modules, &mut debug, &opts.values)?;
+    let later = !opts.filter.nest_libs.is_empty();
+    values::fill(&mut probes.table, &modules, &mut debug, &opts.values, later)?;
     values::keep_arguments_exact(&mut probes, &modules);
     values::keep_returns_exact(&mut probes, &modules);
     for warning in debug.take_warnings() {

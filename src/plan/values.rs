@@ -124,15 +124,49 @@ fn read_modules<'m>(
 
 /// Fills `table.values` for `requests`. `modules` are the modules read,
 /// `debug` their DWARF.
+/// `later`: libraries dlopen loads later are traced (`--nest-lib`), and
+/// the requests apply there too: one matching nothing yet is a warning.
 pub fn fill(
     table: &mut FuncTable,
     modules: &[ModuleSymbols],
     debug: &mut DebugInfo,
     requests: &[ValueRequest],
+    later: bool,
 ) -> Result<()> {
-    if requests.is_empty() {
-        return Ok(());
+    let filler = fill_quietly(table, modules, debug, requests)?;
+    for (request, tally) in requests.iter().zip(&filler.tallies) {
+        if tally.matched == 0 && later {
+            warning!(
+                "{} '{}' matches nothing yet (a library dlopen loads later gets its values \
+                 when it loads)",
+                request.flag(),
+                request.pattern
+            );
+            continue;
+        }
+        tally.check(request)?;
     }
+    Ok(())
+}
+
+/// [`fill`] for code loaded later (`table` holds only its functions): a
+/// request that matches none of them is no error there.
+pub fn fill_late(
+    table: &mut FuncTable,
+    modules: &[ModuleSymbols],
+    debug: &mut DebugInfo,
+    requests: &[ValueRequest],
+) {
+    // The globs were checked at the start.
+    let _ = fill_quietly(table, modules, debug, requests);
+}
+
+fn fill_quietly<'r>(
+    table: &mut FuncTable,
+    modules: &[ModuleSymbols],
+    debug: &mut DebugInfo,
+    requests: &'r [ValueRequest],
+) -> Result<Filler<'r>> {
     let mut filler = Filler {
         requests,
         globs: requests.iter().map(glob).collect::<Result<Vec<_>>>()?,
@@ -158,43 +192,10 @@ pub fn fill(
             table.values.insert(id, values);
         }
     }
-    for (request, tally) in requests.iter().zip(&filler.tallies) {
-        tally.check(request)?;
-    }
     warn_clones(&filler.clones);
     warn_capped(&filler.capped);
     note_sse(table);
-    Ok(())
-}
-
-/// What `requests` would have read in `functions`, numbered after the start
-/// (a library dlopen loads, a program a child execs) in `path`: one warning
-/// per request that matches some, as their values are not read (BPF's table
-/// of value specs is filled once, at the start).
-pub fn unread_late(functions: &[Function], requests: &[ValueRequest], path: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    for request in requests {
-        let Ok(glob) = glob(request) else {
-            continue; // refused at the start already
-        };
-        let matched = (functions.iter())
-            .filter(|f| recorded_names(f).iter().any(|n| glob.is_match(n)))
-            .count();
-        if matched > 0 {
-            lines.push(format!(
-                "{} '{}' matches {matched} function{} of {path}, loaded after the start: \
-                 {} not read (values are read in the modules loaded at start)",
-                request.flag(),
-                request.pattern,
-                if matched == 1 { "" } else { "s" },
-                match request.at {
-                    ValueAt::Entry => "their arguments are",
-                    ValueAt::Return => "their return values are",
-                },
-            ));
-        }
-    }
-    lines
+    Ok(filler)
 }
 
 /// Floating point travels in SSE registers, which no BPF probe can read:
@@ -306,8 +307,8 @@ impl Tally {
         if self.matched == 0 {
             bail!(
                 "{flag} '{pattern}' matches no traced function (see --list; {flag} applies \
-                 to the functions -f selects in the modules loaded at start, not to a library \
-                 dlopen loads later)"
+                 to the functions -f selects, and to a library dlopen loads later only with \
+                 --nest-lib)"
             );
         }
         let Some(example) = &self.example else {

@@ -207,19 +207,29 @@ fn run_info(plan: &Plan, pid: u32) -> RunInfo {
 }
 
 fn bpf_config(opts: &TraceOptions, plan: &Plan, output: &Output) -> BpfConfig {
+    // A library dlopen loads later, or a program a child execs, may have
+    // values to read.
+    let follows = opts.follow_forks && matches!(opts.target, Target::Command(_));
+    let late_values = !opts.values.is_empty() && (!opts.filter.nest_libs.is_empty() || follows);
     BpfConfig {
         max_depth: opts.max_depth,
         min_duration_ns: opts.min_duration_ns,
         ringbuf_bytes: opts.buffer_bytes,
         count_only: matches!(output, Output::Count(_) | Output::CountIo(_)),
         count_slots: plan.probes.table.functions.len() as u32,
-        follow_forks: opts.follow_forks && matches!(opts.target, Target::Command(_)),
+        value_slots: plan.probes.table.functions.len() as u32
+            + if late_values {
+                crate::bpf::abi::LATE_VALUES_MAX
+            } else {
+                0
+            },
+        follow_forks: follows,
         repair_exits: opts.exit == ExitMode::Auto,
         trace_syscalls: opts.syscalls.is_some(),
         trace_io: opts.io,
         io_table_only: matches!(output, Output::CountIo(_)),
         rate_limited: opts.max_rate.is_some(),
-        capture_values: !plan.probes.table.values.is_empty(),
+        capture_values: !plan.probes.table.values.is_empty() || late_values,
     }
 }
 

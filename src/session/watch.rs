@@ -19,7 +19,7 @@ use crate::model::FuncTable;
 use crate::options::{ExitMode, TraceOptions, ValueRequest};
 use crate::plan::Plan;
 use crate::plan::{exit_policy, values};
-use crate::symbols::{self, Numbering, ProbeSet, Selector};
+use crate::symbols::{self, DebugInfo, Numbering, ProbeSet, Selector};
 use crate::target::Stopped;
 use crate::util::diag::warning;
 
@@ -37,7 +37,7 @@ pub struct CodeWatch {
     /// Where their separate debug files are looked for (`--debug-dir`), as
     /// for the files read at the start.
     debug_dirs: Vec<PathBuf>,
-    /// `-A`/`-R`, which late code does not get: said when they match some.
+    /// `-A`/`-R`, read in late code as in the code loaded at the start.
     values: Vec<ValueRequest>,
 }
 
@@ -136,17 +136,28 @@ impl CodeWatch {
             }
         };
         let selection = symbols::select(&module, &[], &self.selector);
-        // Numbered after what is traced already: ids stay unique in the run.
-        let mut set = symbols::probe_set(&selection, Numbering::after(into.table));
-        let shown = path.display().to_string();
-        for line in values::unread_late(&set.table.functions, &self.values, &shown) {
-            warning!("pid {pid}: {line}");
+        // Planned on its own, numbered from zero as the start's plan is;
+        // then numbered after what is traced already: ids stay unique.
+        let mut set = symbols::probe_set(&selection, Numbering::default());
+        if !self.values.is_empty() {
+            let modules = std::slice::from_ref(&module);
+            let mut debug = DebugInfo::new();
+            values::fill_late(&mut set.table, modules, &mut debug, &self.values);
+            values::keep_arguments_exact(&mut set, modules);
+            values::keep_returns_exact(&mut set, modules);
+            for line in debug.take_warnings() {
+                warning!("pid {pid}: {line}");
+            }
         }
+        set.renumber(Numbering::after(into.table));
+        // Before the entries: those that read arguments are sleepable.
+        into.probes.set_values(&set.table.values)?;
         into.probes
             .attach_all(exit_policy::links(&set, self.exit), |_| Some(pid))
             .with_context(|| format!("attaching {} in pid {pid}", path.display()))?;
         into.table.modules.append(&mut set.table.modules);
         into.table.functions.append(&mut set.table.functions);
+        into.table.values.append(&mut set.table.values);
         into.sets.push(set);
         Ok(())
     }

@@ -191,6 +191,37 @@ pub struct ProbeSet {
 }
 
 impl ProbeSet {
+    /// A set numbered from zero (its own table's ids and module indexes),
+    /// renumbered to follow `numbering`: code loaded later is planned on
+    /// its own, as the start's is, then joins the run's table.
+    pub fn renumber(&mut self, numbering: Numbering) {
+        let shift = |id: &mut FuncId| id.0 += numbering.first_function.0 - self.first.0;
+        let lists = [
+            &mut self.entries,
+            &mut self.ret_sites,
+            &mut self.call_returns,
+            &mut self.call_site_entries,
+            &mut self.tail_targets,
+            &mut self.pointer_jumps,
+            &mut self.watch_returns,
+            &mut self.watched_jumps,
+        ];
+        for list in lists.into_iter().flatten() {
+            list.ids.iter_mut().for_each(shift);
+        }
+        for f in &mut self.table.functions {
+            f.module += numbering.first_module;
+        }
+        let values = std::mem::take(&mut self.table.values);
+        self.table.values = (values.into_iter())
+            .map(|(mut id, v)| {
+                shift(&mut id);
+                (id, v)
+            })
+            .collect();
+        self.first = numbering.first_function;
+    }
+
     /// What function `id`'s exit allows (nothing, for an id not in this set).
     pub fn exit_facts(&self, id: FuncId) -> ExitFacts {
         let index = id.0.checked_sub(self.first.0).map(|i| i as usize);

@@ -196,8 +196,7 @@ fn values_requests_name_what_they_miss_and_the_way_out() {
     assert_eq!(
         utrace_fails(&["-A", "nomatch*", "--", bin]),
         "utrace: -A 'nomatch*' matches no traced function (see --list; -A applies to the \
-         functions -f selects in the modules loaded at start, not to a library dlopen loads \
-         later)"
+         functions -f selects, and to a library dlopen loads later only with --nest-lib)"
     );
     assert_eq!(
         utrace_fails(&["-R", "printf@plt", "--", bin]),

@@ -47,6 +47,7 @@ fn filled_in(exe: &std::path::Path, requests: &[ValueRequest]) -> Result<FuncTab
         std::slice::from_ref(&module),
         &mut debug,
         requests,
+        false,
     )?;
     Ok(table)
 }
@@ -94,7 +95,7 @@ fn a_request_matching_nothing_names_the_way_out() {
     assert_eq!(
         err,
         "-A 'nomatch*' matches no traced function (see --list; -A applies to the functions -f \
-         selects in the modules loaded at start, not to a library dlopen loads later)"
+         selects, and to a library dlopen loads later only with --nest-lib)"
     );
     let err = filled(&[r("x[")]).unwrap_err().to_string();
     assert!(err.starts_with("-R 'x[' is not a valid glob"), "{err}");
