@@ -19,7 +19,8 @@ enum utrace_limits {
 	/* Counting mode: functions numbered after load (a library dlopen
 	 * loads, a program a child execs) that `late_counts` holds. */
 	LATE_COUNTS_MAX = 1 << 16,
-	/* -A/-R: functions numbered after load that `late_value_specs` holds. */
+	/* -A/-R: the spare slots of `value_specs` for functions numbered
+	 * after load, when late code may come. */
 	LATE_VALUES_MAX = 1 << 14,
 	/* Counting mode: buckets of open calls per function id (a power of 2). */
 	OPEN_BUCKETS = 1024,

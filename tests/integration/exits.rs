@@ -92,6 +92,18 @@ fn traced_as_expected(name: &str, output: (&str, Option<i32>), calls: &[(&str, u
     t
 }
 
+/// `utrace --list OPTS -- BIN`: its text, and its rows (function, probe,
+/// exit).
+fn listed(bin: &Path, opts: &[&str]) -> (String, Vec<(String, String, String)>) {
+    let out = run(
+        utrace().arg("--list").args(opts).arg("--").arg(bin),
+        Duration::from_secs(60),
+    );
+    let list = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows = crate::common::list_rows(&list);
+    (list, rows)
+}
+
 /// `bin` recorded with `opts`: its call-graph report, normalised, is
 /// `expected` (the live graph's tree).
 fn assert_recorded_as(bin: &Path, opts: &[&str], expected: &str) {
@@ -221,12 +233,7 @@ fn longjmp_code_keeps_its_returns_hijacked_and_setjmp_at_its_ret_sites() {
     // instances of the frames it leaves): only what returns twice needs
     // ret sites, and an unwinder-free module needs nothing else.
     let bin = fixture("jmp", Build::O2);
-    let out = run(
-        utrace().arg("--list").arg("--").arg(&bin),
-        Duration::from_secs(60),
-    );
-    let list = String::from_utf8_lossy(&out.stdout);
-    let exits = crate::common::list_rows(&list);
+    let (list, exits) = listed(&bin, &[]);
     let exit_of = |f: &str| {
         exits
             .iter()
@@ -564,12 +571,7 @@ fn a_tail_jump_into_a_library_ends_where_the_direct_call_returns() {
     // the pointer, neither return is seen: both are marked, and done(), the
     // next call at that stack slot, is main's, not theirs.
     let bin = fixture("watchtail", Build::O2);
-    let out = run(
-        utrace().arg("--list").arg("--").arg(&bin),
-        Duration::from_secs(60),
-    );
-    let list = String::from_utf8_lossy(&out.stdout);
-    let rows = crate::common::list_rows(&list);
+    let (list, rows) = listed(&bin, &[]);
     let sort2 = rows.iter().find(|(name, _, _)| name == "sort2(int*)");
     assert_eq!(sort2.map(|r| r.2.as_str()), Some("ret+calls"), "{list}");
     let t = trace(&bin, &[], &[]);
@@ -845,12 +847,7 @@ fn functions_only_called_directly_end_where_their_calls_return() {
         "-f",
         "*_M_assign*",
     ];
-    let out = run(
-        utrace().arg("--list").args(opts).arg("--").arg(&bin),
-        Duration::from_secs(60),
-    );
-    let list = String::from_utf8_lossy(&out.stdout);
-    let exits = crate::common::list_rows(&list);
+    let (list, exits) = listed(&bin, &opts);
     let expected = [
         ("main", "emulated", "ret-sites"),
         ("leafy(int)", "at-calls", "returns"),
