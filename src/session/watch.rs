@@ -105,19 +105,21 @@ impl CodeWatch {
             table,
             sets,
         };
-        self.attach_file(pid, &maps.exe, true, &mut into)?;
+        self.attach_file(pid, (&maps.exe, &maps.exe_name), true, &mut into)?;
         for lib in &maps.libs {
             if self.selector.nests(&lib.path, None) {
-                self.attach_file(pid, &lib.path, false, &mut into)?;
+                self.attach_file(pid, (&lib.path, &lib.name), false, &mut into)?;
             }
         }
         Ok(())
     }
 
+    /// Probes the file at `path` (as the process sees it: /proc/PID/exe,
+    /// /proc/PID/root/...), shown by its `name` (its path in the maps).
     fn attach_file(
         &mut self,
         pid: u32,
-        path: &Path,
+        (path, name): (&Path, &str),
         exe: bool,
         into: &mut LateAttach,
     ) -> Result<()> {
@@ -155,6 +157,9 @@ impl CodeWatch {
         into.probes
             .attach_all(exit_policy::links(&set, self.exit), |_| Some(pid))
             .with_context(|| format!("attaching {} in pid {pid}", path.display()))?;
+        for m in &mut set.table.modules {
+            m.path = name.to_string();
+        }
         into.table.modules.append(&mut set.table.modules);
         into.table.functions.append(&mut set.table.functions);
         into.table.values.append(&mut set.table.values);

@@ -382,4 +382,17 @@ fn a_followed_child_that_execs_is_traced_in_its_new_program() {
         Some(&2),
         "the parent's main and the exec'd program's"
     );
+    // Counted in BPF too, numbered after the start, and shown by the name
+    // of the file the child runs (not /proc/PID/exe's).
+    let counted = trace_unharmed(&bin, &args, &["--format=summary"]);
+    let leave: Vec<&str> = (counted.graph.lines())
+        .filter(|l| l.split_whitespace().rev().nth(1) == Some("leave"))
+        .collect();
+    let row: Vec<&str> = leave.iter().flat_map(|l| l.split_whitespace()).collect();
+    assert_eq!(
+        (row.first().copied(), row.last().copied()),
+        (Some("1"), Some("exitcode-O2")),
+        "{}",
+        counted.graph
+    );
 }
