@@ -598,7 +598,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tail_jump_whose_callers_returns_are_probed_chains_wherever_it_goes() {
+    fn a_tail_jump_chains_wherever_it_goes_when_its_calls_returns_are_probed() {
         // 11 (ret-site exits) tail-jumps at 0x210 to code with no probe of
         // its own return; its direct calls return at 0x950.
         let mut watched = set();
@@ -613,15 +613,15 @@ mod tests {
             offsets: vec![0x210],
             ids: vec![FuncId(11)],
         }];
-        let exits = |exit| -> Vec<(ProbeKind, Vec<u64>, bool)> {
-            (links(&watched, exit).iter())
+        fn exits(set: &ProbeSet, exit: ExitMode) -> Vec<(ProbeKind, Vec<u64>, bool)> {
+            (links(set, exit).iter())
                 .filter(|s| matches!(s.kind, ProbeKind::RetSite | ProbeKind::CallReturn))
                 .map(|s| (s.kind, s.list.offsets.clone(), s.chains))
                 .collect()
-        };
+        }
         use ProbeKind::*;
         assert_eq!(
-            exits(ExitMode::Auto),
+            exits(&watched, ExitMode::Auto),
             [
                 (RetSite, vec![0x310], false),
                 (RetSite, vec![0x210], true),
@@ -629,7 +629,7 @@ mod tests {
             ]
         );
         // Hijacked, its return is seen wherever it lands: nothing to watch.
-        assert_eq!(exits(ExitMode::Uretprobe), []);
+        assert_eq!(exits(&watched, ExitMode::Uretprobe), []);
         // A jump to 10, whose hijacked return is seen, chains anyway: the
         // watch would only cost a probe at each of 11's calls.
         watched.tail_targets = vec![AttachList {
@@ -637,13 +637,8 @@ mod tests {
             offsets: vec![0x210],
             ids: vec![FuncId(10)],
         }];
-        let links = links(&watched, ExitMode::Auto);
-        let kinds: Vec<(ProbeKind, Vec<u64>, bool)> = (links.iter())
-            .filter(|s| matches!(s.kind, ProbeKind::RetSite | ProbeKind::CallReturn))
-            .map(|s| (s.kind, s.list.offsets.clone(), s.chains))
-            .collect();
         assert_eq!(
-            kinds,
+            exits(&watched, ExitMode::Auto),
             [(RetSite, vec![0x310], false), (RetSite, vec![0x210], true)]
         );
     }
