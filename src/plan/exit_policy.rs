@@ -198,7 +198,8 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
             push(ProbeKind::Entry, list, how);
         }
     }
-    let chains = chain_sites(set, exit);
+    let watched = watched(set, exit);
+    let chains = chain_sites(set, exit, &watched);
     for list in &set.ret_sites {
         let rets = keep(list, |id| by_ret_site(id) && !at_returns.contains(&id));
         let chained = |offset, _| chains.contains(&(list.path.as_path(), offset));
@@ -214,7 +215,6 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
             ret_site_exits.clone(),
         );
     }
-    let watched = watched(set, exit);
     for list in &set.watch_returns {
         let list = keep(list, |id| watched.contains(&id));
         push(ProbeKind::CallReturn, list, ret_site_exits.clone());
@@ -290,7 +290,7 @@ pub fn helper_links(helpers: &[HelperList]) -> Vec<LinkSpec> {
 pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
     let mut specs = Vec::new();
     for set in sets {
-        let chains = chain_sites(set, ExitMode::Auto);
+        let chains = chain_sites(set, ExitMode::Auto, &watched(set, ExitMode::Auto));
         let at_returns = ends_at_call_returns(set, ExitMode::Auto).contains(&id);
         let lists = [
             (&set.ret_sites, ProbeKind::RetSite),
@@ -348,14 +348,17 @@ pub fn unwind_warnings(modules: &[ModuleSymbols], set: &ProbeSet, exit: ExitMode
 /// The ret sites of `set` (by file and offset) whose tail jumps chain the
 /// jumping frame: [`onto_seen_returns`], and the direct tail jumps of a
 /// function whose ret sites end its calls and whose direct calls' returns
-/// are probed ([`watched`]), wherever they go: a call it jumps to whose own
+/// are probed (`watched`, from [`watched`]), wherever they go: a call it jumps to whose own
 /// return no probe sees (a library's, an untraced function's) returns where
 /// its direct calls do, and the frame ends there with it. Called through a
 /// pointer, neither return is seen: the next call at that stack slot finds
 /// both frames dead.
-fn chain_sites(set: &ProbeSet, exit: ExitMode) -> HashSet<(&Path, u64)> {
+fn chain_sites<'s>(
+    set: &'s ProbeSet,
+    exit: ExitMode,
+    watched: &HashSet<FuncId>,
+) -> HashSet<(&'s Path, u64)> {
     let mut sites = onto_seen_returns(set, exit);
-    let watched = watched(set, exit);
     for list in &set.watched_jumps {
         for (&offset, id) in list.offsets.iter().zip(&list.ids) {
             if watched.contains(id) {

@@ -162,10 +162,11 @@ pub struct ProbeSet {
     /// The same for selected PLT stubs: the instruction after every direct
     /// `call` to the stub anywhere in its module, where the stack pointer is
     /// its entry value + 8 (BPF `on_exit` as a plain uprobe). A direct `jmp`
-    /// to a stub (a tail call into the library) gets no site: the library
-    /// returns straight to the jumping function's caller, and calls to that
-    /// function are not all known (some are indirect); the stub's frame is
-    /// closed as not seen when the thread is next seen higher up the stack.
+    /// to a stub (a tail call into the library) gets no site of its own: the
+    /// library returns straight to the jumping function's caller, seen where
+    /// that function's direct calls return (`watch_returns`); from a call
+    /// through a pointer, the stub's frame is closed as not seen when the
+    /// thread is next seen at or above its slot.
     /// Functions only ever called directly (Symbol's `call_returns`) have
     /// theirs here too, beside their ret sites: the exit policy uses one.
     pub call_returns: Vec<AttachList>,
