@@ -1,6 +1,7 @@
 //! `--list`: what would be traced, one function per line — module, probe
 //! offset, how the kernel runs the probed instruction (`at-calls`: a PLT
-//! stub probed at each call to it, an emulated `call`), how its end is seen
+//! stub probed at each call to it, an emulated `call`; `calls+jmps` and
+//! `at-jumps`: at each direct `jmp` to it too, or only), how its end is seen
 //! (`returns`: where each call to it returns, in the caller),
 //! where it is defined (from debug info, `-` without) and the name — so a
 //! user can pick filters and see why a function is expensive to trace (a
@@ -8,11 +9,12 @@
 //! functions that were also inlined: those calls cannot be seen. A function
 //! the kernel will not probe is listed last, PROBE `refused`, with why.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use anyhow::Result;
 
+use crate::model::FuncId;
 use crate::options::ExitMode;
 use crate::plan::Plan;
 use crate::plan::exit_policy::{
@@ -36,8 +38,15 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
         "{:<24} {:>10}  {:<11}  {:<9}  {:<width$}  FUNCTION",
         head.0, head.1, head.2, head.3, head.4
     )?;
-    // PLT stubs entered at their calls (an emulated `call`).
+    // PLT stubs entered at their calls (an emulated `call`) and jumps.
     let at_calls = entered_at_calls(&plan.probes, exit);
+    let ids = |lists: &[crate::symbols::AttachList]| -> HashSet<FuncId> {
+        lists.iter().flat_map(|l| l.ids.iter().copied()).collect()
+    };
+    let (called, jumped) = (
+        ids(&plan.probes.call_site_entries),
+        ids(&plan.probes.jump_entries),
+    );
     // Functions whose exits are seen where their calls return.
     let at_returns = ends_at_call_returns(&plan.probes, exit);
     // Functions whose ret sites end their calls, and the returns of their
@@ -48,9 +57,15 @@ pub fn print(plan: &Plan, exit: ExitMode, out: &mut impl Write) -> Result<()> {
         for (&offset, &id) in list.offsets.iter().zip(&list.ids) {
             let base = module_name(table.module_of(id));
             let exit_probe = exit_probe(plan.probes.exit_facts(id), exit);
-            let path = match at_calls.contains(&id) {
-                true => "at-calls",
-                false => paths.get(&offset).map_or("?", |p| describe(*p)),
+            let path = match (
+                at_calls.contains(&id),
+                called.contains(&id),
+                jumped.contains(&id),
+            ) {
+                (true, true, true) => "calls+jmps",
+                (true, false, true) => "at-jumps",
+                (true, _, _) => "at-calls",
+                (false, ..) => paths.get(&offset).map_or("?", |p| describe(*p)),
             };
             let how = match exit_probe {
                 ExitProbe::RetSites if at_returns.contains(&id) => "returns",

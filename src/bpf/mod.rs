@@ -81,7 +81,9 @@ pub struct Probes<'obj> {
     multi: Vec<MultiLink>,
     /// Tracepoints and the loader's breakpoint.
     links: Vec<Link>,
-    probes: usize,
+    /// The functions with an entry probe: a stub entered at its calls and
+    /// its jumps has two links, and counts once.
+    probed: HashSet<FuncId>,
     /// Events go through the ring buffer (not counting mode).
     streams: bool,
     /// The exec tracepoint is attached (following forks, or `-c`).
@@ -171,7 +173,7 @@ impl<'obj> Probes<'obj> {
             skel,
             multi: Vec::new(),
             links: Vec::new(),
-            probes: 0,
+            probed: HashSet::new(),
             streams: !cfg.count_only,
             exec_watched: false,
             fork_watched: false,
@@ -387,7 +389,7 @@ impl<'obj> Probes<'obj> {
         }
         let link = self.link(&spec, pid)?;
         if spec.kind.counts_functions() {
-            self.probes += spec.functions();
+            self.probed.extend(&spec.list.ids);
         }
         self.multi.push(MultiLink {
             spec,
@@ -466,7 +468,7 @@ impl<'obj> Probes<'obj> {
             }
             let spec = m.spec.without(|id| ids.contains(&id));
             if m.spec.kind.counts_functions() {
-                self.probes -= m.spec.functions() - spec.functions();
+                ids.iter().for_each(|id| _ = self.probed.remove(id));
             }
             let (pid, demand) = (m.pid, m.demand);
             // The calls still open keep their returns only for consumers of
@@ -527,7 +529,7 @@ impl<'obj> Probes<'obj> {
 
     /// Number of functions probed (each has an entry and a return probe).
     pub fn probe_count(&self) -> usize {
-        self.probes
+        self.probed.len()
     }
 
     /// An owned handle on the ring buffer for the reader thread.
@@ -619,7 +621,7 @@ impl<'obj> Probes<'obj> {
             .map(|m| m.link)
             .chain(self.links.drain(..))
             .collect();
-        let probes = self.probes;
+        let probes = self.probed.len();
         let (done, finished) = crossbeam_channel::bounded::<()>(0);
         std::thread::scope(|scope| {
             // A busy machine can stretch the grace periods to many seconds:

@@ -81,15 +81,6 @@ impl LinkSpec {
         }
     }
 
-    /// How many functions it probes: an entry at the calls to a stub has a
-    /// probe per call.
-    pub fn functions(&self) -> usize {
-        match self.at_calls {
-            true => self.list.ids.iter().collect::<HashSet<_>>().len(),
-            false => self.list.offsets.len(),
-        }
-    }
-
     /// The same link without the probes of the functions `drop` names.
     pub fn without(&self, drop: impl Fn(FuncId) -> bool) -> LinkSpec {
         LinkSpec {
@@ -150,13 +141,23 @@ fn stub(set: &ProbeSet, id: FuncId) -> bool {
     function.is_some_and(|f| f.kind == FuncKind::Plt)
 }
 
-/// The PLT stubs of `set` entered at their calls under `exit`: those only
-/// ever called ([`ProbeSet`]'s `call_site_entries`) whose exits are seen at
-/// their call returns.
+/// The PLT stubs of `set` entered where code reaches them under `exit`:
+/// at their calls ([`ProbeSet`]'s `call_site_entries`), which end where
+/// they return, and at the direct jumps to them (`jump_entries`), which end
+/// as the stub's exit facts say. Those reached only so whose exits are seen
+/// at ret sites, and under `auto` those jumped to whose jumps hijack: the
+/// jump site hijacks the return address the stub's own entry would.
 pub fn entered_at_calls(set: &ProbeSet, exit: ExitMode) -> HashSet<FuncId> {
-    (set.call_site_entries.iter())
+    let jumped: HashSet<FuncId> = (set.jump_entries.iter())
         .flat_map(|l| l.ids.iter().copied())
-        .filter(|&id| exit_probe(set.exit_facts(id), exit) == ExitProbe::RetSites)
+        .collect();
+    (set.call_site_entries.iter().chain(&set.jump_entries))
+        .flat_map(|l| l.ids.iter().copied())
+        .filter(|&id| match exit_probe(set.exit_facts(id), exit) {
+            ExitProbe::RetSites => true,
+            ExitProbe::Hijack => exit == ExitMode::Auto && jumped.contains(&id),
+            ExitProbe::Untraced => false,
+        })
         .collect()
 }
 
@@ -165,7 +166,8 @@ pub fn entered_at_calls(set: &ProbeSet, exit: ExitMode) -> HashSet<FuncId> {
 /// that is just `ret`), the kernel runs the link attached last first, and
 /// the entry must be seen before the exit. Entries at the calls to a PLT
 /// stub come before the exits: such a call can be the call return of the
-/// call just before it, whose exit must be seen first.
+/// call just before it, whose exit must be seen first; so do the entries at
+/// the jumps to one, each also a ret site of the function that jumps.
 pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
     let how = |id| exit_probe(set.exit_facts(id), exit);
     let by_ret_site = |id| how(id) == ExitProbe::RetSites;
@@ -198,6 +200,26 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
             push(ProbeKind::Entry, list, how);
         }
     }
+    let short_calls = LinkSpec {
+        short_calls: true,
+        ..plain.clone()
+    };
+    for list in &set.jump_entries {
+        let entered = keep(list, |id| at_calls.contains(&id));
+        let long = |id| hijacked(id) && !short(id);
+        push(ProbeKind::Session, keep(&entered, long), plain.clone());
+        let short = |id| hijacked(id) && short(id);
+        push(
+            ProbeKind::Session,
+            keep(&entered, short),
+            short_calls.clone(),
+        );
+        push(
+            ProbeKind::Entry,
+            keep(&entered, by_ret_site),
+            ret_site_exits.clone(),
+        );
+    }
     let watched = watched(set, exit);
     let chains = chain_sites(set, exit, &watched);
     for list in &set.ret_sites {
@@ -208,7 +230,9 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
         }
     }
     for list in &set.call_returns {
-        let ends_there = |id| by_ret_site(id) && (stub(set, id) || at_returns.contains(&id));
+        let ends_there = |id| {
+            at_calls.contains(&id) || by_ret_site(id) && (stub(set, id) || at_returns.contains(&id))
+        };
         push(
             ProbeKind::CallReturn,
             keep(list, ends_there),
@@ -220,25 +244,20 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
         push(ProbeKind::CallReturn, list, ret_site_exits.clone());
     }
     for list in &set.entries {
+        // A stub entered where code reaches it has no probe of its own.
+        let list = &keep(list, |id| !at_calls.contains(&id));
         // A session link is entry and return at once: functions with
         // ret-site exits get a plain entry link instead.
         if matches!(exit, ExitMode::Session | ExitMode::Auto) {
             let long = |id| hijacked(id) && !short(id);
             push(ProbeKind::Session, keep(list, long), plain.clone());
-            let short_calls = LinkSpec {
-                short_calls: true,
-                ..plain.clone()
-            };
-            push(
-                ProbeKind::Session,
-                keep(list, |id| hijacked(id) && short(id)),
-                short_calls,
-            );
+            let short = |id| hijacked(id) && short(id);
+            push(ProbeKind::Session, keep(list, short), short_calls.clone());
         } else {
             push(ProbeKind::Return, keep(list, hijacked), plain.clone());
             push(ProbeKind::Entry, keep(list, hijacked), plain.clone());
         }
-        let own_entry = keep(list, |id| by_ret_site(id) && !at_calls.contains(&id));
+        let own_entry = keep(list, by_ret_site);
         for (list, how) in split_chained(&own_entry, &ret_site_exits, |_, id| chaining(id)) {
             push(ProbeKind::Entry, list, how);
         }
@@ -286,16 +305,22 @@ pub fn helper_links(helpers: &[HelperList]) -> Vec<LinkSpec> {
 /// (or, for a PLT stub or a function only ever called directly, where the
 /// calls to it return), for calls BPF could not hijack the return of.
 /// Empty when it has none (it never returns, or only through an indirect
-/// jump): those calls end as unwound.
+/// jump) or has them already (a stub entered at its calls, whose jumps
+/// hijack): those calls end as unwound.
 pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
     let mut specs = Vec::new();
     for set in sets {
         let chains = chain_sites(set, ExitMode::Auto, &watched(set, ExitMode::Auto));
         let at_returns = ends_at_call_returns(set, ExitMode::Auto).contains(&id);
+        // A stub entered at its calls has their returns probed already.
+        let at_calls = entered_at_calls(set, ExitMode::Auto).contains(&id);
         let lists = [
             (&set.ret_sites, ProbeKind::RetSite),
             (&set.call_returns, ProbeKind::CallReturn),
         ];
+        let lists = lists
+            .into_iter()
+            .filter(|&(_, k)| !at_calls || k != ProbeKind::CallReturn);
         for (lists, kind) in lists {
             let how = LinkSpec {
                 kind,
@@ -575,8 +600,54 @@ mod tests {
                 (Entry, vec![12], true, false),
             ]
         );
-        assert!(specs[0].at_calls && specs[0].functions() == 1);
+        assert!(specs[0].at_calls);
         assert!(specs.iter().skip(1).all(|s| !s.at_calls));
+    }
+
+    #[test]
+    fn a_stub_jumped_to_is_entered_at_its_calls_and_hijacked_at_its_jumps() {
+        use ProbeKind::*;
+        let mut stub = set();
+        let list = |offsets: Vec<u64>| AttachList {
+            path: PathBuf::from("/bin/x"),
+            ids: vec![FuncId(10); offsets.len()],
+            offsets,
+        };
+        // 10 (safe to hijack) is called at 0x500 and jumped to at 0x600.
+        stub.call_site_entries = vec![list(vec![0x500])];
+        stub.jump_entries = vec![list(vec![0x600])];
+        stub.call_returns = vec![list(vec![0x505])];
+        let specs = links(&stub, ExitMode::Auto);
+        let offsets = |s: &LinkSpec| s.list.offsets.clone();
+        let shaped: Vec<_> = (shape(&specs).into_iter())
+            .zip(specs.iter().map(offsets))
+            .collect();
+        assert_eq!(
+            shaped,
+            [
+                ((Entry, vec![10], true, false), vec![0x500]),
+                ((Session, vec![10], false, false), vec![0x600]),
+                ((RetSite, vec![11, 12], true, false), vec![0x210, 0x310]),
+                ((CallReturn, vec![10], true, false), vec![0x505]),
+                ((Session, vec![13], false, true), vec![0x400]),
+                ((Entry, vec![11, 12], true, false), vec![0x200, 0x300]),
+            ]
+        );
+        // Its call returns are probed already: nothing to add on demand.
+        assert!(on_demand_links(std::slice::from_ref(&stub), FuncId(10)).is_empty());
+        // Hijacking everything, it keeps its own entry.
+        let specs = links(&stub, ExitMode::Session);
+        let probes: Vec<(u64, FuncId)> = (specs.iter())
+            .flat_map(|s| {
+                s.list
+                    .offsets
+                    .iter()
+                    .copied()
+                    .zip(s.list.ids.iter().copied())
+            })
+            .filter(|&(_, id)| id == FuncId(10))
+            .collect();
+        assert_eq!(probes, [(0x100, FuncId(10))]);
     }
 
     #[test]

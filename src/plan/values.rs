@@ -40,8 +40,10 @@ pub fn keep_arguments_exact(probes: &mut ProbeSet, modules: &[ModuleSymbols]) {
         .map(|(&id, _)| id)
         .collect();
     // At a call, stack arguments sit a slot lower than at the entry the
-    // specs describe: the stub's own entry is probed instead.
-    for list in &mut probes.call_site_entries {
+    // specs describe: the stub's own entry is probed instead, which sees
+    // its jumped calls too.
+    let stub_entries = (probes.call_site_entries.iter_mut()).chain(&mut probes.jump_entries);
+    for list in stub_entries {
         let (offsets, ids) = (list.offsets.iter().zip(&list.ids))
             .filter(|&(_, i)| !reading.contains(i))
             .unzip();

@@ -107,7 +107,10 @@ pub fn parse_module(
         taken.as_ref(),
     );
     if elf.elf_header().e_type.get(LE) != elf::ET_DYN {
-        plt.stubs.iter_mut().for_each(|s| s.call_sites.clear());
+        for stub in &mut plt.stubs {
+            stub.call_sites.clear();
+            stub.jump_sites.clear();
+        }
     }
     plt.got_only_imports = plt::got_only_imports(&imports, &called);
     Ok(ModuleSymbols {

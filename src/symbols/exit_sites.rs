@@ -336,8 +336,13 @@ struct Scanner<'a> {
     call_returns: Vec<(usize, ReturnSite)>,
     /// (stub index, file offset of the call).
     call_sites: Vec<(usize, u64)>,
-    /// Stubs some direct jump goes to (a tail call into the library).
-    jumped_to: HashSet<usize>,
+    /// (stub index, file offset of a direct unconditional `jmp` to it): a
+    /// tail call into the library.
+    jump_sites: Vec<(usize, u64)>,
+    /// Stubs some jump or call reaches where no probe can stand in for the
+    /// stub's own entry: a conditional jump (the probe would run when it is
+    /// not taken too), or one the kernel refuses a probe on.
+    own_entry_only: HashSet<usize>,
     /// Function address → index, for the functions a direct call reaches.
     function_at: HashMap<u64, usize>,
     /// (function index, where its call returns, or `None` where no probe
@@ -378,7 +383,8 @@ impl<'a> Scanner<'a> {
             imports,
             call_returns: Vec::new(),
             call_sites: Vec::new(),
-            jumped_to: HashSet::new(),
+            jump_sites: Vec::new(),
+            own_entry_only: HashSet::new(),
             function_at,
             function_returns: Vec::new(),
             function_calls: Vec::new(),
@@ -437,6 +443,7 @@ impl<'a> Scanner<'a> {
                 };
                 match after_call {
                     Some(Callee::Stub(stub)) if probeable() => self.call_sites.push((stub, site)),
+                    Some(Callee::Stub(stub)) => _ = self.own_entry_only.insert(stub),
                     Some(Callee::Function(f)) => {
                         self.function_calls.push((f, probeable().then_some(site)));
                     }
@@ -448,7 +455,10 @@ impl<'a> Scanner<'a> {
                 let target = insn.near_branch_target();
                 self.referenced.insert(target);
                 if let Some(&stub) = self.stub_at.get(&target) {
-                    self.jumped_to.insert(stub);
+                    match is_direct_jmp(insn) && probeable() {
+                        true => self.jump_sites.push((stub, site)),
+                        false => _ = self.own_entry_only.insert(stub),
+                    }
                 }
                 if !in_range(target, (start, end)) && probeable() {
                     found.jumps_out.push((site, target));
@@ -504,14 +514,21 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
-        self.call_sites.sort_unstable();
-        self.call_sites.dedup();
-        for (stub, site) in self.call_sites {
-            if let Some(s) = stubs
-                .get_mut(stub)
-                .filter(|_| !self.jumped_to.contains(&stub))
-            {
-                s.call_sites.push(site);
+        let entries = [(self.call_sites, false), (self.jump_sites, true)];
+        for (mut sites, jumps) in entries {
+            sites.sort_unstable();
+            sites.dedup();
+            for (stub, site) in sites {
+                let Some(s) = stubs
+                    .get_mut(stub)
+                    .filter(|_| !self.own_entry_only.contains(&stub))
+                else {
+                    continue;
+                };
+                match jumps {
+                    true => s.jump_sites.push(site),
+                    false => s.call_sites.push(site),
+                }
             }
         }
         self.got_slots
@@ -885,7 +902,7 @@ int main(int c, char **v) {
     }
 
     #[test]
-    fn a_stub_only_called_is_entered_at_its_calls() {
+    fn a_stub_only_called_or_jumped_to_is_entered_where_code_reaches_it() {
         let source = r#"
 #include <stdlib.h>
 #include <string.h>
@@ -907,18 +924,23 @@ int main(int c, char **v) { char *p = malloc(8); release(p); return (int)measure
             .collect();
         assert_eq!(calls.len(), 2, "{insns:?}");
         assert_eq!(strlen.call_sites, calls);
-        // release's `free(p)` is a tail call: `jmp free@plt` skips any call
-        // site, so free's entry stays on the stub.
-        assert!(
-            insns
-                .iter()
-                .any(|(_, t)| t.starts_with("jmp") && t.ends_with("<free@plt>"))
-        );
-        assert!(stub(&module, "free").call_sites.is_empty());
+        assert!(strlen.jump_sites.is_empty());
+        // release's `free(p)` is a tail call: `jmp free@plt`, free's only
+        // way in, is where it is entered.
+        let release = find(&module, "release");
+        let jumps: Vec<u64> = (insns.iter())
+            .filter(|(_, t)| t.starts_with("jmp") && t.ends_with("<free@plt>"))
+            .map(|&(a, _)| offset_in(release, a))
+            .collect();
+        assert_eq!(jumps.len(), 1, "{insns:?}");
+        let free = stub(&module, "free");
+        assert!(free.call_sites.is_empty());
+        assert_eq!(free.jump_sites, jumps);
         // A non-PIE executable's pointers to an import may hold its stub.
         let exe = fx.cc("callsites_nopie", source, &["-O2", "-fno-pie", "-no-pie"]);
         let module = read_module(&exe).expect("reading");
         assert!(stub(&module, "strlen").call_sites.is_empty());
+        assert!(stub(&module, "free").jump_sites.is_empty());
     }
 
     #[test]

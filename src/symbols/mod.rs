@@ -175,6 +175,10 @@ pub struct ProbeSet {
     /// when its exits are seen at its call returns. The stack pointer is
     /// one slot above the stub's entry value there.
     pub call_site_entries: Vec<AttachList>,
+    /// For the same stubs, every direct `jmp` to one (PltStub's
+    /// `jump_sites`): entered where its calls are, its jumped calls are
+    /// entered there, with the stack as at the stub's own entry.
+    pub jump_entries: Vec<AttachList>,
     /// The ret sites that are direct jumps to a selected function or stub
     /// of the same module (tail calls), with that callee as their id.
     pub tail_targets: Vec<AttachList>,
@@ -202,6 +206,7 @@ impl ProbeSet {
             &mut self.ret_sites,
             &mut self.call_returns,
             &mut self.call_site_entries,
+            &mut self.jump_entries,
             &mut self.tail_targets,
             &mut self.pointer_jumps,
             &mut self.watch_returns,
@@ -276,6 +281,7 @@ struct ModuleLists {
     ret_sites: ListBuilder,
     call_returns: ListBuilder,
     call_sites: ListBuilder,
+    jump_sites: ListBuilder,
     tail_targets: ListBuilder,
     pointer_jumps: ListBuilder,
     watch_returns: ListBuilder,
@@ -289,6 +295,7 @@ impl ModuleLists {
             ret_sites: ListBuilder::new(path),
             call_returns: ListBuilder::new(path),
             call_sites: ListBuilder::new(path),
+            jump_sites: ListBuilder::new(path),
             tail_targets: ListBuilder::new(path),
             pointer_jumps: ListBuilder::new(path),
             watch_returns: ListBuilder::new(path),
@@ -322,6 +329,7 @@ impl ModuleLists {
         self.ret_sites.finish(&mut set.ret_sites);
         self.call_returns.finish(&mut set.call_returns);
         self.call_sites.finish(&mut set.call_site_entries);
+        self.jump_sites.finish(&mut set.jump_entries);
         self.tail_targets.finish(&mut set.tail_targets);
         self.pointer_jumps.finish(&mut set.pointer_jumps);
         self.watch_returns.finish(&mut set.watch_returns);
@@ -462,15 +470,17 @@ pub fn probe_set_with(
             tail_calls.extend(sym.tail_calls.iter().map(|&(site, to)| (site, to, id)));
         }
         for stub in &selected.plt {
-            // Called only, a stub is entered at its calls (PltStub's
-            // call_sites) and ended where they return, in every module: the
-            // kernel emulates the `call` and single-steps the stub's
-            // `jmp *slot` (~1 µs a call instead of ~15 on these VMs). Else a
-            // call to a library function nothing thrown passes through keeps
-            // its hijacked return: exact when a function tail-jumps to the
-            // stub, where no probe after a call sees the return.
+            // Reached only by direct calls and jumps, a stub is entered at
+            // them (PltStub's call_sites and jump_sites), in every module:
+            // the kernel emulates a `call` or `jmp` and single-steps the
+            // stub's `jmp *slot` (~1 µs a call instead of ~15 on these VMs).
+            // Its calls end where they return. Its exit facts are its
+            // jumps': a call to a library function nothing thrown passes
+            // through keeps its hijacked return, exact when a function
+            // tail-jumps to the stub, where no probe after a call sees the
+            // return. A stub only called has no jumps to hijack for.
             let library = stub.library.as_deref();
-            let hijack_safe = stub.call_sites.is_empty()
+            let hijack_safe = (stub.call_sites.is_empty() || !stub.jump_sites.is_empty())
                 && (!unwinds || libc::throws_nothing(&stub.import, library));
             let stub_fn = stub_of(stub, module, module_id);
             let Some(id) = lists.number(&mut set, stub_fn, hijack_safe, (true, false)) else {
@@ -481,6 +491,9 @@ pub fn probe_set_with(
             }
             for &site in &stub.call_sites {
                 lists.call_sites.add(site, id);
+            }
+            for &site in &stub.jump_sites {
+                lists.jump_sites.add(site, id);
             }
             at.insert(stub.vaddr, id);
         }

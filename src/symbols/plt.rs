@@ -59,14 +59,23 @@ pub struct PltStub {
     /// (call return, the site that still sees the return value) for each of
     /// `call_returns` that moved past a write to %rax or %rdx.
     pub value_returns: Vec<(u64, u64)>,
-    /// File offsets of each direct `call` to this stub, when those are its
-    /// only way in (exits.rs): no jump targets it, and the module is
-    /// position independent (a non-PIE executable's pointers to an import
-    /// hold its stub's address). Empty otherwise. Where the stub's exits
-    /// are seen at `call_returns`, its entry is probed here rather than at
-    /// its `jmp *slot`: the kernel emulates a `call`, and single-steps the
+    /// File offsets of each direct `call` to this stub, when those and
+    /// [`jump_sites`] are its only ways in (exits.rs): every jump to it is
+    /// a direct unconditional one, and the module is position independent
+    /// (a non-PIE executable's pointers to an import hold its stub's
+    /// address). Empty otherwise. Where the stub's exits are seen at
+    /// `call_returns`, its entry is probed here rather than at its
+    /// `jmp *slot`: the kernel emulates a `call`, and single-steps the
     /// indirect jump.
+    ///
+    /// [`jump_sites`]: PltStub::jump_sites
     pub call_sites: Vec<u64>,
+    /// File offsets of each direct `jmp` to this stub (a tail call into the
+    /// library), under the same condition. Entered there, a call is entered
+    /// with the stack as the stub's own entry sees it, return address on
+    /// top: the kernel emulates the `jmp`, and hijacks that return address
+    /// as well as at the stub.
+    pub jump_sites: Vec<u64>,
 }
 
 /// The PLT stubs of a module, and whether some imports bypass them.
@@ -228,6 +237,7 @@ fn make_stub(jump: &StubJump, imports: &Imports, data: &[u8], segs: &Segments) -
         call_returns: Vec::new(),
         value_returns: Vec::new(),
         call_sites: Vec::new(),
+        jump_sites: Vec::new(),
     })
 }
 

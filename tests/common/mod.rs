@@ -312,6 +312,24 @@ pub fn looped_main(round: &[&str], times: usize) -> String {
         .collect()
 }
 
+/// The duration in ns a call-graph line shows (0 when it shows none).
+pub fn duration_of(line: &str) -> u64 {
+    let (value, unit) = line
+        .split_whitespace()
+        .take(2)
+        .fold((0.0, ""), |(v, _), w| match w {
+            "ns" | "us" | "ms" | "s" => (v, w),
+            n => (n.parse().unwrap_or(v), ""),
+        });
+    let scale = match unit {
+        "ns" => 1.0,
+        "us" => 1e3,
+        "ms" => 1e6,
+        _ => 1e9,
+    };
+    (value * scale) as u64
+}
+
 pub fn normalise(output: &str) -> String {
     let mut ids = Ids::default();
     let lines: Vec<String> = output

@@ -421,3 +421,18 @@ fn counting_ends_the_open_calls_of_functions_max_rate_drops() {
     assert!(quicksort.total > 0.9 * sort_numbers.total, "{live:?}");
     assert!(sort_numbers.own < 0.1 * sort_numbers.total, "{live:?}");
 }
+
+#[test]
+fn counting_times_a_stub_from_its_calls_and_its_jumps() {
+    if !require_bpf() {
+        return;
+    }
+    // usleep@plt is entered at main's call and at nap's `jmp`: 20 ms each.
+    let (live, recorded) = same_calls(&fixture("jumpstub", Build::O2), &[], &[], &[]);
+    for (f, calls, ms) in [("usleep@plt", 3, 60.0), ("nap", 2, 40.0)] {
+        assert_eq!(live[f].calls, calls, "{live:?}");
+        let (l, r) = (live[f].total, recorded[f].total);
+        assert!(l >= ms * 1e6 && l < (ms + 30.0) * 1e6, "{f}: {l} ns");
+        assert!((l - r).abs() < 20e6, "{f}: {l} / {r} ns");
+    }
+}

@@ -137,20 +137,7 @@ fn duration_ns(graph: &str, line: &str) -> u64 {
         .lines()
         .find(|l| l.ends_with(line))
         .unwrap_or_else(|| panic!("no line ending {line:?} in\n{graph}"));
-    let (value, unit) = l
-        .split_whitespace()
-        .take(2)
-        .fold((0.0, ""), |(v, _), w| match w {
-            "ns" | "us" | "ms" | "s" => (v, w),
-            n => (n.parse().unwrap_or(v), ""),
-        });
-    let scale = match unit {
-        "ns" => 1.0,
-        "us" => 1e3,
-        "ms" => 1e6,
-        _ => 1e9,
-    };
-    (value * scale) as u64
+    crate::common::duration_of(l)
 }
 
 #[test]
@@ -860,12 +847,12 @@ fn functions_only_called_directly_end_where_their_calls_return() {
         ("Box::~Box()", "emulated", "returns"),
         (
             "std::string::_M_assign(std::string const&)@plt",
-            "single-step",
+            "at-jumps",
             "ret-sites",
         ),
         (
             "operator delete(void*, unsigned long)@plt",
-            "single-step",
+            "at-jumps",
             "session",
         ),
     ]

@@ -136,10 +136,11 @@ fn a_plt_stub_of_a_cxx_module_is_entered_at_its_calls_in_order() {
 }
 
 #[test]
-fn a_plt_stub_of_a_c_module_is_entered_at_its_calls_unless_jumped_to() {
+fn a_plt_stub_of_a_c_module_is_entered_at_its_calls_and_jumps() {
     // The kernel single-steps a stub's `jmp *slot` (~15 µs a call here) and
-    // emulates a `call`. libcalls' shout ends in `jmp puts@plt`, so puts
-    // keeps its entry and its hijacked return.
+    // emulates a `call` or a `jmp`. libcalls' shout ends in `jmp puts@plt`:
+    // that call of puts is hijacked where it jumps, the other ends where it
+    // returns.
     let bin = fixture("libcalls", Build::O2);
     let list = listed(&bin);
     for stub in ["malloc@plt", "free@plt", "strlen@plt", "printf@plt"] {
@@ -147,7 +148,7 @@ fn a_plt_stub_of_a_c_module_is_entered_at_its_calls_unless_jumped_to() {
     }
     assert_eq!(
         row(&list, "puts@plt")[2..4],
-        ["single-step", "session"],
+        ["calls+jmps", "session"],
         "{list}"
     );
     if !require_bpf() {
@@ -172,4 +173,47 @@ fn a_plt_stub_of_a_c_module_is_entered_at_its_calls_unless_jumped_to() {
     ]
     .concat();
     assert_text_eq(&normalise(&t.graph), &expected);
+}
+
+#[test]
+fn a_plt_stub_jumped_to_is_timed_from_its_jumps_with_or_without_the_jumper() {
+    let bin = fixture("jumpstub", Build::O2);
+    let list = listed(&bin);
+    assert_eq!(
+        row(&list, "usleep@plt")[2..4],
+        ["calls+jmps", "session"],
+        "{list}"
+    );
+    if !require_bpf() {
+        return;
+    }
+    let t = trace(&bin, &[], &["-f", "main", "-f", "nap", "-f", "usleep*"]);
+    assert_eq!(t.stdout, "naps=2\n", "{}", t.stderr);
+    let expected = "\
+# DURATION     TID     FUNCTION
+            [     1] | main() {
+      <dur> [     1] |   usleep@plt();
+            [     1] |   nap() {
+      <dur> [     1] |     usleep@plt();
+      <dur> [     1] |   } /* nap */
+            [     1] |   nap() {
+      <dur> [     1] |     usleep@plt();
+      <dur> [     1] |   } /* nap */
+      <dur> [     1] | } /* main */
+";
+    assert_text_eq(&normalise(&t.graph), expected);
+    // Each sleep lasts 20 ms, wherever it was entered, and with nap not
+    // traced the jumped calls are still hijacked where they jump.
+    for opts in [
+        &["-f", "main", "-f", "nap", "-f", "usleep*"][..],
+        &["-f", "usleep*"],
+    ] {
+        let t = trace(&bin, &[], opts);
+        let sleeps: Vec<u64> = (t.graph.lines())
+            .filter(|l| l.ends_with("usleep@plt();"))
+            .map(|l| crate::common::duration_of(l) / 1_000_000)
+            .collect();
+        assert_eq!(sleeps.len(), 3, "{}", t.graph);
+        assert!(sleeps.iter().all(|ms| (20..40).contains(ms)), "{}", t.graph);
+    }
 }
