@@ -119,7 +119,8 @@ struct frame {
 	__u32 func;
 	__u8 exit; /* enum frame_exit */
 	__u8 chained; /* it tail-jumped (COOKIE_CHAIN): it ends with the call on top */
-	__u8 pad[2];
+	__u8 with_caller; /* COOKIE_WITH_CALLER: the caller's exit ends it */
+	__u8 pad;
 };
 
 struct thread_state {
@@ -794,6 +795,7 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 #define COOKIE_CHAIN (1ULL << COOKIE_CHAIN_BIT)
 #define COOKIE_JCC (1ULL << COOKIE_JCC_BIT)
 #define COOKIE_JMP_REG (1ULL << COOKIE_JMP_REG_BIT)
+#define COOKIE_WITH_CALLER (1ULL << COOKIE_WITH_CALLER_BIT)
 
 /* How far past a function's entry its entry probe may sit (moved off a
  * single-stepped first instruction), for settle_jump's jump target. */
@@ -839,6 +841,7 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 		f->func = func;
 		f->exit = exit;
 		f->chained = !!(cookie & COOKIE_CHAIN);
+		f->with_caller = !!(cookie & COOKIE_WITH_CALLER);
 	}
 	if (count_only && d < MAX_FRAMES)
 		s->open_funcs[func & (OPEN_BUCKETS - 1)] += 1;
@@ -928,6 +931,12 @@ static __always_inline int enter(struct pt_regs *ctx, bool hijacks, bool sleepab
 		mark_caller(s);
 	if (hijacks && repair_exits && exit == EXIT_HIJACKED)
 		exit = over_budget(s, (__u32)cookie, cookie & COOKIE_SHORT);
+	/* Nothing would end it: its return has no probe. */
+	if ((cookie & COOKIE_WITH_CALLER) && s->depth >= MAX_FRAMES) {
+		count_drops(DROP_TOO_DEEP, 1);
+		release(s);
+		return 1;
+	}
 	push_frame(ctx, s, cookie, exit, now, sleepable);
 	release(s);
 	return exit == EXIT_HIJACKED ? 0 : 1;
@@ -1336,6 +1345,21 @@ static __always_inline void end_tail_callees(struct pt_regs *regs, struct thread
  * call-return site is reached with no call returning when a longjmp lands
  * after a setjmp call, or an exception at a landing pad right after the
  * call, where a sibling call (the frame abandoned) sat at the same sp. */
+/* A function returns at `sp`: the call to a stub on top (COOKIE_WITH_CALLER),
+ * which returned into that function's `ret` with no probe, ends now too. */
+static __always_inline void end_with_caller(struct pt_regs *regs, struct thread_state *s,
+					    __u64 now, __u64 sp)
+{
+	__u32 d = s->depth;
+	struct frame *top;
+
+	if (d == 0 || d > MAX_FRAMES)
+		return;
+	top = frame_at(s, d - 1);
+	if (top->with_caller && top->sp < sp)
+		end_top(regs, s, top->func, now, d - 1, false, false);
+}
+
 static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state *s, __u32 func,
 				      __u64 now, __u64 entry_sp, bool same_func, __u8 exit)
 {
@@ -1347,6 +1371,7 @@ static __always_inline void pop_frame(struct pt_regs *regs, struct thread_state 
 	__u32 d;
 
 	settle_jump(regs, s, entry_sp, NO_FUNC, false);
+	end_with_caller(regs, s, now, entry_sp);
 	if (same_func)
 		end_tail_callees(regs, s, func, now, entry_sp);
 	/* With the frames an exception or a longjmp left, in one scan: a

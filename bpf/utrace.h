@@ -76,6 +76,10 @@ enum cookie_bits {
 	 * then told from one called again from the same call site. */
 	COOKIE_JMP_REG_BIT = 57,
 	COOKIE_REG_SHIFT = 36,
+	/* On an entry at a call to a PLT stub: the call runs on into a `ret`
+	 * of its traced caller, and its own return is not probed (it would be
+	 * single-stepped). The caller's exit ends it, a few instructions late. */
+	COOKIE_WITH_CALLER_BIT = 56,
 };
 
 /* What BPF could not deliver, counted per CPU in the `drops` map (indexed
@@ -92,7 +96,10 @@ enum drop_kind {
 	/* Counting mode: a call of a function numbered after load whose
 	 * counts found no room in `late_counts` (LATE_COUNTS_MAX functions). */
 	DROP_UNCOUNTED = 3,
-	DROP_KINDS = 4,
+	/* A call at a stub that only its caller's exit ends (COOKIE_WITH_CALLER),
+	 * nested deeper than MAX_FRAMES, where BPF keeps no frame to mark. */
+	DROP_TOO_DEEP = 4,
+	DROP_KINDS = 5,
 };
 
 /* Signals BPF sends with bpf_send_signal(), which takes a bare number.

@@ -68,6 +68,8 @@ pub const COOKIE_REG_SHIFT: u32 = cookie_bits::COOKIE_REG_SHIFT.0;
 /// Ret-site cookie flag: a tail jump to a traced function whose return is
 /// seen at the same slot; the frame ends with that call.
 pub const COOKIE_CHAIN: u64 = 1 << cookie_bits::COOKIE_CHAIN_BIT.0;
+/// Entry cookie flag at a call to a stub: its caller's exit ends it.
+pub const COOKIE_WITH_CALLER: u64 = 1 << cookie_bits::COOKIE_WITH_CALLER_BIT.0;
 
 /// Values BPF reads per entry or return (`-A`/`-R`).
 pub const VALUES_MAX: usize = value_limits::VALUES_MAX.0 as usize;
@@ -163,11 +165,14 @@ pub struct Drops {
     /// Counting mode: calls of functions numbered after load that found no
     /// room in BPF's table of them.
     pub uncounted: u64,
+    /// Library calls deeper than BPF's frames that only their caller's
+    /// exit would have ended.
+    pub too_deep: u64,
 }
 
 impl Drops {
     pub fn total(&self) -> u64 {
-        self.ring_full + self.no_state + self.unfiltered + self.uncounted
+        self.ring_full + self.no_state + self.unfiltered + self.uncounted + self.too_deep
     }
 
     /// Adds one CPU's counter of kind `kind`.
@@ -177,6 +182,7 @@ impl Drops {
             drop_kind::DROP_NOSTATE => self.no_state += n,
             drop_kind::DROP_UNFILTERED => self.unfiltered += n,
             drop_kind::DROP_UNCOUNTED => self.uncounted += n,
+            drop_kind::DROP_TOO_DEEP => self.too_deep += n,
             _ => {}
         }
     }

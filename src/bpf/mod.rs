@@ -24,8 +24,8 @@ use libbpf_rs::{ErrorKind, Link, MapCore, MapFlags, MapHandle, OpenObject, Uprob
 use crate::model::FuncId;
 use crate::plan::exit_policy::{LinkSpec, ProbeKind};
 use abi::{
-    BpfCounts, COOKIE_AT_CALL, COOKIE_CHAIN, COOKIE_RET_SITE, COOKIE_SHORT, Drops, MAX_SENT_DEPTH,
-    UtraceSkel, UtraceSkelBuilder, helper_cookie,
+    BpfCounts, COOKIE_AT_CALL, COOKIE_CHAIN, COOKIE_RET_SITE, COOKIE_SHORT, COOKIE_WITH_CALLER,
+    Drops, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder, helper_cookie,
 };
 
 /// A detach slower than this says on stderr that it is under way.
@@ -418,6 +418,12 @@ impl<'obj> Probes<'obj> {
             (false, false, _) => 0,
         };
         let flags = flags | if spec.chains { COOKIE_CHAIN } else { 0 };
+        let flags = flags
+            | if spec.with_caller {
+                COOKIE_WITH_CALLER
+            } else {
+                0
+            };
         let list = &spec.list;
         let mut cookies = match spec.kind {
             ProbeKind::Helper(h) => vec![helper_cookie(h); list.offsets.len()],

@@ -66,6 +66,10 @@ pub struct LinkSpec {
     /// their calls return whose tail jumps go unprobed, so their frames
     /// stay open under the call they jump to from the start.
     pub chains: bool,
+    /// Entries at calls to a stub that run into a `ret` of their traced
+    /// caller ([`ProbeSet`]'s `into_caller_calls`): the caller's exit ends
+    /// them, where their own return would be single-stepped.
+    pub with_caller: bool,
 }
 
 impl LinkSpec {
@@ -78,6 +82,7 @@ impl LinkSpec {
             short_calls: false,
             at_calls: false,
             chains: false,
+            with_caller: false,
         }
     }
 
@@ -190,15 +195,23 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
     // Functions ended where their calls return that may leave by a tail
     // jump: their frames chain from the entry (bpf's COOKIE_CHAIN).
     let chaining = |id| at_returns.contains(&id) && set.exit_facts(id).tail_calls;
+    let into_caller = into_caller(set);
     for list in &set.call_site_entries {
         let how = LinkSpec {
             at_calls: true,
             ..ret_site_exits.clone()
         };
         let entered = keep(list, |id| at_calls.contains(&id));
-        for (list, how) in split_chained(&entered, &how, |_, id| chaining(id)) {
+        let ends_with_caller = |offset, _| into_caller.0.contains(&(list.path.as_path(), offset));
+        let [(own, how), (with_caller, _)] = split_chained(&entered, &how, ends_with_caller);
+        for (list, how) in split_chained(&own, &how, |_, id| chaining(id)) {
             push(ProbeKind::Entry, list, how);
         }
+        let how = LinkSpec {
+            with_caller: true,
+            ..how
+        };
+        push(ProbeKind::Entry, with_caller, how);
     }
     let short_calls = LinkSpec {
         short_calls: true,
@@ -233,9 +246,12 @@ pub fn links(set: &ProbeSet, exit: ExitMode) -> Vec<LinkSpec> {
         let ends_there = |id| {
             at_calls.contains(&id) || by_ret_site(id) && (stub(set, id) || at_returns.contains(&id))
         };
+        let unprobed = |offset| into_caller.1.contains(&(list.path.as_path(), offset));
         push(
             ProbeKind::CallReturn,
-            keep(list, ends_there),
+            keep_probes(list, |offset, id| {
+                ends_there(id) && !(at_calls.contains(&id) && unprobed(offset))
+            }),
             ret_site_exits.clone(),
         );
     }
@@ -488,6 +504,30 @@ pub fn watched(set: &ProbeSet, exit: ExitMode) -> HashSet<FuncId> {
         .collect()
 }
 
+/// Probe sites by file and offset.
+type Sites<'s> = HashSet<(&'s Path, u64)>;
+
+/// The calls of `set` to stubs that end with their caller's exit, and
+/// their return sites, left unprobed ([`ProbeSet`]'s `into_caller_calls`
+/// and `into_caller_returns`): all but those of stubs whose return value
+/// is read (`-R`), which only their return site sees.
+fn into_caller(set: &ProbeSet) -> (Sites<'_>, Sites<'_>) {
+    fn sites<'s>(set: &ProbeSet, lists: &'s [AttachList]) -> Sites<'s> {
+        let reads_return = |id: &FuncId| set.table.values.get(id).is_some_and(|v| v.ret.is_some());
+        (lists.iter())
+            .flat_map(|l| {
+                (l.offsets.iter().zip(&l.ids))
+                    .filter(|&(_, id)| !reads_return(id))
+                    .map(move |(&o, _)| (l.path.as_path(), o))
+            })
+            .collect()
+    }
+    (
+        sites(set, &set.into_caller_calls),
+        sites(set, &set.into_caller_returns),
+    )
+}
+
 /// `list` as two links like `how`: the probes `chained` does not pick,
 /// then those it picks, with `chains` set.
 fn split_chained(
@@ -648,6 +688,33 @@ mod tests {
             .filter(|&(_, id)| id == FuncId(10))
             .collect();
         assert_eq!(probes, [(0x100, FuncId(10))]);
+    }
+
+    #[test]
+    fn a_stub_call_into_its_callers_epilogue_has_no_return_probe() {
+        let mut stub = set();
+        let list = |offsets: Vec<u64>| AttachList {
+            path: PathBuf::from("/bin/x"),
+            ids: vec![FuncId(11); offsets.len()],
+            offsets,
+        };
+        // 11 (ret-site exits) is called at 0x500 and 0x510; the second
+        // call returns (0x515) into its caller's epilogue.
+        stub.call_site_entries = vec![list(vec![0x500, 0x510])];
+        stub.call_returns = vec![list(vec![0x505, 0x515])];
+        stub.into_caller_calls = vec![list(vec![0x510])];
+        stub.into_caller_returns = vec![list(vec![0x515])];
+        let specs = links(&stub, ExitMode::Auto);
+        let of = |kind, with_caller| -> Vec<u64> {
+            (specs.iter())
+                .filter(|s| s.kind == kind && s.with_caller == with_caller)
+                .flat_map(|s| s.list.offsets.clone())
+                .filter(|o| (0x500..0x600).contains(o))
+                .collect()
+        };
+        assert_eq!(of(ProbeKind::Entry, false), [0x500]);
+        assert_eq!(of(ProbeKind::Entry, true), [0x510]);
+        assert_eq!(of(ProbeKind::CallReturn, false), [0x505]);
     }
 
     #[test]

@@ -370,6 +370,16 @@ fn loss_lines(drops: Drops, undecodable: u64, received: u64) -> Vec<String> {
             crate::bpf::abi::LATE_COUNTS_MAX,
         ));
     }
+    if drops.too_deep > 0 {
+        lines.push(format!(
+            "utrace: {} library call{} nested deeper than {} frames left out: only the frame of \
+             their caller, which BPF does not keep that deep, would end them (--exit=session \
+             traces them, where nothing unwinds through the program)",
+            drops.too_deep,
+            plural(drops.too_deep),
+            crate::bpf::abi::MAX_FRAMES,
+        ));
+    }
     if undecodable > 0 {
         lines.push(format!(
             "utrace: {undecodable} events could not be decoded (the BPF object and utrace disagree \

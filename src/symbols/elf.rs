@@ -110,6 +110,7 @@ pub fn parse_module(
         for stub in &mut plt.stubs {
             stub.call_sites.clear();
             stub.jump_sites.clear();
+            stub.into_caller_ret.clear();
         }
     }
     plt.got_only_imports = plt::got_only_imports(&imports, &called);

@@ -19,12 +19,14 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use iced_x86::{Code, Decoder, DecoderOptions, Instruction, Mnemonic, OpKind, Register};
+use iced_x86::{
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register,
+};
 
 use super::image::Segments;
 use super::libc;
 use super::placement::{Line, emulated_ahead, gpr_bit, is_direct_jmp, is_jcc, kernel_accepts};
-use super::plt::{Imports, PltStub, rip_indirect};
+use super::plt::{Imports, IntoRet, PltStub, rip_indirect};
 use super::symbol::Symbol;
 
 /// A `.cold` fragment: the unlikely blocks (and C++ landing pads) that GCC
@@ -87,6 +89,8 @@ pub(crate) fn scan(
             continue;
         };
         let found = scanner.decode(bytes, function.vaddr, offset);
+        let caller = function.vaddr;
+        (scanner.into_ret).extend(found.into_ret.iter().map(|&(s, c, r)| (s, c, r, caller)));
         for &(_, target) in &found.jumps_out {
             parts.claim(target, index);
         }
@@ -109,6 +113,8 @@ pub(crate) fn scan(
             continue;
         };
         let range = (f.vaddr, f.vaddr + f.size);
+        let caller = f.vaddr;
+        (scanner.into_ret).extend(found.into_ret.iter().map(|&(s, c, r)| (s, c, r, caller)));
         let leaves = |t| !in_range(t, range) && !parts.belongs(t, index);
         f.ret_sites.extend(found.sites(leaves));
         f.tail_calls.extend(found.tail_calls(leaves));
@@ -278,6 +284,10 @@ struct Found {
     /// for code this scan cannot see (a tail call through a pointer, such as
     /// a C++ member-function pointer), so nothing proves the function a leaf.
     indirect_branch: bool,
+    /// (stub index, file offset of a call to it, its call-return site) for
+    /// each call whose return would be single-stepped and that runs on in a
+    /// straight line into a `ret` of the piece ([`runs_into_ret`]).
+    into_ret: Vec<(usize, u64, u64)>,
 }
 
 impl Found {
@@ -339,6 +349,9 @@ struct Scanner<'a> {
     /// (stub index, file offset of a direct unconditional `jmp` to it): a
     /// tail call into the library.
     jump_sites: Vec<(usize, u64)>,
+    /// (stub index, call, its call-return site, the calling function's
+    /// address): Found's `into_ret`, of the module's functions.
+    into_ret: Vec<(usize, u64, u64, u64)>,
     /// Stubs some jump or call reaches where no probe can stand in for the
     /// stub's own entry: a conditional jump (the probe would run when it is
     /// not taken too), or one the kernel refuses a probe on.
@@ -384,6 +397,7 @@ impl<'a> Scanner<'a> {
             call_returns: Vec::new(),
             call_sites: Vec::new(),
             jump_sites: Vec::new(),
+            into_ret: Vec::new(),
             own_entry_only: HashSet::new(),
             function_at,
             function_returns: Vec::new(),
@@ -400,10 +414,11 @@ impl<'a> Scanner<'a> {
     fn decode(&mut self, bytes: &[u8], start: u64, offset: u64) -> Found {
         let end = start + bytes.len() as u64;
         let mut found = Found::default();
-        let mut after_call: Option<Callee> = None;
-        // (callee, address, probe accepted there) of each instruction a
-        // call returns to, and where the piece's branches land.
-        let mut returns: Vec<(Callee, u64, bool)> = Vec::new();
+        let mut after_call: Option<(Callee, u64)> = None;
+        // (callee, file offset of the call, address, probe accepted there)
+        // of each instruction a call returns to, and where the piece's
+        // branches land.
+        let mut returns: Vec<(Callee, u64, u64, bool)> = Vec::new();
         let mut landings: Vec<u64> = Vec::new();
         let mut decoder = Decoder::with_ip(64, bytes, start, DecoderOptions::NONE);
         self.recent.clear();
@@ -423,8 +438,8 @@ impl<'a> Scanner<'a> {
             }
             let site = offset + at as u64;
             let probeable = || kernel_accepts(&bytes[at..at + insn.len()]);
-            if let Some(callee) = after_call.take() {
-                returns.push((callee, insn.ip(), probeable()));
+            if let Some((callee, call)) = after_call.take() {
+                returns.push((callee, call, insn.ip(), probeable()));
             }
             if insn.op0_kind() == OpKind::NearBranch64 {
                 landings.push(insn.near_branch_target());
@@ -438,10 +453,10 @@ impl<'a> Scanner<'a> {
                 // A call that ends the piece never returns (noreturn): what
                 // follows is another function or padding, so it has no site.
                 after_call = match self.stub_at.get(&target) {
-                    Some(&stub) => Some(Callee::Stub(stub)),
-                    None => self.function_at.get(&target).map(|&f| Callee::Function(f)),
+                    Some(&stub) => Some((Callee::Stub(stub), site)),
+                    None => (self.function_at.get(&target)).map(|&f| (Callee::Function(f), site)),
                 };
-                match after_call {
+                match after_call.map(|(callee, _)| callee) {
                     Some(Callee::Stub(stub)) if probeable() => self.call_sites.push((stub, site)),
                     Some(Callee::Stub(stub)) => _ = self.own_entry_only.insert(stub),
                     Some(Callee::Function(f)) => {
@@ -482,11 +497,11 @@ impl<'a> Scanner<'a> {
                 }
             }
         }
-        if let Some(Callee::Function(f)) = after_call {
+        if let Some((Callee::Function(f), _)) = after_call {
             self.function_returns.push((f, None));
         }
         landings.sort_unstable();
-        for (callee, at, accepted) in returns {
+        for (callee, call, at, accepted) in returns {
             let to = return_site(bytes, start, (at, accepted), &landings);
             let file = |to| offset + (to - start);
             let site = to.map(|r| ReturnSite {
@@ -494,7 +509,17 @@ impl<'a> Scanner<'a> {
                 value: file(r.value),
             });
             match callee {
-                Callee::Stub(stub) => self.call_returns.extend(site.map(|s| (stub, s))),
+                Callee::Stub(stub) => {
+                    self.call_returns.extend(site.map(|s| (stub, s)));
+                    let emulated = |r: u64| {
+                        emulated_ahead(bytes, start, r, Line::AfterCall)
+                            .is_some_and(|(a, _)| a == r)
+                    };
+                    let stepped = to.is_some_and(|r| !emulated(r.site));
+                    if let Some(s) = site.filter(|_| stepped && runs_into_ret(bytes, start, at)) {
+                        found.into_ret.push((stub, call, s.site));
+                    }
+                }
                 Callee::Function(f) => self.function_returns.push((f, site)),
             }
         }
@@ -529,6 +554,13 @@ impl<'a> Scanner<'a> {
                     true => s.jump_sites.push(site),
                     false => s.call_sites.push(site),
                 }
+            }
+        }
+        self.into_ret.sort_unstable();
+        self.into_ret.dedup();
+        for (stub, call, ret, caller) in self.into_ret {
+            if let Some(s) = stubs.get_mut(stub).filter(|s| s.call_sites.contains(&call)) {
+                s.into_caller_ret.push(IntoRet { call, ret, caller });
             }
         }
         self.got_slots
@@ -603,6 +635,33 @@ fn return_site(
         value: value.unwrap_or(site),
     })
 }
+
+/// Whether the code at `at` in `bytes` (at `start`) runs into a `ret` in a
+/// straight line of a few instructions, none of them a branch, a call or a
+/// trap: `add $8,%rsp; pop %rbx; ret`, an epilogue after a call. A branch
+/// may land among them; every path through them still ends at the `ret`.
+fn runs_into_ret(bytes: &[u8], start: u64, at: u64) -> bool {
+    let Some(code) = usize::try_from(at - start)
+        .ok()
+        .and_then(|i| bytes.get(i..))
+    else {
+        return false;
+    };
+    let mut decoder = Decoder::with_ip(64, code, at, DecoderOptions::NONE);
+    for _ in 0..INTO_RET_LIMIT {
+        let insn = decoder.decode();
+        match insn.flow_control() {
+            _ if insn.is_invalid() => return false,
+            FlowControl::Return => return insn.mnemonic() == Mnemonic::Ret,
+            FlowControl::Next => {}
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// The most instructions [`runs_into_ret`] looks past.
+const INTO_RET_LIMIT: usize = 8;
 
 /// The `.cold` parts by address, and which function each belongs to.
 struct ColdIndex {
@@ -941,6 +1000,39 @@ int main(int c, char **v) { char *p = malloc(8); release(p); return (int)measure
         let module = read_module(&exe).expect("reading");
         assert!(stub(&module, "strlen").call_sites.is_empty());
         assert!(stub(&module, "free").jump_sites.is_empty());
+    }
+
+    #[test]
+    fn a_stub_call_into_its_callers_epilogue_is_found() {
+        // nap: `call usleep@plt; mov $1,%eax; add $8,%rsp; ret`, and so does
+        // twice's second call; its first returns onto a `call`, which the
+        // kernel emulates.
+        let source = r#"
+#include <unistd.h>
+__attribute__((noipa)) int nap(void) { usleep(1); return 1; }
+__attribute__((noipa)) int twice(void) { usleep(1); usleep(2); return 2; }
+int main(void) { return nap() + twice(); }
+"#;
+        let fx = Fixture::new();
+        let exe = fx.cc("intoret", source, &["-O2"]);
+        let module = read_module(&exe).expect("reading");
+        let insns = testutil::objdump_insns(&exe);
+        let last_call = |f: &Symbol| {
+            let calls: Vec<u64> = (insns.iter())
+                .filter(|&&(a, ref t)| in_range(a, range(f)) && t.ends_with("<usleep@plt>"))
+                .map(|&(a, _)| offset_in(f, a))
+                .collect();
+            let call = *calls.last().unwrap_or_else(|| panic!("{insns:?}"));
+            IntoRet {
+                call,
+                ret: call + 5,
+                caller: f.vaddr,
+            }
+        };
+        let usleep = stub(&module, "usleep");
+        let expected = [find(&module, "nap"), find(&module, "twice")].map(last_call);
+        assert_eq!(usleep.into_caller_ret, expected);
+        assert_eq!(usleep.call_sites.len(), 3);
     }
 
     #[test]

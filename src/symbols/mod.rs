@@ -179,6 +179,11 @@ pub struct ProbeSet {
     /// `jump_sites`): entered where its calls are, its jumped calls are
     /// entered there, with the stack as at the stub's own entry.
     pub jump_entries: Vec<AttachList>,
+    /// Of `call_site_entries`, the calls that run into a `ret` of their
+    /// traced caller (PltStub's `into_caller_ret`), and where each of them
+    /// returns (in `call_returns` too): the caller's exit can end them.
+    pub into_caller_calls: Vec<AttachList>,
+    pub into_caller_returns: Vec<AttachList>,
     /// The ret sites that are direct jumps to a selected function or stub
     /// of the same module (tail calls), with that callee as their id.
     pub tail_targets: Vec<AttachList>,
@@ -207,6 +212,8 @@ impl ProbeSet {
             &mut self.call_returns,
             &mut self.call_site_entries,
             &mut self.jump_entries,
+            &mut self.into_caller_calls,
+            &mut self.into_caller_returns,
             &mut self.tail_targets,
             &mut self.pointer_jumps,
             &mut self.watch_returns,
@@ -282,6 +289,8 @@ struct ModuleLists {
     call_returns: ListBuilder,
     call_sites: ListBuilder,
     jump_sites: ListBuilder,
+    into_caller_calls: ListBuilder,
+    into_caller_returns: ListBuilder,
     tail_targets: ListBuilder,
     pointer_jumps: ListBuilder,
     watch_returns: ListBuilder,
@@ -296,6 +305,8 @@ impl ModuleLists {
             call_returns: ListBuilder::new(path),
             call_sites: ListBuilder::new(path),
             jump_sites: ListBuilder::new(path),
+            into_caller_calls: ListBuilder::new(path),
+            into_caller_returns: ListBuilder::new(path),
             tail_targets: ListBuilder::new(path),
             pointer_jumps: ListBuilder::new(path),
             watch_returns: ListBuilder::new(path),
@@ -330,6 +341,9 @@ impl ModuleLists {
         self.call_returns.finish(&mut set.call_returns);
         self.call_sites.finish(&mut set.call_site_entries);
         self.jump_sites.finish(&mut set.jump_entries);
+        self.into_caller_calls.finish(&mut set.into_caller_calls);
+        self.into_caller_returns
+            .finish(&mut set.into_caller_returns);
         self.tail_targets.finish(&mut set.tail_targets);
         self.pointer_jumps.finish(&mut set.pointer_jumps);
         self.watch_returns.finish(&mut set.watch_returns);
@@ -494,6 +508,14 @@ pub fn probe_set_with(
             }
             for &site in &stub.jump_sites {
                 lists.jump_sites.add(site, id);
+            }
+            for into in stub
+                .into_caller_ret
+                .iter()
+                .filter(|i| at.contains_key(&i.caller))
+            {
+                lists.into_caller_calls.add(into.call, id);
+                lists.into_caller_returns.add(into.ret, id);
             }
             at.insert(stub.vaddr, id);
         }

@@ -76,6 +76,23 @@ pub struct PltStub {
     /// top: the kernel emulates the `jmp`, and hijacks that return address
     /// as well as at the stub.
     pub jump_sites: Vec<u64>,
+    /// The calls of `call_sites` whose return would be single-stepped and
+    /// that run on in a straight line into their caller's `ret` (an
+    /// epilogue: `add $8,%rsp; pop %rbx; ret`). Where that caller is traced,
+    /// its exit ends the stub's call too, a few instructions late, instead
+    /// of a second single-step.
+    pub into_caller_ret: Vec<IntoRet>,
+}
+
+/// One of [`PltStub::into_caller_ret`], by file offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntoRet {
+    /// The call.
+    pub call: u64,
+    /// Where the call returns (its call-return site, left unprobed).
+    pub ret: u64,
+    /// Link-time address of the function that makes the call.
+    pub caller: u64,
 }
 
 /// The PLT stubs of a module, and whether some imports bypass them.
@@ -238,6 +255,7 @@ fn make_stub(jump: &StubJump, imports: &Imports, data: &[u8], segs: &Segments) -
         value_returns: Vec::new(),
         call_sites: Vec::new(),
         jump_sites: Vec::new(),
+        into_caller_ret: Vec::new(),
     })
 }
 

@@ -436,3 +436,18 @@ fn counting_times_a_stub_from_its_calls_and_its_jumps() {
         assert!((l - r).abs() < 20e6, "{f}: {l} / {r} ns");
     }
 }
+
+#[test]
+fn counting_ends_a_library_call_with_its_callers_exit() {
+    if !require_bpf() {
+        return;
+    }
+    // usleep's call returns into nap's epilogue, unprobed: 20 ms each.
+    let (live, recorded) = same_calls(&fixture("intoret", Build::O2), &[], &[], &[]);
+    for f in ["usleep@plt", "nap"] {
+        assert_eq!(live[f].calls, 3, "{live:?}");
+        let (l, r) = (live[f].total, recorded[f].total);
+        assert!((60e6..90e6).contains(&l), "{f}: {l} ns");
+        assert!((l - r).abs() < 20e6, "{f}: {l} / {r} ns");
+    }
+}

@@ -217,3 +217,37 @@ fn a_plt_stub_jumped_to_is_timed_from_its_jumps_with_or_without_the_jumper() {
         assert!(sleeps.iter().all(|ms| (20..40).contains(ms)), "{}", t.graph);
     }
 }
+
+#[test]
+fn a_library_call_returning_into_its_callers_epilogue_ends_with_it() {
+    // nap's call to usleep returns onto `mov $1,%eax; add $8,%rsp; ret`,
+    // which would be single-stepped: nap's exit ends both. Without nap
+    // traced, or with usleep's return value read, the return is probed.
+    let bin = fixture("intoret", Build::O2);
+    if !require_bpf() {
+        return;
+    }
+    let nap = [
+        "            [     1] |   nap() {",
+        "      <dur> [     1] |     usleep@plt();",
+        "      <dur> [     1] |   } /* nap */",
+    ];
+    for exit in ["--exit=auto", "--exit=ret-sites"] {
+        let t = trace(&bin, &[], &[exit]);
+        assert_eq!(t.stdout, "naps=3\n", "{}", t.stderr);
+        let expected = crate::common::looped_main(&nap, 3);
+        assert_text_eq(&normalise(&t.graph), &expected);
+        let sleeps: Vec<u64> = (t.graph.lines())
+            .filter(|l| l.ends_with("usleep@plt();"))
+            .map(|l| crate::common::duration_of(l) / 1_000_000)
+            .collect();
+        assert!(sleeps.iter().all(|ms| (20..40).contains(ms)), "{}", t.graph);
+    }
+    let t = trace(&bin, &[], &["-f", "usleep*"]);
+    assert_eq!(t.graph.matches("usleep@plt();").count(), 3, "{}", t.graph);
+    let t = trace(&bin, &[], &["-R", "usleep@plt@retval/d"]);
+    let nap = nap.map(|l| l.replace("usleep@plt();", "usleep@plt() = 0;"));
+    let nap: Vec<&str> = nap.iter().map(String::as_str).collect();
+    let expected = crate::common::looped_main(&nap, 3);
+    assert_text_eq(&normalise(&t.graph), &expected);
+}
