@@ -175,6 +175,18 @@ fn a_plt_stub_of_a_c_module_is_entered_at_its_calls_and_jumps() {
     assert_text_eq(&normalise(&t.graph), &expected);
 }
 
+/// Asserts `graph` shows `n` calls of usleep@plt, each of the fixture's
+/// 20 ms sleeps (up to 20 ms more, for the tracing).
+#[track_caller]
+fn assert_sleeps(graph: &str, n: usize) {
+    let sleeps: Vec<u64> = (graph.lines())
+        .filter(|l| l.ends_with("usleep@plt();"))
+        .map(|l| crate::common::duration_of(l) / 1_000_000)
+        .collect();
+    assert_eq!(sleeps.len(), n, "{graph}");
+    assert!(sleeps.iter().all(|ms| (20..40).contains(ms)), "{graph}");
+}
+
 #[test]
 fn a_plt_stub_jumped_to_is_timed_from_its_jumps_with_or_without_the_jumper() {
     let bin = fixture("jumpstub", Build::O2);
@@ -209,12 +221,7 @@ fn a_plt_stub_jumped_to_is_timed_from_its_jumps_with_or_without_the_jumper() {
         &["-f", "usleep*"],
     ] {
         let t = trace(&bin, &[], opts);
-        let sleeps: Vec<u64> = (t.graph.lines())
-            .filter(|l| l.ends_with("usleep@plt();"))
-            .map(|l| crate::common::duration_of(l) / 1_000_000)
-            .collect();
-        assert_eq!(sleeps.len(), 3, "{}", t.graph);
-        assert!(sleeps.iter().all(|ms| (20..40).contains(ms)), "{}", t.graph);
+        assert_sleeps(&t.graph, 3);
     }
 }
 
@@ -237,11 +244,7 @@ fn a_library_call_returning_into_its_callers_epilogue_ends_with_it() {
         assert_eq!(t.stdout, "naps=3\n", "{}", t.stderr);
         let expected = crate::common::looped_main(&nap, 3);
         assert_text_eq(&normalise(&t.graph), &expected);
-        let sleeps: Vec<u64> = (t.graph.lines())
-            .filter(|l| l.ends_with("usleep@plt();"))
-            .map(|l| crate::common::duration_of(l) / 1_000_000)
-            .collect();
-        assert!(sleeps.iter().all(|ms| (20..40).contains(ms)), "{}", t.graph);
+        assert_sleeps(&t.graph, 3);
     }
     let t = trace(&bin, &[], &["-f", "usleep*"]);
     assert_eq!(t.graph.matches("usleep@plt();").count(), 3, "{}", t.graph);
