@@ -290,6 +290,14 @@ impl<'obj> Probes<'obj> {
     /// `--exit=auto`: attaches the ret sites (`specs`) BPF asked for
     /// function `id`, in process `pid`, and tells BPF they are there.
     /// [`Probes::retract_exits`] takes them away again.
+    /// Attaches exit links that stay (not on demand).
+    pub fn attach_more(&mut self, specs: Vec<LinkSpec>, pid: u32) -> Result<()> {
+        for spec in specs {
+            self.attach(spec, Some(pid), None)?;
+        }
+        Ok(())
+    }
+
     pub fn attach_exits(&mut self, id: FuncId, specs: Vec<LinkSpec>, pid: u32) -> Result<()> {
         if !specs.is_empty() {
             self.demanded.0 += 1;

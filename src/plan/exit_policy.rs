@@ -504,6 +504,33 @@ pub fn watched(set: &ProbeSet, exit: ExitMode) -> HashSet<FuncId> {
         .collect()
 }
 
+/// `--max-rate` stops tracing `muted`: the links that see the returns of
+/// the stub calls that their exits would have ended ([`into_caller`]).
+pub fn muted_caller_links(sets: &[ProbeSet], muted: &[FuncId]) -> Vec<LinkSpec> {
+    let mut specs = Vec::new();
+    for set in sets {
+        let unprobed = into_caller(set).1;
+        for (returns, callers) in set.into_caller_returns.iter().zip(&set.into_caller_callers) {
+            let ended_by_muted = |offset, _| {
+                let i = returns.offsets.iter().position(|&o| o == offset);
+                let caller = i.and_then(|i| callers.ids.get(i));
+                unprobed.contains(&(returns.path.as_path(), offset))
+                    && caller.is_some_and(|c| muted.contains(c))
+            };
+            let list = keep_probes(returns, ended_by_muted);
+            if !list.offsets.is_empty() {
+                specs.push(LinkSpec {
+                    kind: ProbeKind::CallReturn,
+                    list,
+                    ret_site_exits: true,
+                    ..LinkSpec::plain()
+                });
+            }
+        }
+    }
+    specs
+}
+
 /// Probe sites by file and offset.
 type Sites<'s> = HashSet<(&'s Path, u64)>;
 

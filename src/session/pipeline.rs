@@ -122,6 +122,10 @@ impl Control<'_, '_> {
     /// removed once the calls open now have had time to return
     /// ([`Control::unprobe_muted`]).
     fn exclude(&mut self, ids: &[FuncId]) -> Result<()> {
+        // Library calls that these functions' exits would end get their
+        // own return probes first.
+        let returns = exit_policy::muted_caller_links(&self.exit_sites, ids);
+        self.probes.attach_more(returns, self.pid)?;
         let unmuted = self.probes.mute(ids)?;
         let muted: Vec<FuncId> = ids
             .iter()

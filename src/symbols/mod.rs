@@ -184,6 +184,10 @@ pub struct ProbeSet {
     /// returns (in `call_returns` too): the caller's exit can end them.
     pub into_caller_calls: Vec<AttachList>,
     pub into_caller_returns: Vec<AttachList>,
+    /// The same return sites, with the calling function as their id: its
+    /// exits must be seen for them to be left unprobed (`--max-rate` may
+    /// stop tracing it).
+    pub into_caller_callers: Vec<AttachList>,
     /// The ret sites that are direct jumps to a selected function or stub
     /// of the same module (tail calls), with that callee as their id.
     pub tail_targets: Vec<AttachList>,
@@ -214,6 +218,7 @@ impl ProbeSet {
             &mut self.jump_entries,
             &mut self.into_caller_calls,
             &mut self.into_caller_returns,
+            &mut self.into_caller_callers,
             &mut self.tail_targets,
             &mut self.pointer_jumps,
             &mut self.watch_returns,
@@ -291,6 +296,7 @@ struct ModuleLists {
     jump_sites: ListBuilder,
     into_caller_calls: ListBuilder,
     into_caller_returns: ListBuilder,
+    into_caller_callers: ListBuilder,
     tail_targets: ListBuilder,
     pointer_jumps: ListBuilder,
     watch_returns: ListBuilder,
@@ -307,6 +313,7 @@ impl ModuleLists {
             jump_sites: ListBuilder::new(path),
             into_caller_calls: ListBuilder::new(path),
             into_caller_returns: ListBuilder::new(path),
+            into_caller_callers: ListBuilder::new(path),
             tail_targets: ListBuilder::new(path),
             pointer_jumps: ListBuilder::new(path),
             watch_returns: ListBuilder::new(path),
@@ -344,6 +351,8 @@ impl ModuleLists {
         self.into_caller_calls.finish(&mut set.into_caller_calls);
         self.into_caller_returns
             .finish(&mut set.into_caller_returns);
+        self.into_caller_callers
+            .finish(&mut set.into_caller_callers);
         self.tail_targets.finish(&mut set.tail_targets);
         self.pointer_jumps.finish(&mut set.pointer_jumps);
         self.watch_returns.finish(&mut set.watch_returns);
@@ -509,13 +518,13 @@ pub fn probe_set_with(
             for &site in &stub.jump_sites {
                 lists.jump_sites.add(site, id);
             }
-            for into in stub
-                .into_caller_ret
-                .iter()
-                .filter(|i| at.contains_key(&i.caller))
-            {
+            for into in &stub.into_caller_ret {
+                let Some(&caller) = at.get(&into.caller) else {
+                    continue;
+                };
                 lists.into_caller_calls.add(into.call, id);
                 lists.into_caller_returns.add(into.ret, id);
+                lists.into_caller_callers.add(into.ret, caller);
             }
             at.insert(stub.vaddr, id);
         }

@@ -254,3 +254,24 @@ fn a_library_call_returning_into_its_callers_epilogue_ends_with_it() {
     let expected = crate::common::looped_main(&nap, 3);
     assert_text_eq(&normalise(&t.graph), &expected);
 }
+
+#[test]
+fn a_library_call_its_caller_ended_keeps_its_end_once_max_rate_drops_the_caller() {
+    if !require_bpf() {
+        return;
+    }
+    let bin = fixture("ratedcaller", Build::O2);
+    let t = trace(
+        &bin,
+        &[],
+        &["--max-rate", "50", "-f", "nap", "-f", "usleep*"],
+    );
+    assert_eq!(t.stdout, "n=2010\n", "{}", t.stderr);
+    assert!(
+        t.stderr.contains("over --max-rate 50/s: nap"),
+        "{}",
+        t.stderr
+    );
+    assert!(!t.graph.contains("not seen"), "{}", t.graph);
+    assert_sleeps(&t.graph, 10);
+}
