@@ -510,14 +510,18 @@ pub fn muted_caller_links(sets: &[ProbeSet], muted: &[FuncId]) -> Vec<LinkSpec> 
     let mut specs = Vec::new();
     for set in sets {
         let unprobed = into_caller(set).1;
+        // The two lists name the same sites in the same order.
         for (returns, callers) in set.into_caller_returns.iter().zip(&set.into_caller_callers) {
-            let ended_by_muted = |offset, _| {
-                let i = returns.offsets.iter().position(|&o| o == offset);
-                let caller = i.and_then(|i| callers.ids.get(i));
-                unprobed.contains(&(returns.path.as_path(), offset))
-                    && caller.is_some_and(|c| muted.contains(c))
+            let path = returns.path.as_path();
+            let (offsets, ids) = (returns.offsets.iter().zip(&returns.ids).zip(&callers.ids))
+                .filter(|&((&o, _), c)| muted.contains(c) && unprobed.contains(&(path, o)))
+                .map(|((&o, &id), _)| (o, id))
+                .unzip();
+            let list = AttachList {
+                path: path.to_path_buf(),
+                offsets,
+                ids,
             };
-            let list = keep_probes(returns, ended_by_muted);
             if !list.offsets.is_empty() {
                 specs.push(LinkSpec {
                     kind: ProbeKind::CallReturn,

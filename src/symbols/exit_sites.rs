@@ -507,16 +507,13 @@ impl<'a> Scanner<'a> {
             let site = to.map(|r| ReturnSite {
                 site: file(r.site),
                 value: file(r.value),
+                ..r
             });
             match callee {
                 Callee::Stub(stub) => {
                     self.call_returns.extend(site.map(|s| (stub, s)));
-                    let emulated = |r: u64| {
-                        emulated_ahead(bytes, start, r, Line::AfterCall)
-                            .is_some_and(|(a, _)| a == r)
-                    };
-                    let stepped = to.is_some_and(|r| !emulated(r.site));
-                    if let Some(s) = site.filter(|_| stepped && runs_into_ret(bytes, start, at)) {
+                    let stepped = site.filter(|s| !s.emulated);
+                    if let Some(s) = stepped.filter(|_| runs_into_ret(bytes, start, at)) {
                         found.into_ret.push((stub, call, s.site));
                     }
                 }
@@ -605,6 +602,8 @@ fn jump_table(insn: &Instruction, before: &[Instruction]) -> bool {
 struct ReturnSite {
     site: u64,
     value: u64,
+    /// `site` is an emulated instruction (else it is single-stepped).
+    emulated: bool,
 }
 
 /// Where to probe the return of a call, which lands at `at` in the piece
@@ -633,6 +632,7 @@ fn return_site(
     Some(ReturnSite {
         site,
         value: value.unwrap_or(site),
+        emulated: ahead.is_some(),
     })
 }
 
@@ -829,6 +829,7 @@ mod tests {
         let expected = ReturnSite {
             site: 0x1004,
             value: 0x1000,
+            emulated: true,
         };
         assert_eq!(site(&overwrites), Some(expected));
         // mov %rax,%rbx; call ...: both on the call.
@@ -836,6 +837,7 @@ mod tests {
         let expected = ReturnSite {
             site: 0x1003,
             value: 0x1003,
+            emulated: true,
         };
         assert_eq!(site(&keeps), Some(expected));
         // A branch lands on the call: neither moves there.
@@ -843,6 +845,7 @@ mod tests {
         let expected = ReturnSite {
             site: 0x1000,
             value: 0x1000,
+            emulated: false,
         };
         assert_eq!(landed, Some(expected));
     }
