@@ -527,10 +527,11 @@ static __always_inline void send_values(struct pt_regs *regs, struct thread_stat
 static __always_inline void end_syscall(struct thread_state *s, __s64 ret, __u64 now, __u8 flags);
 
 /* Counting mode (defined with the return programs). */
-static __always_inline void count_call(struct thread_state *s, __u32 d, __u64 now);
-static __always_inline void count_frames(struct thread_state *s, __u32 low, __u32 top, __u64 now);
+static __always_inline void count_call(struct thread_state *s, __u32 d, __u64 now, bool running);
+static __always_inline void count_frames(struct thread_state *s, __u32 low, __u32 top, __u64 now,
+					bool running);
 static __always_inline void count_deep_entry(struct thread_state *s, __u32 func, __u32 d, __u64 now);
-static __always_inline void count_open_calls(struct thread_state *s, __u64 now);
+static __always_inline void count_open_calls(struct thread_state *s, __u64 now, bool running);
 
 /* --io: gives the bytes `task` read and wrote since the last time to its
  * current call (defined with the I/O programs). */
@@ -583,7 +584,7 @@ int BPF_PROG(on_exec, struct task_struct *task, pid_t old_pid, struct linux_binp
 	if (s && s->depth && !count_only)
 		emit(s, EV_GONE, 0, now, 0);
 	if (s && count_only)
-		count_open_calls(s, now);
+		count_open_calls(s, now, false);
 	stop_for_userspace(s, EV_LOAD, 0);
 	if (s) {
 		/* A thread that was not the leader now has its tid. */
@@ -615,8 +616,9 @@ int BPF_PROG(on_thread_exit, struct task_struct *task)
 		/* Calls still open never return: exit(), pthread_exit(). */
 		if (s->depth && !count_only && !paused)
 			emit(s, EV_GONE, 0, bpf_ktime_get_ns(), 0);
+		/* After the run, as the report closes them: still running. */
 		if (count_only)
-			count_open_calls(s, bpf_ktime_get_ns());
+			count_open_calls(s, bpf_ktime_get_ns(), paused);
 		set_depth(s, 0);
 		flush(s);
 	}
@@ -655,7 +657,7 @@ int flush_all(struct bpf_iter__task *ctx)
 	/* Counting mode: what is still open ends with the run, as the report
 	 * ends it (after -p). */
 	if (s && count_only)
-		count_open_calls(s, bpf_ktime_get_ns());
+		count_open_calls(s, bpf_ktime_get_ns(), true);
 	if (s)
 		flush(s);
 	return 0;
@@ -766,7 +768,7 @@ static __always_inline void drop_scanned(struct thread_state *s, struct drop_sca
 	/* Counting mode: the dropped frames end where the report ends them
 	 * (EV_UNWIND's time, else the thread's next event: this one). */
 	if (count_only)
-		count_frames(s, s->depth, before, ended);
+		count_frames(s, s->depth, before, ended, false);
 	if (s->emitted > s->depth)
 		s->emitted = s->depth;
 	if (abandoned && !count_only)
@@ -1044,7 +1046,7 @@ static __always_inline struct func_counts *late_counts_of(__u32 func)
  * its thread ended), counted as the report counts it. A call the report's
  * --max-depth or -t would hide is not counted, and its time stays its
  * caller's own, as there. */
-static __always_inline void count_call(struct thread_state *s, __u32 d, __u64 now)
+static __always_inline void count_call(struct thread_state *s, __u32 d, __u64 now, bool running)
 {
 	struct frame *f = frame_at(s, d);
 	__u32 func = f->func;
@@ -1066,6 +1068,7 @@ static __always_inline void count_call(struct thread_state *s, __u32 d, __u64 no
 	if (!st)
 		return;
 	st->count += 1;
+	st->running += running;
 	if (!nested || !open_below(s, func, d))
 		st->total_ns += dur;
 	st->self_ns += dur > f->child ? dur - f->child : 0;
@@ -1104,16 +1107,19 @@ static __always_inline void count_deep_exit(struct thread_state *s, __u32 func, 
 }
 
 /* Counting mode: the thread's open calls end at `now` (it exited, or exec'd),
- * as the report ends them there. Those without a frame are userspace's. */
-static __always_inline void count_open_calls(struct thread_state *s, __u64 now)
+ * as the report ends them there; `running`: they were still running when
+ * the trace ended (detach), and are counted so. Those without a frame are
+ * userspace's: left open, its replay ends them with the trace the same way. */
+static __always_inline void count_open_calls(struct thread_state *s, __u64 now, bool running)
 {
 	if (s->depth > MAX_FRAMES) {
-		emit(s, EV_GONE, 0, now, 0);
+		if (!running)
+			emit(s, EV_GONE, 0, now, 0);
 		if (MAX_FRAMES <= max_depth && now - s->deep_ts >= min_duration_ns)
 			frame_at(s, MAX_FRAMES - 1)->child += now - s->deep_ts;
 		set_depth(s, MAX_FRAMES);
 	}
-	count_frames(s, 0, s->depth, now);
+	count_frames(s, 0, s->depth, now, running);
 	set_depth(s, 0);
 }
 
@@ -1121,6 +1127,7 @@ struct count_range {
 	struct thread_state *s;
 	__u32 low, top;
 	__u64 now;
+	bool running;
 };
 
 static long count_one(__u64 i, void *ctx)
@@ -1129,16 +1136,20 @@ static long count_one(__u64 i, void *ctx)
 
 	if (r->top <= r->low + i)
 		return 1;
-	count_call(r->s, r->top - 1 - i, r->now);
+	count_call(r->s, r->top - 1 - i, r->now, r->running);
 	return 0;
 }
 
 /* Counts frames low..top-1, innermost first, as ended at `now`. bpf_loop:
  * count_call() scans the frames below, and unrolled loops of loops are
  * more jumps than the verifier follows. */
-static __always_inline void count_frames(struct thread_state *s, __u32 low, __u32 top, __u64 now)
+static __always_inline void count_frames(struct thread_state *s, __u32 low, __u32 top, __u64 now,
+					 bool running)
 {
-	struct count_range r = { .s = s, .low = low, .top = top < MAX_FRAMES ? top : MAX_FRAMES, .now = now };
+	struct count_range r = {
+		.s = s, .low = low, .top = top < MAX_FRAMES ? top : MAX_FRAMES, .now = now,
+		.running = running,
+	};
 
 	if (r.top > low)
 		bpf_loop(r.top - low, count_one, &r, 0);
@@ -1157,7 +1168,7 @@ static __always_inline void end_top(struct pt_regs *regs, struct thread_state *s
 	set_depth(s, d);
 	if (count_only) {
 		if (d < MAX_FRAMES)
-			count_call(s, d, now);
+			count_call(s, d, now, false);
 		else
 			count_deep_exit(s, func, d, now);
 		return;

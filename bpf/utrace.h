@@ -201,6 +201,7 @@ struct func_counts {
 	__u64 min_ns;
 	__u64 max_ns;
 	__u64 sum_ns; /* every call's duration, nested recursive ones too: avg = sum / count */
+	__u64 running; /* of `count`, still running at detach: timed to it */
 };
 
 /* --syscalls: what BPF needs to know per system call number. */

@@ -20,6 +20,9 @@ pub struct Stats {
     pub max_ns: u64,
     /// Every call's own duration, nested activations included.
     pub sum_ns: u64,
+    /// Calls still running when the trace ended (after `-p`, at detach):
+    /// timed to the end, so every time of the function is a lower bound.
+    pub running: u64,
 }
 
 impl Stats {
@@ -43,6 +46,7 @@ impl Stats {
         self.total_ns += other.total_ns;
         self.self_ns += other.self_ns;
         self.sum_ns += other.sum_ns;
+        self.running += other.running;
     }
 }
 
@@ -116,6 +120,7 @@ impl StatsByFunction {
                     None => true,
                 };
                 self.add(func, ts.saturating_sub(entry_ts), child_ns, outermost);
+                self.stats[func.index()].running += u64::from(end == End::Open);
             }
         }
     }
@@ -364,6 +369,7 @@ mod tests {
                 min_ns: 20,
                 max_ns: 80,
                 sum_ns: 150,
+                running: 0,
             }
         );
         // 80, 50 and 20 ns: the mean call, not total / calls (26 ns < min).
@@ -378,6 +384,7 @@ mod tests {
                 min_ns: 100,
                 max_ns: 100,
                 sum_ns: 100,
+                running: 0,
             }
         );
         assert_eq!(rows[0].0, FuncId(0));
@@ -394,6 +401,7 @@ mod tests {
             min_ns: 20,
             max_ns: 40,
             sum_ns: 90,
+            running: 1,
         };
         let deep = Stats {
             calls: 2,
@@ -402,6 +410,7 @@ mod tests {
             min_ns: 5,
             max_ns: 15,
             sum_ns: 20,
+            running: 1,
         };
         let mut all = Stats::default();
         all.merge(&bpf);
@@ -415,6 +424,7 @@ mod tests {
             min_ns: 5,
             max_ns: 40,
             sum_ns: 110,
+            running: 2,
         };
         assert_eq!(all, expected);
     }

@@ -616,6 +616,7 @@ impl<'obj> Probes<'obj> {
             sum.total_ns += cpu.total_ns;
             sum.self_ns += cpu.self_ns;
             sum.sum_ns += cpu.sum_ns;
+            sum.running += cpu.running;
             sum.max_ns = sum.max_ns.max(cpu.max_ns);
             if cpu.count > 0 && (sum.min_ns == 0 || cpu.min_ns < sum.min_ns) {
                 sum.min_ns = cpu.min_ns;

@@ -7,6 +7,8 @@
 //! thread moves on, or for at most `HOLD_NS`, after which it is printed as
 //! `f() {` so a call still running is always visible. A system call is a
 //! leaf with its arguments and result: `read(3, 0x…, 4096) = 811;`.
+//! A call still running when the trace ends (after `-p`, at detach) closes
+//! with no duration: `} /* f */ /* still running */`.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -137,6 +139,7 @@ impl CallGraph {
             );
         }
         match line.shape {
+            Shape::Close { end: End::Open, .. } => text.push_str("            "),
             Shape::Leaf { ns, .. } | Shape::Close { ns, .. } => {
                 text.push(' ');
                 push_duration(&mut text, ns, self.layout.color);
@@ -326,11 +329,6 @@ impl Sink for CallGraph {
                 });
             }
             Call::Leave {
-                end: End::Open,
-                tid,
-                ..
-            } => self.open_pending(tid),
-            Call::Leave {
                 tid,
                 func,
                 depth,
@@ -349,7 +347,8 @@ impl Sink for CallGraph {
                         .is_some_and(|l| l.func == func && l.depth == depth),
                     None => false,
                 };
-                if leaf && !self.layout.flat {
+                // Still running at the end: opened, then closed with no time.
+                if leaf && !self.layout.flat && end != End::Open {
                     let seq = self.pending.remove(&tid).unwrap_or_default();
                     if let Some(line) = self.queue.get_mut((seq - self.front_seq) as usize) {
                         line.shape = Shape::Leaf { ns, end };

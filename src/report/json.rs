@@ -1,12 +1,14 @@
 //! `--format=json`: the summary, machine-readable, in exactly this shape:
 //! `{"functions":[{"function","linkage_name","module","source","calls",
-//! "total_ns","self_ns","avg_ns","min_ns","max_ns"}, ...],
+//! "total_ns","self_ns","avg_ns","min_ns","max_ns","running"}, ...],
 //! "syscalls":[{"function","module","syscall","calls","errors","total_ns",
 //! "bytes"}, ...], "lost_events", "threads", "events"}`. `linkage_name` is
 //! the symbol as the symbol table spells it (to join with nm, perf or
 //! c++filt output); `module` is the full path of the module holding the
 //! function (for a PLT stub `<sym>@plt`, the calling module); `source` is
-//! `path/file.c:12` from debug info, or null. A syscall row's `function` is
+//! `path/file.c:12` from debug info, or null; `running` counts the calls
+//! still running when the trace ended (after `-p`, at detach), timed to
+//! its end: with any, the function's times are lower bounds. A syscall row's `function` is
 //! null when no traced call was open; `bytes` sums the results ≥ 0 of the
 //! read/write family. With `--io`, `"io":[{"function","module",
 //! "syscall_read_bytes","syscall_write_bytes","cache_hit_pages",
@@ -51,6 +53,7 @@ struct Function<'a> {
     avg_ns: u64,
     min_ns: u64,
     max_ns: u64,
+    running: u64,
 }
 
 #[derive(Serialize)]
@@ -156,6 +159,7 @@ impl Sink for Json {
                 avg_ns: s.avg_ns(),
                 min_ns: s.min_ns,
                 max_ns: s.max_ns,
+                running: s.running,
             })
             .collect();
         let syscalls = self
@@ -204,9 +208,11 @@ mod tests {
         let expected = serde_json::json!({
             "functions": [
                 {"function": "main", "linkage_name": "main", "module": "/opt/sort", "source": null,
-                 "calls": 1, "total_ns": 100, "self_ns": 20, "avg_ns": 100, "min_ns": 100, "max_ns": 100},
+                 "calls": 1, "total_ns": 100, "self_ns": 20, "avg_ns": 100, "min_ns": 100, "max_ns": 100,
+                 "running": 0},
                 {"function": "fib", "linkage_name": "fib", "module": "/opt/sort", "source": "/src/fib.c:7",
-                 "calls": 3, "total_ns": 80, "self_ns": 80, "avg_ns": 50, "min_ns": 20, "max_ns": 80},
+                 "calls": 3, "total_ns": 80, "self_ns": 80, "avg_ns": 50, "min_ns": 20, "max_ns": 80,
+                 "running": 0},
             ],
             "syscalls": [],
             "lost_events": 3,
@@ -226,6 +232,7 @@ mod tests {
             "\"avg_ns\"",
             "\"min_ns\"",
             "\"max_ns\"",
+            "\"running\"",
         ];
         let at: Vec<usize> = keys.iter().map(|k| text.find(k).unwrap()).collect();
         assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");

@@ -102,10 +102,16 @@ impl Summary {
             "=".repeat(name_width),
             "=".repeat(6)
         )?;
-        for (func, s) in rows {
+        let mut running = Vec::new();
+        for &(func, s) in &rows {
             let mut line = format!("{:>WIDTH$} ", thousands(s.calls));
+            // A call timed to the trace's end makes each time a lower bound.
+            let bound = if s.running > 0 { "+" } else { "" };
             for ns in [s.total_ns, s.self_ns, s.avg_ns(), s.min_ns, s.max_ns] {
-                line.push_str(&format!("{:>WIDTH$} ", human_duration(ns)));
+                line.push_str(&format!("{:>WIDTH$} ", human_duration(ns) + bound));
+            }
+            if s.running > 0 {
+                running.push((func, s.running));
             }
             let module = module_name(table.module_of(func));
             let name = table.name(func);
@@ -118,8 +124,26 @@ impl Summary {
                 false => writeln!(self.out, "{row}")?,
             }
         }
+        if !running.is_empty() {
+            writeln!(self.out, "\n{}", running_note(&running, table))?;
+        }
         Ok(())
     }
+}
+
+/// What the `+` after a row's times means: "+ at least: 2 calls were still
+/// running when the trace ended, timed to its end: work (1), block (1)".
+fn running_note(running: &[(crate::model::FuncId, u64)], table: &FuncTable) -> String {
+    let calls: u64 = running.iter().map(|r| r.1).sum();
+    let each: Vec<String> = (running.iter())
+        .map(|&(func, n)| format!("{} ({})", table.name(func), thousands(n)))
+        .collect();
+    format!(
+        "+ at least: {} call{} still running when the trace ended, timed to its end: {}",
+        thousands(calls),
+        if calls == 1 { " was" } else { "s were" },
+        each.join(", ")
+    )
 }
 
 /// "2,469,134 events, 3 threads, 0 lost, 1.234 s traced"

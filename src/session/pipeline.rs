@@ -402,5 +402,6 @@ pub(super) fn stats_of(raw: &BpfCounts) -> Stats {
         min_ns: raw.min_ns,
         max_ns: raw.max_ns,
         sum_ns: raw.sum_ns,
+        running: raw.running,
     }
 }

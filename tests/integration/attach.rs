@@ -7,7 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{
-    Build, copy_program, count_calls, counts, fixture, require_bpf, spawn_attached, utrace,
+    Build, assert_text_eq, copy_program, count_calls, counts, fixture, normalise, require_bpf,
+    spawn_attached, summary_calls, utrace,
 };
 
 /// A copy of `bin` in `dir`: a file of its own, so probes other tests put on
@@ -233,4 +234,148 @@ fn sigkill_of_utrace_leaves_no_probe_behind() {
         return;
     }
     detach_restores_code(libc::SIGKILL);
+}
+
+/// Attaches to the running fixture with `opts`, lets it run until block()
+/// waits, and detaches; returns what utrace wrote to `-o` (none with
+/// `--record`).
+fn detached_while_blocked(opts: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut running = Spin::start(
+        &private_copy(&fixture("running", Build::O2), dir.path()),
+        &[],
+    );
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = utrace();
+    cmd.args(opts).arg("-p").arg(running.pid.to_string());
+    if !opts.contains(&"--record") {
+        cmd.arg("-o").arg(out.path());
+    }
+    let mut tracer = spawn_attached(&mut cmd).0;
+    signal(running.pid, libc::SIGUSR1);
+    let mut line = String::new();
+    BufReader::new(running.child.stdout.as_mut().expect("piped"))
+        .read_line(&mut line)
+        .expect("reading the fixture's output");
+    assert_eq!(line.trim(), "blocking");
+    // work() and block() are entered microseconds after that line.
+    std::thread::sleep(Duration::from_millis(300));
+    signal(tracer.id(), libc::SIGINT);
+    let status = wait(&mut tracer, Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+    assert!(running.alive(), "the traced process keeps running");
+    std::fs::read_to_string(out.path()).unwrap()
+}
+
+#[test]
+fn calls_running_at_detach_close_marked_with_no_duration() {
+    if !require_bpf() {
+        return;
+    }
+    let graph = detached_while_blocked(&["-f", "step", "-f", "work", "-f", "block"]);
+    let expected = "
+# DURATION     TID     FUNCTION
+      <dur> [     1] | step();
+      <dur> [     1] | step();
+      <dur> [     1] | step();
+            [     1] | work() {
+            [     1] |   block() {
+            [     1] |   } /* block */ /* still running */
+            [     1] | } /* work */ /* still running */
+";
+    assert_text_eq(expected, &normalise(&graph));
+}
+
+/// The summary rows of `text` that carry `+` (times that are lower bounds),
+/// as (function, calls), and the note under the table that explains them.
+fn bounded_rows(text: &str) -> (Vec<(String, u64)>, Option<String>) {
+    let rows = (text.lines().skip(2))
+        .take_while(|l| !l.trim().is_empty())
+        .filter(|l| l.contains("s+ "))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[f.len() - 2].to_string(), f[0].parse().unwrap())
+        })
+        .collect();
+    let note = text
+        .lines()
+        .find(|l| l.starts_with("+ "))
+        .map(str::to_string);
+    (rows, note)
+}
+
+const RUNNING_NOTE: &str = "+ at least: 2 calls were still running when the trace ended, \
+                            timed to its end: block (1), work (1)";
+
+#[test]
+fn calls_running_at_detach_count_as_lower_bounds_in_the_report() {
+    if !require_bpf() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("utrace.data");
+    let data = data.to_str().unwrap();
+    detached_while_blocked(&[
+        "--record", "-d", data, "-f", "step", "-f", "work", "-f", "block",
+    ]);
+    let report = |format: &str| {
+        let out = utrace()
+            .args(["--report", "-d", data, "--sort=name", format])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let summary = report("--format=summary");
+    assert_eq!(
+        summary_calls(&summary),
+        counts(&[("step", 3), ("work", 1), ("block", 1)]),
+        "{summary}"
+    );
+    let (rows, note) = bounded_rows(&summary);
+    assert_eq!(
+        rows,
+        [("block".to_string(), 1), ("work".to_string(), 1)],
+        "{summary}"
+    );
+    assert_eq!(note.as_deref(), Some(RUNNING_NOTE), "{summary}");
+    let json: serde_json::Value = serde_json::from_str(&report("--format=json")).unwrap();
+    let running: Vec<(&str, u64)> = (json["functions"].as_array().unwrap().iter())
+        .map(|f| {
+            (
+                f["function"].as_str().unwrap(),
+                f["running"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(running, [("block", 1), ("step", 0), ("work", 1)], "{json}");
+}
+
+#[test]
+fn counting_marks_the_calls_running_at_detach_as_the_report_does() {
+    if !require_bpf() {
+        return;
+    }
+    let summary = detached_while_blocked(&[
+        "--format=summary",
+        "--sort=name",
+        "-f",
+        "step",
+        "-f",
+        "work",
+        "-f",
+        "block",
+    ]);
+    assert_eq!(
+        summary_calls(&summary),
+        counts(&[("step", 3), ("work", 1), ("block", 1)]),
+        "{summary}"
+    );
+    let (rows, note) = bounded_rows(&summary);
+    assert_eq!(
+        rows,
+        [("block".to_string(), 1), ("work".to_string(), 1)],
+        "{summary}"
+    );
+    assert_eq!(note.as_deref(), Some(RUNNING_NOTE), "{summary}");
 }
