@@ -799,10 +799,6 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 #define COOKIE_JMP_REG (1ULL << COOKIE_JMP_REG_BIT)
 #define COOKIE_WITH_CALLER (1ULL << COOKIE_WITH_CALLER_BIT)
 
-/* How far past a function's entry its entry probe may sit (moved off a
- * single-stepped first instruction), for settle_jump's jump target. */
-#define ENTRY_SLACK 32
-
 /* No function id: settle_jump for an event that enters none. */
 #define NO_FUNC 0xffffffffU
 

@@ -40,6 +40,10 @@ enum utrace_limits {
 	 * 64: every hijack checks a budget, and a longjmp's stale return
 	 * instances never push the kernel's count past the highest budget. */
 	SHORT_BUDGET = 63,
+	/* How far past a function's first byte its entry probe may sit
+	 * (moved off a single-stepped instruction): settle_jump tells a jump
+	 * to the function by it. Symbols' ENTRY_MOVE_MAX is the same. */
+	ENTRY_SLACK = 32,
 };
 
 /* Entry cookies carry the function id in their low 32 bits and these flags

@@ -21,6 +21,11 @@ pub(crate) use skel::types::{
 use crate::symbols::libc::Helper;
 pub(crate) use skel::{UtraceSkel, UtraceSkelBuilder};
 
+/// How far past a function's first byte BPF looks for its entry probe:
+/// as far as symbols moves it, checked when this builds.
+const ENTRY_SLACK: u64 = utrace_limits::ENTRY_SLACK.0 as u64;
+const _: () = assert!(ENTRY_SLACK == crate::symbols::placement::ENTRY_MOVE_MAX);
+
 /// `--max-depth` is capped here: an event's depth field is 16 bits.
 pub const MAX_SENT_DEPTH: u32 = utrace_limits::MAX_SENT_DEPTH.0;
 

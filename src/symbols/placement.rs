@@ -103,7 +103,12 @@ impl Placement {
 }
 
 /// The most instructions a probe is moved past.
-const MOVE_LIMIT: usize = 8;
+const MOVE_LIMIT: usize = 16;
+
+/// The most bytes past a function's first byte its entry probe is moved
+/// to: BPF's ENTRY_SLACK (bpf/utrace.h), which tells a jump through a
+/// pointer to the function by that distance (settle_jump).
+pub const ENTRY_MOVE_MAX: u64 = 32;
 
 /// The SysV integer argument registers, in order.
 const ARG_REGISTERS: [Register; 6] = [
@@ -133,7 +138,7 @@ pub fn move_to_emulated(
     else {
         return placement;
     };
-    if lands_in(body, vaddr, &((placement.probe_vaddr + 1)..=to)) {
+    if to - vaddr > ENTRY_MOVE_MAX || lands_in(body, vaddr, &((placement.probe_vaddr + 1)..=to)) {
         return placement;
     }
     let clobbers = (ARG_REGISTERS.iter().enumerate())
@@ -157,13 +162,10 @@ pub fn move_to_emulated(
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Line {
     /// From a function's entry: its arguments are read at the probe, so
-    /// nothing before it may write memory, and a `jmp` ends the line (a jump
-    /// within the function would carry the probe past a branch target).
+    /// nothing before it may write memory.
     Entry,
     /// From where a call returns: only the stack pointer and the return
-    /// value matter there, so memory may be written, and the probe may sit
-    /// on a `jmp` that stays in the function (a jump out is a tail call, an
-    /// exit site of its own).
+    /// value matter there, so memory may be written.
     AfterCall,
 }
 
@@ -174,7 +176,8 @@ pub(crate) enum Line {
 /// %rsp alone, so the stack is as it was at `from`, and write no memory on
 /// an [`Line::Entry`] line. The instruction found is a `push`, a nop, a
 /// direct `call`, or a `jcc` (or, after a call, a `jmp`) that stays in
-/// `body`: never a `ret` or a jump out, which are exit sites of their own.
+/// `body`: never a `ret` or a jump out (a tail call), which are exit sites
+/// of their own. A `jmp` that stays is where the line ends, not followed.
 /// `from` itself is the answer when it qualifies. Whether a branch lands
 /// between is the caller's to check.
 pub(crate) fn emulated_ahead(body: &[u8], vaddr: u64, from: u64, line: Line) -> Option<(u64, u32)> {
@@ -194,8 +197,7 @@ pub(crate) fn emulated_ahead(body: &[u8], vaddr: u64, from: u64, line: Line) -> 
         if is_emulated(&insn, bytes) {
             let inside = (vaddr..end).contains(&insn.near_branch_target());
             let stays = match insn.flow_control() {
-                FlowControl::ConditionalBranch => inside,
-                FlowControl::UnconditionalBranch => line == Line::AfterCall && inside,
+                FlowControl::ConditionalBranch | FlowControl::UnconditionalBranch => inside,
                 FlowControl::Call | FlowControl::Next => true,
                 _ => false,
             };
@@ -543,6 +545,24 @@ mod tests {
         assert_eq!(p.moved.expect("moved").clobbers, 0b1100);
     }
 
+    /// mov $1,%eax, `n` times, then jmp 1f; nop; 1: ret.
+    fn movs_then_jump(n: usize) -> Vec<u8> {
+        let mut body = [0xb8, 1, 0, 0, 0].repeat(n);
+        body.extend([0xeb, 0x01, 0x90, 0xc3]);
+        body
+    }
+
+    #[test]
+    fn an_entry_moves_onto_a_jump_within_the_function_up_to_bpfs_slack() {
+        // Lua's luaH_getshortstr: nine register-only instructions, then a
+        // jmp into its loop, 31 bytes in.
+        let p = moved(&movs_then_jump(6));
+        assert_eq!((p.probe_vaddr, p.path), (0x101e, EntryPath::Emulated));
+        // 35 bytes in: past what BPF's settle_jump allows for.
+        let p = moved(&movs_then_jump(7));
+        assert_eq!((p.probe_vaddr, p.moved), (0x1000, None));
+    }
+
     #[test]
     fn an_entry_stays_where_moving_it_would_change_what_is_seen() {
         let stays = |body: &[u8], why: &str| {
@@ -579,7 +599,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_call_the_line_passes_memory_writes_and_ends_on_a_jump_within() {
+    fn after_a_call_the_line_passes_memory_writes_and_either_ends_on_a_jump_within() {
         let ahead = |body: &[u8], line| emulated_ahead(body, 0x1000, 0x1000, line);
         // mov %rax,0x8(%rsp); mov %rbx,%rdi; call ...: memory written.
         let stores = [
@@ -589,7 +609,7 @@ mod tests {
         assert_eq!(ahead(&stores, Line::AfterCall), Some((0x1008, 0b1000_0000)));
         // mov %eax,%ebx; jmp 1f; nop; 1: ret: a jump that stays in the body.
         let jumps = [0x89, 0xc3, 0xeb, 0x01, 0x90, 0xc3];
-        assert_eq!(ahead(&jumps, Line::Entry), None);
+        assert_eq!(ahead(&jumps, Line::Entry), Some((0x1002, 0b1000)));
         assert_eq!(ahead(&jumps, Line::AfterCall), Some((0x1002, 0b1000)));
         // mov %eax,%ebx; jmp out: a tail call, an exit site of its own.
         let leaves = [0x89, 0xc3, 0xe9, 0x00, 0x10, 0, 0];

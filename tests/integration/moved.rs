@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use crate::common::{Build, assert_text_eq, fixture, normalise, require_bpf, run, trace, utrace};
 
-/// File offset of the first conditional jump of `function`, by objdump (a
+/// File offset of the first jump (conditional or not) of `function`, by objdump (a
 /// PIE's text is mapped at its file offset).
-fn first_jcc(bin: &Path, function: &str) -> String {
+fn first_jump(bin: &Path, function: &str) -> String {
     let out = Command::new("objdump")
         .args(["-d", "--no-show-raw-insn"])
         .arg(bin)
@@ -49,29 +49,32 @@ fn row<'a>(list: &'a str, function: &str) -> Vec<&'a str> {
 }
 
 #[test]
-fn a_single_stepped_entry_is_probed_at_its_first_jcc_and_counted_once() {
+fn a_single_stepped_entry_is_probed_at_its_first_jump_and_counted_once() {
     let bin = fixture("moved", Build::O2);
     let list = listed(&bin);
-    for function in ["sum_pos", "scale", "bump"] {
+    for function in ["sum_pos", "scale", "bump", "hop"] {
         let cols = row(&list, function);
-        let jcc = first_jcc(&bin, function);
-        assert_eq!(cols[1..3], [jcc.as_str(), "emulated"], "{list}");
+        let jump = first_jump(&bin, function);
+        assert_eq!(cols[1..3], [jump.as_str(), "emulated"], "{list}");
     }
     if !require_bpf() {
         return;
     }
     let t = trace(&bin, &[], &[]);
-    assert_eq!(t.stdout, "moved ok=77\n");
+    assert_eq!(t.stdout, "moved ok=89\n");
     let expected = "\
 # DURATION     TID     FUNCTION
             [     1] | main() {
             [     1] |   run() {
       <dur> [     1] |     sum_pos();
       <dur> [     1] |     scale();
+      <dur> [     1] |     hop();
       <dur> [     1] |     sum_pos();
       <dur> [     1] |     scale();
+      <dur> [     1] |     hop();
       <dur> [     1] |     sum_pos();
       <dur> [     1] |     scale();
+      <dur> [     1] |     hop();
       <dur> [     1] |     bump();
       <dur> [     1] |   } /* run */
       <dur> [     1] |   printf@plt();
