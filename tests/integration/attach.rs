@@ -286,26 +286,29 @@ fn calls_running_at_detach_close_marked_with_no_duration() {
     assert_text_eq(expected, &normalise(&graph));
 }
 
-/// The summary rows of `text` that carry `+` (times that are lower bounds),
-/// as (function, calls), and the note under the table that explains them.
-fn bounded_rows(text: &str) -> (Vec<(String, u64)>, Option<String>) {
-    let rows = (text.lines().skip(2))
+/// Checks the summary of the running fixture: every call counted, and the
+/// rows of the calls still running at the end (block's and work's) marked
+/// `+` (times that are lower bounds), with the note under the table.
+#[track_caller]
+fn assert_running_marked(summary: &str) {
+    assert_eq!(
+        summary_calls(summary),
+        counts(&[("step", 3), ("work", 1), ("block", 1)]),
+        "{summary}"
+    );
+    let marked: Vec<(&str, u64)> = (summary.lines().skip(2))
         .take_while(|l| !l.trim().is_empty())
         .filter(|l| l.contains("s+ "))
         .map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            (f[f.len() - 2].to_string(), f[0].parse().unwrap())
+            (f[f.len() - 2], f[0].parse().unwrap())
         })
         .collect();
-    let note = text
-        .lines()
-        .find(|l| l.starts_with("+ "))
-        .map(str::to_string);
-    (rows, note)
+    assert_eq!(marked, [("block", 1), ("work", 1)], "{summary}");
+    let note = "+ at least: 2 calls were still running when the trace ended, \
+                timed to its end: block (1), work (1)";
+    assert!(summary.lines().any(|l| l == note), "{summary}");
 }
-
-const RUNNING_NOTE: &str = "+ at least: 2 calls were still running when the trace ended, \
-                            timed to its end: block (1), work (1)";
 
 #[test]
 fn calls_running_at_detach_count_as_lower_bounds_in_the_report() {
@@ -326,19 +329,7 @@ fn calls_running_at_detach_count_as_lower_bounds_in_the_report() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8(out.stdout).unwrap()
     };
-    let summary = report("--format=summary");
-    assert_eq!(
-        summary_calls(&summary),
-        counts(&[("step", 3), ("work", 1), ("block", 1)]),
-        "{summary}"
-    );
-    let (rows, note) = bounded_rows(&summary);
-    assert_eq!(
-        rows,
-        [("block".to_string(), 1), ("work".to_string(), 1)],
-        "{summary}"
-    );
-    assert_eq!(note.as_deref(), Some(RUNNING_NOTE), "{summary}");
+    assert_running_marked(&report("--format=summary"));
     let json: serde_json::Value = serde_json::from_str(&report("--format=json")).unwrap();
     let running: Vec<(&str, u64)> = (json["functions"].as_array().unwrap().iter())
         .map(|f| {
@@ -366,16 +357,5 @@ fn counting_marks_the_calls_running_at_detach_as_the_report_does() {
         "-f",
         "block",
     ]);
-    assert_eq!(
-        summary_calls(&summary),
-        counts(&[("step", 3), ("work", 1), ("block", 1)]),
-        "{summary}"
-    );
-    let (rows, note) = bounded_rows(&summary);
-    assert_eq!(
-        rows,
-        [("block".to_string(), 1), ("work".to_string(), 1)],
-        "{summary}"
-    );
-    assert_eq!(note.as_deref(), Some(RUNNING_NOTE), "{summary}");
+    assert_running_marked(&summary);
 }
