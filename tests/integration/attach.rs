@@ -317,18 +317,18 @@ fn calls_running_at_detach_count_as_lower_bounds_in_the_report() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("utrace.data");
-    let data = data.to_str().unwrap();
     detached_while_blocked(&[
-        "--record", "-d", data, "-f", "step", "-f", "work", "-f", "block",
+        "--record",
+        "-d",
+        data.to_str().unwrap(),
+        "-f",
+        "step",
+        "-f",
+        "work",
+        "-f",
+        "block",
     ]);
-    let report = |format: &str| {
-        let out = utrace()
-            .args(["--report", "-d", data, "--sort=name", format])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let report = |format: &str| crate::record::report(&data, &["--sort=name", format]);
     assert_running_marked(&report("--format=summary"));
     let json: serde_json::Value = serde_json::from_str(&report("--format=json")).unwrap();
     let running: Vec<(&str, u64)> = (json["functions"].as_array().unwrap().iter())
