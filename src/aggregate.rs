@@ -119,8 +119,8 @@ impl StatsByFunction {
                     }
                     None => true,
                 };
-                self.add(func, ts.saturating_sub(entry_ts), child_ns, outermost);
-                self.stats[func.index()].running += u64::from(end == End::Open);
+                let total = ts.saturating_sub(entry_ts);
+                self.add(func, total, child_ns, outermost, end == End::Open);
             }
         }
     }
@@ -155,7 +155,8 @@ impl StatsByFunction {
         }
     }
 
-    fn add(&mut self, func: FuncId, total: u64, child_ns: u64, outermost: bool) {
+    /// One call of `func`; `running`: still running when the trace ended.
+    fn add(&mut self, func: FuncId, total: u64, child_ns: u64, outermost: bool, running: bool) {
         let i = func.index();
         if i >= self.stats.len() {
             self.stats.resize(i + 1, Stats::default());
@@ -169,6 +170,7 @@ impl StatsByFunction {
         s.max_ns = s.max_ns.max(total);
         s.sum_ns += total;
         s.calls += 1;
+        s.running += u64::from(running);
         s.self_ns += total.saturating_sub(child_ns);
         if outermost {
             s.total_ns += total;
