@@ -8,9 +8,9 @@
 //! function (for a PLT stub `<sym>@plt`, the calling module); `source` is
 //! `path/file.c:12` from debug info, or null; `running` counts the calls
 //! still running when the trace ended (after `-p`, at detach), timed to
-//! its end: with any, the function's times are lower bounds. A syscall row's `function` is
-//! null when no traced call was open; `bytes` sums the results ≥ 0 of the
-//! read/write family. With `--io`, `"io":[{"function","module",
+//! its end: with any, the function's times are lower bounds. A syscall
+//! row's `function` is null when no traced call was open; `bytes` sums the
+//! results ≥ 0 of the read/write family. With `--io`, `"io":[{"function","module",
 //! "syscall_read_bytes","syscall_write_bytes","cache_hit_pages",
 //! "cache_miss_pages","dirtied_pages","block_read_bytes","block_write_bytes",
 //! "block_requests","writeback_bytes","forced_writeback_bytes",

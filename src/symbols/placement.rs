@@ -600,7 +600,7 @@ mod tests {
     }
 
     #[test]
-    fn after_a_call_the_line_passes_memory_writes_and_either_ends_on_a_jump_within() {
+    fn after_a_call_the_line_passes_memory_writes_and_both_lines_end_on_a_jump_within() {
         let ahead = |body: &[u8], line| emulated_ahead(body, 0x1000, 0x1000, line);
         // mov %rax,0x8(%rsp); mov %rbx,%rdi; call ...: memory written.
         let stores = [

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::common::{Build, assert_text_eq, fixture, normalise, require_bpf, run, trace, utrace};
 
-/// File offset of the first jump (conditional or not) of `function`, by objdump (a
-/// PIE's text is mapped at its file offset).
+/// File offset of the first jump (conditional or not) of `function`, by
+/// objdump (a PIE's text is mapped at its file offset).
 fn first_jump(bin: &Path, function: &str) -> String {
     let out = Command::new("objdump")
         .args(["-d", "--no-show-raw-insn"])
