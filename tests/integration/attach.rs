@@ -47,6 +47,22 @@ impl Spin {
     fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// The fixture's next line of output, trimmed.
+    fn next_line(&mut self) -> String {
+        let mut line = String::new();
+        BufReader::new(self.child.stdout.as_mut().expect("piped"))
+            .read_line(&mut line)
+            .expect("reading the fixture's output");
+        line.trim().to_string()
+    }
+}
+
+/// Ctrl-C to `tracer`: it detaches and ends with success.
+fn ctrl_c(tracer: &mut Child) {
+    signal(tracer.id(), libc::SIGINT);
+    let status = wait(tracer, Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
 }
 
 impl Drop for Spin {
@@ -129,14 +145,8 @@ fn detach_sends_what_a_running_thread_queued() {
     let graph = tempfile::NamedTempFile::new().unwrap();
     let mut tracer = attach(spin.pid, &[], graph.path());
     signal(spin.pid, libc::SIGUSR1);
-    let mut line = String::new();
-    BufReader::new(spin.child.stdout.as_mut().expect("piped"))
-        .read_line(&mut line)
-        .expect("reading the fixture's output");
-    assert_eq!(line.trim(), "ticks=5");
-    signal(tracer.id(), libc::SIGINT);
-    let status = wait(&mut tracer, Duration::from_secs(60));
-    assert!(status.success(), "{status:?}");
+    assert_eq!(spin.next_line(), "ticks=5");
+    ctrl_c(&mut tracer);
     assert!(spin.alive(), "the traced process keeps running");
     let text = std::fs::read_to_string(graph.path()).unwrap();
     assert_eq!(
@@ -236,9 +246,9 @@ fn sigkill_of_utrace_leaves_no_probe_behind() {
     detach_restores_code(libc::SIGKILL);
 }
 
-/// Attaches to the running fixture with `opts`, lets it run until block()
-/// waits, and detaches; returns what utrace wrote to `-o` (none with
-/// `--record`).
+/// Attaches to the running fixture with `opts`, tracing its three
+/// functions, lets it run until block() waits, and detaches; returns what
+/// utrace wrote to `-o` (none with `--record`).
 fn detached_while_blocked(opts: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let mut running = Spin::start(
@@ -247,22 +257,19 @@ fn detached_while_blocked(opts: &[&str]) -> String {
     );
     let out = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = utrace();
-    cmd.args(opts).arg("-p").arg(running.pid.to_string());
+    cmd.args(opts)
+        .args(["-f", "step", "-f", "work", "-f", "block"])
+        .arg("-p")
+        .arg(running.pid.to_string());
     if !opts.contains(&"--record") {
         cmd.arg("-o").arg(out.path());
     }
     let mut tracer = spawn_attached(&mut cmd).0;
     signal(running.pid, libc::SIGUSR1);
-    let mut line = String::new();
-    BufReader::new(running.child.stdout.as_mut().expect("piped"))
-        .read_line(&mut line)
-        .expect("reading the fixture's output");
-    assert_eq!(line.trim(), "blocking");
+    assert_eq!(running.next_line(), "blocking");
     // work() and block() are entered microseconds after that line.
     std::thread::sleep(Duration::from_millis(300));
-    signal(tracer.id(), libc::SIGINT);
-    let status = wait(&mut tracer, Duration::from_secs(60));
-    assert!(status.success(), "{status:?}");
+    ctrl_c(&mut tracer);
     assert!(running.alive(), "the traced process keeps running");
     std::fs::read_to_string(out.path()).unwrap()
 }
@@ -272,7 +279,7 @@ fn calls_running_at_detach_close_marked_with_no_duration() {
     if !require_bpf() {
         return;
     }
-    let graph = detached_while_blocked(&["-f", "step", "-f", "work", "-f", "block"]);
+    let graph = detached_while_blocked(&[]);
     let expected = "
 # DURATION     TID     FUNCTION
       <dur> [     1] | step();
@@ -317,17 +324,7 @@ fn calls_running_at_detach_count_as_lower_bounds_in_the_report() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("utrace.data");
-    detached_while_blocked(&[
-        "--record",
-        "-d",
-        data.to_str().unwrap(),
-        "-f",
-        "step",
-        "-f",
-        "work",
-        "-f",
-        "block",
-    ]);
+    detached_while_blocked(&["--record", "-d", data.to_str().unwrap()]);
     let report = |format: &str| crate::record::report(&data, &["--sort=name", format]);
     assert_running_marked(&report("--format=summary"));
     let json: serde_json::Value = serde_json::from_str(&report("--format=json")).unwrap();
@@ -347,15 +344,6 @@ fn counting_marks_the_calls_running_at_detach_as_the_report_does() {
     if !require_bpf() {
         return;
     }
-    let summary = detached_while_blocked(&[
-        "--format=summary",
-        "--sort=name",
-        "-f",
-        "step",
-        "-f",
-        "work",
-        "-f",
-        "block",
-    ]);
+    let summary = detached_while_blocked(&["--format=summary", "--sort=name"]);
     assert_running_marked(&summary);
 }
