@@ -798,6 +798,7 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 #define COOKIE_JCC (1ULL << COOKIE_JCC_BIT)
 #define COOKIE_JMP_REG (1ULL << COOKIE_JMP_REG_BIT)
 #define COOKIE_WITH_CALLER (1ULL << COOKIE_WITH_CALLER_BIT)
+#define COOKIE_EARLY (1ULL << COOKIE_EARLY_BIT)
 
 /* No function id: settle_jump for an event that enters none. */
 #define NO_FUNC 0xffffffffU
@@ -1468,8 +1469,6 @@ int BPF_URETPROBE(on_exit)
 	return on_return(ctx, PT_REGS_SP(ctx) - 8, true, exit);
 }
 
-/* Attached at `ret` and tail-jump instructions: the return address is
- * still on top of the stack, exactly where the entry saw it. */
 /* Whether the conditional jump with x86 condition code `cc` is taken under
  * `flags` (EFLAGS as the probe found them, before the jump). Odd codes are
  * the even ones negated. */
@@ -1492,17 +1491,26 @@ static __always_inline bool jcc_taken(__u64 flags, __u32 cc)
 	return cc & 1 ? !yes : yes;
 }
 
+/* Attached at `ret` and tail-jump instructions, where the return address
+ * is still on top of the stack, exactly where the entry saw it; or at a
+ * branch into an epilogue (COOKIE_EARLY), a few pops below it. */
 SEC("uprobe.multi")
 int BPF_UPROBE(on_ret_site)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
+	__u64 sp = PT_REGS_SP(ctx);
 	struct thread_state *s;
 
-	/* A conditional tail call not taken: the function goes on. */
+	/* A conditional tail call not taken, or a conditional branch that does
+	 * not go into the epilogue: the function goes on. */
 	if ((cookie & COOKIE_JCC) && !jcc_taken(ctx->flags, (cookie >> COOKIE_CC_SHIFT) & 0xf))
 		return 0;
+	/* A branch into an epilogue: its `ret` is a few pops above. */
+	if (cookie & COOKIE_EARLY)
+		return on_return(ctx, sp + ((cookie >> COOKIE_SLOTS_SHIFT) & 0xff) * 8, false,
+				 EXIT_RET_SITES);
 	if (!(cookie & COOKIE_CHAIN))
-		return on_return(ctx, PT_REGS_SP(ctx), false, EXIT_RET_SITES);
+		return on_return(ctx, sp, false, EXIT_RET_SITES);
 	s = state_or_create();
 	if (!s)
 		return 0;

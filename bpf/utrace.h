@@ -84,6 +84,12 @@ enum cookie_bits {
 	 * of its traced caller, and its own return is not probed (it would be
 	 * single-stepped). The caller's exit ends it, a few instructions late. */
 	COOKIE_WITH_CALLER_BIT = 56,
+	/* On a ret site: a branch into an epilogue, standing in for its `ret`
+	 * (symbols' epilogue.rs): the stack pointer at that `ret` is this
+	 * one's plus 8 × the slots at COOKIE_SLOTS_SHIFT (8 bits). A `jcc`'s
+	 * condition (COOKIE_JCC) is that of the way into the epilogue. */
+	COOKIE_EARLY_BIT = 55,
+	COOKIE_SLOTS_SHIFT = 40,
 };
 
 /* What BPF could not deliver, counted per CPU in the `drops` map (indexed

@@ -76,6 +76,11 @@ pub const COOKIE_CHAIN: u64 = 1 << cookie_bits::COOKIE_CHAIN_BIT.0;
 /// Entry cookie flag at a call to a stub: its caller's exit ends it.
 pub const COOKIE_WITH_CALLER: u64 = 1 << cookie_bits::COOKIE_WITH_CALLER_BIT.0;
 
+/// Ret-site cookie flag: a branch into an epilogue, whose `ret` is the
+/// stack slots at [`COOKIE_SLOTS_SHIFT`] (8 bits) above.
+pub const COOKIE_EARLY: u64 = 1 << cookie_bits::COOKIE_EARLY_BIT.0;
+pub const COOKIE_SLOTS_SHIFT: u32 = cookie_bits::COOKIE_SLOTS_SHIFT.0;
+
 /// Values BPF reads per entry or return (`-A`/`-R`).
 pub const VALUES_MAX: usize = value_limits::VALUES_MAX.0 as usize;
 

@@ -437,7 +437,9 @@ impl<'obj> Probes<'obj> {
             ProbeKind::Helper(h) => vec![helper_cookie(h); list.offsets.len()],
             _ => list.ids.iter().map(|id| u64::from(id.0) | flags).collect(),
         };
-        if spec.kind == ProbeKind::RetSite {
+        if spec.early {
+            sites::mark_early(&list.path, &list.offsets, &mut cookies)?;
+        } else if spec.kind == ProbeKind::RetSite {
             sites::mark(&list.path, &list.offsets, &mut cookies, self.capture_values)?;
         }
         let opts = UprobeMultiOpts {

@@ -11,7 +11,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use super::abi::{COOKIE_CC_SHIFT, COOKIE_JCC, COOKIE_JMP_REG, COOKIE_REG_SHIFT, COOKIE_TAIL_JUMP};
+use super::abi::{
+    COOKIE_CC_SHIFT, COOKIE_EARLY, COOKIE_JCC, COOKIE_JMP_REG, COOKIE_REG_SHIFT,
+    COOKIE_SLOTS_SHIFT, COOKIE_TAIL_JUMP,
+};
+use crate::symbols::epilogue::early_exit;
 
 /// What one ret-site instruction is, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +70,43 @@ pub fn mark(path: &Path, offsets: &[u64], cookies: &mut [u64], values: bool) -> 
         }
     }
     Ok(())
+}
+
+/// Marks the cookies of early sites at `offsets` of `path` (branches into
+/// an epilogue, standing in for its `ret`): the stack slots to that `ret`,
+/// and for a `jcc` the condition under which it goes there, the jump's own
+/// or (falling through) its negation.
+pub fn mark_early(path: &Path, offsets: &[u64], cookies: &mut [u64]) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    // An epilogue is at most 16 instructions of at most 15 bytes.
+    let read = |at: u64| {
+        let mut bytes = vec![0u8; 256];
+        let n = file.read_at(&mut bytes, at).ok()?;
+        bytes.truncate(n);
+        Some(bytes)
+    };
+    for (&offset, cookie) in offsets.iter().zip(cookies) {
+        let code = read(offset).unwrap_or_default();
+        let exit = early_exit(&code, offset, read).with_context(|| {
+            format!(
+                "{} at {offset:#x}: no branch into an epilogue",
+                path.display()
+            )
+        })?;
+        *cookie |= COOKIE_EARLY | (u64::from(exit.slots) << COOKIE_SLOTS_SHIFT);
+        if let (Some(taken), Site::Jcc(cc)) = (exit.taken, site(first_bytes(&code))) {
+            let cc = if taken { cc } else { cc ^ 1 };
+            *cookie |= COOKIE_JCC | (u64::from(cc) << COOKIE_CC_SHIFT);
+        }
+    }
+    Ok(())
+}
+
+fn first_bytes(code: &[u8]) -> [u8; 4] {
+    let mut bytes = [0u8; 4];
+    let n = code.len().min(4);
+    bytes[..n].copy_from_slice(&code[..n]);
+    bytes
 }
 
 #[cfg(test)]

@@ -70,6 +70,10 @@ pub struct LinkSpec {
     /// caller ([`ProbeSet`]'s `into_caller_calls`): the caller's exit ends
     /// them, where their own return would be single-stepped.
     pub with_caller: bool,
+    /// Ret sites that are branches into an epilogue ([`ProbeSet`]'s
+    /// `early_exits`): BPF finds the stack pointer of the `ret` they stand
+    /// for in the cookie.
+    pub early: bool,
 }
 
 impl LinkSpec {
@@ -83,6 +87,7 @@ impl LinkSpec {
             at_calls: false,
             chains: false,
             with_caller: false,
+            early: false,
         }
     }
 
@@ -337,6 +342,25 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
         let lists = lists
             .into_iter()
             .filter(|&(_, k)| !at_calls || k != ProbeKind::CallReturn);
+        // Branches into its epilogues stand in for the `ret`s they cover:
+        // the kernel emulates them, and single-steps a `ret`.
+        let covered: HashSet<(&Path, u64)> = (set.early_covers.iter())
+            .flat_map(|l| l.offsets.iter().zip(&l.ids).map(move |(&o, &f)| (l, o, f)))
+            .filter(|&(_, _, f)| f == id)
+            .map(|(l, o, _)| (l.path.as_path(), o))
+            .collect();
+        for list in &set.early_exits {
+            let list = keep(list, |f| f == id);
+            if !list.offsets.is_empty() && !at_returns {
+                specs.push(LinkSpec {
+                    kind: ProbeKind::RetSite,
+                    list,
+                    ret_site_exits: true,
+                    early: true,
+                    ..LinkSpec::plain()
+                });
+            }
+        }
         for (lists, kind) in lists {
             let how = LinkSpec {
                 kind,
@@ -344,6 +368,8 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
                 ..LinkSpec::plain()
             };
             for list in lists {
+                let stands = |o| kind == ProbeKind::RetSite && !at_returns && covered.contains(&o);
+                let list = &keep_probes(list, |o, _| !stands((list.path.as_path(), o)));
                 let chained = |offset, _| chains.contains(&(list.path.as_path(), offset));
                 for (list, how) in split_chained(&keep(list, |f| f == id), &how, chained) {
                     // Ended where its calls return, it needs of its ret sites
@@ -823,6 +849,26 @@ mod tests {
             [(RetSite, vec![11], true, false)]
         );
         assert!(on_demand_links(&[set()], FuncId(99)).is_empty());
+    }
+
+    #[test]
+    fn on_demand_branches_into_an_epilogue_stand_in_for_the_ret_they_cover() {
+        // 11 has a second `ret` at 0x220, entered only by the `jcc`s at
+        // 0x1f0 and 0x200 (epilogue.rs); its `ret` at 0x210 keeps its site.
+        let mut early = set();
+        let list = |offsets: &[u64]| AttachList {
+            path: PathBuf::from("/bin/x"),
+            offsets: offsets.to_vec(),
+            ids: vec![FuncId(11); offsets.len()],
+        };
+        early.ret_sites.push(list(&[0x220]));
+        early.early_exits = vec![list(&[0x1f0, 0x200])];
+        early.early_covers = vec![list(&[0x220])];
+        let sites: Vec<(Vec<u64>, bool)> = on_demand_links(&[early], FuncId(11))
+            .into_iter()
+            .map(|s| (s.list.offsets, s.early))
+            .collect();
+        assert_eq!(sites, [(vec![0x1f0, 0x200], true), (vec![0x210], false)]);
     }
 
     #[test]

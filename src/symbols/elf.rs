@@ -328,6 +328,8 @@ fn merge_aliases(mut group: Vec<Candidate<'_>>, data: &[u8], segs: &Segments) ->
         placement,
         refused,
         ret_sites: Vec::new(),
+        early_exits: Vec::new(),
+        early_covers: Vec::new(),
         call_returns: Vec::new(),
         value_returns: Vec::new(),
         call_sites: Vec::new(),

@@ -23,6 +23,7 @@ use iced_x86::{
     Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register,
 };
 
+use super::epilogue::{Around, early_sites};
 use super::image::Segments;
 use super::libc;
 use super::placement::{Line, emulated_ahead, gpr_bit, is_direct_jmp, is_jcc, kernel_accepts};
@@ -147,6 +148,7 @@ pub(crate) fn scan(
             scanner.decode(bytes, start, offset);
         }
     }
+    early_exits(code, functions, &parts, taken, &scanner.referenced);
     watch_returns(functions, &scanner.function_returns);
     let returns = by_function(&scanner.function_returns, functions.len());
     let calls = by_function(&scanner.function_calls, functions.len());
@@ -159,6 +161,40 @@ pub(crate) fn scan(
         }
     }
     scanner.finish(stubs)
+}
+
+/// Gives each function the branches that can stand in for its `ret`s in
+/// deep recursion (epilogue.rs), and the `ret`s they stand for.
+fn early_exits(
+    code: &ModuleCode<'_>,
+    functions: &mut [Symbol],
+    parts: &ColdIndex,
+    taken: Option<&HashSet<u64>>,
+    referenced: &HashSet<u64>,
+) {
+    let around = Around {
+        taken,
+        referenced: &|ip| referenced.contains(&ip),
+        lands_unnamed: &lands_unnamed,
+    };
+    for (index, f) in functions.iter_mut().enumerate() {
+        let cold = (parts.parts.iter().zip(&parts.parent))
+            .filter(|(_, parent)| **parent == Some(index))
+            .map(|(part, _)| (part.vaddr, part.size));
+        let pieces: Option<Vec<(&[u8], u64, u64)>> = std::iter::once((f.vaddr, f.size))
+            .chain(cold)
+            .map(|(vaddr, size)| code.piece(vaddr, size).map(|(b, o)| (b, vaddr, o)))
+            .collect();
+        if let Some(pieces) = pieces.filter(|_| !f.ret_sites.is_empty()) {
+            let (sites, covers) = early_sites(&pieces, &around);
+            // An entry moved onto one of them (`test; je` into a bare `ret`)
+            // would share its probe: the kernel promises no order between
+            // the two, and the exit must come after the entry it ends.
+            if !sites.contains(&f.placement.probe_file_offset) {
+                (f.early_exits, f.early_covers) = (sites, covers);
+            }
+        }
+    }
 }
 
 /// Gives each function with a direct tail jump the sites where its direct
@@ -575,11 +611,28 @@ const RECENT: usize = 4;
 /// base and offset). A member-function pointer's vtable slot is read with
 /// an unscaled index, a function pointer with none.
 fn jump_table(insn: &Instruction, before: &[Instruction]) -> bool {
+    table_kind(insn, before).is_some()
+}
+
+/// How a jump table ([`jump_table`]) holds its targets.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// As addresses, each named by a relocation in a PIE (taken.rs).
+    Absolute,
+    /// As offsets from the table (a PIC switch): nothing names them.
+    Relative,
+}
+
+fn table_kind(insn: &Instruction, before: &[Instruction]) -> Option<Table> {
     let scaled = |i: &Instruction| {
         i.memory_index() != Register::None && matches!(i.memory_index_scale(), 4 | 8)
     };
+    let kind = |i: &Instruction| match i.memory_index_scale() {
+        8 => Table::Absolute,
+        _ => Table::Relative,
+    };
     if insn.op0_kind() == OpKind::Memory {
-        return scaled(insn);
+        return scaled(insn).then(|| kind(insn));
     }
     let target = insn.op0_register().full_register();
     let writes = |i: &&Instruction| {
@@ -587,13 +640,27 @@ fn jump_table(insn: &Instruction, before: &[Instruction]) -> bool {
             && i.op0_kind() == OpKind::Register
             && i.op0_register().full_register() == target
     };
-    let Some(writer) = before.iter().rev().find(writes) else {
-        return false;
-    };
+    let writer = before.iter().rev().find(writes)?;
     let reads_memory = (0..writer.op_count()).any(|k| writer.op_kind(k) == OpKind::Memory);
     let adds_registers =
         writer.mnemonic() == Mnemonic::Add && writer.op1_kind() == OpKind::Register;
-    (reads_memory && scaled(writer)) || adds_registers
+    if adds_registers {
+        return Some(Table::Relative);
+    }
+    (reads_memory && scaled(writer)).then(|| kind(writer))
+}
+
+/// Whether the indirect jump `insns[i]` may land where no relocation names
+/// (epilogue's `Around`): a relative jump table, or a register whose value
+/// this scan does not know. A slot in memory (the GOT, a vtable) holds a
+/// function's address, an absolute table addresses that relocations name.
+fn lands_unnamed(insns: &[Instruction], i: usize) -> bool {
+    let before = &insns[i.saturating_sub(RECENT)..i];
+    match table_kind(&insns[i], before) {
+        Some(Table::Absolute) => false,
+        Some(Table::Relative) => true,
+        None => insns[i].op0_kind() != OpKind::Memory,
+    }
 }
 
 /// Where a call's return is probed: `site`, and `value`, where the return
@@ -899,6 +966,42 @@ int main(int c, char **v) {
     }
 
     #[test]
+    fn an_interpreter_loops_return_is_seen_at_its_branches_into_the_epilogue() {
+        let fx = Fixture::new();
+        let exe = fx.cc("epilogue", testutil::EPILOGUE, &["-O2"]);
+        let module = read_module(&exe).expect("reading");
+        let f = find(&module, "eval");
+        let rets = objdump_in(&exe, range(f), is_ret);
+        assert_eq!(rets.len(), 1, "{rets:x?}");
+        assert_eq!(f.early_covers, [offset_in(f, rets[0])]);
+        // The `je` of `]` jumps into its pops, the `jne` of `)` falls through.
+        let insns: Vec<(u64, String)> = testutil::objdump_insns(&exe)
+            .into_iter()
+            .filter(|(addr, _)| in_range(*addr, range(f)))
+            .collect();
+        let target = |text: &str| {
+            text.split_whitespace()
+                .nth(1)
+                .and_then(|t| u64::from_str_radix(t, 16).ok())
+        };
+        let (je, pops) = (insns.iter())
+            .find_map(|(a, t)| {
+                target(t)
+                    .filter(|&to| t.starts_with("je") && (rets[0] - 8..rets[0]).contains(&to))
+                    .map(|to| (*a, to))
+            })
+            .expect("a je into the epilogue");
+        let before = insns
+            .iter()
+            .take_while(|(a, _)| *a < pops)
+            .last()
+            .expect("an instruction before");
+        assert!(before.1.starts_with("jne"), "{before:?}");
+        let expected = vec![offset_in(f, je), offset_in(f, before.0)];
+        assert_eq!(f.early_exits, expected);
+    }
+
+    #[test]
     fn tail_call_is_a_site() {
         let fx = Fixture::new();
         let exe = fx.cc("exits", EXITS, &["-O2"]);
@@ -1194,6 +1297,8 @@ int main(int c, char **v) { int a[2] = {c, 1}; sort2(a); sort2(a); hook(a); retu
             placement: crate::symbols::placement::place(&[], vaddr, vaddr),
             refused: None,
             ret_sites: Vec::new(),
+            early_exits: Vec::new(),
+            early_covers: Vec::new(),
             call_returns: Vec::new(),
             value_returns: Vec::new(),
             call_sites: Vec::new(),

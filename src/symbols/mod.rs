@@ -19,6 +19,7 @@ pub(crate) mod debuginfo;
 pub(crate) mod demangle;
 mod dies;
 pub(crate) mod elf;
+pub(crate) mod epilogue;
 mod exit_sites;
 mod exports;
 mod image;
@@ -159,6 +160,10 @@ pub struct ProbeSet {
     /// tail jump of each selected function, where the stack pointer equals
     /// its entry value (BPF `on_ret_site`).
     pub ret_sites: Vec<AttachList>,
+    /// Branches into epilogues that can stand in for ret sites (Symbol's
+    /// `early_exits`), and the `ret`s they stand for (`early_covers`).
+    pub early_exits: Vec<AttachList>,
+    pub early_covers: Vec<AttachList>,
     /// The same for selected PLT stubs: the instruction after every direct
     /// `call` to the stub anywhere in its module, where the stack pointer is
     /// its entry value + 8 (BPF `on_exit` as a plain uprobe). A direct `jmp`
@@ -213,6 +218,8 @@ impl ProbeSet {
         let lists = [
             &mut self.entries,
             &mut self.ret_sites,
+            &mut self.early_exits,
+            &mut self.early_covers,
             &mut self.call_returns,
             &mut self.call_site_entries,
             &mut self.jump_entries,
@@ -291,6 +298,8 @@ impl ListBuilder {
 struct ModuleLists {
     entries: ListBuilder,
     ret_sites: ListBuilder,
+    early_exits: ListBuilder,
+    early_covers: ListBuilder,
     call_returns: ListBuilder,
     call_sites: ListBuilder,
     jump_sites: ListBuilder,
@@ -308,6 +317,8 @@ impl ModuleLists {
         ModuleLists {
             entries: ListBuilder::new(path),
             ret_sites: ListBuilder::new(path),
+            early_exits: ListBuilder::new(path),
+            early_covers: ListBuilder::new(path),
             call_returns: ListBuilder::new(path),
             call_sites: ListBuilder::new(path),
             jump_sites: ListBuilder::new(path),
@@ -345,6 +356,8 @@ impl ModuleLists {
     fn finish(self, set: &mut ProbeSet) {
         self.entries.finish(&mut set.entries);
         self.ret_sites.finish(&mut set.ret_sites);
+        self.early_exits.finish(&mut set.early_exits);
+        self.early_covers.finish(&mut set.early_covers);
         self.call_returns.finish(&mut set.call_returns);
         self.call_sites.finish(&mut set.call_site_entries);
         self.jump_sites.finish(&mut set.jump_entries);
@@ -473,6 +486,12 @@ pub fn probe_set_with(
             // frame; the exit event should name the frame's function.
             for &site in &sym.ret_sites {
                 lists.ret_sites.add(site, id);
+            }
+            for &site in &sym.early_exits {
+                lists.early_exits.add(site, id);
+            }
+            for &site in &sym.early_covers {
+                lists.early_covers.add(site, id);
             }
             // The same exits seen where its calls return (exit_policy picks).
             for &site in &sym.call_returns {

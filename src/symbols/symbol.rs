@@ -31,6 +31,13 @@ pub struct Symbol {
     /// entry value. Empty for a function that never returns, or leaves only
     /// through an indirect jump.
     pub ret_sites: Vec<u64>,
+    /// Emulated branches into its epilogues (file offsets, sorted), which
+    /// deep recursion's sites may use instead of the `ret`s in
+    /// `early_covers` (epilogue.rs): once one goes that way, the function
+    /// returns.
+    pub early_exits: Vec<u64>,
+    /// The `ret`s (file offsets, sorted) that `early_exits` stand for.
+    pub early_covers: Vec<u64>,
     /// Where its calls return (file offsets, sorted), when nothing but the
     /// direct calls of its module reaches it (exit_sites' `only_called`):
     /// its exits, and those of what it tail-jumps to, are seen there,

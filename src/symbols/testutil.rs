@@ -59,6 +59,22 @@ int main(int argc, char **argv) {
 }
 "#;
 
+/// gcc -O2: an interpreter's loop (tests/fixtures/epilogue.c's), which
+/// returns through a `je` into its epilogue and a `jne` falling through
+/// into it, and is called through a pointer.
+pub const EPILOGUE: &str = r#"
+__attribute__((noipa, used)) void eval(const char *code, long *pc, long *acc) {
+    char op;
+    do {
+        op = code[(*pc)++];
+        if (op == ']') return;
+        if (op == '(') eval(code, pc, acc); else *acc += op == '1';
+    } while (op != ')');
+}
+static void (*volatile run)(const char *, long *, long *) = eval;
+int main(int argc, char **argv) { long pc = 0, acc = 0; run(argv[argc - 1], &pc, &acc); return (int)acc; }
+"#;
+
 /// Hand-written exits no compiler emits on purpose (assemble with gcc as `.S`).
 pub const ASM_EXITS: &str = r#"
     .text

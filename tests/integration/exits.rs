@@ -354,6 +354,49 @@ fn deep_tree(levels: usize, calls: impl Fn(&str) -> String) -> String {
 }
 
 #[test]
+fn deep_frames_end_at_the_branch_into_their_epilogue_live_recorded_and_counted() {
+    if !require_bpf() {
+        return;
+    }
+    // eval recurses 200 deep and returns through a `je` into `pop; pop;
+    // pop; ret` or a `jne` falling through into it, no call before them:
+    // past the hijacks its frames end at those branches (emulated), which
+    // stand in for the `ret` (single-stepped).
+    let bin = fixture("epilogue", Build::O2);
+    let (open, done) = ("            [     1] | ", "      <dur> [     1] | ");
+    let mut expected = format!("# DURATION     TID     FUNCTION\n{open}main() {{\n");
+    for level in 1..=200 {
+        expected += &format!("{open}{}eval() {{\n", "  ".repeat(level));
+    }
+    expected += &format!("{done}{}eval();\n", "  ".repeat(201));
+    for level in (1..=200).rev() {
+        expected += &format!("{done}{}}} /* eval */\n", "  ".repeat(level));
+    }
+    expected += &format!("{done}  printf@plt();\n{done}}} /* main */\n");
+    let line = "utrace: calls nested deeper than the kernel's 64 pending returns: \
+                ret sites attached on demand once";
+    let live = trace(&bin, &[], &[]);
+    assert_eq!(
+        live.stdout, "epilogue depth=200 sum=200\n",
+        "{}",
+        live.stderr
+    );
+    assert!(live.stderr.contains(line), "{}", live.stderr);
+    crate::common::assert_text_eq(&expected, &normalise(&live.graph));
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("epilogue.data");
+    crate::record::record(&[], &bin, &[], &data);
+    let reported = crate::record::report(&data, &["--format=call-graph"]);
+    crate::common::assert_text_eq(&expected, &normalise(&reported));
+
+    let counted = trace(&bin, &[], &["--format=summary"]);
+    let calls = [("main", 1), ("eval", 201), ("printf@plt", 1)];
+    let summary = crate::common::summary_calls(&counted.graph);
+    assert_eq!(summary, counts(&calls), "{}", counted.graph);
+}
+
+#[test]
 fn leaves_at_the_bottom_of_deep_recursion_keep_their_hijacks() {
     if !require_bpf() {
         return;
