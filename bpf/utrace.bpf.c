@@ -111,6 +111,7 @@ struct value_spec _value_spec = {};
 enum value_source _value_source = VAL_NONE;
 enum value_flags _value_flags = VALF_READ;
 enum value_limits _value_limits = VALUES_MAX;
+enum exit_sites_state _exit_sites_state = EXITS_ASKED;
 
 struct frame {
 	__u64 ts;
@@ -120,7 +121,10 @@ struct frame {
 	__u8 exit; /* enum frame_exit */
 	__u8 chained; /* it tail-jumped (COOKIE_CHAIN): it ends with the call on top */
 	__u8 with_caller; /* COOKIE_WITH_CALLER: the caller's exit ends it */
-	__u8 pad;
+	/* Chained by a call returning into its epilogue (COOKIE_INTO_RET): the
+	 * callee's slot is this many slots below its own. 0: a tail jump's, at
+	 * its own slot. */
+	__u8 gap;
 };
 
 struct thread_state {
@@ -220,8 +224,8 @@ struct {
 	__type(value, __u64);
 } stop_requests SEC(".maps");
 
-/* --exit=auto: functions whose ret sites were asked for (1) or attached
- * (2) because their calls went deeper than HIJACK_BUDGET. */
+/* --exit=auto: what was asked and attached of each function's ret sites
+ * (enum exit_sites_state). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -705,20 +709,22 @@ static long drop_one(__u64 i, void *ctx)
 	struct thread_state *s = c->s;
 	__u32 d = s->depth;
 	struct frame *f;
-	bool keep_same_sp, since;
+	bool keep_same_sp, since, tail;
 
 	if (d == 0 || d > MAX_FRAMES)
 		return 1;
 	f = frame_at(s, d - 1);
+	/* A tail jump's chain shares the callee's slot; a call's does not. */
+	tail = f->chained && !f->gap;
 	since = c->abandoned && f->ts >= c->abandoned;
 	/* Entered since frames were abandoned: alive (a catch's own stub). */
 	if (since)
 		keep_same_sp = true;
 	else
-		keep_same_sp = !c->at_entry || ((f->exit == EXIT_HIJACKED || f->chained) && !c->abandoned);
+		keep_same_sp = !c->at_entry || ((f->exit == EXIT_HIJACKED || tail) && !c->abandoned);
 	if (c->other_dead && f->func != c->func)
 		keep_same_sp = false;
-	if (f->chained && c->slot_returned)
+	if (tail && c->slot_returned)
 		keep_same_sp = false;
 	if (f->sp > c->sp || (f->sp == c->sp && keep_same_sp))
 		return 1;
@@ -799,6 +805,7 @@ static __always_inline void drop_dead_frames(struct thread_state *s, __u64 sp, b
 #define COOKIE_JMP_REG (1ULL << COOKIE_JMP_REG_BIT)
 #define COOKIE_WITH_CALLER (1ULL << COOKIE_WITH_CALLER_BIT)
 #define COOKIE_EARLY (1ULL << COOKIE_EARLY_BIT)
+#define COOKIE_INTO_RET (1ULL << COOKIE_INTO_RET_BIT)
 
 /* No function id: settle_jump for an event that enters none. */
 #define NO_FUNC 0xffffffffU
@@ -840,6 +847,7 @@ static __always_inline void push_frame(struct pt_regs *regs, struct thread_state
 		f->func = func;
 		f->exit = exit;
 		f->chained = !!(cookie & COOKIE_CHAIN);
+		f->gap = 0;
 		f->with_caller = !!(cookie & COOKIE_WITH_CALLER);
 	}
 	if (count_only && d < MAX_FRAMES)
@@ -882,7 +890,7 @@ static __always_inline void mark_caller(struct thread_state *s)
  * short (`callers`). */
 static __always_inline __u8 over_budget(struct thread_state *s, __u32 func, bool short_call)
 {
-	__u8 asked = 1, *called;
+	__u8 asked = EXITS_ASKED, *called;
 
 	if (s->hijacked >= HIJACK_BUDGET && !short_call) {
 		called = bpf_map_lookup_elem(&callers, &func);
@@ -1245,7 +1253,8 @@ struct chain_end {
 	__u64 now, sp;
 };
 
-/* The thread's top frame if a tail jump chained it on slot `sp`. */
+/* The thread's top frame if a tail jump chained it on slot `sp`, or a call
+ * returning into its epilogue did, with the callee on slot `sp`. */
 static __always_inline struct frame *chained_top(struct thread_state *s, __u64 sp)
 {
 	__u32 d = s->depth;
@@ -1254,7 +1263,7 @@ static __always_inline struct frame *chained_top(struct thread_state *s, __u64 s
 	if (d == 0 || d > MAX_FRAMES)
 		return NULL;
 	top = frame_at(s, d - 1);
-	return top->chained && top->sp == sp ? top : NULL;
+	return top->chained && top->sp == sp + top->gap * 8 ? top : NULL;
 }
 
 static long end_chained_one(__u64 i, void *ctx)
@@ -1303,7 +1312,7 @@ static long find_jumper_one(__u64 i, void *ctx)
 		return 1;
 	if (f->func != c->func)
 		return 0;
-	if (f->chained)
+	if (f->chained && !f->gap)
 		c->above = k;
 	return 1;
 }
@@ -1491,6 +1500,38 @@ static __always_inline bool jcc_taken(__u64 flags, __u32 cc)
 	return cc & 1 ? !yes : yes;
 }
 
+/* A call of `func` to a traced function, returning into the epilogue of
+ * the frame at slot `sp`, `gap` slots above the callee's: that frame ends
+ * when the callee's does (end_chained). A frame deeper than BPF keeps
+ * cannot be marked, nor may one be under --max-rate (the callee may be
+ * muted and its probes taken away): then the process stops, once, until
+ * the `ret`s these calls stood for are attached. */
+static __always_inline void chain_call(struct pt_regs *regs, struct thread_state *s, __u32 func,
+				       __u64 sp, __u8 gap)
+{
+	__u8 asked = EXITS_RETS_ASKED, *v;
+	struct frame *top;
+	__u32 d;
+
+	settle_jump(regs, s, sp, NO_FUNC, false);
+	d = s->depth;
+	if (d == 0)
+		return;
+	if (d > MAX_FRAMES || rate_limited) {
+		v = bpf_map_lookup_elem(&exit_sites, &func);
+		if (!v || *v < EXITS_RETS_ASKED) {
+			bpf_map_update_elem(&exit_sites, &func, &asked, BPF_ANY);
+			stop_for_userspace(s, EV_NEED_RETS, func);
+		}
+		return;
+	}
+	top = frame_at(s, d - 1);
+	if (top->sp == sp && top->func == func && top->exit == EXIT_RET_SITES) {
+		top->chained = 1;
+		top->gap = gap;
+	}
+}
+
 /* Attached at `ret` and tail-jump instructions, where the return address
  * is still on top of the stack, exactly where the entry saw it; or at a
  * branch into an epilogue (COOKIE_EARLY), a few pops below it. */
@@ -1498,17 +1539,28 @@ SEC("uprobe.multi")
 int BPF_UPROBE(on_ret_site)
 {
 	__u64 cookie = bpf_get_attach_cookie(ctx);
-	__u64 sp = PT_REGS_SP(ctx);
+	__u64 sp = PT_REGS_SP(ctx), slots;
 	struct thread_state *s;
 
 	/* A conditional tail call not taken, or a conditional branch that does
 	 * not go into the epilogue: the function goes on. */
 	if ((cookie & COOKIE_JCC) && !jcc_taken(ctx->flags, (cookie >> COOKIE_CC_SHIFT) & 0xf))
 		return 0;
+	slots = (cookie >> COOKIE_SLOTS_SHIFT) & 0xff;
+	/* A call returning into the epilogue: no return yet. */
+	if (cookie & COOKIE_INTO_RET) {
+		s = state_or_create();
+		if (!s)
+			return 0;
+		claim(s);
+		/* The callee's slot is the one below the return address. */
+		chain_call(ctx, s, (__u32)cookie, sp + slots * 8, slots + 1);
+		release(s);
+		return 0;
+	}
 	/* A branch into an epilogue: its `ret` is a few pops above. */
 	if (cookie & COOKIE_EARLY)
-		return on_return(ctx, sp + ((cookie >> COOKIE_SLOTS_SHIFT) & 0xff) * 8, false,
-				 EXIT_RET_SITES);
+		return on_return(ctx, sp + slots * 8, false, EXIT_RET_SITES);
 	if (!(cookie & COOKIE_CHAIN))
 		return on_return(ctx, sp, false, EXIT_RET_SITES);
 	s = state_or_create();

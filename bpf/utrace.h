@@ -90,6 +90,10 @@ enum cookie_bits {
 	 * condition (COOKIE_JCC) is that of the way into the epilogue. */
 	COOKIE_EARLY_BIT = 55,
 	COOKIE_SLOTS_SHIFT = 40,
+	/* On a ret site: a direct call to a traced function that returns into
+	 * the epilogue, COOKIE_SLOTS_SHIFT's slots below its `ret`. The frame
+	 * chains to the callee's and ends with it. */
+	COOKIE_INTO_RET_BIT = 54,
 };
 
 /* What BPF could not deliver, counted per CPU in the `drops` map (indexed
@@ -133,6 +137,23 @@ enum event_kind {
 	/* A call of `func` went deeper than the kernel can hijack returns: the
 	 * process is stopped until userspace has attached `func`'s ret sites. */
 	EV_NEED_EXITS = 6,
+	/* A call of `func` that returns into its epilogue could not chain its
+	 * frame to the callee's (deeper than BPF keeps frames, or --max-rate
+	 * may mute the callee): the process is stopped until userspace has
+	 * attached the `ret`s those calls stood in for. */
+	EV_NEED_RETS = 7,
+};
+
+/* --exit=auto: a function's entry in the `exit_sites` map. */
+enum exit_sites_state {
+	/* Its calls went deeper than HIJACK_BUDGET: BPF asked for its ret
+	 * sites (EV_NEED_EXITS); userspace attached them. */
+	EXITS_ASKED = 1,
+	EXITS_ATTACHED = 2,
+	/* A call of its returning into its epilogue could not chain its frame
+	 * (EV_NEED_RETS): BPF asked for the `ret`s; userspace attached them. */
+	EXITS_RETS_ASKED = 3,
+	EXITS_RETS_ATTACHED = 4,
 };
 
 /* Where an entry probe's frame ends (struct frame.exit). */

@@ -164,6 +164,9 @@ pub enum StopReason {
     /// A call of this function went deeper than returns can be hijacked:
     /// attach its ret sites.
     NeedExits(FuncId),
+    /// A call of this function returning into its epilogue could not end
+    /// its frame with the callee's: attach the `ret`s such calls stood for.
+    NeedRets(FuncId),
 }
 
 /// A process BPF stopped, and why.
@@ -300,6 +303,11 @@ fn decode_batch(head: &RawHead, data: &[u8], mut each: impl FnMut(Decoded)) -> u
                 each(Decoded::Stop(head.pid, why));
                 continue;
             }
+            RawKind::EV_NEED_RETS => {
+                let why = StopReason::NeedRets(FuncId(raw.func));
+                each(Decoded::Stop(head.pid, why));
+                continue;
+            }
             _ => {
                 bad += 1;
                 continue;
@@ -351,6 +359,7 @@ mod tests {
                 ),
                 Decoded::Stop(pid, StopReason::Mapped) => format!("load {pid}"),
                 Decoded::Stop(pid, StopReason::NeedExits(f)) => format!("exits {pid} f{f}"),
+                Decoded::Stop(pid, StopReason::NeedRets(f)) => format!("rets {pid} f{f}"),
             })
         });
         (seen, bad)

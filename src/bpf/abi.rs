@@ -10,8 +10,8 @@ mod skel {
 
 pub(crate) use skel::types::{
     batch_head as RawHead, cookie_bits, copy_kind, drop_kind, event as RawEvent,
-    event_flags as RawFlags, event_kind as RawKind, func_counts as BpfCounts, helper_kind,
-    io_counts as BpfIo, io_dir, io_limits, record_kind as RawRecord,
+    event_flags as RawFlags, event_kind as RawKind, exit_sites_state, func_counts as BpfCounts,
+    helper_kind, io_counts as BpfIo, io_dir, io_limits, record_kind as RawRecord,
     syscall_counts as SyscallCounts, syscall_event as RawSyscall, syscall_flags as SysFlags,
     syscall_key as SyscallKey, syscall_limits, syscall_spec as SyscallSpec, utrace_limits,
     utrace_signal, value_flags, value_limits, value_slot as RawValueSlot, value_source,
@@ -80,6 +80,14 @@ pub const COOKIE_WITH_CALLER: u64 = 1 << cookie_bits::COOKIE_WITH_CALLER_BIT.0;
 /// stack slots at [`COOKIE_SLOTS_SHIFT`] (8 bits) above.
 pub const COOKIE_EARLY: u64 = 1 << cookie_bits::COOKIE_EARLY_BIT.0;
 pub const COOKIE_SLOTS_SHIFT: u32 = cookie_bits::COOKIE_SLOTS_SHIFT.0;
+/// Ret-site cookie flag: a call returning into the epilogue, whose `ret`
+/// is the slots at [`COOKIE_SLOTS_SHIFT`] above the return address.
+pub const COOKIE_INTO_RET: u64 = 1 << cookie_bits::COOKIE_INTO_RET_BIT.0;
+
+/// `exit_sites` map values: the ret sites BPF asked for are attached, and
+/// the `ret`s of calls that could not chain (EV_NEED_RETS) are.
+pub const EXITS_ATTACHED: u8 = exit_sites_state::EXITS_ATTACHED.0 as u8;
+pub const EXITS_RETS_ATTACHED: u8 = exit_sites_state::EXITS_RETS_ATTACHED.0 as u8;
 
 /// Values BPF reads per entry or return (`-A`/`-R`).
 pub const VALUES_MAX: usize = value_limits::VALUES_MAX.0 as usize;

@@ -25,7 +25,8 @@ use crate::model::FuncId;
 use crate::plan::exit_policy::{LinkSpec, ProbeKind};
 use abi::{
     BpfCounts, COOKIE_AT_CALL, COOKIE_CHAIN, COOKIE_RET_SITE, COOKIE_SHORT, COOKIE_WITH_CALLER,
-    Drops, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder, helper_cookie,
+    Drops, EXITS_ATTACHED, EXITS_RETS_ATTACHED, MAX_SENT_DEPTH, UtraceSkel, UtraceSkelBuilder,
+    helper_cookie,
 };
 
 /// A detach slower than this says on stderr that it is under way.
@@ -308,6 +309,20 @@ impl<'obj> Probes<'obj> {
         self.exits_attached(id)
     }
 
+    /// The `ret`s of function `id` that its calls into them stood for,
+    /// where BPF could not chain a frame (EV_NEED_RETS): taken away with
+    /// its other ret sites.
+    pub fn attach_rets(&mut self, id: FuncId, specs: Vec<LinkSpec>, pid: u32) -> Result<()> {
+        for spec in specs {
+            self.attach(spec, Some(pid), Some(id))?;
+        }
+        self.skel
+            .maps
+            .exit_sites
+            .update(&id.0.to_ne_bytes(), &[EXITS_RETS_ATTACHED], MapFlags::ANY)
+            .context("marking the ret sites attached")
+    }
+
     /// What the ret sites attached on demand were, for the closing lines:
     /// deep recursion costs a trap at every `ret` of those functions while
     /// they are there.
@@ -559,7 +574,7 @@ impl<'obj> Probes<'obj> {
         self.skel
             .maps
             .exit_sites
-            .update(&id.0.to_ne_bytes(), &[2], MapFlags::ANY)
+            .update(&id.0.to_ne_bytes(), &[EXITS_ATTACHED], MapFlags::ANY)
             .context("marking the ret sites attached")
     }
 

@@ -12,10 +12,10 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use super::abi::{
-    COOKIE_CC_SHIFT, COOKIE_EARLY, COOKIE_JCC, COOKIE_JMP_REG, COOKIE_REG_SHIFT,
+    COOKIE_CC_SHIFT, COOKIE_EARLY, COOKIE_INTO_RET, COOKIE_JCC, COOKIE_JMP_REG, COOKIE_REG_SHIFT,
     COOKIE_SLOTS_SHIFT, COOKIE_TAIL_JUMP,
 };
-use crate::symbols::epilogue::early_exit;
+use crate::symbols::epilogue::{early_exit, slots_to_ret};
 
 /// What one ret-site instruction is, from its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +72,11 @@ pub fn mark(path: &Path, offsets: &[u64], cookies: &mut [u64], values: bool) -> 
     Ok(())
 }
 
-/// Marks the cookies of early sites at `offsets` of `path` (branches into
-/// an epilogue, standing in for its `ret`): the stack slots to that `ret`,
-/// and for a `jcc` the condition under which it goes there, the jump's own
-/// or (falling through) its negation.
+/// Marks the cookies of early sites at `offsets` of `path`, which stand in
+/// for a `ret`: the stack slots to it, and what the site is: a branch into
+/// the epilogue (for a `jcc`, the condition under which it goes there, the
+/// jump's own or, falling through, its negation), or a call returning into
+/// it (COOKIE_INTO_RET).
 pub fn mark_early(path: &Path, offsets: &[u64], cookies: &mut [u64]) -> Result<()> {
     let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
     // An epilogue is at most 16 instructions of at most 15 bytes.
@@ -87,12 +88,16 @@ pub fn mark_early(path: &Path, offsets: &[u64], cookies: &mut [u64]) -> Result<(
     };
     for (&offset, cookie) in offsets.iter().zip(cookies) {
         let code = read(offset).unwrap_or_default();
-        let exit = early_exit(&code, offset, read).with_context(|| {
-            format!(
-                "{} at {offset:#x}: no branch into an epilogue",
-                path.display()
-            )
-        })?;
+        let bad = || format!("{} at {offset:#x}: no way into an epilogue", path.display());
+        // e8 rel32: the epilogue starts where the call returns.
+        if code.first() == Some(&0xe8) {
+            let slots = read(offset + 5)
+                .and_then(|after| slots_to_ret(&after))
+                .with_context(bad)?;
+            *cookie |= COOKIE_INTO_RET | (u64::from(slots) << COOKIE_SLOTS_SHIFT);
+            continue;
+        }
+        let exit = early_exit(&code, offset, read).with_context(bad)?;
         *cookie |= COOKIE_EARLY | (u64::from(exit.slots) << COOKIE_SLOTS_SHIFT);
         if let (Some(taken), Site::Jcc(cc)) = (exit.taken, site(first_bytes(&code))) {
             let cc = if taken { cc } else { cc ^ 1 };

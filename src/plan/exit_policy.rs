@@ -342,14 +342,16 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
         let lists = lists
             .into_iter()
             .filter(|&(_, k)| !at_calls || k != ProbeKind::CallReturn);
-        // Branches into its epilogues stand in for the `ret`s they cover:
-        // the kernel emulates them, and single-steps a `ret`.
+        // Branches into its epilogues, and calls returning into them, stand
+        // in for the `ret`s they cover: the kernel emulates them, and
+        // single-steps a `ret`.
         let covered: HashSet<(&Path, u64)> = (set.early_covers.iter())
+            .chain(&set.chain_covers)
             .flat_map(|l| l.offsets.iter().zip(&l.ids).map(move |(&o, &f)| (l, o, f)))
             .filter(|&(_, _, f)| f == id)
             .map(|(l, o, _)| (l.path.as_path(), o))
             .collect();
-        for list in &set.early_exits {
+        for list in set.early_exits.iter().chain(&set.chain_calls) {
             let list = keep(list, |f| f == id);
             if !list.offsets.is_empty() && !at_returns {
                 specs.push(LinkSpec {
@@ -385,6 +387,23 @@ pub fn on_demand_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
         }
     }
     specs
+}
+
+/// `--exit=auto`: the `ret`s of function `id` that its calls into them
+/// stood in for ([`ProbeSet`]'s `chain_covers`), for a call deeper than
+/// BPF keeps frames (or with `--max-rate`), where it cannot chain the
+/// caller's frame to the callee's.
+pub fn unchained_links(sets: &[ProbeSet], id: FuncId) -> Vec<LinkSpec> {
+    (sets.iter().flat_map(|set| &set.chain_covers))
+        .map(|list| keep(list, |f| f == id))
+        .filter(|list| !list.offsets.is_empty())
+        .map(|list| LinkSpec {
+            kind: ProbeKind::RetSite,
+            list,
+            ret_site_exits: true,
+            ..LinkSpec::plain()
+        })
+        .collect()
 }
 
 /// The warnings due before `exit` hijacks every return: one per module of
@@ -869,6 +888,36 @@ mod tests {
             .map(|s| (s.list.offsets, s.early))
             .collect();
         assert_eq!(sites, [(vec![0x1f0, 0x200], true), (vec![0x210], false)]);
+    }
+
+    #[test]
+    fn calls_into_an_epilogue_stand_in_for_its_ret_until_bpf_cannot_chain() {
+        // 11's `ret` at 0x220 is entered by the `jcc` at 0x1f0 and where
+        // its call at 0x1e0 returns.
+        let mut chained = set();
+        let list = |offsets: &[u64]| AttachList {
+            path: PathBuf::from("/bin/x"),
+            offsets: offsets.to_vec(),
+            ids: vec![FuncId(11); offsets.len()],
+        };
+        chained.ret_sites = vec![list(&[0x220])];
+        chained.early_exits = vec![list(&[0x1f0])];
+        chained.chain_calls = vec![list(&[0x1e0])];
+        chained.chain_covers = vec![list(&[0x220])];
+        let sites = |specs: Vec<LinkSpec>| -> Vec<(Vec<u64>, bool)> {
+            specs
+                .into_iter()
+                .map(|s| (s.list.offsets, s.early))
+                .collect()
+        };
+        let sets = std::slice::from_ref(&chained);
+        let on_demand = sites(on_demand_links(sets, FuncId(11)));
+        assert_eq!(on_demand, [(vec![0x1f0], true), (vec![0x1e0], true)]);
+        assert_eq!(
+            sites(unchained_links(sets, FuncId(11))),
+            [(vec![0x220], false)]
+        );
+        assert!(unchained_links(sets, FuncId(10)).is_empty());
     }
 
     #[test]

@@ -115,6 +115,10 @@ impl Control<'_, '_> {
                 let links = exit_policy::on_demand_links(&self.exit_sites, id);
                 self.probes.attach_exits(id, links, stop.stopped.pid())
             }
+            (StopReason::NeedRets(id), _) => {
+                let links = exit_policy::unchained_links(&self.exit_sites, id);
+                self.probes.attach_rets(id, links, stop.stopped.pid())
+            }
         }
     }
 

@@ -6,8 +6,8 @@
 //! `add $N,%rsp`, `pop`s) is such a branch, or a `jcc` falling through into
 //! it, the branches can stand in for the `ret`: once one goes that way the
 //! return is certain, the stack pointer at the `ret` is the branch's plus
-//! what the epilogue pops, and nothing between them writes memory or the
-//! return value's registers. BPF ends the frame there, a few instructions
+//! what the epilogue pops, and nothing between them writes the return
+//! value's registers. BPF ends the frame there, a few instructions
 //! early, and tests a `jcc`'s condition against the flags as for a
 //! conditional tail call. Lua's `luaV_execute` leaves through one `jne`
 //! into `add $0x58,%rsp; pop ×6; ret`: its deep frames end at ~0.5 µs
@@ -22,8 +22,8 @@
 use std::collections::HashSet;
 
 use iced_x86::{
-    Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic, OpKind,
-    Register,
+    Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
+    OpKind, Register,
 };
 
 use super::placement::{is_direct_jmp, is_jcc, kernel_accepts};
@@ -31,14 +31,15 @@ use super::placement::{is_direct_jmp, is_jcc, kernel_accepts};
 /// The most instructions an epilogue holds before its `ret`.
 const EPILOGUE_LIMIT: usize = 16;
 
-/// The most stack slots an epilogue pops: BPF's cookie has 8 bits for them.
-const SLOTS_MAX: u32 = 0xff;
+/// The most stack slots an epilogue pops: BPF's cookie has 8 bits for them,
+/// and a frame's `gap` (one more, for a call's return address) too.
+const SLOTS_MAX: u32 = 0xfe;
 
 /// For code that starts an epilogue: the stack slots it pops before its
 /// `ret` (so that %rsp at the `ret` is %rsp here + 8 × slots). `None` when
-/// it is not one: a branch, a call, a store, a write to %rax, %rdx or a
-/// vector register (the return value), or %rsp set other than by `pop`,
-/// `add $N,%rsp` or `lea N(%rsp),%rsp`, before a plain `ret`.
+/// it is not one: a branch, a call, a write to %rax, %rdx or a vector
+/// register (the return value), or %rsp set other than by `pop`, `add
+/// $N,%rsp` or `lea N(%rsp),%rsp`, before a plain `ret`.
 pub fn slots_to_ret(code: &[u8]) -> Option<u32> {
     let mut decoder = Decoder::with_ip(64, code, 0, DecoderOptions::NONE);
     let mut info = InstructionInfoFactory::new();
@@ -90,10 +91,9 @@ fn pops(info: &mut InstructionInfoFactory, insn: &Instruction) -> Option<u64> {
     if insn.flow_control() != FlowControl::Next || insn.has_lock_prefix() {
         return None;
     }
+    // A store is no return: the frame may end before it (the `subl` of
+    // Lua's luaD_callnoyield, a counter's update).
     let used = info.info(insn);
-    if used.used_memory().iter().any(|m| writes(m.access())) {
-        return None;
-    }
     let clean = (used.used_registers().iter())
         .filter(|r| writes(r.access()))
         .all(|r| {
@@ -173,10 +173,19 @@ pub(crate) struct Around<'a> {
     pub lands_unnamed: &'a dyn Fn(&[Instruction], usize) -> bool,
 }
 
-/// A function's early sites and the `ret`s they stand for, both file
-/// offsets, sorted: for each `ret` whose epilogue only emulated branches
-/// enter, those branches.
-pub(crate) fn early_sites(pieces: &Pieces<'_>, around: &Around<'_>) -> (Vec<u64>, Vec<u64>) {
+/// A `ret` whose epilogue only emulated instructions enter: the branches
+/// into it and the direct calls that return into it, all file offsets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Epilogue {
+    pub ret: u64,
+    pub branches: Vec<u64>,
+    /// (the call, the address it calls): its frame can end with that
+    /// callee's when the callee is traced (its own exit seen).
+    pub calls: Vec<(u64, u64)>,
+}
+
+/// A function's epilogues that [`Epilogue`] describes, by `ret`.
+pub(crate) fn epilogues(pieces: &Pieces<'_>, around: &Around<'_>) -> Vec<Epilogue> {
     let mut code: Vec<Vec<Instruction>> = Vec::new();
     for &(bytes, vaddr, _) in pieces {
         let mut insns = Vec::new();
@@ -184,7 +193,7 @@ pub(crate) fn early_sites(pieces: &Pieces<'_>, around: &Around<'_>) -> (Vec<u64>
         while decoder.can_decode() {
             let insn = decoder.decode();
             if insn.is_invalid() {
-                return Default::default();
+                return Vec::new();
             }
             insns.push(insn);
         }
@@ -196,7 +205,7 @@ pub(crate) fn early_sites(pieces: &Pieces<'_>, around: &Around<'_>) -> (Vec<u64>
         for (i, insn) in insns.iter().enumerate() {
             let indirect = insn.flow_control() == FlowControl::IndirectBranch;
             if indirect && (around.taken.is_none() || (around.lands_unnamed)(insns, i)) {
-                return Default::default();
+                return Vec::new();
             }
         }
     }
@@ -205,8 +214,7 @@ pub(crate) fn early_sites(pieces: &Pieces<'_>, around: &Around<'_>) -> (Vec<u64>
         .collect();
     let own: HashSet<u64> = branches.iter().map(|i| i.near_branch_target()).collect();
     let mut info = InstructionInfoFactory::new();
-    let mut sites = Vec::new();
-    let mut covered = Vec::new();
+    let mut found = Vec::new();
     for (piece, insns) in code.iter().enumerate() {
         for (r, ret) in insns.iter().enumerate() {
             if ret.mnemonic() != Mnemonic::Ret {
@@ -223,13 +231,18 @@ pub(crate) fn early_sites(pieces: &Pieces<'_>, around: &Around<'_>) -> (Vec<u64>
             let mut entries: Vec<&Instruction> = (branches.iter().copied())
                 .filter(|b| line.iter().any(|i| i.ip() == b.near_branch_target()))
                 .collect();
-            // Reached without a branch: from the function's own entry, or
-            // from an instruction that runs on into it (a call returning).
+            let mut calls = Vec::new();
+            // Reached without a branch: from the function's own entry, from
+            // a call returning, or from an instruction that runs on into it.
             let falls_in = match start.checked_sub(1).map(|k| &insns[k]) {
                 None => piece == 0,
                 Some(prev) => match prev.flow_control() {
                     FlowControl::ConditionalBranch => {
                         entries.push(prev);
+                        false
+                    }
+                    FlowControl::Call if prev.code() == Code::Call_rel32_64 => {
+                        calls.push(prev);
                         false
                     }
                     FlowControl::UnconditionalBranch
@@ -245,25 +258,41 @@ pub(crate) fn early_sites(pieces: &Pieces<'_>, around: &Around<'_>) -> (Vec<u64>
                 around.taken.is_some_and(|t| t.contains(&ip))
                     || (around.referenced)(ip) && !own.contains(&ip)
             });
-            let stands_in = |b: &&Instruction| {
-                let bytes = at(pieces, b.ip());
-                (is_jcc(b) || is_direct_jmp(b))
-                    && bytes.is_some_and(|code| {
-                        kernel_accepts(&code[..b.len()])
-                            && early_exit(code, b.ip(), |a| at(pieces, a)).is_some()
-                    })
+            let accepted = |i: &Instruction| {
+                at(pieces, i.ip()).is_some_and(|code| kernel_accepts(&code[..i.len()]))
             };
-            if falls_in || elsewhere || entries.is_empty() || !entries.iter().all(stands_in) {
+            let stands_in = |b: &&Instruction| {
+                (is_jcc(b) || is_direct_jmp(b))
+                    && accepted(b)
+                    && at(pieces, b.ip())
+                        .is_some_and(|code| early_exit(code, b.ip(), |a| at(pieces, a)).is_some())
+            };
+            let entered = entries.iter().all(stands_in) && calls.iter().all(|c| accepted(c));
+            if falls_in || elsewhere || entries.len() + calls.len() == 0 || !entered {
                 continue;
             }
-            covered.extend(file_offset(pieces, ret.ip()));
-            sites.extend(entries.iter().filter_map(|b| file_offset(pieces, b.ip())));
+            let offsets = |list: &[&Instruction]| -> Option<Vec<u64>> {
+                list.iter().map(|b| file_offset(pieces, b.ip())).collect()
+            };
+            let (Some(ret), Some(branches), Some(call_sites)) = (
+                file_offset(pieces, ret.ip()),
+                offsets(&entries),
+                offsets(&calls),
+            ) else {
+                continue;
+            };
+            let targets = calls.iter().map(|c| c.near_branch_target());
+            let mut branches = branches;
+            branches.sort_unstable();
+            branches.dedup();
+            found.push(Epilogue {
+                ret,
+                branches,
+                calls: call_sites.into_iter().zip(targets).collect(),
+            });
         }
     }
-    sites.sort_unstable();
-    sites.dedup();
-    covered.sort_unstable();
-    (sites, covered)
+    found
 }
 
 /// The piece holding address `ip`.
@@ -301,13 +330,19 @@ mod tests {
     const BASE: u64 = 0x1000;
     const FILE: u64 = 0x200;
 
-    fn sites(code: &[u8], taken: Option<&HashSet<u64>>) -> (Vec<u64>, Vec<u64>) {
+    /// (branch sites, `ret`s they all enter) of `code`'s epilogues, and the
+    /// calls returning into them.
+    fn sites(code: &[u8], taken: Option<&HashSet<u64>>) -> (Vec<u64>, Vec<u64>, Vec<(u64, u64)>) {
         let around = Around {
             taken,
             referenced: &|_| false,
             lands_unnamed: &|_, _| false,
         };
-        early_sites(&[(code, BASE, FILE)], &around)
+        let found = epilogues(&[(code, BASE, FILE)], &around);
+        let branches = found.iter().flat_map(|e| e.branches.clone()).collect();
+        let rets = found.iter().map(|e| e.ret).collect();
+        let calls = found.iter().flat_map(|e| e.calls.clone()).collect();
+        (branches, rets, calls)
     }
 
     #[test]
@@ -326,7 +361,8 @@ mod tests {
         assert_eq!(slots_to_ret(&[0xc9, 0xc3]), None); // leave: %rsp from %rbp
         assert_eq!(slots_to_ret(&[0x31, 0xc0, 0xc3]), None); // xor %eax,%eax: the value
         assert_eq!(slots_to_ret(&[0x58, 0xc3]), None); // pop %rax
-        assert_eq!(slots_to_ret(&[0x89, 0x03, 0x5b, 0xc3]), None); // mov %eax,(%rbx): a store
+        // mov %eax,(%rbx): a store, after which the function returns all the same.
+        assert_eq!(slots_to_ret(&[0x89, 0x03, 0x5b, 0xc3]), Some(1));
         assert_eq!(slots_to_ret(&[0xc2, 0x08, 0x00]), None); // ret $8
         assert_eq!(slots_to_ret(&[0x5b, 0xe8, 0, 0, 0, 0, 0xc3]), None); // a call
     }
@@ -337,7 +373,7 @@ mod tests {
         let code = function(&[0x85, 0xff, 0x74, 0x05, 0xff, 0xcf, 0xeb, 0xf8, 0x90]);
         assert_eq!(
             sites(&code, Some(&HashSet::new())),
-            (vec![FILE + 7], vec![FILE + 0x13])
+            (vec![FILE + 7], vec![FILE + 0x13], vec![])
         );
         let exit = early_exit(&code[7..], BASE + 7, |a| code.get((a - BASE) as usize..));
         assert_eq!(
@@ -351,10 +387,10 @@ mod tests {
         // could land there.
         let mut pointer = code.clone();
         pointer.splice(5..9, [0xff, 0xe0, 0x90, 0x90]); // jmp *%rax; nops
-        assert_eq!(sites(&pointer, None), (vec![], vec![]));
+        assert_eq!(sites(&pointer, None), Default::default());
         // Named by a relocation: a pointer to the epilogue.
         let named = HashSet::from([BASE + 0x0e]);
-        assert_eq!(sites(&code, Some(&named)), (vec![], vec![]));
+        assert_eq!(sites(&code, Some(&named)), Default::default());
     }
 
     #[test]
@@ -363,7 +399,7 @@ mod tests {
         let code = function(&[0xff, 0xcf, 0x75, 0xfc]);
         assert_eq!(
             sites(&code, Some(&HashSet::new())),
-            (vec![FILE + 7], vec![FILE + 0x0e])
+            (vec![FILE + 7], vec![FILE + 0x0e], vec![])
         );
         let exit = early_exit(&code[7..], BASE + 7, |a| code.get((a - BASE) as usize..));
         assert_eq!(
@@ -376,12 +412,19 @@ mod tests {
     }
 
     #[test]
-    fn a_call_returning_into_the_epilogue_keeps_the_ret() {
+    fn a_call_returning_into_the_epilogue_enters_it_too() {
         // 05: test %edi,%edi; je epilogue (0e); call 0
         let code = function(&[0x85, 0xff, 0x74, 0x05, 0xe8, 0xf2, 0xff, 0xff, 0xff]);
-        assert_eq!(sites(&code, Some(&HashSet::new())), (vec![], vec![]));
+        let found = sites(&code, Some(&HashSet::new()));
+        assert_eq!(
+            found,
+            (vec![FILE + 7], vec![FILE + 0x13], vec![(FILE + 9, BASE)])
+        );
         // xor %eax,%eax before the epilogue: the value is set on the way.
         let code = function(&[0x85, 0xff, 0x74, 0x02, 0xeb, 0xfa, 0x31, 0xc0]);
-        assert_eq!(sites(&code, Some(&HashSet::new())), (vec![], vec![]));
+        assert_eq!(sites(&code, Some(&HashSet::new())), Default::default());
+        // A call through a pointer: what it reaches is unknown.
+        let code = function(&[0x85, 0xff, 0x74, 0x02, 0xff, 0xd0]);
+        assert_eq!(sites(&code, Some(&HashSet::new())), Default::default());
     }
 }

@@ -23,7 +23,7 @@ use iced_x86::{
     Code, Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKind, Register,
 };
 
-use super::epilogue::{Around, early_sites};
+use super::epilogue::{Around, epilogues};
 use super::image::Segments;
 use super::libc;
 use super::placement::{Line, emulated_ahead, gpr_bit, is_direct_jmp, is_jcc, kernel_accepts};
@@ -148,7 +148,7 @@ pub(crate) fn scan(
             scanner.decode(bytes, start, offset);
         }
     }
-    early_exits(code, functions, &parts, taken, &scanner.referenced);
+    find_epilogues(code, functions, &parts, taken, &scanner.referenced);
     watch_returns(functions, &scanner.function_returns);
     let returns = by_function(&scanner.function_returns, functions.len());
     let calls = by_function(&scanner.function_calls, functions.len());
@@ -163,9 +163,9 @@ pub(crate) fn scan(
     scanner.finish(stubs)
 }
 
-/// Gives each function the branches that can stand in for its `ret`s in
-/// deep recursion (epilogue.rs), and the `ret`s they stand for.
-fn early_exits(
+/// Gives each function its epilogues that emulated instructions alone
+/// enter (epilogue.rs), for deep recursion's sites.
+fn find_epilogues(
     code: &ModuleCode<'_>,
     functions: &mut [Symbol],
     parts: &ColdIndex,
@@ -186,13 +186,14 @@ fn early_exits(
             .map(|(vaddr, size)| code.piece(vaddr, size).map(|(b, o)| (b, vaddr, o)))
             .collect();
         if let Some(pieces) = pieces.filter(|_| !f.ret_sites.is_empty()) {
-            let (sites, covers) = early_sites(&pieces, &around);
-            // An entry moved onto one of them (`test; je` into a bare `ret`)
-            // would share its probe: the kernel promises no order between
-            // the two, and the exit must come after the entry it ends.
-            if !sites.contains(&f.placement.probe_file_offset) {
-                (f.early_exits, f.early_covers) = (sites, covers);
-            }
+            // An entry moved onto one of their sites (`test; je` into a bare
+            // `ret`) would share its probe: the kernel promises no order
+            // between the two, and the exit must come after the entry.
+            let entry = f.placement.probe_file_offset;
+            f.epilogues = epilogues(&pieces, &around)
+                .into_iter()
+                .filter(|e| !e.branches.contains(&entry) && e.calls.iter().all(|c| c.0 != entry))
+                .collect();
         }
     }
 }
@@ -973,7 +974,11 @@ int main(int c, char **v) {
         let f = find(&module, "eval");
         let rets = objdump_in(&exe, range(f), is_ret);
         assert_eq!(rets.len(), 1, "{rets:x?}");
-        assert_eq!(f.early_covers, [offset_in(f, rets[0])]);
+        let [epilogue] = &f.epilogues[..] else {
+            panic!("{:?}", f.epilogues)
+        };
+        assert_eq!(epilogue.ret, offset_in(f, rets[0]));
+        assert!(epilogue.calls.is_empty(), "{epilogue:?}");
         // The `je` of `]` jumps into its pops, the `jne` of `)` falls through.
         let insns: Vec<(u64, String)> = testutil::objdump_insns(&exe)
             .into_iter()
@@ -998,7 +1003,7 @@ int main(int c, char **v) {
             .expect("an instruction before");
         assert!(before.1.starts_with("jne"), "{before:?}");
         let expected = vec![offset_in(f, je), offset_in(f, before.0)];
-        assert_eq!(f.early_exits, expected);
+        assert_eq!(epilogue.branches, expected);
     }
 
     #[test]
@@ -1297,8 +1302,7 @@ int main(int c, char **v) { int a[2] = {c, 1}; sort2(a); sort2(a); hook(a); retu
             placement: crate::symbols::placement::place(&[], vaddr, vaddr),
             refused: None,
             ret_sites: Vec::new(),
-            early_exits: Vec::new(),
-            early_covers: Vec::new(),
+            epilogues: Vec::new(),
             call_returns: Vec::new(),
             value_returns: Vec::new(),
             call_sites: Vec::new(),

@@ -161,9 +161,15 @@ pub struct ProbeSet {
     /// its entry value (BPF `on_ret_site`).
     pub ret_sites: Vec<AttachList>,
     /// Branches into epilogues that can stand in for ret sites (Symbol's
-    /// `early_exits`), and the `ret`s they stand for (`early_covers`).
+    /// `epilogues`), and the `ret`s they stand for (`early_covers`).
     pub early_exits: Vec<AttachList>,
     pub early_covers: Vec<AttachList>,
+    /// Direct calls returning into an epilogue, to a traced function whose
+    /// exit then ends the caller's frame too (BPF chains it at the call),
+    /// and the `ret`s that they with `early_exits` stand for. Only while
+    /// BPF keeps the caller's frame: deeper, the `ret` is attached.
+    pub chain_calls: Vec<AttachList>,
+    pub chain_covers: Vec<AttachList>,
     /// The same for selected PLT stubs: the instruction after every direct
     /// `call` to the stub anywhere in its module, where the stack pointer is
     /// its entry value + 8 (BPF `on_exit` as a plain uprobe). A direct `jmp`
@@ -220,6 +226,8 @@ impl ProbeSet {
             &mut self.ret_sites,
             &mut self.early_exits,
             &mut self.early_covers,
+            &mut self.chain_calls,
+            &mut self.chain_covers,
             &mut self.call_returns,
             &mut self.call_site_entries,
             &mut self.jump_entries,
@@ -300,6 +308,8 @@ struct ModuleLists {
     ret_sites: ListBuilder,
     early_exits: ListBuilder,
     early_covers: ListBuilder,
+    chain_calls: ListBuilder,
+    chain_covers: ListBuilder,
     call_returns: ListBuilder,
     call_sites: ListBuilder,
     jump_sites: ListBuilder,
@@ -319,6 +329,8 @@ impl ModuleLists {
             ret_sites: ListBuilder::new(path),
             early_exits: ListBuilder::new(path),
             early_covers: ListBuilder::new(path),
+            chain_calls: ListBuilder::new(path),
+            chain_covers: ListBuilder::new(path),
             call_returns: ListBuilder::new(path),
             call_sites: ListBuilder::new(path),
             jump_sites: ListBuilder::new(path),
@@ -358,6 +370,8 @@ impl ModuleLists {
         self.ret_sites.finish(&mut set.ret_sites);
         self.early_exits.finish(&mut set.early_exits);
         self.early_covers.finish(&mut set.early_covers);
+        self.chain_calls.finish(&mut set.chain_calls);
+        self.chain_covers.finish(&mut set.chain_covers);
         self.call_returns.finish(&mut set.call_returns);
         self.call_sites.finish(&mut set.call_site_entries);
         self.jump_sites.finish(&mut set.jump_entries);
@@ -460,6 +474,8 @@ pub fn probe_set_with(
         let first = set.table.functions.len();
         // Each numbered function or stub by address, for the tail calls.
         let mut at: HashMap<u64, FuncId> = HashMap::new();
+        // Functions whose entry is probed at their own code.
+        let mut ends_with_calls: HashSet<u64> = HashSet::new();
         let mut tail_calls = Vec::new();
         for sym in &selected.functions {
             // Recursion deeper than the kernel's 64 pending returns is BPF's
@@ -487,12 +503,6 @@ pub fn probe_set_with(
             for &site in &sym.ret_sites {
                 lists.ret_sites.add(site, id);
             }
-            for &site in &sym.early_exits {
-                lists.early_exits.add(site, id);
-            }
-            for &site in &sym.early_covers {
-                lists.early_covers.add(site, id);
-            }
             // The same exits seen where its calls return (exit_policy picks).
             for &site in &sym.call_returns {
                 lists.call_returns.add(site, id);
@@ -509,7 +519,43 @@ pub fn probe_set_with(
                 }
             }
             at.insert(sym.vaddr, id);
+            if !at_calls {
+                ends_with_calls.insert(sym.vaddr);
+            }
             tail_calls.extend(sym.tail_calls.iter().map(|&(site, to)| (site, to, id)));
+        }
+        // Deep recursion's sites in place of single-stepped `ret`s: the
+        // branches into an epilogue, and the calls returning into it whose
+        // callee's own exit is seen (a traced function, not entered at its
+        // calls, where its entry probe would share the call's). Not where
+        // an exception may be caught between the call and the epilogue.
+        for sym in &selected.functions {
+            let Some(&id) = at.get(&sym.vaddr) else {
+                continue;
+            };
+            for e in &sym.epilogues {
+                let traced = |&(_, callee): &(u64, u64)| {
+                    let index = |id: &FuncId| (id.0 - set.first.0) as usize;
+                    let function = at
+                        .get(&callee)
+                        .and_then(|id| set.table.functions.get(index(id)));
+                    ends_with_calls.contains(&callee)
+                        && function.is_some_and(|f| !libc::returns_twice(&f.raw_name))
+                };
+                if !e.calls.is_empty() && (unwinds || !e.calls.iter().all(traced)) {
+                    continue;
+                }
+                for &site in &e.branches {
+                    lists.early_exits.add(site, id);
+                }
+                for &(site, _) in &e.calls {
+                    lists.chain_calls.add(site, id);
+                }
+                match e.calls.is_empty() {
+                    true => lists.early_covers.add(e.ret, id),
+                    false => lists.chain_covers.add(e.ret, id),
+                };
+            }
         }
         for stub in &selected.plt {
             // Reached only by direct calls and jumps, a stub is entered at
@@ -688,6 +734,8 @@ mod tests {
         );
     }
 
+    use super::epilogue::Epilogue;
+
     fn plan_for(module: &ModuleSymbols, functions: &[&str]) -> ProbeSet {
         let filter = Filter {
             functions: functions.iter().map(|f| f.to_string()).collect(),
@@ -695,6 +743,38 @@ mod tests {
         };
         let selection = select(module, &[], &Selector::new(&filter).expect("globs"));
         probe_set(&selection, Numbering::default())
+    }
+
+    #[test]
+    fn a_call_returning_into_an_epilogue_chains_only_to_a_traced_callee() {
+        let fx = Fixture::new();
+        let exe = read_module(&fx.cc("intocall", testutil::INTOCALL, &["-O2"])).expect("reading");
+        let relay = exe
+            .functions
+            .iter()
+            .find(|s| s.name == "relay")
+            .expect("relay");
+        // relay's second `ret` follows its call to hop.
+        let chained: Vec<&Epilogue> = relay
+            .epilogues
+            .iter()
+            .filter(|e| !e.calls.is_empty())
+            .collect();
+        let [epilogue] = chained[..] else {
+            panic!("{:?}", relay.epilogues)
+        };
+        let lists = |plan: &ProbeSet| {
+            let offsets =
+                |l: &[AttachList]| l.iter().flat_map(|l| l.offsets.clone()).collect::<Vec<_>>();
+            (offsets(&plan.chain_calls), offsets(&plan.chain_covers))
+        };
+        let calls = epilogue.calls.iter().map(|c| c.0).collect();
+        assert_eq!(
+            lists(&plan_for(&exe, &["relay", "hop"])),
+            (calls, vec![epilogue.ret])
+        );
+        // hop untraced: nothing would end relay's frame.
+        assert_eq!(lists(&plan_for(&exe, &["relay"])), (vec![], vec![]));
     }
 
     #[test]

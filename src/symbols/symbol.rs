@@ -1,6 +1,7 @@
 //! One function with code in a module, as the readers fill it in: where it
 //! is, where its probe goes, and where it ends (exit_sites.rs).
 
+use super::epilogue::Epilogue;
 use super::placement::Placement;
 
 /// A function with code in a module.
@@ -31,13 +32,10 @@ pub struct Symbol {
     /// entry value. Empty for a function that never returns, or leaves only
     /// through an indirect jump.
     pub ret_sites: Vec<u64>,
-    /// Emulated branches into its epilogues (file offsets, sorted), which
-    /// deep recursion's sites may use instead of the `ret`s in
-    /// `early_covers` (epilogue.rs): once one goes that way, the function
-    /// returns.
-    pub early_exits: Vec<u64>,
-    /// The `ret`s (file offsets, sorted) that `early_exits` stand for.
-    pub early_covers: Vec<u64>,
+    /// Its `ret`s whose epilogue only emulated branches and direct calls
+    /// enter (epilogue.rs): deep recursion's sites may use those instead of
+    /// the single-stepped `ret`.
+    pub epilogues: Vec<Epilogue>,
     /// Where its calls return (file offsets, sorted), when nothing but the
     /// direct calls of its module reaches it (exit_sites' `only_called`):
     /// its exits, and those of what it tail-jumps to, are seen there,

@@ -75,6 +75,18 @@ static void (*volatile run)(const char *, long *, long *) = eval;
 int main(int argc, char **argv) { long pc = 0, acc = 0; run(argv[argc - 1], &pc, &acc); return (int)acc; }
 "#;
 
+/// gcc -O2 (tests/fixtures/intocall.c's): relay calls hop and returns
+/// straight after (`call hop; add $8,%rsp; ret`); hop writes its value on
+/// the way out, so no call of relay's runs into hop's `ret`.
+pub const INTOCALL: &str = r#"
+long hops;
+__attribute__((noipa, used)) long hop(long n);
+__attribute__((noipa, used)) void relay(long n) { if (n > 0) hop(n - 1); __asm__ volatile("" ::: "memory"); }
+__attribute__((noipa, used)) long hop(long n) { relay(n); hops++; __asm__ volatile("" ::: "memory"); return n; }
+static void (*volatile run)(long) = relay;
+int main(int argc, char **argv) { (void)argv; run(argc); return (int)hops; }
+"#;
+
 /// Hand-written exits no compiler emits on purpose (assemble with gcc as `.S`).
 pub const ASM_EXITS: &str = r#"
     .text

@@ -396,6 +396,82 @@ fn deep_frames_end_at_the_branch_into_their_epilogue_live_recorded_and_counted()
     assert_eq!(summary, counts(&calls), "{}", counted.graph);
 }
 
+/// The normalised call graph of `main() { relay() { hop() { relay() …
+/// printf@plt(); }` with relay entered `relays` times (after `strtol@plt()`,
+/// which reads the depth, when it is given).
+fn relay_tree(relays: usize, given: bool) -> String {
+    let (open, done) = ("            [     1] | ", "      <dur> [     1] | ");
+    let name = |level: usize| if level % 2 == 1 { "relay" } else { "hop" };
+    let levels = 2 * relays - 1;
+    let mut tree = format!("# DURATION     TID     FUNCTION\n{open}main() {{\n");
+    if given {
+        tree += &format!("{done}  strtol@plt();\n");
+    }
+    for level in 1..levels {
+        tree += &format!("{open}{}{}() {{\n", "  ".repeat(level), name(level));
+    }
+    tree += &format!("{done}{}{}();\n", "  ".repeat(levels), name(levels));
+    for level in (1..levels).rev() {
+        tree += &format!("{done}{}}} /* {} */\n", "  ".repeat(level), name(level));
+    }
+    tree + &format!("{done}  printf@plt();\n{done}}} /* main */\n")
+}
+
+#[test]
+fn a_frame_that_returns_right_after_its_call_ends_with_the_callee() {
+    if !require_bpf() {
+        return;
+    }
+    // relay's `call hop; add $8,%rsp; ret`: past the hijacks its frames
+    // chain to hop's at the call and end with them, live, recorded and
+    // counted, and with --max-rate, where BPF attaches relay's `ret`
+    // instead (a muted hop's probes go).
+    let bin = fixture("intocall", Build::O2);
+    let expected = relay_tree(201, false);
+    let calls = [("main", 1), ("relay", 201), ("hop", 200), ("printf@plt", 1)];
+    for opts in [&[][..], &["--max-rate", "100000000"]] {
+        let live = trace(&bin, &[], opts);
+        assert_eq!(
+            live.stdout, "intocall depth=200 hops=200\n",
+            "{}",
+            live.stderr
+        );
+        crate::common::assert_text_eq(&expected, &normalise(&live.graph));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("intocall.data");
+    crate::record::record(&[], &bin, &[], &data);
+    let reported = crate::record::report(&data, &["--format=call-graph"]);
+    crate::common::assert_text_eq(&expected, &normalise(&reported));
+    let counted = trace(&bin, &[], &["--format=summary"]);
+    let summary = crate::common::summary_calls(&counted.graph);
+    assert_eq!(summary, counts(&calls), "{}", counted.graph);
+}
+
+#[test]
+fn frames_deeper_than_bpf_keeps_end_at_their_ret_when_they_cannot_chain() {
+    if !require_bpf() {
+        return;
+    }
+    // 3,000 relays and 3,000 hops: from frame 1,024 on, relay's calls
+    // cannot chain it (BPF keeps no frame to mark) and its `ret` is
+    // attached instead. Every frame ends at its own return all the same.
+    let bin = fixture("intocall", Build::O2);
+    let t = trace(&bin, &["3000"], &[]);
+    assert_eq!(t.stdout, "intocall depth=3000 hops=3000\n", "{}", t.stderr);
+    crate::common::assert_text_eq(&relay_tree(3001, true), &normalise(&t.graph));
+    let counted = trace(&bin, &["3000"], &["--format=summary"]);
+    let calls = [
+        ("main", 1),
+        ("strtol@plt", 1),
+        ("relay", 3001),
+        ("hop", 3000),
+        ("printf@plt", 1),
+    ];
+    let summary = crate::common::summary_calls(&counted.graph);
+    assert_eq!(summary, counts(&calls), "{}", counted.graph);
+}
+
 #[test]
 fn leaves_at_the_bottom_of_deep_recursion_keep_their_hijacks() {
     if !require_bpf() {
