@@ -302,6 +302,48 @@ impl ListBuilder {
     }
 }
 
+/// Deep recursion's sites in place of single-stepped `ret`s (Symbol's
+/// `epilogues`): the branches into an epilogue, and the calls returning
+/// into it whose callee's own exit is seen: a traced function (`at`) whose
+/// entry is probed in its own code (`own_entry`; one entered at its calls
+/// would share the call's probe) and that returns once. None in a module
+/// that can be unwound through (`unwinds`), where a catch could land
+/// between the call and the epilogue.
+fn list_epilogues(
+    lists: &mut ModuleLists,
+    set: &ProbeSet,
+    functions: &[&Symbol],
+    at: &HashMap<u64, FuncId>,
+    own_entry: &HashSet<u64>,
+    unwinds: bool,
+) {
+    let traced = |&(_, callee): &(u64, u64)| {
+        let function =
+            (at.get(&callee)).and_then(|id| set.table.functions.get((id.0 - set.first.0) as usize));
+        own_entry.contains(&callee) && function.is_some_and(|f| !libc::returns_twice(&f.raw_name))
+    };
+    for sym in functions {
+        let Some(&id) = at.get(&sym.vaddr) else {
+            continue;
+        };
+        for e in &sym.epilogues {
+            if !e.calls.is_empty() && (unwinds || !e.calls.iter().all(traced)) {
+                continue;
+            }
+            for &site in &e.branches {
+                lists.early_exits.add(site, id);
+            }
+            for &(site, _) in &e.calls {
+                lists.chain_calls.add(site, id);
+            }
+            match e.calls.is_empty() {
+                true => lists.early_covers.add(e.ret, id),
+                false => lists.chain_covers.add(e.ret, id),
+            };
+        }
+    }
+}
+
 /// The lists of one module, filled as ids are handed out.
 struct ModuleLists {
     entries: ListBuilder,
@@ -474,8 +516,8 @@ pub fn probe_set_with(
         let first = set.table.functions.len();
         // Each numbered function or stub by address, for the tail calls.
         let mut at: HashMap<u64, FuncId> = HashMap::new();
-        // Functions whose entry is probed at their own code.
-        let mut ends_with_calls: HashSet<u64> = HashSet::new();
+        // Functions whose entry is probed in their own code, not at calls.
+        let mut own_entry: HashSet<u64> = HashSet::new();
         let mut tail_calls = Vec::new();
         for sym in &selected.functions {
             // Recursion deeper than the kernel's 64 pending returns is BPF's
@@ -520,43 +562,18 @@ pub fn probe_set_with(
             }
             at.insert(sym.vaddr, id);
             if !at_calls {
-                ends_with_calls.insert(sym.vaddr);
+                own_entry.insert(sym.vaddr);
             }
             tail_calls.extend(sym.tail_calls.iter().map(|&(site, to)| (site, to, id)));
         }
-        // Deep recursion's sites in place of single-stepped `ret`s: the
-        // branches into an epilogue, and the calls returning into it whose
-        // callee's own exit is seen (a traced function, not entered at its
-        // calls, where its entry probe would share the call's). Not where
-        // an exception may be caught between the call and the epilogue.
-        for sym in &selected.functions {
-            let Some(&id) = at.get(&sym.vaddr) else {
-                continue;
-            };
-            for e in &sym.epilogues {
-                let traced = |&(_, callee): &(u64, u64)| {
-                    let index = |id: &FuncId| (id.0 - set.first.0) as usize;
-                    let function = at
-                        .get(&callee)
-                        .and_then(|id| set.table.functions.get(index(id)));
-                    ends_with_calls.contains(&callee)
-                        && function.is_some_and(|f| !libc::returns_twice(&f.raw_name))
-                };
-                if !e.calls.is_empty() && (unwinds || !e.calls.iter().all(traced)) {
-                    continue;
-                }
-                for &site in &e.branches {
-                    lists.early_exits.add(site, id);
-                }
-                for &(site, _) in &e.calls {
-                    lists.chain_calls.add(site, id);
-                }
-                match e.calls.is_empty() {
-                    true => lists.early_covers.add(e.ret, id),
-                    false => lists.chain_covers.add(e.ret, id),
-                };
-            }
-        }
+        list_epilogues(
+            &mut lists,
+            &set,
+            &selected.functions,
+            &at,
+            &own_entry,
+            unwinds,
+        );
         for stub in &selected.plt {
             // Reached only by direct calls and jumps, a stub is entered at
             // them (PltStub's call_sites and jump_sites), in every module:
@@ -644,6 +661,7 @@ fn stub_of(stub: &PltStub, module: &ModuleSymbols, module_id: u32) -> (Function,
 mod tests {
     use super::*;
     use crate::options::Filter;
+    use crate::symbols::epilogue::Epilogue;
     use crate::symbols::testutil::{ASM_EXITS, CALLS_LIBC, EXITS, Fixture};
 
     fn ids(ids: &[u32]) -> Vec<FuncId> {
@@ -733,8 +751,6 @@ mod tests {
             libs[0].path.to_str().unwrap_or("")
         );
     }
-
-    use super::epilogue::Epilogue;
 
     fn plan_for(module: &ModuleSymbols, functions: &[&str]) -> ProbeSet {
         let filter = Filter {
