@@ -353,56 +353,11 @@ fn deep_tree(levels: usize, calls: impl Fn(&str) -> String) -> String {
     tree + &format!("{done}  printf@plt();\n{done}}} /* main */\n")
 }
 
-#[test]
-fn deep_frames_end_at_the_branch_into_their_epilogue_live_recorded_and_counted() {
-    if !require_bpf() {
-        return;
-    }
-    // eval recurses 200 deep and returns through a `je` into `pop; pop;
-    // pop; ret` or a `jne` falling through into it, no call before them:
-    // past the hijacks its frames end at those branches (emulated), which
-    // stand in for the `ret` (single-stepped).
-    let bin = fixture("epilogue", Build::O2);
+/// The normalised call graph of `main() { f1() { f2() { … fN(); … }
+/// printf@plt(); }`, `name(level)` naming each level's function (after
+/// `strtol@plt()`, which reads the depth, when it is `given`).
+fn nested_tree(levels: usize, name: impl Fn(usize) -> &'static str, given: bool) -> String {
     let (open, done) = ("            [     1] | ", "      <dur> [     1] | ");
-    let mut expected = format!("# DURATION     TID     FUNCTION\n{open}main() {{\n");
-    for level in 1..=200 {
-        expected += &format!("{open}{}eval() {{\n", "  ".repeat(level));
-    }
-    expected += &format!("{done}{}eval();\n", "  ".repeat(201));
-    for level in (1..=200).rev() {
-        expected += &format!("{done}{}}} /* eval */\n", "  ".repeat(level));
-    }
-    expected += &format!("{done}  printf@plt();\n{done}}} /* main */\n");
-    let line = "utrace: calls nested deeper than the kernel's 64 pending returns: \
-                ret sites attached on demand once";
-    let live = trace(&bin, &[], &[]);
-    assert_eq!(
-        live.stdout, "epilogue depth=200 sum=200\n",
-        "{}",
-        live.stderr
-    );
-    assert!(live.stderr.contains(line), "{}", live.stderr);
-    crate::common::assert_text_eq(&expected, &normalise(&live.graph));
-
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("epilogue.data");
-    crate::record::record(&[], &bin, &[], &data);
-    let reported = crate::record::report(&data, &["--format=call-graph"]);
-    crate::common::assert_text_eq(&expected, &normalise(&reported));
-
-    let counted = trace(&bin, &[], &["--format=summary"]);
-    let calls = [("main", 1), ("eval", 201), ("printf@plt", 1)];
-    let summary = crate::common::summary_calls(&counted.graph);
-    assert_eq!(summary, counts(&calls), "{}", counted.graph);
-}
-
-/// The normalised call graph of `main() { relay() { hop() { relay() …
-/// printf@plt(); }` with relay entered `relays` times (after `strtol@plt()`,
-/// which reads the depth, when it is given).
-fn relay_tree(relays: usize, given: bool) -> String {
-    let (open, done) = ("            [     1] | ", "      <dur> [     1] | ");
-    let name = |level: usize| if level % 2 == 1 { "relay" } else { "hop" };
-    let levels = 2 * relays - 1;
     let mut tree = format!("# DURATION     TID     FUNCTION\n{open}main() {{\n");
     if given {
         tree += &format!("{done}  strtol@plt();\n");
@@ -417,35 +372,68 @@ fn relay_tree(relays: usize, given: bool) -> String {
     tree + &format!("{done}  printf@plt();\n{done}}} /* main */\n")
 }
 
+/// relay, hop, relay…: intocall.c's levels.
+fn relay_or_hop(level: usize) -> &'static str {
+    if level % 2 == 1 { "relay" } else { "hop" }
+}
+
+/// Traces `bin` live with `opts`, then records and reports it, then counts
+/// it in BPF: the program's `stdout` and the tree `expected` both ways,
+/// the `calls` counted. Returns utrace's stderr of the live run.
+fn assert_exact_live_recorded_counted(
+    bin: &Path,
+    opts: &[&str],
+    (stdout, expected): (&str, &str),
+    calls: &[(&str, usize)],
+) -> String {
+    let live = trace(bin, &[], opts);
+    assert_eq!(live.stdout, stdout, "{}", live.stderr);
+    crate::common::assert_text_eq(expected, &normalise(&live.graph));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("trace.data");
+    crate::record::record(opts, bin, &[], &data);
+    let reported = crate::record::report(&data, &["--format=call-graph"]);
+    crate::common::assert_text_eq(expected, &normalise(&reported));
+    let counted = trace(bin, &[], &[opts, &["--format=summary"]].concat());
+    let summary = crate::common::summary_calls(&counted.graph);
+    assert_eq!(summary, counts(calls), "{}", counted.graph);
+    live.stderr
+}
+
+#[test]
+fn deep_frames_end_at_the_branch_into_their_epilogue_live_recorded_and_counted() {
+    if !require_bpf() {
+        return;
+    }
+    // eval recurses 200 deep and returns through a `je` into `pop; pop;
+    // pop; ret` or a `jne` falling through into it, no call before them:
+    // past the hijacks its frames end at those branches (emulated), which
+    // stand in for the `ret` (single-stepped).
+    let bin = fixture("epilogue", Build::O2);
+    let expected = nested_tree(201, |_| "eval", false);
+    let calls = [("main", 1), ("eval", 201), ("printf@plt", 1)];
+    let out = ("epilogue depth=200 sum=200\n", expected.as_str());
+    let stderr = assert_exact_live_recorded_counted(&bin, &[], out, &calls);
+    let line = "utrace: calls nested deeper than the kernel's 64 pending returns: \
+                ret sites attached on demand once";
+    assert!(stderr.contains(line), "{stderr}");
+}
+
 #[test]
 fn a_frame_that_returns_right_after_its_call_ends_with_the_callee() {
     if !require_bpf() {
         return;
     }
     // relay's `call hop; add $8,%rsp; ret`: past the hijacks its frames
-    // chain to hop's at the call and end with them, live, recorded and
-    // counted, and with --max-rate, where BPF attaches relay's `ret`
-    // instead (a muted hop's probes go).
+    // chain to hop's at the call and end with them; with --max-rate BPF
+    // attaches relay's `ret` instead (a muted hop's probes go).
     let bin = fixture("intocall", Build::O2);
-    let expected = relay_tree(201, false);
+    let expected = nested_tree(401, relay_or_hop, false);
     let calls = [("main", 1), ("relay", 201), ("hop", 200), ("printf@plt", 1)];
+    let out = ("intocall depth=200 hops=200\n", expected.as_str());
     for opts in [&[][..], &["--max-rate", "100000000"]] {
-        let live = trace(&bin, &[], opts);
-        assert_eq!(
-            live.stdout, "intocall depth=200 hops=200\n",
-            "{}",
-            live.stderr
-        );
-        crate::common::assert_text_eq(&expected, &normalise(&live.graph));
+        assert_exact_live_recorded_counted(&bin, opts, out, &calls);
     }
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("intocall.data");
-    crate::record::record(&[], &bin, &[], &data);
-    let reported = crate::record::report(&data, &["--format=call-graph"]);
-    crate::common::assert_text_eq(&expected, &normalise(&reported));
-    let counted = trace(&bin, &[], &["--format=summary"]);
-    let summary = crate::common::summary_calls(&counted.graph);
-    assert_eq!(summary, counts(&calls), "{}", counted.graph);
 }
 
 #[test]
@@ -459,7 +447,7 @@ fn frames_deeper_than_bpf_keeps_end_at_their_ret_when_they_cannot_chain() {
     let bin = fixture("intocall", Build::O2);
     let t = trace(&bin, &["3000"], &[]);
     assert_eq!(t.stdout, "intocall depth=3000 hops=3000\n", "{}", t.stderr);
-    crate::common::assert_text_eq(&relay_tree(3001, true), &normalise(&t.graph));
+    crate::common::assert_text_eq(&nested_tree(6001, relay_or_hop, true), &normalise(&t.graph));
     let counted = trace(&bin, &["3000"], &["--format=summary"]);
     let calls = [
         ("main", 1),
