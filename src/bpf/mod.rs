@@ -313,6 +313,9 @@ impl<'obj> Probes<'obj> {
     /// where BPF could not chain a frame (EV_NEED_RETS): taken away with
     /// its other ret sites.
     pub fn attach_rets(&mut self, id: FuncId, specs: Vec<LinkSpec>, pid: u32) -> Result<()> {
+        if !specs.is_empty() {
+            self.demanded.0 += 1;
+        }
         for spec in specs {
             self.attach(spec, Some(pid), Some(id))?;
         }

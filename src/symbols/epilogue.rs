@@ -1,23 +1,28 @@
 //! Exits seen before the epilogue, for the ret sites deep recursion needs.
 //!
 //! The kernel single-steps a probe on `ret` (10–18 µs on these VMs) but
-//! emulates one on a relative `jcc` or `jmp` (under 1 µs). When every way
-//! into the straight line that ends in a function's `ret` (its epilogue:
-//! `add $N,%rsp`, `pop`s) is such a branch, or a `jcc` falling through into
-//! it, the branches can stand in for the `ret`: once one goes that way the
-//! return is certain, the stack pointer at the `ret` is the branch's plus
-//! what the epilogue pops, and nothing between them writes the return
-//! value's registers. BPF ends the frame there, a few instructions
-//! early, and tests a `jcc`'s condition against the flags as for a
-//! conditional tail call. Lua's `luaV_execute` leaves through one `jne`
-//! into `add $0x58,%rsp; pop ×6; ret`: its deep frames end at ~0.5 µs
+//! emulates one on a relative `jcc`, `jmp` or `call` (under 1 µs). When
+//! every way into the straight line that ends in a function's `ret` (its
+//! epilogue: `add $N,%rsp`, `pop`s, stores) is such a branch, a `jcc`
+//! falling through into it, or a direct call returning into it, those can
+//! stand in for the `ret`. Once a branch goes that way the return is
+//! certain: the stack pointer at the `ret` is the branch's plus what the
+//! epilogue pops, and nothing between them writes the return value's
+//! registers, so BPF ends the frame there, a few instructions early,
+//! testing a `jcc`'s condition against the flags as for a conditional tail
+//! call. A call returning into it ends the frame when the callee's own
+//! exit is seen: BPF chains the frame to the callee's at the call (the
+//! caller picks the calls whose callee is traced, symbols' mod.rs). Lua's
+//! `luaV_execute` leaves through one `jne` into `add $0x58,%rsp; pop ×6;
+//! ret`, `luaD_callnoyield` where its `call luaV_execute` returns into
+//! `subl; add $16,%rsp; pop; ret`: their deep frames end at ~0.5 µs
 //! instead of a single step each.
 //!
 //! What could land in an epilogue unseen is ruled out: a relative jump
 //! table (a PIC `switch`) or a jump through a register this scan cannot
 //! follow, a computed goto or a pointer to it (an address the module's
 //! relocations name, taken.rs), a jump from another function, code that
-//! cannot all be decoded, a call returning into it.
+//! cannot all be decoded, a call through a pointer returning into it.
 
 use std::collections::HashSet;
 
