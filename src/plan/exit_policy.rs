@@ -70,9 +70,10 @@ pub struct LinkSpec {
     /// caller ([`ProbeSet`]'s `into_caller_calls`): the caller's exit ends
     /// them, where their own return would be single-stepped.
     pub with_caller: bool,
-    /// Ret sites that are branches into an epilogue ([`ProbeSet`]'s
-    /// `early_exits`): BPF finds the stack pointer of the `ret` they stand
-    /// for in the cookie.
+    /// Ret sites that stand in for a `ret`: branches into its epilogue
+    /// ([`ProbeSet`]'s `early_exits`), where BPF finds the `ret`'s stack
+    /// pointer in the cookie, and calls returning into it (`chain_calls`),
+    /// where BPF chains the frame to the callee's.
     pub early: bool,
 }
 
