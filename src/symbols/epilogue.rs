@@ -24,7 +24,7 @@
 //! relocations name, taken.rs), a jump from another function, code that
 //! cannot all be decoded, a call through a pointer returning into it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use iced_x86::{
     Code, Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, Mnemonic,
@@ -214,10 +214,16 @@ pub(crate) fn epilogues(pieces: &Pieces<'_>, around: &Around<'_>) -> Vec<Epilogu
             }
         }
     }
-    let branches: Vec<&Instruction> = (code.iter().flatten())
-        .filter(|i| i.op0_kind() == OpKind::NearBranch64)
-        .collect();
-    let own: HashSet<u64> = branches.iter().map(|i| i.near_branch_target()).collect();
+    // Where each of the function's branches and calls lands.
+    let mut landing: HashMap<u64, Vec<&Instruction>> = HashMap::new();
+    for insn in code.iter().flatten() {
+        if insn.op0_kind() == OpKind::NearBranch64 {
+            landing
+                .entry(insn.near_branch_target())
+                .or_default()
+                .push(insn);
+        }
+    }
     let mut info = InstructionInfoFactory::new();
     let mut found = Vec::new();
     for (piece, insns) in code.iter().enumerate() {
@@ -233,8 +239,8 @@ pub(crate) fn epilogues(pieces: &Pieces<'_>, around: &Around<'_>) -> Vec<Epilogu
                 start -= 1;
             }
             let line = &insns[start..=r];
-            let mut entries: Vec<&Instruction> = (branches.iter().copied())
-                .filter(|b| line.iter().any(|i| i.ip() == b.near_branch_target()))
+            let mut entries: Vec<&Instruction> = (line.iter())
+                .flat_map(|i| landing.get(&i.ip()).into_iter().flatten().copied())
                 .collect();
             let mut calls = Vec::new();
             // Reached without a branch: from the function's own entry, from
@@ -261,7 +267,7 @@ pub(crate) fn epilogues(pieces: &Pieces<'_>, around: &Around<'_>) -> Vec<Epilogu
             let elsewhere = line.iter().any(|i| {
                 let ip = i.ip();
                 around.taken.is_some_and(|t| t.contains(&ip))
-                    || (around.referenced)(ip) && !own.contains(&ip)
+                    || (around.referenced)(ip) && !landing.contains_key(&ip)
             });
             let accepted = |i: &Instruction| {
                 at(pieces, i.ip()).is_some_and(|code| kernel_accepts(&code[..i.len()]))
