@@ -300,30 +300,33 @@ impl<'obj> Probes<'obj> {
     }
 
     pub fn attach_exits(&mut self, id: FuncId, specs: Vec<LinkSpec>, pid: u32) -> Result<()> {
-        if !specs.is_empty() {
-            self.demanded.0 += 1;
-        }
-        for spec in specs {
-            self.attach(spec, Some(pid), Some(id))?;
-        }
-        self.exits_attached(id)
+        self.attach_demanded(id, specs, pid, EXITS_ATTACHED)
     }
 
     /// The `ret`s of function `id` that its calls into them stood for,
     /// where BPF could not chain a frame (EV_NEED_RETS): taken away with
     /// its other ret sites.
     pub fn attach_rets(&mut self, id: FuncId, specs: Vec<LinkSpec>, pid: u32) -> Result<()> {
+        self.attach_demanded(id, specs, pid, EXITS_RETS_ATTACHED)
+    }
+
+    /// Attaches links on demand for function `id`, to be taken away with
+    /// its other ret sites, and tells BPF they are there (`state`, an
+    /// `exit_sites_state`).
+    fn attach_demanded(
+        &mut self,
+        id: FuncId,
+        specs: Vec<LinkSpec>,
+        pid: u32,
+        state: u8,
+    ) -> Result<()> {
         if !specs.is_empty() {
             self.demanded.0 += 1;
         }
         for spec in specs {
             self.attach(spec, Some(pid), Some(id))?;
         }
-        self.skel
-            .maps
-            .exit_sites
-            .update(&id.0.to_ne_bytes(), &[EXITS_RETS_ATTACHED], MapFlags::ANY)
-            .context("marking the ret sites attached")
+        self.mark_exits(id, state)
     }
 
     /// What the ret sites attached on demand were, for the closing lines:
@@ -366,13 +369,19 @@ impl<'obj> Probes<'obj> {
         ids.sort_unstable();
         ids.dedup();
         let sites = &self.skel.maps.exit_sites;
-        for id in &ids {
+        // What BPF knew of each, to give back if they stay: a function whose
+        // unchained `ret`s are attached too must not ask for them again.
+        let mut states = Vec::with_capacity(ids.len());
+        for &id in &ids {
+            let key = id.0.to_ne_bytes();
+            let state = sites.lookup(&key, MapFlags::ANY).ok().flatten();
+            states.push((id, state.and_then(|v| v.first().copied())));
             // Absent when BPF never asked (a function without ret sites).
-            let _ = sites.delete(&id.0.to_ne_bytes());
+            let _ = sites.delete(&key);
         }
         if self.deep_threads()? > 0 {
-            for &id in &ids {
-                self.exits_attached(id)?;
+            for (id, state) in states {
+                self.mark_exits(id, state.unwrap_or(EXITS_ATTACHED))?;
             }
             return Ok(0);
         }
@@ -571,13 +580,14 @@ impl<'obj> Probes<'obj> {
         MapHandle::try_from(&self.skel.maps.events).context("duplicating the ring buffer handle")
     }
 
-    /// `--exit=auto`: function `id`'s ret sites are attached (or it has
-    /// none): BPF stops asking for them.
-    fn exits_attached(&self, id: FuncId) -> Result<()> {
+    /// `--exit=auto`: what of function `id`'s ret sites is attached
+    /// (`state`, an `exit_sites_state`; EXITS_ATTACHED also when it has
+    /// none): BPF stops asking for it.
+    fn mark_exits(&self, id: FuncId, state: u8) -> Result<()> {
         self.skel
             .maps
             .exit_sites
-            .update(&id.0.to_ne_bytes(), &[EXITS_ATTACHED], MapFlags::ANY)
+            .update(&id.0.to_ne_bytes(), &[state], MapFlags::ANY)
             .context("marking the ret sites attached")
     }
 
