@@ -31,7 +31,7 @@ use iced_x86::{
     OpKind, Register,
 };
 
-use super::placement::{is_direct_jmp, is_jcc, kernel_accepts};
+use super::placement::{is_direct_jmp, is_jcc, kernel_accepts, writes};
 
 /// The most instructions an epilogue holds before its `ret`.
 const EPILOGUE_LIMIT: usize = 16;
@@ -115,11 +115,6 @@ fn value_or_stack(reg: Register) -> bool {
         reg.full_register(),
         Register::RAX | Register::RDX | Register::RSP
     )
-}
-
-fn writes(access: iced_x86::OpAccess) -> bool {
-    use iced_x86::OpAccess::*;
-    !matches!(access, Read | CondRead | NoMemAccess | None)
 }
 
 /// The exit one early site sees: the stack slots to its function's `ret`,

@@ -318,9 +318,8 @@ fn list_epilogues(
     unwinds: bool,
 ) {
     let traced = |&(_, callee): &(u64, u64)| {
-        let function =
-            (at.get(&callee)).and_then(|id| set.table.functions.get((id.0 - set.first.0) as usize));
-        own_entry.contains(&callee) && function.is_some_and(|f| !libc::returns_twice(&f.raw_name))
+        let facts = (at.get(&callee)).and_then(|id| set.exits.get((id.0 - set.first.0) as usize));
+        own_entry.contains(&callee) && facts.is_some_and(|f| !f.returns_twice)
     };
     for sym in functions {
         let Some(&id) = at.get(&sym.vaddr) else {

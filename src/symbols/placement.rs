@@ -243,7 +243,7 @@ fn registers_only(
     Some(written)
 }
 
-fn writes(access: OpAccess) -> bool {
+pub(crate) fn writes(access: OpAccess) -> bool {
     !matches!(
         access,
         OpAccess::Read | OpAccess::CondRead | OpAccess::NoMemAccess | OpAccess::None
