@@ -645,6 +645,20 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    /// Probes at `offsets` of /bin/x, of the functions `ids`.
+    fn attach_list(offsets: &[u64], ids: &[u32]) -> AttachList {
+        AttachList {
+            path: PathBuf::from("/bin/x"),
+            offsets: offsets.to_vec(),
+            ids: ids.iter().copied().map(FuncId).collect(),
+        }
+    }
+
+    /// Probes at `offsets` of /bin/x, all of function 11.
+    fn of_11(offsets: &[u64]) -> AttachList {
+        attach_list(offsets, &vec![11; offsets.len()])
+    }
+
     fn set() -> ProbeSet {
         let facts = |hijack_safe, returns_twice, short| ExitFacts {
             hijack_safe,
@@ -652,11 +666,7 @@ mod tests {
             short,
             tail_calls: false,
         };
-        let list = |offsets: &[u64], ids: &[u32]| AttachList {
-            path: PathBuf::from("/bin/x"),
-            offsets: offsets.to_vec(),
-            ids: ids.iter().copied().map(FuncId).collect(),
-        };
+        let list = attach_list;
         // 10: safe to hijack; 11: not (an unwinder may meet it); 12: setjmp;
         // 13: a leaf.
         ProbeSet {
@@ -876,14 +886,9 @@ mod tests {
         // 11 has a second `ret` at 0x220, entered only by the `jcc`s at
         // 0x1f0 and 0x200 (epilogue.rs); its `ret` at 0x210 keeps its site.
         let mut early = set();
-        let list = |offsets: &[u64]| AttachList {
-            path: PathBuf::from("/bin/x"),
-            offsets: offsets.to_vec(),
-            ids: vec![FuncId(11); offsets.len()],
-        };
-        early.ret_sites.push(list(&[0x220]));
-        early.early_exits = vec![list(&[0x1f0, 0x200])];
-        early.early_covers = vec![list(&[0x220])];
+        early.ret_sites.push(of_11(&[0x220]));
+        early.early_exits = vec![of_11(&[0x1f0, 0x200])];
+        early.early_covers = vec![of_11(&[0x220])];
         let sites: Vec<(Vec<u64>, bool)> = on_demand_links(&[early], FuncId(11))
             .into_iter()
             .map(|s| (s.list.offsets, s.early))
@@ -896,15 +901,10 @@ mod tests {
         // 11's `ret` at 0x220 is entered by the `jcc` at 0x1f0 and where
         // its call at 0x1e0 returns.
         let mut chained = set();
-        let list = |offsets: &[u64]| AttachList {
-            path: PathBuf::from("/bin/x"),
-            offsets: offsets.to_vec(),
-            ids: vec![FuncId(11); offsets.len()],
-        };
-        chained.ret_sites = vec![list(&[0x220])];
-        chained.early_exits = vec![list(&[0x1f0])];
-        chained.chain_calls = vec![list(&[0x1e0])];
-        chained.chain_covers = vec![list(&[0x220])];
+        chained.ret_sites = vec![of_11(&[0x220])];
+        chained.early_exits = vec![of_11(&[0x1f0])];
+        chained.chain_calls = vec![of_11(&[0x1e0])];
+        chained.chain_covers = vec![of_11(&[0x220])];
         let sites = |specs: Vec<LinkSpec>| -> Vec<(Vec<u64>, bool)> {
             specs
                 .into_iter()

@@ -351,6 +351,12 @@ mod tests {
         (branches, rets, calls)
     }
 
+    /// The exit the branch at `code[at]` stands for.
+    fn exit_at(code: &[u8], at: usize) -> Option<EarlyExit> {
+        let ip = BASE + at as u64;
+        early_exit(&code[at..], ip, |a| code.get((a - BASE) as usize..))
+    }
+
     #[test]
     fn an_epilogue_pops_its_slots_before_a_plain_ret() {
         // add $0x58,%rsp; pop ×6 (luaV_execute's); ret
@@ -381,9 +387,8 @@ mod tests {
             sites(&code, Some(&HashSet::new())),
             (vec![FILE + 7], vec![FILE + 0x13], vec![])
         );
-        let exit = early_exit(&code[7..], BASE + 7, |a| code.get((a - BASE) as usize..));
         assert_eq!(
-            exit,
+            exit_at(&code, 7),
             Some(EarlyExit {
                 slots: 3,
                 taken: Some(true)
@@ -407,9 +412,8 @@ mod tests {
             sites(&code, Some(&HashSet::new())),
             (vec![FILE + 7], vec![FILE + 0x0e], vec![])
         );
-        let exit = early_exit(&code[7..], BASE + 7, |a| code.get((a - BASE) as usize..));
         assert_eq!(
-            exit,
+            exit_at(&code, 7),
             Some(EarlyExit {
                 slots: 3,
                 taken: Some(false)
